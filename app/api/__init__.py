@@ -1,0 +1,1 @@
+"""HTTP: routers, dependencies and the one error-to-response mapping."""

@@ -1,0 +1,131 @@
+"""The one place where errors become HTTP responses.
+
+Paths under ``/api/`` answer in Authlete's ``ResultError`` shape; every other path (the RFC 9126
+endpoint, metadata) answers with RFC 6749 §5.2 JSON. Every answer carries ``Cache-Control: no-store``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.core.errors import ApiError, InvalidClient, OAuthError, ParServerError, clean_description
+
+logger = logging.getLogger("par_server")
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+BASIC_CHALLENGE = 'Basic realm="par-server", charset="UTF-8"'
+_API_PREFIX = "/api/"
+_API_RESULT_CODE_BY_STATUS = {
+    400: "A001203",
+    401: "A001202",
+    403: "A003204",
+    404: "A001210",
+    405: "A001211",
+    413: "A001212",
+    415: "A001213",
+    500: "A001101",
+    503: "A001101",
+}
+
+
+def is_api_path(path: str) -> bool:
+    return path.startswith(_API_PREFIX)
+
+
+def oauth_error_response(error: OAuthError) -> JSONResponse:
+    headers = dict(NO_STORE)
+    if isinstance(error, InvalidClient) and error.used_authorization_header:
+        headers["WWW-Authenticate"] = BASIC_CHALLENGE
+    return JSONResponse(error.to_body(), status_code=error.status_code, headers=headers)
+
+
+def result_error_response(
+    status_code: int, result_code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {"resultCode": result_code, "resultMessage": f"[{result_code}] {clean_description(message)}"},
+        status_code=status_code,
+        headers={**NO_STORE, **(headers or {})},
+    )
+
+
+def error_response(path: str, status_code: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """An error that is neither an OAuth nor an API error (framework-level: 404, 405, 413, 422, 500)."""
+    if is_api_path(path):
+        return result_error_response(
+            status_code, _API_RESULT_CODE_BY_STATUS.get(status_code, "A001201"), message, headers
+        )
+    error = "server_error" if status_code >= 500 else ("not_found" if status_code == 404 else "invalid_request")
+    return JSONResponse(
+        {"error": error, "error_description": clean_description(message)},
+        status_code=status_code,
+        headers={**NO_STORE, **(headers or {})},
+    )
+
+
+async def _handle_par_server_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ParServerError)
+    if isinstance(exc, OAuthError) and not is_api_path(request.url.path):
+        return oauth_error_response(exc)
+    if isinstance(exc, ApiError) or is_api_path(request.url.path):
+        return result_error_response(exc.status_code, exc.result_code, exc.description)
+    return error_response(request.url.path, exc.status_code, exc.description)
+
+
+async def _handle_http_exception(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    messages = {404: "no such endpoint", 405: "method not allowed", 413: "the request body is too large"}
+    message = messages.get(exc.status_code) or str(exc.detail)
+    return error_response(request.url.path, exc.status_code, message, dict(exc.headers or {}))
+
+
+async def _handle_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0] if exc.errors() else {}
+    location = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+    message = f"invalid {location or 'request'}: {first.get('msg', 'malformed request')}"
+    return error_response(request.url.path, 400, message)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ParServerError, _handle_par_server_error)
+    app.add_exception_handler(HTTPException, _handle_http_exception)
+    app.add_exception_handler(RequestValidationError, _handle_validation_error)
+    app.add_middleware(UnhandledErrorMiddleware)
+
+
+class UnhandledErrorMiddleware:
+    """Last resort: any unexpected exception becomes a 500 in the path's format, never a stack trace.
+
+    Only the exception type is logged: driver messages can embed bound parameters.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            logger.error("unhandled %s on %s %s", type(exc).__name__, scope.get("method"), scope.get("path"))
+            if started:
+                raise
+            response = error_response(scope.get("path", ""), 500, "the server could not process the request")
+            await response(scope, receive, send)

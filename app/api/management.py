@@ -1,0 +1,471 @@
+"""Authlete-shaped management API: services (admin token), service access tokens, clients."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from app.api.deps import AppState, StateDep, authorize_service_call, require_admin, utc_now
+from app.api.schemas import (
+    ClientExtension,
+    ClientIn,
+    ClientListOut,
+    ClientOut,
+    ClientSecretRefreshOut,
+    ServiceCreated,
+    ServiceIn,
+    ServiceListOut,
+    ServiceOut,
+    ServiceTokenCreated,
+    ServiceTokenIn,
+    ServiceTokenOut,
+    epoch_millis,
+)
+from app.core.errors import ApiBadRequest, ApiConflict, ApiNotFound
+from app.core.model import SECRET_AUTH_METHODS, ClientAuthMethod, ClientType, GrantType, ResponseType
+from app.core.registration import (
+    resolve_client_type_and_method,
+    validate_alias,
+    validate_endpoint_url,
+    validate_issuer,
+    validate_jwks,
+    validate_redirect_uri,
+)
+from app.core.secrets import new_numeric_id
+from app.db.models import Client, Service, ServiceAccessToken
+from app.db.repositories import ClientRepository, ServiceRepository, ServiceTokenRepository
+
+router = APIRouter(prefix="/api", tags=["Management API"])
+AdminDep = Depends(require_admin)
+MAX_PAGE = 1000
+
+DEFAULT_RESPONSE_TYPES = [ResponseType.CODE]
+DEFAULT_GRANT_TYPES = [GrantType.AUTHORIZATION_CODE, GrantType.REFRESH_TOKEN]
+DEFAULT_AUTH_METHODS = [
+    ClientAuthMethod.NONE,
+    ClientAuthMethod.CLIENT_SECRET_BASIC,
+    ClientAuthMethod.CLIENT_SECRET_POST,
+]
+
+
+def _page(start: int, end: int | None) -> tuple[int, int]:
+    end = start + 5 if end is None else end  # Authlete's default page
+    if start < 0 or end < start or end - start > MAX_PAGE:
+        raise ApiBadRequest(f"start and end must satisfy 0 <= start <= end <= start + {MAX_PAGE}")
+    return start, end
+
+
+# --- services -----------------------------------------------------------------------------------------
+
+
+def service_out(state: AppState, row: Service) -> ServiceOut:
+    record = state.service_record(row)
+    return ServiceOut(
+        api_key=row.id,
+        service_name=row.name,
+        description=row.description,
+        issuer=record.issuer,
+        authorization_endpoint=row.authorization_endpoint,
+        token_endpoint=row.token_endpoint,
+        pushed_auth_req_endpoint=record.pushed_auth_req_endpoint,
+        pushed_auth_req_duration=record.pushed_auth_req_duration,
+        par_required=row.par_required,
+        supported_scopes=row.supported_scopes,
+        supported_response_types=list(row.supported_response_types),
+        supported_grant_types=list(row.supported_grant_types),
+        supported_token_auth_methods=list(row.supported_token_auth_methods),
+        pkce_required=row.pkce_required,
+        pkce_s256_required=row.pkce_s256_required,
+        max_state_length=record.max_state_length,
+        max_nonce_length=record.max_nonce_length,
+        created_at=epoch_millis(row.created_at),
+        modified_at=epoch_millis(row.modified_at),
+    )
+
+
+def apply_service_fields(row: Service, body: ServiceIn) -> None:
+    """Copy the fields the caller gave onto ``row``; absent and null ones stay as they are."""
+    given = body.model_fields_set
+    if body.service_name is not None:
+        row.name = body.service_name
+    if "description" in given:
+        row.description = body.description
+    for field in ("issuer", "authorization_endpoint", "token_endpoint", "pushed_auth_req_endpoint"):
+        if field in given:
+            value = getattr(body, field)
+            if value:
+                value = validate_issuer(value) if field == "issuer" else validate_endpoint_url(field, value)
+            setattr(row, field, value or None)
+    for field in ("pushed_auth_req_duration", "max_state_length", "max_nonce_length"):
+        value = getattr(body, field)
+        if value is not None:
+            setattr(row, field, value or None)  # 0 = the server default
+    for flag in ("par_required", "pkce_required", "pkce_s256_required"):
+        if getattr(body, flag) is not None:
+            setattr(row, flag, getattr(body, flag))
+    if body.supported_scopes is not None:
+        row.supported_scopes = [scope.model_dump(by_alias=True) for scope in body.supported_scopes]
+    if body.supported_response_types is not None:
+        row.supported_response_types = [rt.name for rt in body.supported_response_types]
+    if body.supported_grant_types is not None:
+        row.supported_grant_types = [gt.name for gt in body.supported_grant_types]
+    if body.supported_token_auth_methods is not None:
+        for method in body.supported_token_auth_methods:
+            resolve_client_type_and_method(None, method)  # refuses methods this server cannot verify yet
+        row.supported_token_auth_methods = [m.name for m in body.supported_token_auth_methods]
+
+
+async def create_service(state: AppState, body: ServiceIn) -> ServiceCreated:
+    """Shared by the API and the CLI: the service and its first access token in one transaction."""
+    now = utc_now()
+    row = Service(
+        id=new_numeric_id(),
+        name=body.service_name or "par-server service",
+        par_required=False,
+        supported_scopes=[],
+        supported_response_types=[rt.name for rt in DEFAULT_RESPONSE_TYPES],
+        supported_grant_types=[gt.name for gt in DEFAULT_GRANT_TYPES],
+        supported_token_auth_methods=[m.name for m in DEFAULT_AUTH_METHODS],
+        pkce_required=False,
+        pkce_s256_required=False,
+        created_at=now,
+        modified_at=now,
+    )
+    apply_service_fields(row, body)
+    token = state.hasher.generate_service_token()
+    async with state.sessions.begin() as session:
+        await ServiceRepository(session).add(row)
+        await ServiceTokenRepository(session).add(
+            service_id=row.id,
+            token_digest=state.hasher.lookup_digest(token),
+            description="created with the service",
+            now=now,
+        )
+    return ServiceCreated(**service_out(state, row).model_dump(), service_access_token=token)
+
+
+@router.post(
+    "/service/create",
+    dependencies=[AdminDep],
+    response_model=ServiceCreated,
+    summary="Create a service; answers with its first access token, shown once",
+)
+async def service_create(body: ServiceIn, state: StateDep) -> ServiceCreated:
+    return await create_service(state, body)
+
+
+@router.get("/service/get/list", dependencies=[AdminDep], response_model=ServiceListOut)
+async def service_list(
+    state: StateDep, start: Annotated[int, Query()] = 0, end: Annotated[int | None, Query()] = None
+) -> ServiceListOut:
+    start, end = _page(start, end)
+    async with state.sessions() as session:
+        rows, total = await ServiceRepository(session).list(start=start, end=end)
+    return ServiceListOut(start=start, end=end, total_count=total, services=[service_out(state, r) for r in rows])
+
+
+@router.get("/{service_id}/service/get", response_model=ServiceOut)
+async def service_get(service_id: int, request: Request, state: StateDep) -> ServiceOut:
+    async with state.sessions() as session:
+        row = await authorize_service_call(request, state, session, service_id)
+    return service_out(state, row)
+
+
+@router.post(
+    "/{service_id}/service/update",
+    response_model=ServiceOut,
+    summary="Update a service: fields that are absent or null keep their value",
+)
+async def service_update(service_id: int, body: ServiceIn, request: Request, state: StateDep) -> ServiceOut:
+    async with state.sessions.begin() as session:
+        row = await authorize_service_call(request, state, session, service_id)
+        apply_service_fields(row, body)
+        row.modified_at = utc_now()
+    return service_out(state, row)
+
+
+@router.delete(
+    "/{service_id}/service/delete",
+    dependencies=[AdminDep],
+    status_code=204,
+    summary="Delete a service with its clients, tokens and pushed requests",
+)
+async def service_delete(service_id: int, state: StateDep) -> Response:
+    async with state.sessions.begin() as session:
+        repository = ServiceRepository(session)
+        row = await repository.get_or_none(service_id)
+        if row is None:
+            raise ApiNotFound(f"service {service_id} does not exist", result_code="A003202")
+        await repository.delete(row)
+    return Response(status_code=204)
+
+
+# --- service access tokens ----------------------------------------------------------------------------
+
+
+def token_out(row: ServiceAccessToken) -> ServiceTokenOut:
+    return ServiceTokenOut(
+        id=row.id,
+        description=row.description,
+        created_at=epoch_millis(row.created_at),
+        revoked_at=epoch_millis(row.revoked_at) if row.revoked_at else None,
+    )
+
+
+async def create_service_token(state: AppState, service_id: int, description: str | None) -> ServiceTokenCreated:
+    token = state.hasher.generate_service_token()
+    now = utc_now()
+    async with state.sessions.begin() as session:
+        if await ServiceRepository(session).get_or_none(service_id) is None:
+            raise ApiNotFound(f"service {service_id} does not exist", result_code="A003202")
+        token_id = await ServiceTokenRepository(session).add(
+            service_id=service_id, token_digest=state.hasher.lookup_digest(token), description=description, now=now
+        )
+    return ServiceTokenCreated(
+        id=token_id, description=description, created_at=epoch_millis(now), revoked_at=None, access_token=token
+    )
+
+
+@router.post(
+    "/{service_id}/service/token/create",
+    dependencies=[AdminDep],
+    response_model=ServiceTokenCreated,
+    summary="Issue another service access token (shown once)",
+)
+async def service_token_create(
+    service_id: int, state: StateDep, body: ServiceTokenIn | None = None
+) -> ServiceTokenCreated:
+    return await create_service_token(state, service_id, body.description if body else None)
+
+
+@router.get("/{service_id}/service/token/get/list", dependencies=[AdminDep], response_model=list[ServiceTokenOut])
+async def service_token_list(service_id: int, state: StateDep) -> list[ServiceTokenOut]:
+    async with state.sessions() as session:
+        return [token_out(row) for row in await ServiceTokenRepository(session).list(service_id)]
+
+
+@router.delete(
+    "/{service_id}/service/token/delete/{token_id}",
+    dependencies=[AdminDep],
+    status_code=204,
+    summary="Revoke a service access token",
+)
+async def service_token_revoke(service_id: int, token_id: int, state: StateDep) -> Response:
+    async with state.sessions.begin() as session:
+        if not await ServiceTokenRepository(session).revoke(service_id=service_id, token_id=token_id, now=utc_now()):
+            raise ApiNotFound(f"no active token {token_id} in service {service_id}")
+    return Response(status_code=204)
+
+
+# --- clients ------------------------------------------------------------------------------------------
+
+
+def client_out(row: Client, *, secret: str | None = None) -> ClientOut:
+    return ClientOut(
+        client_id=row.id,
+        client_id_alias=row.client_id_alias,
+        client_id_alias_enabled=row.client_id_alias is not None,
+        client_secret=secret,
+        client_name=row.client_name,
+        description=row.description,
+        client_type=row.client_type,
+        token_auth_method=row.token_auth_method,
+        redirect_uris=list(row.redirect_uris),
+        response_types=list(row.response_types),
+        grant_types=list(row.grant_types),
+        jwks=row.jwks,
+        jwks_uri=row.jwks_uri,
+        par_required=row.par_required,
+        request_object_required=row.request_object_required,
+        pkce_required=row.pkce_required,
+        pkce_s256_required=row.pkce_s256_required,
+        dpop_required=row.dpop_required,
+        authorization_details_types=list(row.authorization_details_types),
+        extension=ClientExtension(
+            requestable_scopes_enabled=row.requestable_scopes is not None,
+            requestable_scopes=list(row.requestable_scopes or []),
+        ),
+        created_at=epoch_millis(row.created_at),
+        modified_at=epoch_millis(row.modified_at),
+    )
+
+
+async def apply_client_fields(row: Client, body: ClientIn, *, service: Service, clients: ClientRepository) -> None:
+    """Copy the given fields onto ``row`` (absent and null ones stay) and check the result is coherent."""
+    given = body.model_fields_set
+    if body.client_type is None and body.token_auth_method is None and row.token_auth_method is not None:
+        client_type, method = resolve_client_type_and_method(
+            ClientType[row.client_type], ClientAuthMethod[row.token_auth_method]
+        )
+    else:
+        client_type, method = resolve_client_type_and_method(body.client_type, body.token_auth_method)
+    if method.name not in service.supported_token_auth_methods:
+        raise ApiBadRequest(
+            f"token auth method {method.name} is not enabled for this service (supportedTokenAuthMethods)"
+        )
+    row.client_type, row.token_auth_method = client_type.name, method.name
+    if "client_id_alias" in given:
+        alias = validate_alias(body.client_id_alias) if body.client_id_alias else None
+        if alias and await clients.alias_taken(service.id, alias, except_id=row.id):
+            raise ApiConflict(f"clientIdAlias '{alias}' is already used in this service")
+        row.client_id_alias = alias
+    for field in ("client_name", "description"):
+        if field in given:
+            setattr(row, field, getattr(body, field))
+    if body.redirect_uris is not None:
+        row.redirect_uris = [validate_redirect_uri(uri) for uri in body.redirect_uris]
+    if body.response_types is not None:
+        row.response_types = [rt.name for rt in body.response_types]
+    if body.grant_types is not None:
+        row.grant_types = [gt.name for gt in body.grant_types]
+    if "jwks" in given:
+        row.jwks = validate_jwks(body.jwks) if body.jwks else None
+    if "jwks_uri" in given:
+        row.jwks_uri = validate_endpoint_url("jwksUri", body.jwks_uri) if body.jwks_uri else None
+    for flag in ("par_required", "request_object_required", "pkce_required", "pkce_s256_required", "dpop_required"):
+        if getattr(body, flag) is not None:
+            setattr(row, flag, getattr(body, flag))
+    if body.authorization_details_types is not None:
+        row.authorization_details_types = body.authorization_details_types
+    if body.extension is not None and body.extension.requestable_scopes_enabled is not None:
+        row.requestable_scopes = (
+            list(body.extension.requestable_scopes or []) if body.extension.requestable_scopes_enabled else None
+        )
+
+
+async def create_client(
+    state: AppState, service: Service, body: ClientIn, clients: ClientRepository
+) -> tuple[Client, str | None]:
+    now = utc_now()
+    row = Client(
+        id=new_numeric_id(),
+        service_id=service.id,
+        client_type=None,
+        token_auth_method=None,
+        redirect_uris=[],
+        response_types=[rt.name for rt in DEFAULT_RESPONSE_TYPES],
+        grant_types=[GrantType.AUTHORIZATION_CODE.name],
+        requestable_scopes=None,
+        authorization_details_types=[],
+        par_required=False,
+        request_object_required=False,
+        pkce_required=False,
+        pkce_s256_required=False,
+        dpop_required=False,
+        created_at=now,
+        modified_at=now,
+    )
+    await apply_client_fields(row, body, service=service, clients=clients)
+    secret = _new_secret_if_needed(state, row)
+    await clients.add(row)
+    return row, secret
+
+
+def _new_secret_if_needed(state: AppState, row: Client) -> str | None:
+    """Secrets exist only for the methods that use one; server-generated, stored only as a keyed hash."""
+    if ClientAuthMethod[row.token_auth_method] not in SECRET_AUTH_METHODS:
+        row.secret_hash = None
+        return None
+    if row.secret_hash is not None:
+        return None
+    secret = state.hasher.generate_client_secret()
+    row.secret_hash = state.hasher.hash(secret)
+    return secret
+
+
+@router.post(
+    "/{service_id}/client/create",
+    response_model=ClientOut,
+    response_model_exclude_none=True,
+    summary="Register a client; a generated clientSecret is returned once",
+)
+async def client_create(service_id: int, body: ClientIn, request: Request, state: StateDep) -> ClientOut:
+    async with state.sessions.begin() as session:
+        service = await authorize_service_call(request, state, session, service_id)
+        row, secret = await create_client(state, service, body, ClientRepository(session))
+    return client_out(row, secret=secret)
+
+
+async def _client_or_404(clients: ClientRepository, service_id: int, client_id: str) -> Client:
+    row = await clients.get_or_none(service_id, client_id)
+    if row is None:
+        raise ApiNotFound(f"client {client_id[:40]} does not exist in this service", result_code="A001213")
+    return row
+
+
+@router.get("/{service_id}/client/get/list", response_model=ClientListOut, response_model_exclude_none=True)
+async def client_list(
+    service_id: int,
+    request: Request,
+    state: StateDep,
+    start: Annotated[int, Query()] = 0,
+    end: Annotated[int | None, Query()] = None,
+) -> ClientListOut:
+    start, end = _page(start, end)
+    async with state.sessions() as session:
+        await authorize_service_call(request, state, session, service_id)
+        rows, total = await ClientRepository(session).list(service_id, start=start, end=end)
+    return ClientListOut(start=start, end=end, total_count=total, clients=[client_out(r) for r in rows])
+
+
+@router.get("/{service_id}/client/get/{client_id}", response_model=ClientOut, response_model_exclude_none=True)
+async def client_get(service_id: int, client_id: str, request: Request, state: StateDep) -> ClientOut:
+    async with state.sessions() as session:
+        await authorize_service_call(request, state, session, service_id)
+        row = await _client_or_404(ClientRepository(session), service_id, client_id)
+    return client_out(row)
+
+
+@router.post(
+    "/{service_id}/client/update/{client_id}",
+    response_model=ClientOut,
+    response_model_exclude_none=True,
+    summary="Update a client: fields that are absent or null keep their value",
+)
+async def client_update(
+    service_id: int, client_id: str, body: ClientIn, request: Request, state: StateDep
+) -> ClientOut:
+    async with state.sessions.begin() as session:
+        service = await authorize_service_call(request, state, session, service_id)
+        clients = ClientRepository(session)
+        row = await _client_or_404(clients, service_id, client_id)
+        await apply_client_fields(row, body, service=service, clients=clients)
+        # A change to a secret-based method issues a secret (shown in this answer only).
+        secret = _new_secret_if_needed(state, row)
+        row.modified_at = utc_now()
+    return client_out(row, secret=secret)
+
+
+@router.delete("/{service_id}/client/delete/{client_id}", status_code=204)
+async def client_delete(service_id: int, client_id: str, request: Request, state: StateDep) -> Response:
+    async with state.sessions.begin() as session:
+        await authorize_service_call(request, state, session, service_id)
+        clients = ClientRepository(session)
+        await clients.delete(await _client_or_404(clients, service_id, client_id))
+    return Response(status_code=204)
+
+
+@router.api_route(
+    "/{service_id}/client/secret/refresh/{client_id}",
+    methods=["GET", "POST"],
+    response_model=ClientSecretRefreshOut,
+    response_model_exclude_none=True,
+    summary="Replace the client secret; the new one is shown once and the old one stops working",
+)
+async def client_secret_refresh(
+    service_id: int, client_id: str, request: Request, state: StateDep
+) -> ClientSecretRefreshOut:
+    async with state.sessions.begin() as session:
+        await authorize_service_call(request, state, session, service_id)
+        row = await _client_or_404(ClientRepository(session), service_id, client_id)
+        if ClientAuthMethod[row.token_auth_method] not in SECRET_AUTH_METHODS:
+            raise ApiBadRequest(f"client {row.id} uses {row.token_auth_method}, which has no secret")
+        secret = state.hasher.generate_client_secret()
+        row.secret_hash = state.hasher.hash(secret)
+        row.modified_at = utc_now()
+    return ClientSecretRefreshOut(
+        result_code="A086001",
+        result_message=f"[A086001] The client secret of client {row.id} was refreshed.",
+        new_client_secret=secret,
+    )

@@ -1,0 +1,66 @@
+"""Authorization server metadata (RFC 8414) and OpenID discovery for each service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from app.api.deps import StateDep
+from app.core.errors import ApiNotFound
+from app.core.model import GrantType, ServiceRecord
+from app.core.urls import SERVICE_PATH
+from app.db.repositories import ServiceRepository
+
+router = APIRouter(tags=["Metadata"])
+METADATA_CACHE = {"Cache-Control": "public, max-age=60"}
+
+
+def authorization_server_metadata(
+    service: ServiceRecord, *, authorization_endpoint: str | None, token_endpoint: str | None, grant_types: list[str]
+) -> dict[str, Any]:
+    """RFC 8414 §2 fields, plus RFC 9126 §5 for PAR."""
+    metadata: dict[str, Any] = {
+        "issuer": service.issuer,
+        "authorization_endpoint": authorization_endpoint,
+        "token_endpoint": token_endpoint,
+        "pushed_authorization_request_endpoint": service.pushed_auth_req_endpoint,
+        "require_pushed_authorization_requests": service.par_required,
+        "scopes_supported": sorted(service.scope_names) or None,
+        "response_types_supported": sorted(rt.value for rt in service.supported_response_types),
+        "grant_types_supported": grant_types or None,
+        "token_endpoint_auth_methods_supported": sorted(m.value for m in service.supported_token_auth_methods),
+        "code_challenge_methods_supported": ["S256"] if service.pkce_s256_required else ["S256", "plain"],
+        "request_parameter_supported": False,
+    }
+    return {key: value for key, value in metadata.items() if value is not None}
+
+
+async def _metadata(service_id: int, state: StateDep) -> JSONResponse:
+    async with state.sessions() as session:
+        row = await ServiceRepository(session).get_or_none(service_id)
+    if row is None:
+        raise ApiNotFound(f"service {service_id} does not exist")
+    body = authorization_server_metadata(
+        state.service_record(row),
+        authorization_endpoint=row.authorization_endpoint,
+        token_endpoint=row.token_endpoint,
+        grant_types=[_grant_value(name) for name in row.supported_grant_types],
+    )
+    return JSONResponse(body, headers=METADATA_CACHE)
+
+
+def _grant_value(name: str) -> str:
+    return GrantType[name].value
+
+
+@router.get("/.well-known/oauth-authorization-server" + SERVICE_PATH, summary="RFC 8414 metadata (path insertion)")
+async def oauth_metadata(service_id: int, state: StateDep) -> JSONResponse:
+    """RFC 8414 §3: the well-known URI suffix is inserted between the host and the issuer's path."""
+    return await _metadata(service_id, state)
+
+
+@router.get(SERVICE_PATH + "/.well-known/openid-configuration", summary="OpenID Connect Discovery 1.0 §4")
+async def openid_configuration(service_id: int, state: StateDep) -> JSONResponse:
+    return await _metadata(service_id, state)

@@ -1,0 +1,82 @@
+"""The RFC 9126 pushed authorization request endpoint: a thin adapter over ``app.core.par.push``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from app.api.deps import AppState, StateDep, utc_now
+from app.api.errors import BASIC_CHALLENGE, NO_STORE, error_response
+from app.core.client_auth import BasicCredentials, parse_basic_authorization
+from app.core.errors import InvalidClient, InvalidRequest
+from app.core.par import PushOutcome, PushRequest, push
+from app.core.urls import PAR_PATH
+from app.db.repositories import ServiceRepository, SqlPushStore
+
+router = APIRouter(tags=["RFC 9126"])
+FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
+
+
+async def execute_push(state: AppState, service_id: int, request: PushRequest) -> PushOutcome | None:
+    """Run one push in one transaction; None when the service does not exist.
+
+    The transaction commits before the caller answers, so a 201 is only sent for a stored request.
+    """
+    async with state.sessions.begin() as session:
+        row = await ServiceRepository(session).get_or_none(service_id)
+        if row is None:
+            return None
+        return await push(
+            request,
+            service=state.service_record(row),
+            store=SqlPushStore(session),
+            hasher=state.hasher,
+            limits=state.parameter_limits,
+            now=utc_now(),
+        )
+
+
+def outcome_response(outcome: PushOutcome) -> JSONResponse:
+    headers = dict(NO_STORE)
+    if outcome.basic_challenge:
+        headers["WWW-Authenticate"] = BASIC_CHALLENGE
+    return JSONResponse(outcome.response_content, status_code=outcome.http_status, headers=headers)
+
+
+@router.post(
+    PAR_PATH,
+    status_code=201,
+    summary="Push an authorization request (RFC 9126 §2)",
+    response_description='`{"request_uri": "urn:ietf:params:oauth:request_uri:...", "expires_in": 60}`',
+    openapi_extra={"requestBody": {"required": True, "content": {FORM_MEDIA_TYPE: {"schema": {"type": "object"}}}}},
+)
+async def pushed_authorization_request(service_id: int, request: Request, state: StateDep) -> JSONResponse:
+    """RFC 9126 §2.1: "The client sends the parameters that comprise an authorization request directly to
+    the PAR endpoint ... using the application/x-www-form-urlencoded format"."""
+    media_type, _, media_params = request.headers.get("content-type", "").partition(";")
+    if media_type.strip().lower() != FORM_MEDIA_TYPE:
+        raise InvalidRequest(f"the request body must be {FORM_MEDIA_TYPE}")
+    charset = media_params.strip().lower()
+    if charset and charset.replace(" ", "") not in ("charset=utf-8", 'charset="utf-8"'):
+        raise InvalidRequest("the request body must be encoded in UTF-8")
+    outcome = await execute_push(
+        state,
+        service_id,
+        PushRequest(
+            parameters=await request.body(),
+            basic=_basic_credentials(request),
+            dpop_proof=request.headers.get("dpop"),
+        ),
+    )
+    if outcome is None:
+        return error_response(request.url.path, 404, f"service {service_id} does not exist")
+    return outcome_response(outcome)
+
+
+def _basic_credentials(request: Request) -> BasicCredentials | None:
+    values = request.headers.getlist("authorization")
+    if not values:
+        return None
+    if len(values) > 1:
+        raise InvalidClient("more than one Authorization header", used_authorization_header=True)
+    return parse_basic_authorization(values[0])

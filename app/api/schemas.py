@@ -1,0 +1,225 @@
+"""Authlete-shaped JSON (camelCase names, Authlete enum spellings) for the management and backend APIs.
+
+Inbound models ignore unknown fields and treat ``null`` as "not given", because the ``authlete`` SDK
+serialises every attribute of its DTOs, set or not.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import Annotated, Any, TypeVar
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from app.core.model import ClientAuthMethod, ClientType, GrantType, ResponseType
+
+E = TypeVar("E", bound=Enum)
+
+
+def _enum_by_name(enum: type[E]) -> BeforeValidator:
+    """Accept Authlete's enum names ("CLIENT_SECRET_BASIC") and the RFC values ("client_secret_basic")."""
+
+    def parse(value: Any) -> Any:
+        if value is None or isinstance(value, enum):
+            return value
+        if isinstance(value, str):
+            if value in enum.__members__:
+                return enum[value]
+            for member in enum:
+                if member.value == value:
+                    return member
+        raise ValueError(f"must be one of {', '.join(enum.__members__)}")
+
+    return BeforeValidator(parse)
+
+
+AuthMethodName = Annotated[ClientAuthMethod, _enum_by_name(ClientAuthMethod)]
+ClientTypeName = Annotated[ClientType, _enum_by_name(ClientType)]
+GrantTypeName = Annotated[GrantType, _enum_by_name(GrantType)]
+ResponseTypeName = Annotated[ResponseType, _enum_by_name(ResponseType)]
+
+
+class CamelModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+def _scope_entry(value: Any) -> Any:
+    return {"name": value} if isinstance(value, str) else value
+
+
+class Scope(CamelModel):
+    name: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[\x21\x23-\x5b\x5d-\x7e]+$")]
+    description: str | None = None
+    default_entry: bool = False
+
+
+class ServiceIn(CamelModel):
+    """Service create/update. Absent or null fields keep their value on update (no silent resets)."""
+
+    service_name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    description: Annotated[str, Field(max_length=2000)] | None = None
+    issuer: str | None = None
+    authorization_endpoint: str | None = None
+    token_endpoint: str | None = None
+    pushed_auth_req_endpoint: str | None = None
+    # 0 means "the server default", as the SDK sends 0 for an unset duration.
+    pushed_auth_req_duration: Annotated[int, Field(ge=0, le=86400)] | None = None
+    par_required: bool | None = None
+    supported_scopes: list[Annotated[Scope, BeforeValidator(_scope_entry)]] | None = None
+    supported_response_types: list[ResponseTypeName] | None = None
+    supported_grant_types: list[GrantTypeName] | None = None
+    supported_token_auth_methods: list[AuthMethodName] | None = None
+    pkce_required: bool | None = None
+    pkce_s256_required: bool | None = None
+    max_state_length: Annotated[int, Field(ge=0, le=65536)] | None = None
+    max_nonce_length: Annotated[int, Field(ge=0, le=65536)] | None = None
+
+
+class ServiceOut(CamelModel):
+    api_key: int
+    service_name: str
+    description: str | None
+    issuer: str
+    authorization_endpoint: str | None
+    token_endpoint: str | None
+    pushed_auth_req_endpoint: str
+    pushed_auth_req_duration: int
+    par_required: bool
+    supported_scopes: list[Scope]
+    supported_response_types: list[str]
+    supported_grant_types: list[str]
+    supported_token_auth_methods: list[str]
+    pkce_required: bool
+    pkce_s256_required: bool
+    max_state_length: int
+    max_nonce_length: int
+    created_at: int
+    modified_at: int
+
+
+class ServiceCreated(ServiceOut):
+    """The create answer: the service plus its first access token, shown once."""
+
+    service_access_token: str
+
+
+class ServiceListOut(CamelModel):
+    start: int
+    end: int
+    total_count: int
+    services: list[ServiceOut]
+
+
+class ClientExtension(CamelModel):
+    requestable_scopes_enabled: bool | None = None
+    requestable_scopes: list[str] | None = None
+
+
+class ClientIn(CamelModel):
+    client_id_alias: str | None = None
+    client_name: Annotated[str, Field(max_length=200)] | None = None
+    description: Annotated[str, Field(max_length=2000)] | None = None
+    client_type: ClientTypeName | None = None
+    token_auth_method: AuthMethodName | None = None
+    redirect_uris: list[str] | None = None
+    response_types: list[ResponseTypeName] | None = None
+    grant_types: list[GrantTypeName] | None = None
+    jwks: str | None = None
+    jwks_uri: str | None = None
+    par_required: bool | None = None
+    request_object_required: bool | None = None
+    pkce_required: bool | None = None
+    pkce_s256_required: bool | None = None
+    dpop_required: bool | None = None
+    authorization_details_types: list[str] | None = None
+    extension: ClientExtension | None = None
+
+
+class ClientOut(CamelModel):
+    client_id: int
+    client_id_alias: str | None
+    client_id_alias_enabled: bool
+    client_secret: str | None = None  # only in the answers of create and secret refresh
+    client_name: str | None
+    description: str | None
+    client_type: str
+    token_auth_method: str
+    redirect_uris: list[str]
+    response_types: list[str]
+    grant_types: list[str]
+    jwks: str | None
+    jwks_uri: str | None
+    par_required: bool
+    request_object_required: bool
+    pkce_required: bool
+    pkce_s256_required: bool
+    dpop_required: bool
+    authorization_details_types: list[str]
+    extension: ClientExtension
+    created_at: int
+    modified_at: int
+
+
+class ClientListOut(CamelModel):
+    start: int
+    end: int
+    total_count: int
+    clients: list[ClientOut]
+
+
+class ClientSecretRefreshOut(CamelModel):
+    result_code: str
+    result_message: str
+    new_client_secret: str
+    old_client_secret: str | None = None
+
+
+class ServiceTokenOut(CamelModel):
+    id: int
+    description: str | None
+    created_at: int
+    revoked_at: int | None
+
+
+class ServiceTokenCreated(ServiceTokenOut):
+    access_token: str
+
+
+class ServiceTokenIn(CamelModel):
+    description: Annotated[str, Field(max_length=200)] | None = None
+
+
+class PushedAuthReqIn(CamelModel):
+    """Authlete ``PushedAuthReqRequest``. ``clientCertificate``, ``clientCertificatePath``, ``htm``,
+    ``htu`` and ``dpopNonceRequired`` are accepted for compatibility."""
+
+    parameters: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+    client_certificate: str | None = None
+    client_certificate_path: list[str] | str | None = None
+    dpop: str | None = None
+    htm: str | None = None
+    htu: str | None = None
+    dpop_nonce_required: bool | None = None
+
+
+class PushedAuthReqOut(CamelModel):
+    result_code: str
+    result_message: str
+    action: str
+    response_content: str
+    request_uri: str | None = None
+    client_auth_method: str | None = None
+    dpop_nonce: str | None = None
+
+
+class ResultError(CamelModel):
+    result_code: str
+    result_message: str
+
+
+def epoch_millis(moment: datetime | None) -> int:
+    return int(moment.timestamp() * 1000) if moment else 0

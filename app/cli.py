@@ -1,0 +1,401 @@
+"""``par-server``: serve, migrate, run a local demo, and manage services, clients and tokens."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from app.settings import Settings, UnsafeSettingsError
+
+DEMO_REDIRECT_URI = "https://client.example.org/cb"
+DEMO_SECRETS_FILE = "demo-secrets.json"
+DEMO_ENV_FILE = "demo.env"
+# RFC 7636 Appendix B: the S256 challenge of the verifier "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk".
+EXAMPLE_CODE_CHALLENGE = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return 2
+    try:
+        result: int = args.handler(args)
+    except UnsafeSettingsError as error:
+        print(f"par-server: refusing to start: {error}", file=sys.stderr)
+        return 2
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="par-server", description=__doc__)
+    commands = parser.add_subparsers(title="commands")
+
+    serve = commands.add_parser("serve", help="serve HTTP (run `par-server migrate` first)")
+    _add_server_options(serve)
+    serve.set_defaults(handler=_serve)
+
+    demo = commands.add_parser("demo", help="local instance on SQLite: generate secrets, migrate, seed, serve")
+    _add_server_options(demo)
+    demo.add_argument("--no-serve", action="store_true", help="prepare and print, but do not serve")
+    demo.set_defaults(handler=_demo)
+
+    migrate = commands.add_parser("migrate", help="upgrade the database schema (alembic upgrade)")
+    migrate.add_argument("--revision", default="head")
+    migrate.set_defaults(handler=_migrate)
+
+    service = commands.add_parser("service", help="manage services").add_subparsers(title="service commands")
+    create_service = service.add_parser("create", help="create a service and print its access token")
+    create_service.add_argument("--name", required=True)
+    create_service.add_argument("--issuer", help="default: <public base URL>/services/<id>")
+    create_service.add_argument("--scope", action="append", default=[], help="a supported scope (repeatable)")
+    create_service.add_argument("--duration", type=int, help="pushedAuthReqDuration in seconds")
+    create_service.add_argument("--par-required", action="store_true")
+    create_service.add_argument("--pkce-s256-required", action="store_true")
+    create_service.set_defaults(handler=_service_create)
+    list_services = service.add_parser("list", help="list services")
+    list_services.set_defaults(handler=_service_list)
+
+    client = commands.add_parser("client", help="manage clients").add_subparsers(title="client commands")
+    create_client = client.add_parser("create", help="register a client and print its credentials")
+    create_client.add_argument("--service", type=int, required=True, help="service id (apiKey)")
+    create_client.add_argument("--redirect-uri", action="append", required=True, help="repeatable")
+    create_client.add_argument(
+        "--auth-method", default=None, choices=["NONE", "CLIENT_SECRET_BASIC", "CLIENT_SECRET_POST"]
+    )
+    create_client.add_argument("--public", action="store_true", help="a public client (auth method NONE)")
+    create_client.add_argument("--alias", help="clientIdAlias")
+    create_client.add_argument("--name", help="clientName")
+    create_client.add_argument("--scope", action="append", help="restrict the requestable scopes (repeatable)")
+    create_client.set_defaults(handler=_client_create)
+
+    token = commands.add_parser("token", help="manage service access tokens").add_subparsers(title="token commands")
+    create_token = token.add_parser("create", help="issue a service access token")
+    create_token.add_argument("--service", type=int, required=True)
+    create_token.add_argument("--description")
+    create_token.set_defaults(handler=_token_create)
+    list_tokens = token.add_parser("list", help="list a service's tokens (never their values)")
+    list_tokens.add_argument("--service", type=int, required=True)
+    list_tokens.set_defaults(handler=_token_list)
+    revoke_token = token.add_parser("revoke", help="revoke a service access token")
+    revoke_token.add_argument("--service", type=int, required=True)
+    revoke_token.add_argument("--token-id", type=int, required=True)
+    revoke_token.set_defaults(handler=_token_revoke)
+    return parser
+
+
+def _add_server_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--proxy-headers", action="store_true", help="trust X-Forwarded-* from --forwarded-allow-ips")
+    parser.add_argument("--forwarded-allow-ips", default="127.0.0.1")
+
+
+# --- serving ------------------------------------------------------------------------------------------
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = Settings()
+    settings.require_production_secrets()  # a clear message here, not a traceback in each worker
+    uvicorn.run(
+        "app.main:app_from_environment",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        proxy_headers=args.proxy_headers,
+        forwarded_allow_ips=args.forwarded_allow_ips,
+        log_level=settings.log_level.lower(),
+        timeout_keep_alive=5,
+        server_header=False,
+    )
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    run_migrations(Settings(), args.revision)
+    print(f"database at {_redacted_url(Settings().database_url)} is at revision {args.revision}", file=sys.stderr)
+    return 0
+
+
+def alembic_config_path() -> Path:
+    for candidate in (Path.cwd() / "alembic.ini", Path(__file__).resolve().parent.parent / "alembic.ini"):
+        if candidate.is_file():
+            return candidate
+    raise SystemExit("par-server: alembic.ini not found; run from the directory that holds it")
+
+
+def run_migrations(settings: Settings, revision: str = "head") -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config(str(alembic_config_path()))
+    config.set_main_option("sqlalchemy.url", settings.database_url.replace("%", "%%"))
+    command.upgrade(config, revision)
+
+
+def _redacted_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+# --- the demo -----------------------------------------------------------------------------------------
+
+
+def _demo(args: argparse.Namespace) -> int:
+    base_url = os.environ.get("PAR_PUBLIC_BASE_URL", f"http://{args.host}:{args.port}")
+    os.environ["PAR_PUBLIC_BASE_URL"] = base_url
+    data_dir = Path(os.environ.get("PAR_DATA_DIR", "data"))
+    data_dir.mkdir(parents=True, exist_ok=True)
+    secrets_path = data_dir / DEMO_SECRETS_FILE
+    demo: dict[str, Any] = json.loads(secrets_path.read_text()) if secrets_path.exists() else {}
+    for name in ("admin_token", "pepper"):
+        demo.setdefault(name, secrets.token_urlsafe(32))
+    os.environ.setdefault("PAR_ADMIN_TOKEN", demo["admin_token"])
+    os.environ.setdefault("PAR_PEPPER", demo["pepper"])
+    settings = Settings()
+    run_migrations(settings)
+    demo.update(asyncio.run(_seed_demo(settings, demo)))
+    _write_private(secrets_path, json.dumps(demo, indent=2))
+    endpoint = f"{base_url}/services/{demo['service_id']}/par"
+    env = {
+        "PAR_DEMO_ADMIN_TOKEN": os.environ["PAR_ADMIN_TOKEN"],
+        "PAR_DEMO_SERVICE_ID": demo["service_id"],
+        "PAR_DEMO_SERVICE_TOKEN": demo["service_token"],
+        "PAR_DEMO_CLIENT_ID": demo["client_id"],
+        "PAR_DEMO_CLIENT_SECRET": demo["client_secret"],
+        "PAR_DEMO_PUBLIC_CLIENT_ID": demo["public_client_id"],
+        "PAR_DEMO_PAR_ENDPOINT": endpoint,
+        "PAR_DEMO_ISSUER": f"{base_url}/services/{demo['service_id']}",
+    }
+    _write_private(data_dir / DEMO_ENV_FILE, "".join(f"export {k}={shlex.quote(str(v))}\n" for k, v in env.items()))
+    print(_demo_banner(env, data_dir), file=sys.stderr)
+    if args.no_serve:
+        return 0
+    return _serve(args)
+
+
+async def _seed_demo(settings: Settings, demo: dict[str, Any]) -> dict[str, Any]:
+    from app.api.management import create_service
+    from app.api.schemas import ClientIn, ServiceIn
+    from app.db.repositories import ServiceRepository
+
+    state = _state(settings)
+    try:
+        if "service_id" in demo:
+            async with state.sessions() as session:
+                if await ServiceRepository(session).get_or_none(int(demo["service_id"])) is not None:
+                    return {}
+        service = await create_service(
+            state,
+            ServiceIn(
+                service_name="demo",
+                supported_scopes=[{"name": "openid"}, {"name": "profile"}, {"name": "email"}],
+                pkce_s256_required=True,
+            ),
+        )
+        confidential = await _create_client(
+            state, service.api_key, ClientIn(client_name="demo confidential client", redirect_uris=[DEMO_REDIRECT_URI])
+        )
+        public = await _create_client(
+            state,
+            service.api_key,
+            ClientIn(client_name="demo public client", client_type="PUBLIC", redirect_uris=[DEMO_REDIRECT_URI]),
+        )
+        return {
+            "service_id": service.api_key,
+            "service_token": service.service_access_token,
+            "client_id": confidential["clientId"],
+            "client_secret": confidential["clientSecret"],
+            "public_client_id": public["clientId"],
+        }
+    finally:
+        await state.engine.dispose()
+
+
+def _demo_banner(env: dict[str, Any], data_dir: Path) -> str:
+    return f"""
+par-server demo (embedded SQLite). Credentials are kept in {data_dir / DEMO_SECRETS_FILE} and exported by
+{data_dir / DEMO_ENV_FILE}. Push an authorization request from another terminal:
+
+  . {data_dir / DEMO_ENV_FILE}
+  curl -s -u "$PAR_DEMO_CLIENT_ID:$PAR_DEMO_CLIENT_SECRET" "$PAR_DEMO_PAR_ENDPOINT" \\
+    -d response_type=code -d client_id="$PAR_DEMO_CLIENT_ID" \\
+    --data-urlencode redirect_uri={DEMO_REDIRECT_URI} -d scope=openid \\
+    -d code_challenge={EXAMPLE_CODE_CHALLENGE} -d code_challenge_method=S256
+
+  service {env["PAR_DEMO_SERVICE_ID"]}  issuer {env["PAR_DEMO_ISSUER"]}
+  confidential client {env["PAR_DEMO_CLIENT_ID"]} (client_secret_basic)
+  public client {env["PAR_DEMO_PUBLIC_CLIENT_ID"]} (none, PKCE)
+"""
+
+
+def _write_private(path: Path, content: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(content)
+
+
+# --- management commands ------------------------------------------------------------------------------
+
+
+def _state(settings: Settings) -> Any:
+    from app.api.deps import AppState
+    from app.core.secrets import SecretHasher
+    from app.db.engine import create_engine_from_settings, create_session_factory
+
+    engine = create_engine_from_settings(settings)
+    return AppState(
+        settings=settings,
+        engine=engine,
+        sessions=create_session_factory(engine),
+        hasher=SecretHasher(settings.pepper_bytes),
+    )
+
+
+def _management_settings() -> Settings:
+    """The pepper is what management needs; after `par-server demo` it is read from the demo's file."""
+    settings = Settings()
+    demo_file = settings.data_dir / DEMO_SECRETS_FILE
+    if settings.pepper is None and demo_file.exists():
+        demo = json.loads(demo_file.read_text())
+        settings = Settings(pepper=demo["pepper"], admin_token=demo["admin_token"])
+        print(f"par-server: using the demo secrets in {demo_file}", file=sys.stderr)
+    if settings.pepper is None:
+        raise UnsafeSettingsError("PAR_PEPPER is not set")
+    return settings
+
+
+def _run(coroutine_factory: Any) -> int:
+    from app.core.errors import ApiError
+
+    async def run() -> Any:
+        state = _state(_management_settings())
+        try:
+            return await coroutine_factory(state)
+        finally:
+            await state.engine.dispose()
+
+    try:
+        result = asyncio.run(run())
+    except ApiError as error:
+        print(f"par-server: {error.description}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _service_create(args: argparse.Namespace) -> int:
+    from app.api.management import create_service
+    from app.api.schemas import ServiceIn
+
+    body = ServiceIn(
+        service_name=args.name,
+        issuer=args.issuer,
+        supported_scopes=[{"name": s} for s in args.scope],
+        pushed_auth_req_duration=args.duration,
+        par_required=args.par_required or None,
+        pkce_s256_required=args.pkce_s256_required or None,
+    )
+
+    async def create(state: Any) -> Any:
+        return (await create_service(state, body)).model_dump(by_alias=True)
+
+    return _run(create)
+
+
+def _service_list(_args: argparse.Namespace) -> int:
+    from app.api.management import service_out
+    from app.db.repositories import ServiceRepository
+
+    async def list_services(state: Any) -> Any:
+        async with state.sessions() as session:
+            rows, _ = await ServiceRepository(session).list(start=0, end=10_000)
+        return [service_out(state, row).model_dump(by_alias=True) for row in rows]
+
+    return _run(list_services)
+
+
+async def _create_client(state: Any, service_id: int, body: Any) -> dict[str, Any]:
+    from app.api.management import client_out, create_client
+    from app.core.errors import ApiNotFound
+    from app.db.repositories import ClientRepository, ServiceRepository
+
+    async with state.sessions.begin() as session:
+        service = await ServiceRepository(session).get_or_none(service_id)
+        if service is None:
+            raise ApiNotFound(f"service {service_id} does not exist")
+        row, secret = await create_client(state, service, body, ClientRepository(session))
+    return client_out(row, secret=secret).model_dump(by_alias=True, exclude_none=True)
+
+
+def _client_create(args: argparse.Namespace) -> int:
+    from app.api.schemas import ClientExtension, ClientIn
+
+    method = "NONE" if args.public else args.auth_method
+    body = ClientIn(
+        client_name=args.name,
+        client_id_alias=args.alias,
+        token_auth_method=method,
+        redirect_uris=args.redirect_uri,
+        extension=ClientExtension(requestable_scopes_enabled=True, requestable_scopes=args.scope)
+        if args.scope
+        else None,
+    )
+    return _run(lambda state: _create_client(state, args.service, body))
+
+
+def _token_create(args: argparse.Namespace) -> int:
+    from app.api.management import create_service_token
+
+    async def create(state: Any) -> Any:
+        return (await create_service_token(state, args.service, args.description)).model_dump(by_alias=True)
+
+    return _run(create)
+
+
+def _token_list(args: argparse.Namespace) -> int:
+    from app.api.management import token_out
+    from app.db.repositories import ServiceTokenRepository
+
+    async def list_tokens(state: Any) -> Any:
+        async with state.sessions() as session:
+            return [
+                token_out(row).model_dump(by_alias=True)
+                for row in await ServiceTokenRepository(session).list(args.service)
+            ]
+
+    return _run(list_tokens)
+
+
+def _token_revoke(args: argparse.Namespace) -> int:
+    from app.api.deps import utc_now
+    from app.core.errors import ApiNotFound
+    from app.db.repositories import ServiceTokenRepository
+
+    async def revoke(state: Any) -> Any:
+        async with state.sessions.begin() as session:
+            if not await ServiceTokenRepository(session).revoke(
+                service_id=args.service, token_id=args.token_id, now=utc_now()
+            ):
+                raise ApiNotFound(f"no active token {args.token_id} in service {args.service}")
+        return {"revoked": args.token_id}
+
+    return _run(revoke)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Protocol rules, free of HTTP frameworks and storage engines."""

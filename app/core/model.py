@@ -1,0 +1,134 @@
+"""Domain records: what the protocol rules read. Storage maps its rows to these."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class ClientAuthMethod(StrEnum):
+    """Token endpoint authentication methods. Member names are Authlete's spellings, values RFC ones."""
+
+    NONE = "none"
+    CLIENT_SECRET_BASIC = "client_secret_basic"
+    CLIENT_SECRET_POST = "client_secret_post"
+    CLIENT_SECRET_JWT = "client_secret_jwt"
+    PRIVATE_KEY_JWT = "private_key_jwt"
+    TLS_CLIENT_AUTH = "tls_client_auth"
+    SELF_SIGNED_TLS_CLIENT_AUTH = "self_signed_tls_client_auth"
+
+
+# The methods this release verifies; the others are refused at registration rather than accepted
+# and then failing every push.
+IMPLEMENTED_AUTH_METHODS = frozenset(
+    {ClientAuthMethod.NONE, ClientAuthMethod.CLIENT_SECRET_BASIC, ClientAuthMethod.CLIENT_SECRET_POST}
+)
+SECRET_AUTH_METHODS = frozenset({ClientAuthMethod.CLIENT_SECRET_BASIC, ClientAuthMethod.CLIENT_SECRET_POST})
+
+
+class ClientType(StrEnum):
+    PUBLIC = "public"
+    CONFIDENTIAL = "confidential"
+
+
+class GrantType(StrEnum):
+    AUTHORIZATION_CODE = "authorization_code"
+    IMPLICIT = "implicit"
+    PASSWORD = "password"
+    CLIENT_CREDENTIALS = "client_credentials"
+    REFRESH_TOKEN = "refresh_token"
+    CIBA = "urn:openid:params:grant-type:ciba"
+    DEVICE_CODE = "urn:ietf:params:oauth:grant-type:device_code"
+    TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+    JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+
+
+class ResponseType(StrEnum):
+    """Response types in canonical form (RFC 6749 §3.1.1: the order of space-delimited values does not
+    matter), named as Authlete names them."""
+
+    NONE = "none"
+    CODE = "code"
+    TOKEN = "token"
+    ID_TOKEN = "id_token"
+    CODE_TOKEN = "code token"
+    CODE_ID_TOKEN = "code id_token"
+    ID_TOKEN_TOKEN = "id_token token"
+    CODE_ID_TOKEN_TOKEN = "code id_token token"
+
+    @classmethod
+    def parse(cls, value: str) -> ResponseType | None:
+        """The response type a request's ``response_type`` denotes, whatever its word order."""
+        words = value.split(" ")
+        if len(set(words)) != len(words):
+            return None
+        return _RESPONSE_TYPES_BY_WORDS.get(frozenset(words))
+
+    @property
+    def words(self) -> frozenset[str]:
+        return frozenset(self.value.split(" "))
+
+
+_RESPONSE_TYPES_BY_WORDS = {frozenset(member.value.split(" ")): member for member in ResponseType}
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeDefinition:
+    name: str
+    description: str | None = None
+    default_entry: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceRecord:
+    id: int
+    name: str
+    issuer: str
+    pushed_auth_req_endpoint: str
+    pushed_auth_req_duration: int
+    par_required: bool
+    supported_scopes: tuple[ScopeDefinition, ...]
+    supported_response_types: frozenset[ResponseType]
+    supported_token_auth_methods: frozenset[ClientAuthMethod]
+    pkce_required: bool
+    pkce_s256_required: bool
+    max_state_length: int
+    max_nonce_length: int
+
+    @property
+    def scope_names(self) -> frozenset[str]:
+        return frozenset(scope.name for scope in self.supported_scopes)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientRecord:
+    id: int
+    service_id: int
+    alias: str | None
+    client_type: ClientType
+    token_auth_method: ClientAuthMethod
+    secret_hash: str | None
+    redirect_uris: tuple[str, ...]
+    response_types: frozenset[ResponseType]
+    grant_types: frozenset[GrantType]
+    requestable_scopes: frozenset[str] | None  # None: any scope the service supports
+    par_required: bool = False
+    request_object_required: bool = False
+    pkce_required: bool = False
+    pkce_s256_required: bool = False
+    dpop_required: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PushedRequestRecord:
+    """A validated pushed authorization request, as stored."""
+
+    reference_hash: str
+    service_id: int
+    client_id: int
+    parameters: str  # the pushed parameters without client-authentication ones (RFC 9126 §2.1)
+    request: dict[str, Any] = field(default_factory=dict)  # the normalised, validated request
+    created_at: datetime | None = None
+    expires_at: datetime | None = None

@@ -1,0 +1,88 @@
+"""Rules for registering services and clients (what the management API and CLI accept)."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlsplit
+
+from app.core.errors import ApiBadRequest
+from app.core.model import IMPLEMENTED_AUTH_METHODS, ClientAuthMethod, ClientType
+
+MAX_URI_LENGTH = 2000
+MAX_ALIAS_LENGTH = 200
+
+
+def validate_redirect_uri(uri: str) -> str:
+    """RFC 6749 §3.1.2: "The redirection endpoint URI MUST be an absolute URI ... MUST NOT include a
+    fragment component." Custom schemes are allowed for native apps (RFC 8252 §7.1)."""
+    parts = urlsplit(uri)
+    if len(uri) > MAX_URI_LENGTH or not parts.scheme or "#" in uri:
+        raise ApiBadRequest(
+            f"redirect URI '{uri[:100]}' must be absolute, without a fragment, at most {MAX_URI_LENGTH} characters"
+        )
+    if parts.scheme in ("http", "https") and not parts.netloc:
+        raise ApiBadRequest(f"redirect URI '{uri[:100]}' has no host")
+    return uri
+
+
+def validate_issuer(issuer: str) -> str:
+    """RFC 8414 §2: the issuer is "a URL that uses the "https" scheme and has no query or fragment
+    components" (http is accepted for local development)."""
+    parts = urlsplit(issuer)
+    if parts.scheme not in ("https", "http") or not parts.netloc or parts.query or parts.fragment or "#" in issuer:
+        raise ApiBadRequest("issuer must be an http(s) URL without query or fragment")
+    return issuer.rstrip("/")
+
+
+def validate_endpoint_url(name: str, url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.netloc or parts.fragment or len(url) > MAX_URI_LENGTH:
+        raise ApiBadRequest(f"{name} must be an absolute http(s) URL without a fragment")
+    return url
+
+
+def resolve_client_type_and_method(
+    client_type: ClientType | None, method: ClientAuthMethod | None
+) -> tuple[ClientType, ClientAuthMethod]:
+    """Fill in whichever of the two is missing and refuse contradictory pairs.
+
+    RFC 6749 §2.1: public clients are "incapable of maintaining the confidentiality of their
+    credentials", so they authenticate with ``none``, and confidential clients never do.
+    """
+    if client_type is None and method is None:
+        client_type, method = ClientType.CONFIDENTIAL, ClientAuthMethod.CLIENT_SECRET_BASIC
+    elif method is None:
+        method = ClientAuthMethod.NONE if client_type is ClientType.PUBLIC else ClientAuthMethod.CLIENT_SECRET_BASIC
+    elif client_type is None:
+        client_type = ClientType.PUBLIC if method is ClientAuthMethod.NONE else ClientType.CONFIDENTIAL
+    assert client_type is not None
+    if (client_type is ClientType.PUBLIC) != (method is ClientAuthMethod.NONE):
+        raise ApiBadRequest(
+            f"a {client_type.name} client cannot use token auth method {method.name}: public "
+            "clients use NONE and confidential clients a real authentication method"
+        )
+    if method not in IMPLEMENTED_AUTH_METHODS:
+        raise ApiBadRequest(
+            f"token auth method {method.name} is not supported by this server yet; supported: "
+            + ", ".join(sorted(m.name for m in IMPLEMENTED_AUTH_METHODS))
+        )
+    return client_type, method
+
+
+def validate_alias(alias: str) -> str:
+    """Aliases share the ``client_id`` namespace with numeric ids, so a numeric alias would be ambiguous."""
+    if not alias or len(alias) > MAX_ALIAS_LENGTH or alias.isdigit() or not alias.isprintable() or " " in alias:
+        raise ApiBadRequest(
+            f"clientIdAlias must be 1 to {MAX_ALIAS_LENGTH} printable characters without spaces, and not all digits"
+        )
+    return alias
+
+
+def validate_jwks(jwks: str) -> str:
+    try:
+        document = json.loads(jwks)
+    except ValueError:
+        raise ApiBadRequest("jwks must be a JSON Web Key Set document (a string of JSON)") from None
+    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+        raise ApiBadRequest('jwks must be a JSON object with a "keys" array')
+    return jwks

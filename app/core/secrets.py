@@ -1,0 +1,107 @@
+"""Server-generated secrets and their keyed hashes.
+
+Client secrets and service access tokens are generated here with 256 bits of entropy, so a keyed
+fast hash (HMAC-SHA256 under a pepper kept outside the database) is the right storage: RFC 6819
+§5.1.4.2.2 "Use High Entropy for Secrets"; a slow password hash would cap a core at a few pushes per
+second (reference/python-stack.md §2). The passlib ``CryptContext`` is the one place that knows every
+stored format, so legacy hashes (bcrypt, argon2, pbkdf2) still verify and can be migrated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from typing import Any
+
+from passlib.context import CryptContext
+from passlib.utils import handlers
+
+CLIENT_SECRET_PREFIX = "par_cs_"
+SERVICE_TOKEN_PREFIX = "par_sat_"
+SECRET_ENTROPY_BYTES = 32  # 256 bits
+REQUEST_URI_PREFIX = "urn:ietf:params:oauth:request_uri:"
+
+
+def _keyed_handler(pepper: bytes) -> type[handlers.StaticHandler]:
+    """A passlib handler for HMAC-SHA256 under this pepper (a class per pepper, no global registry)."""
+
+    class HmacSha256(handlers.StaticHandler):  # type: ignore[misc]
+        name = "par_hmac_sha256"
+        _hash_prefix = "$par-hmac-sha256$"
+        checksum_chars = handlers.HEX_CHARS
+        checksum_size = 64
+
+        def _calc_checksum(self, secret: str | bytes) -> str:
+            data = secret.encode() if isinstance(secret, str) else secret
+            return hmac.new(pepper, data, hashlib.sha256).hexdigest()
+
+    return HmacSha256
+
+
+class SecretHasher:
+    """Hashes and verifies machine secrets; derives lookup digests for bearer tokens."""
+
+    def __init__(self, pepper: bytes) -> None:
+        if not pepper:
+            raise ValueError("a pepper is required")
+        self._pepper = pepper
+        self._context = CryptContext(
+            schemes=[_keyed_handler(pepper), "argon2", "bcrypt", "pbkdf2_sha256"],
+            default="par_hmac_sha256",
+            deprecated="auto",
+        )
+        # Verified against when the client is unknown, so both branches cost the same.
+        self._decoy_hash = self.hash(secrets.token_urlsafe(SECRET_ENTROPY_BYTES))
+
+    def hash(self, secret: str) -> str:
+        return str(self._context.hash(secret))
+
+    def verify(self, secret: str, stored_hash: str | None) -> bool:
+        """Constant-time verification; an absent or unreadable hash verifies nothing."""
+        try:
+            return bool(self._context.verify(secret, stored_hash or self._decoy_hash)) and stored_hash is not None
+        except (ValueError, TypeError):
+            return False
+
+    def lookup_digest(self, token: str) -> str:
+        """Deterministic keyed digest used to find a bearer token by its value (indexed column)."""
+        return hmac.new(self._pepper, token.encode(), hashlib.sha256).hexdigest()
+
+    @staticmethod
+    def generate_client_secret() -> str:
+        return CLIENT_SECRET_PREFIX + secrets.token_urlsafe(SECRET_ENTROPY_BYTES)
+
+    @staticmethod
+    def generate_service_token() -> str:
+        return SERVICE_TOKEN_PREFIX + secrets.token_urlsafe(SECRET_ENTROPY_BYTES)
+
+
+def new_request_reference() -> str:
+    """RFC 9126 §2.2: the request_uri "MUST contain some part generated using a cryptographically
+    strong pseudorandom algorithm"; 256 bits here (FAPI 2.0 asks for at least 128)."""
+    return secrets.token_urlsafe(SECRET_ENTROPY_BYTES)
+
+
+def reference_hash(reference: str) -> str:
+    """What the store keys a pushed request by: a dump of the table reveals no usable request_uri."""
+    return hashlib.sha256(reference.encode()).hexdigest()
+
+
+def new_numeric_id() -> int:
+    """Random identifier for services and clients, like Authlete's; below 2**53 so that JSON numbers
+    survive JavaScript clients, and above 10**12 so that ids have a stable length."""
+    return 10**12 + secrets.randbelow(2**53 - 10**12)
+
+
+def constant_time_equals(left: str, right: str) -> bool:
+    return hmac.compare_digest(left.encode(), right.encode())
+
+
+__all__: list[Any] = [
+    "SecretHasher",
+    "new_request_reference",
+    "reference_hash",
+    "new_numeric_id",
+    "constant_time_equals",
+]

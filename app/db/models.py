@@ -1,0 +1,121 @@
+"""Tables. Singular snake_case names, ``_at`` time columns in UTC on both databases."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Dialect, ForeignKey, Index, Integer, MetaData, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out. SQLite keeps no zone, so naive UTC is stored
+    there; PostgreSQL stores ``timestamptz``."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are ambiguous; pass an aware UTC datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, _dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[Any]: JSON()}
+
+
+class Service(Base):
+    __tablename__ = "service"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    issuer: Mapped[str | None] = mapped_column(String(2000))  # None: derived from the public base URL
+    authorization_endpoint: Mapped[str | None] = mapped_column(String(2000))
+    token_endpoint: Mapped[str | None] = mapped_column(String(2000))
+    pushed_auth_req_endpoint: Mapped[str | None] = mapped_column(String(2000))
+    pushed_auth_req_duration: Mapped[int | None] = mapped_column(Integer)  # None: the server default
+    par_required: Mapped[bool] = mapped_column(Boolean, default=False)
+    supported_scopes: Mapped[list[Any]] = mapped_column(default=list)
+    supported_response_types: Mapped[list[Any]] = mapped_column(default=list)
+    supported_grant_types: Mapped[list[Any]] = mapped_column(default=list)
+    supported_token_auth_methods: Mapped[list[Any]] = mapped_column(default=list)
+    pkce_required: Mapped[bool] = mapped_column(Boolean, default=False)
+    pkce_s256_required: Mapped[bool] = mapped_column(Boolean, default=False)
+    max_state_length: Mapped[int | None] = mapped_column(Integer)
+    max_nonce_length: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+    modified_at: Mapped[datetime]
+
+
+class ServiceAccessToken(Base):
+    __tablename__ = "service_access_token"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    service_id: Mapped[int] = mapped_column(ForeignKey("service.id", ondelete="CASCADE"), index=True)
+    token_digest: Mapped[str] = mapped_column(String(64), unique=True)  # keyed hash; the token is never stored
+    description: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class Client(Base):
+    __tablename__ = "client"
+    __table_args__ = (Index("uq_client_service_id_alias", "service_id", "client_id_alias", unique=True),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    service_id: Mapped[int] = mapped_column(ForeignKey("service.id", ondelete="CASCADE"), index=True)
+    client_id_alias: Mapped[str | None] = mapped_column(String(200))
+    client_name: Mapped[str | None] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    client_type: Mapped[str] = mapped_column(String(20))
+    token_auth_method: Mapped[str] = mapped_column(String(40))
+    secret_hash: Mapped[str | None] = mapped_column(String(200))  # keyed hash only; never the secret
+    redirect_uris: Mapped[list[Any]] = mapped_column(default=list)
+    response_types: Mapped[list[Any]] = mapped_column(default=list)
+    grant_types: Mapped[list[Any]] = mapped_column(default=list)
+    requestable_scopes: Mapped[list[Any] | None] = mapped_column(JSON)  # None: not restricted
+    jwks: Mapped[str | None] = mapped_column(Text)
+    jwks_uri: Mapped[str | None] = mapped_column(String(2000))
+    par_required: Mapped[bool] = mapped_column(Boolean, default=False)
+    request_object_required: Mapped[bool] = mapped_column(Boolean, default=False)
+    pkce_required: Mapped[bool] = mapped_column(Boolean, default=False)
+    pkce_s256_required: Mapped[bool] = mapped_column(Boolean, default=False)
+    dpop_required: Mapped[bool] = mapped_column(Boolean, default=False)
+    authorization_details_types: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[datetime]
+    modified_at: Mapped[datetime]
+
+
+class PushedRequest(Base):
+    __tablename__ = "pushed_request"
+
+    # SHA-256 of the random reference in the request_uri: the key, without the usable value.
+    reference_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    service_id: Mapped[int] = mapped_column(ForeignKey("service.id", ondelete="CASCADE"), index=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("client.id", ondelete="CASCADE"), index=True)
+    parameters: Mapped[str] = mapped_column(Text)
+    request: Mapped[dict[str, Any]]
+    state: Mapped[str] = mapped_column(String(20), default="pushed")  # pushed | consumed
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)

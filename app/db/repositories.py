@@ -1,0 +1,250 @@
+"""Repositories: SQL only, one per aggregate, built on an ``AsyncSession`` the caller owns."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.model import (
+    ClientAuthMethod,
+    ClientRecord,
+    ClientType,
+    GrantType,
+    PushedRequestRecord,
+    ResponseType,
+    ScopeDefinition,
+    ServiceRecord,
+)
+from app.core.secrets import new_numeric_id
+from app.core.urls import default_issuer, default_par_endpoint
+from app.db.models import Client, PushedRequest, Service, ServiceAccessToken
+
+
+class ServiceRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, service: Service) -> Service:
+        self.session.add(service)
+        await self.session.flush()
+        return service
+
+    async def get_or_none(self, service_id: int) -> Service | None:
+        return await self.session.get(Service, service_id)
+
+    async def list(self, *, start: int, end: int) -> tuple[Sequence[Service], int]:
+        total = await self.session.scalar(select(func.count()).select_from(Service)) or 0
+        rows = await self.session.scalars(
+            select(Service).order_by(Service.created_at, Service.id).offset(start).limit(max(end - start, 0))
+        )
+        return rows.all(), total
+
+    async def delete(self, service: Service) -> None:
+        # Explicit deletes so that SQLite without foreign-key enforcement behaves like PostgreSQL.
+        for table in (PushedRequest, Client, ServiceAccessToken):
+            await self.session.execute(delete(table).where(table.service_id == service.id))
+        await self.session.delete(service)
+
+
+class ServiceTokenRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, *, service_id: int, token_digest: str, description: str | None, now: datetime) -> int:
+        token_id = new_numeric_id()
+        self.session.add(
+            ServiceAccessToken(
+                id=token_id,
+                service_id=service_id,
+                token_digest=token_digest,
+                description=description,
+                created_at=now,
+                revoked_at=None,
+            )
+        )
+        await self.session.flush()
+        return token_id
+
+    async def get_service_id_by_digest(self, token_digest: str) -> int | None:
+        return await self.session.scalar(
+            select(ServiceAccessToken.service_id).where(
+                ServiceAccessToken.token_digest == token_digest, ServiceAccessToken.revoked_at.is_(None)
+            )
+        )
+
+    async def list(self, service_id: int) -> Sequence[ServiceAccessToken]:
+        rows = await self.session.scalars(
+            select(ServiceAccessToken)
+            .where(ServiceAccessToken.service_id == service_id)
+            .order_by(ServiceAccessToken.created_at)
+        )
+        return rows.all()
+
+    async def revoke(self, *, service_id: int, token_id: int, now: datetime) -> bool:
+        result = await self.session.execute(
+            update(ServiceAccessToken)
+            .where(
+                ServiceAccessToken.id == token_id,
+                ServiceAccessToken.service_id == service_id,
+                ServiceAccessToken.revoked_at.is_(None),
+            )
+            .values(revoked_at=now)
+        )
+        return bool(getattr(result, "rowcount", 0))
+
+
+class ClientRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, client: Client) -> Client:
+        self.session.add(client)
+        await self.session.flush()
+        return client
+
+    async def get_or_none(self, service_id: int, identifier: str) -> Client | None:
+        """By numeric client id (canonical decimal only) or by alias, within one service."""
+        if identifier.isascii() and identifier.isdigit() and str(int(identifier)) == identifier:
+            return await self.session.scalar(
+                select(Client).where(Client.service_id == service_id, Client.id == int(identifier))
+            )
+        return await self.session.scalar(
+            select(Client).where(Client.service_id == service_id, Client.client_id_alias == identifier)
+        )
+
+    async def alias_taken(self, service_id: int, alias: str, *, except_id: int | None = None) -> bool:
+        query = select(Client.id).where(Client.service_id == service_id, Client.client_id_alias == alias)
+        if except_id is not None:
+            query = query.where(Client.id != except_id)
+        return await self.session.scalar(query) is not None
+
+    async def list(self, service_id: int, *, start: int, end: int) -> tuple[Sequence[Client], int]:
+        total = (
+            await self.session.scalar(select(func.count()).select_from(Client).where(Client.service_id == service_id))
+            or 0
+        )
+        rows = await self.session.scalars(
+            select(Client)
+            .where(Client.service_id == service_id)
+            .order_by(Client.created_at, Client.id)
+            .offset(start)
+            .limit(max(end - start, 0))
+        )
+        return rows.all(), total
+
+    async def delete(self, client: Client) -> None:
+        await self.session.execute(delete(PushedRequest).where(PushedRequest.client_id == client.id))
+        await self.session.delete(client)
+
+
+class PushedRequestRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, record: PushedRequestRecord) -> None:
+        assert record.created_at is not None and record.expires_at is not None
+        self.session.add(
+            PushedRequest(
+                reference_hash=record.reference_hash,
+                service_id=record.service_id,
+                client_id=record.client_id,
+                parameters=record.parameters,
+                request=record.request,
+                state="pushed",
+                created_at=record.created_at,
+                expires_at=record.expires_at,
+            )
+        )
+        await self.session.flush()
+
+    async def count_live(self, now: datetime) -> int:
+        return (
+            await self.session.scalar(
+                select(func.count()).select_from(PushedRequest).where(PushedRequest.expires_at > now)
+            )
+            or 0
+        )
+
+    async def purge_expired(self, *, before: datetime, batch_size: int) -> int:
+        """Delete up to ``batch_size`` expired rows; a short transaction per batch keeps locks brief."""
+        expired = (
+            select(PushedRequest.reference_hash)
+            .where(PushedRequest.expires_at <= before)
+            .limit(batch_size)
+            .scalar_subquery()
+        )
+        result = await self.session.execute(delete(PushedRequest).where(PushedRequest.reference_hash.in_(expired)))
+        return int(getattr(result, "rowcount", 0) or 0)
+
+
+class SqlPushStore:
+    """``app.core.par.PushStore`` over one session."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._clients = ClientRepository(session)
+        self._pushed = PushedRequestRepository(session)
+
+    async def get_client(self, service_id: int, client_identifier: str) -> ClientRecord | None:
+        row = await self._clients.get_or_none(service_id, client_identifier)
+        return client_record(row) if row is not None else None
+
+    async def add_pushed_request(self, record: PushedRequestRecord) -> None:
+        await self._pushed.add(record)
+
+
+# --- rows to domain records -------------------------------------------------------------------------
+
+
+def service_record(
+    row: Service,
+    *,
+    public_base_url: str,
+    default_duration: int,
+    default_max_state_length: int,
+    default_max_nonce_length: int,
+) -> ServiceRecord:
+    return ServiceRecord(
+        id=row.id,
+        name=row.name,
+        issuer=row.issuer or default_issuer(public_base_url, row.id),
+        pushed_auth_req_endpoint=row.pushed_auth_req_endpoint or default_par_endpoint(public_base_url, row.id),
+        pushed_auth_req_duration=row.pushed_auth_req_duration or default_duration,
+        par_required=row.par_required,
+        supported_scopes=tuple(_scope(entry) for entry in row.supported_scopes),
+        supported_response_types=frozenset(ResponseType[name] for name in row.supported_response_types),
+        supported_token_auth_methods=frozenset(ClientAuthMethod[name] for name in row.supported_token_auth_methods),
+        pkce_required=row.pkce_required,
+        pkce_s256_required=row.pkce_s256_required,
+        max_state_length=row.max_state_length or default_max_state_length,
+        max_nonce_length=row.max_nonce_length or default_max_nonce_length,
+    )
+
+
+def client_record(row: Client) -> ClientRecord:
+    return ClientRecord(
+        id=row.id,
+        service_id=row.service_id,
+        alias=row.client_id_alias,
+        client_type=ClientType[row.client_type],
+        token_auth_method=ClientAuthMethod[row.token_auth_method],
+        secret_hash=row.secret_hash,
+        redirect_uris=tuple(row.redirect_uris),
+        response_types=frozenset(ResponseType[name] for name in row.response_types),
+        grant_types=frozenset(GrantType[name] for name in row.grant_types),
+        requestable_scopes=frozenset(row.requestable_scopes) if row.requestable_scopes is not None else None,
+        par_required=row.par_required,
+        request_object_required=row.request_object_required,
+        pkce_required=row.pkce_required,
+        pkce_s256_required=row.pkce_s256_required,
+        dpop_required=row.dpop_required,
+    )
+
+
+def _scope(entry: dict[str, Any]) -> ScopeDefinition:
+    return ScopeDefinition(
+        name=entry["name"], description=entry.get("description"), default_entry=bool(entry.get("defaultEntry"))
+    )

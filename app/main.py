@@ -1,0 +1,87 @@
+"""Application factory: ``create_app(settings)`` wires routers, error handlers and the lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from app.api import backend, health, management, metadata, par
+from app.api.deps import AppState, utc_now
+from app.api.errors import install_error_handlers
+from app.core.secrets import SecretHasher
+from app.db.engine import create_engine_from_settings, create_session_factory
+from app.db.repositories import PushedRequestRepository
+from app.settings import Settings
+
+logger = logging.getLogger("par_server")
+VERSION = "0.1.0"
+
+
+def create_app(settings: Settings) -> FastAPI:
+    settings.require_production_secrets()
+    engine = create_engine_from_settings(settings)
+    state = AppState(
+        settings=settings,
+        engine=engine,
+        sessions=create_session_factory(engine),
+        hasher=SecretHasher(settings.pepper_bytes),
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        purger = asyncio.create_task(purge_expired_forever(state), name="purge-expired-pushed-requests")
+        try:
+            yield
+        finally:
+            purger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await purger
+            await engine.dispose()
+
+    app = FastAPI(
+        title="par-server",
+        version=VERSION,
+        summary="OAuth 2.0 Pushed Authorization Requests (RFC 9126) with an Authlete-compatible backend API",
+        lifespan=lifespan,
+        max_body_size=settings.max_body_bytes,
+    )
+    app.state.par = state
+    for module in (par, backend, management, metadata, health):
+        app.include_router(module.router)
+    install_error_handlers(app)
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """Entry point for ``uvicorn --factory``: settings from the environment."""
+    return create_app(Settings())
+
+
+async def purge_expired(state: AppState) -> int:
+    """Delete expired pushed requests in short batches; returns how many went."""
+    removed = 0
+    while True:
+        async with state.sessions.begin() as session:
+            batch = await PushedRequestRepository(session).purge_expired(
+                before=utc_now(), batch_size=state.settings.purge_batch_size
+            )
+        removed += batch
+        if batch < state.settings.purge_batch_size:
+            return removed
+        await asyncio.sleep(0)  # let requests run between batches
+
+
+async def purge_expired_forever(state: AppState) -> None:
+    while True:
+        await asyncio.sleep(state.settings.purge_interval_seconds)
+        try:
+            removed = await purge_expired(state)
+        except Exception as exc:  # the database may be briefly away; try again next round
+            logger.warning("purging expired pushed requests failed: %s", type(exc).__name__)
+            continue
+        if removed:
+            logger.info("purged %d expired pushed requests", removed)

@@ -1,0 +1,104 @@
+"""All configuration, read once from the environment (prefix ``PAR_``) and passed explicitly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATA_DIR = Path("data")
+PLACEHOLDER_SECRETS = frozenset({"changeme", "change-me", "changethis", "secret", "password", "pepper"})
+MIN_SECRET_LENGTH = 32
+
+
+class UnsafeSettingsError(ValueError):
+    """A value that must never reach production (missing or placeholder secret)."""
+
+
+class Settings(BaseSettings):
+    """par-server settings. Every limit the server enforces is one of these fields."""
+
+    model_config = SettingsConfigDict(env_prefix="PAR_", extra="ignore")
+
+    database_url: str = Field(
+        default=f"sqlite+aiosqlite:///{DEFAULT_DATA_DIR / 'par-server.db'}",
+        description="SQLAlchemy async URL: sqlite+aiosqlite:///path or postgresql+psycopg://user@host/db",
+    )
+    admin_token: SecretStr | None = Field(default=None, description="Bearer token of the service-management API")
+    pepper: SecretStr | None = Field(
+        default=None, description="Key of the keyed hashes of client secrets and service access tokens"
+    )
+    public_base_url: str = Field(default="http://127.0.0.1:8000", description="Base URL clients reach this server at")
+    demo: bool = Field(default=False, description="Generate missing secrets instead of refusing to start")
+    data_dir: Path = Field(default=DEFAULT_DATA_DIR, description="Where demo secrets and the SQLite file live")
+
+    # HTTP limits (RFC 9126 §2.3: 413 for an oversized request).
+    max_body_bytes: Annotated[int, Field(gt=0)] = 64 * 1024
+    max_parameters: Annotated[int, Field(gt=0)] = 100
+    max_parameter_bytes: Annotated[int, Field(gt=0)] = 16 * 1024
+
+    # Defaults of per-service settings.
+    default_pushed_auth_req_duration: Annotated[int, Field(gt=0, le=86400)] = 60
+    default_max_state_length: Annotated[int, Field(gt=0)] = 2048
+    default_max_nonce_length: Annotated[int, Field(gt=0)] = 512
+
+    # Housekeeping.
+    purge_interval_seconds: Annotated[float, Field(gt=0)] = 60.0
+    purge_batch_size: Annotated[int, Field(gt=0)] = 1000
+
+    # Database pool: fail fast under overload rather than queueing without bound.
+    db_pool_size: Annotated[int, Field(gt=0)] = 10
+    db_max_overflow: Annotated[int, Field(ge=0)] = 5
+    db_pool_timeout_seconds: Annotated[float, Field(gt=0)] = 5.0
+
+    log_level: str = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_database_url(cls, value: str) -> str:
+        """Accept the URL forms operators paste from their provider and use the async drivers."""
+        for prefix in ("postgres://", "postgresql://"):
+            if value.startswith(prefix):
+                return "postgresql+psycopg://" + value[len(prefix) :]
+        if value.startswith("sqlite:///"):
+            return "sqlite+aiosqlite:///" + value[len("sqlite:///") :]
+        return value
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _strip_trailing_slash(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("public_base_url must be an http(s) URL")
+        return value.rstrip("/")
+
+    def require_production_secrets(self) -> None:
+        """Refuse to serve with a missing, short or placeholder admin token or pepper."""
+        problems = [
+            message
+            for name, secret in (("PAR_ADMIN_TOKEN", self.admin_token), ("PAR_PEPPER", self.pepper))
+            if (message := _secret_problem(name, secret))
+        ]
+        if problems:
+            raise UnsafeSettingsError(
+                "; ".join(problems) + ". Set them (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+                " or run `par-server demo` for a throw-away local instance."
+            )
+
+    @property
+    def pepper_bytes(self) -> bytes:
+        if self.pepper is None:
+            raise UnsafeSettingsError("PAR_PEPPER is not set")
+        return self.pepper.get_secret_value().encode()
+
+
+def _secret_problem(name: str, secret: SecretStr | None) -> str | None:
+    if secret is None or not secret.get_secret_value():
+        return f"{name} is not set"
+    value = secret.get_secret_value()
+    if value.lower() in PLACEHOLDER_SECRETS:
+        return f"{name} is a placeholder value"
+    if len(value) < MIN_SECRET_LENGTH:
+        return f"{name} must be at least {MIN_SECRET_LENGTH} characters"
+    return None

@@ -1,0 +1,38 @@
+#!/bin/sh
+# Container entrypoint for par-server.
+#
+#   docker run IMAGE                  -> migrate, then serve on 0.0.0.0:8000
+#   docker run IMAGE --workers 4      -> same; arguments that start with "-"
+#                                        are appended to `par-server serve`
+#   docker run IMAGE par-server migrate
+#   docker run IMAGE sh               -> any other command is exec'd as given
+#                                        (no migration, no server)
+#
+# Migrations: by default every container start runs `par-server migrate`
+# (alembic upgrade head) before serving. That is fine for one replica. With
+# several replicas, run the migration once as a one-off job instead:
+#
+#   docker compose run --rm par-server par-server migrate
+#
+# and start the replicas with PAR_SKIP_MIGRATE=1 so that they do not race each
+# other on the schema.
+set -eu
+
+case "${1:-}" in
+    '' | -*)
+        case "${PAR_SKIP_MIGRATE:-0}" in
+            1 | true | yes)
+                echo "entrypoint: PAR_SKIP_MIGRATE is set, not running migrations" >&2
+                ;;
+            *)
+                echo "entrypoint: running database migrations" >&2
+                par-server migrate
+                ;;
+        esac
+        # exec: uvicorn becomes PID 1 and receives SIGTERM from `docker stop`.
+        exec par-server serve --host 0.0.0.0 --port 8000 "$@"
+        ;;
+    *)
+        exec "$@"
+        ;;
+esac
