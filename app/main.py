@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from app.api import backend, health, management, metadata, par
 from app.api.deps import AppState, utc_now
 from app.api.errors import install_error_handlers
+from app.api.limits import BodySizeLimitMiddleware
 from app.core.secrets import SecretHasher
 from app.db.engine import create_engine_from_settings, create_session_factory
 from app.db.repositories import PushedRequestRepository
@@ -47,12 +48,16 @@ def create_app(settings: Settings) -> FastAPI:
         version=VERSION,
         summary="OAuth 2.0 Pushed Authorization Requests (RFC 9126) with an Authlete-compatible backend API",
         lifespan=lifespan,
-        max_body_size=settings.max_body_bytes,
     )
     app.state.par = state
     for module in (par, backend, management, metadata, health):
         app.include_router(module.router)
     install_error_handlers(app)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        max_api_body_bytes=settings.max_api_body_bytes,
+    )
     return app
 
 

@@ -35,7 +35,10 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=DEFAULT_DATA_DIR, description="Where demo secrets and the SQLite file live")
 
     # HTTP limits (RFC 9126 §2.3: 413 for an oversized request).
-    max_body_bytes: Annotated[int, Field(gt=0)] = 64 * 1024
+    max_body_bytes: Annotated[int, Field(gt=0)] = 64 * 1024  # the pushed parameters, at either front door
+    # The /api envelope carries the parameters plus certificates and proofs, so it gets headroom: a
+    # too-large `parameters` then answers action PAYLOAD_TOO_LARGE rather than failing the API call.
+    max_api_body_bytes: Annotated[int, Field(gt=0)] = 256 * 1024
     max_parameters: Annotated[int, Field(gt=0)] = 100
     max_parameter_bytes: Annotated[int, Field(gt=0)] = 16 * 1024
 

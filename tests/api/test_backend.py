@@ -1,0 +1,259 @@
+"""The Authlete-compatible backend API: POST /api/{serviceId}/pushed_auth_req (authlete-api.md §1-§3)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+
+from tests.factories import ClientHandle, Factory, ServiceHandle, par_params
+
+
+@pytest.fixture
+async def service(factory: Factory) -> ServiceHandle:
+    return await factory.service()
+
+
+@pytest.fixture
+async def basic_client(factory: Factory, service: ServiceHandle) -> ClientHandle:
+    return await factory.client(service)
+
+
+async def call(
+    client: httpx.AsyncClient, service: ServiceHandle, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> httpx.Response:
+    return await client.post(
+        f"/api/{service.id}/pushed_auth_req", json=body, headers=service.bearer if headers is None else headers
+    )
+
+
+def envelope(response: httpx.Response, action: str) -> dict[str, Any]:
+    """A processed call is 200 with the action; responseContent is a JSON string (authlete-api.md §2.1)."""
+    assert response.status_code == 200, response.text
+    body = dict(response.json())
+    assert body["action"] == action
+    assert body["resultMessage"].startswith(f"[{body['resultCode']}] ")
+    assert None not in body.values()  # null fields are omitted
+    return body
+
+
+def assert_result_error(response: httpx.Response, status: int) -> None:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"resultCode", "resultMessage"}
+    assert body["resultMessage"].startswith(f"[{body['resultCode']}] ")
+
+
+async def test_created(client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle) -> None:
+    body = envelope(
+        await call(
+            client,
+            service,
+            {
+                "parameters": urlencode(par_params(basic_client)),
+                "clientId": str(basic_client.id),
+                "clientSecret": basic_client.secret,
+            },
+        ),
+        "CREATED",
+    )
+    assert body["resultCode"] == "A245001"
+    assert body["clientAuthMethod"] == "CLIENT_SECRET_BASIC"
+    content = json.loads(body["responseContent"])
+    assert content == {"expires_in": 60, "request_uri": body["requestUri"]}
+    assert "dpopNonce" not in body and "expiresIn" not in body
+
+
+async def test_form_encoded_call(client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle) -> None:
+    """The Authlete spec lists application/x-www-form-urlencoded for the API call too."""
+    response = await client.post(
+        f"/api/{service.id}/pushed_auth_req",
+        headers=service.bearer,
+        data={
+            "parameters": urlencode(par_params(basic_client)),
+            "clientId": str(basic_client.id),
+            "clientSecret": basic_client.secret,
+        },
+    )
+    envelope(response, "CREATED")
+
+
+async def test_sdk_style_body_with_nulls_and_false(
+    client: httpx.AsyncClient, service: ServiceHandle, factory: Factory
+) -> None:
+    """The Python SDK sends every field; the Java SDK always sends dpopNonceRequired=false."""
+    post_client = await factory.client(service, tokenAuthMethod="CLIENT_SECRET_POST")
+    body = envelope(
+        await call(
+            client,
+            service,
+            {
+                "parameters": urlencode(par_params(post_client, client_secret=post_client.secret)),
+                "clientId": None,
+                "clientSecret": None,
+                "clientCertificate": None,
+                "clientCertificatePath": None,
+                "dpop": None,
+                "htm": None,
+                "htu": None,
+                "dpopNonceRequired": False,
+                "oauthClientAttestation": None,
+            },
+        ),
+        "CREATED",
+    )
+    assert body["clientAuthMethod"] == "CLIENT_SECRET_POST"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "secret", "action", "error"),
+    [
+        ({"redirect_uri": "https://evil.example/cb"}, None, "BAD_REQUEST", "invalid_request"),
+        ({"request_uri": "urn:x"}, None, "BAD_REQUEST", "invalid_request"),
+        ({"scope": "admin"}, None, "BAD_REQUEST", "invalid_scope"),
+        ({}, "wrong-secret", "UNAUTHORIZED", "invalid_client"),
+        ({"pad": "x" * 70_000}, None, "PAYLOAD_TOO_LARGE", "invalid_request"),
+    ],
+)
+async def test_oauth_errors_are_actions_with_the_rfc_body(
+    client: httpx.AsyncClient,
+    service: ServiceHandle,
+    basic_client: ClientHandle,
+    overrides: dict[str, str],
+    secret: str | None,
+    action: str,
+    error: str,
+) -> None:
+    """responseContent is exactly what the RFC 9126 endpoint answers for the same request, and
+    ``action`` names the status that endpoint uses."""
+    parameters = urlencode(par_params(basic_client, **overrides))
+    api = envelope(
+        await call(
+            client,
+            service,
+            {"parameters": parameters, "clientId": str(basic_client.id), "clientSecret": secret or basic_client.secret},
+        ),
+        action,
+    )
+    content = json.loads(api["responseContent"])
+    assert content["error"] == error
+    direct = await client.post(
+        service.par_path,
+        content=parameters,
+        headers=basic_client.basic(secret) | {"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    statuses = {"BAD_REQUEST": 400, "UNAUTHORIZED": 401, "PAYLOAD_TOO_LARGE": 413}
+    assert direct.status_code == statuses[action]
+    assert direct.json() == content
+
+
+async def test_client_auth_method_reported_on_failures_after_authentication(
+    client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle
+) -> None:
+    body = envelope(
+        await call(
+            client,
+            service,
+            {
+                "parameters": urlencode(par_params(basic_client, scope="admin")),
+                "clientId": str(basic_client.id),
+                "clientSecret": basic_client.secret,
+            },
+        ),
+        "BAD_REQUEST",
+    )
+    assert body["clientAuthMethod"] == "CLIENT_SECRET_BASIC"
+
+
+async def test_failed_push_stores_nothing(
+    client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle
+) -> None:
+    from sqlalchemy import func, select
+
+    from app.db.models import PushedRequest
+
+    await call(
+        client,
+        service,
+        {
+            "parameters": urlencode(par_params(basic_client, scope="admin")),
+            "clientId": str(basic_client.id),
+            "clientSecret": basic_client.secret,
+        },
+    )
+    state = client._transport.app.state.par  # type: ignore[attr-defined]
+    async with state.sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(PushedRequest)) == 0
+
+
+# --- failures of the API call itself: ResultError -------------------------------------------------------
+
+
+async def test_missing_authorization_is_401(client: httpx.AsyncClient, service: ServiceHandle) -> None:
+    assert_result_error(await call(client, service, {"parameters": ""}, headers={}), 401)
+
+
+@pytest.mark.parametrize("header", ["Basic abc", "Bearer", "Bearer a b"])
+async def test_malformed_authorization_is_400(client: httpx.AsyncClient, service: ServiceHandle, header: str) -> None:
+    assert_result_error(await call(client, service, {"parameters": ""}, headers={"Authorization": header}), 400)
+
+
+async def test_unknown_token_is_401(client: httpx.AsyncClient, service: ServiceHandle) -> None:
+    response = await call(client, service, {"parameters": ""}, headers={"Authorization": "Bearer par_sat_nope"})
+    assert_result_error(response, 401)
+
+
+async def test_token_of_another_service_is_403(
+    client: httpx.AsyncClient, factory: Factory, service: ServiceHandle, basic_client: ClientHandle
+) -> None:
+    """Tenant isolation: a service token acts on its own service only."""
+    other = await factory.service()
+    response = await call(client, service, {"parameters": urlencode(par_params(basic_client))}, headers=other.bearer)
+    assert_result_error(response, 403)
+
+
+async def test_unknown_service(client: httpx.AsyncClient, service: ServiceHandle) -> None:
+    """A service token never learns whether another service exists (403); the admin token gets 404."""
+    response = await client.post("/api/1000000000001/pushed_auth_req", json={"parameters": ""}, headers=service.bearer)
+    assert_result_error(response, 403)
+    from tests.conftest import ADMIN_TOKEN
+
+    response = await client.post(
+        "/api/1000000000001/pushed_auth_req",
+        json={"parameters": ""},
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+    )
+    assert_result_error(response, 404)
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type"),
+    [
+        ("{not json", "application/json"),
+        ("[1, 2]", "application/json"),
+        ('{"parameters": 5}', "application/json"),
+        ("{}", "application/json"),
+        ("parameters=x", "text/plain"),
+        ('"x"', "application/json"),
+    ],
+)
+async def test_malformed_call_is_400(
+    client: httpx.AsyncClient, service: ServiceHandle, content: str, content_type: str
+) -> None:
+    response = await client.post(
+        f"/api/{service.id}/pushed_auth_req", content=content, headers=service.bearer | {"Content-Type": content_type}
+    )
+    assert_result_error(response, 400)
+
+
+async def test_non_numeric_service_id_is_400(client: httpx.AsyncClient, service: ServiceHandle) -> None:
+    response = await client.post("/api/abc/pushed_auth_req", json={"parameters": ""}, headers=service.bearer)
+    assert_result_error(response, 400)
+
+
+async def test_oversized_api_body_is_413_result_error(client: httpx.AsyncClient, service: ServiceHandle) -> None:
+    response = await call(client, service, {"parameters": "x=" + "a" * 300_000})
+    assert_result_error(response, 413)

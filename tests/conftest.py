@@ -1,0 +1,79 @@
+"""Shared fixtures: a migrated database of each kind, the app, and an HTTP client for it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from app.main import create_app
+from app.settings import Settings
+from tests import databases
+from tests.factories import Factory
+
+ADMIN_TOKEN = "test-admin-token-0123456789abcdefghijklmnop"
+PEPPER = "test-pepper-0123456789abcdefghijklmnopqrstuv"
+BASE_URL = "http://par.test"
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return databases.migrated_sqlite_template(tmp_path_factory.mktemp("sqlite-template"))
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    databases.ensure_postgres_database(databases.POSTGRES_URL)
+    databases.reset_postgres_schema(databases.POSTGRES_URL)
+    from app.cli import run_migrations
+
+    run_migrations(Settings(database_url=databases.POSTGRES_URL))
+    return databases.POSTGRES_URL
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A migrated, empty database; every test that stores anything runs once per kind."""
+    if request.param == "sqlite":
+        yield databases.fresh_sqlite(request.getfixturevalue("sqlite_template"), tmp_path)
+    else:
+        url = request.getfixturevalue("postgres_url")
+        databases.truncate_postgres(url)
+        yield url
+
+
+def make_settings(database_url: str, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "database_url": database_url,
+        "admin_token": ADMIN_TOKEN,
+        "pepper": PEPPER,
+        "public_base_url": BASE_URL,
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return make_settings(database_url)
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    yield application
+    await application.state.par.engine.dispose()
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL) as http:
+        yield http
+
+
+@pytest.fixture
+def factory(client: httpx.AsyncClient) -> Factory:
+    return Factory(client, admin_token=ADMIN_TOKEN)

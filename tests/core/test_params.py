@@ -1,0 +1,100 @@
+"""Strict form parsing (GEN-01, GEN-02, PAR-01, PAR-23, RES-04)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from app.core.errors import InvalidRequest, RequestTooLarge
+from app.core.params import ParameterLimits, parse_parameters
+
+LIMITS = ParameterLimits(max_parameters=10, max_parameter_bytes=100, max_total_bytes=500)
+
+
+def test_decodes_form_encoding() -> None:
+    params = parse_parameters("a=1&redirect_uri=https%3A%2F%2Fc.example%2Fcb&scope=openid+profile", LIMITS)
+    assert params.get("redirect_uri") == "https://c.example/cb"
+    assert params.get("scope") == "openid profile"
+
+
+def test_empty_value_is_treated_as_omitted() -> None:
+    """GEN-02: a parameter sent without a value is treated as omitted."""
+    params = parse_parameters("state=&scope=openid", LIMITS)
+    assert params.get("state") is None
+    assert "state" not in params
+
+
+@pytest.mark.parametrize("body", ["scope=a&scope=b", "scope=&scope=a", "client_id=1&x=2&client_id=1"])
+def test_repeated_parameter_is_rejected(body: str) -> None:
+    """GEN-01: "Request and response parameters MUST NOT be included more than once"."""
+    with pytest.raises(InvalidRequest, match="more than once"):
+        parse_parameters(body, LIMITS)
+
+
+def test_resource_may_repeat() -> None:
+    """RES-01/RES-04: resource is multi-valued."""
+    params = parse_parameters("resource=https%3A%2F%2Fa.example&resource=https%3A%2F%2Fb.example", LIMITS)
+    assert params.get_all("resource") == ["https://a.example", "https://b.example"]
+
+
+@pytest.mark.parametrize("body", ["a=%zz", "a=%4", "a%=1"])
+def test_malformed_percent_encoding_is_rejected(body: str) -> None:
+    with pytest.raises(InvalidRequest, match="percent-encoding"):
+        parse_parameters(body, LIMITS)
+
+
+@pytest.mark.parametrize("body", [b"state=\xff\xfe", "state=%C3%28"])
+def test_invalid_utf8_is_rejected(body: str | bytes) -> None:
+    """PAR-01: the body is UTF-8."""
+    with pytest.raises(InvalidRequest, match="UTF-8"):
+        parse_parameters(body, LIMITS)
+
+
+def test_control_characters_are_rejected_but_json_whitespace_is_kept() -> None:
+    with pytest.raises(InvalidRequest, match="control"):
+        parse_parameters("state=a%00b", LIMITS)
+    assert parse_parameters("authorization_details=%5B%0A%5D", LIMITS).get("authorization_details") == "[\n]"
+
+
+def test_parameter_without_equals_sign_is_rejected() -> None:
+    with pytest.raises(InvalidRequest, match="name=value"):
+        parse_parameters("response_type", LIMITS)
+
+
+def test_empty_name_is_rejected() -> None:
+    with pytest.raises(InvalidRequest, match="empty name"):
+        parse_parameters("=x", LIMITS)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("&".join(f"p{i}=1" for i in range(11)), "more than 10 parameters"),
+        ("state=" + "a" * 100, "exceeds 100 bytes"),
+        ("&".join(f"p{i}=" + "a" * 90 for i in range(6)), "exceed 500 bytes"),
+    ],
+)
+def test_limits_answer_payload_too_large(body: str, message: str) -> None:
+    """PAR-23: an oversized request gets 413."""
+    with pytest.raises(RequestTooLarge, match=message) as caught:
+        parse_parameters(body, LIMITS)
+    assert caught.value.status_code == 413
+
+
+def test_without_drops_names_and_encode_round_trips() -> None:
+    params = parse_parameters("client_id=1&client_secret=s&scope=a+b", LIMITS)
+    stored = params.without(frozenset({"client_secret"}))
+    assert stored.encode() == "client_id=1&scope=a+b"
+    assert parse_parameters(stored.encode(), LIMITS) == stored
+
+
+@given(st.lists(st.tuples(st.text(min_size=1, max_size=8), st.text(max_size=12)), max_size=8, unique_by=lambda p: p[0]))
+def test_encode_then_parse_is_identity(pairs: list[tuple[str, str]]) -> None:
+    """Any parameters without control characters survive encoding and strict parsing unchanged."""
+    from app.core.params import RequestParameters
+
+    clean = [(k, v) for k, v in pairs if k.isprintable() and v.isprintable()]
+    encoded = RequestParameters(tuple(clean)).encode()
+    limits = ParameterLimits(max_parameters=100, max_parameter_bytes=10_000, max_total_bytes=100_000)
+    assert parse_parameters(encoded, limits).pairs == tuple(clean)
