@@ -99,6 +99,7 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--proxy-headers", action="store_true", help="trust X-Forwarded-* from --forwarded-allow-ips")
     parser.add_argument("--forwarded-allow-ips", default="127.0.0.1")
+    parser.add_argument("--no-access-log", action="store_true", help="do not log each request line")
 
 
 # --- serving ------------------------------------------------------------------------------------------

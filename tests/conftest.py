@@ -9,6 +9,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from app.cli import run_migrations
 from app.main import create_app
 from app.settings import Settings
 from tests import databases
@@ -25,13 +26,12 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def postgres_url() -> str:
-    databases.ensure_postgres_database(databases.POSTGRES_URL)
-    databases.reset_postgres_schema(databases.POSTGRES_URL)
-    from app.cli import run_migrations
-
-    run_migrations(Settings(database_url=databases.POSTGRES_URL))
-    return databases.POSTGRES_URL
+def postgres_url() -> Iterator[str]:
+    url = databases.session_database_url(databases.POSTGRES_URL)
+    databases.ensure_postgres_database(url)
+    run_migrations(Settings(database_url=url))
+    yield url
+    databases.drop_postgres_database(url)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])

@@ -46,10 +46,15 @@ def ensure_postgres_database(url: str) -> None:
         pytest.skip(message)
 
 
-def reset_postgres_schema(url: str) -> None:
-    with psycopg.connect(libpq_dsn(url), autocommit=True) as connection:
-        connection.execute("DROP SCHEMA public CASCADE")
-        connection.execute("CREATE SCHEMA public")
+def session_database_url(url: str) -> str:
+    """A database of this test session's own, so concurrent runs never truncate each other's data."""
+    parsed = make_url(url)
+    return parsed.set(database=f"{parsed.database}_{os.getpid()}").render_as_string(hide_password=False)
+
+
+def drop_postgres_database(url: str) -> None:
+    with psycopg.connect(libpq_dsn(url, "postgres"), autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
 
 
 def truncate_postgres(url: str) -> None:

@@ -24,10 +24,10 @@ def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
         yield f"sqlite+aiosqlite:///{tmp_path / 'migrations.db'}"
         return
     # Its own database, so the shared test database stays migrated while this one goes down and up.
-    url = make_url(databases.POSTGRES_URL).set(database="par_server_migrations_test").render_as_string(False)
+    url = databases.session_database_url(databases.POSTGRES_URL) + "_migrations"
     databases.ensure_postgres_database(url)
-    databases.reset_postgres_schema(url)
     yield url
+    databases.drop_postgres_database(url)
 
 
 def alembic_config(url: str) -> Config:
