@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.errors import ApiError, InvalidClient, OAuthError, ParServerError, clean_description
+from app.core.errors import InvalidClient, OAuthError, ParServerError, clean_description
 
 logger = logging.getLogger("par_server")
 
@@ -71,10 +71,10 @@ def error_response(path: str, status_code: int, message: str, headers: dict[str,
 
 async def _handle_par_server_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ParServerError)
-    if isinstance(exc, OAuthError) and not is_api_path(request.url.path):
-        return oauth_error_response(exc)
-    if isinstance(exc, ApiError) or is_api_path(request.url.path):
+    if is_api_path(request.url.path):
         return result_error_response(exc.status_code, exc.result_code, exc.description)
+    if isinstance(exc, OAuthError):
+        return oauth_error_response(exc)
     return error_response(request.url.path, exc.status_code, exc.description)
 
 

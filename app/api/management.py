@@ -33,6 +33,7 @@ from app.core.registration import (
     validate_redirect_uri,
 )
 from app.core.secrets import new_numeric_id
+from app.core.urls import default_issuer, default_par_endpoint
 from app.db.models import Client, Service, ServiceAccessToken
 from app.db.repositories import ClientRepository, ServiceRepository, ServiceTokenRepository
 
@@ -84,19 +85,26 @@ def service_out(state: AppState, row: Service) -> ServiceOut:
     )
 
 
-def apply_service_fields(row: Service, body: ServiceIn) -> None:
-    """Copy the fields the caller gave onto ``row``; absent and null ones stay as they are."""
-    given = body.model_fields_set
+def apply_service_fields(row: Service, body: ServiceIn, *, public_base_url: str) -> None:
+    """Copy the fields the caller gave onto ``row``: absent and null ones stay as they are (the SDKs send
+    every field), an empty string clears one."""
     if body.service_name is not None:
         row.name = body.service_name
-    if "description" in given:
-        row.description = body.description
+    if body.description is not None:
+        row.description = body.description or None
+    # A read-modify-write that sends back the derived default keeps it derived, so it goes on following
+    # PAR_PUBLIC_BASE_URL.
+    derived = {
+        "issuer": default_issuer(public_base_url, row.id),
+        "pushed_auth_req_endpoint": default_par_endpoint(public_base_url, row.id),
+    }
     for field in ("issuer", "authorization_endpoint", "token_endpoint", "pushed_auth_req_endpoint"):
-        if field in given:
-            value = getattr(body, field)
-            if value:
-                value = validate_issuer(value) if field == "issuer" else validate_endpoint_url(field, value)
-            setattr(row, field, value or None)
+        value = getattr(body, field)
+        if value is None:
+            continue
+        if value:
+            value = validate_issuer(value) if field == "issuer" else validate_endpoint_url(field, value)
+        setattr(row, field, None if value == derived.get(field) else value or None)
     for field in ("pushed_auth_req_duration", "max_state_length", "max_nonce_length"):
         value = getattr(body, field)
         if value is not None:
@@ -132,7 +140,7 @@ async def create_service(state: AppState, body: ServiceIn) -> ServiceCreated:
         created_at=now,
         modified_at=now,
     )
-    apply_service_fields(row, body)
+    apply_service_fields(row, body, public_base_url=state.settings.public_base_url)
     token = state.hasher.generate_service_token()
     async with state.sessions.begin() as session:
         await ServiceRepository(session).add(row)
@@ -180,7 +188,7 @@ async def service_get(service_id: int, request: Request, state: StateDep) -> Ser
 async def service_update(service_id: int, body: ServiceIn, request: Request, state: StateDep) -> ServiceOut:
     async with state.sessions.begin() as session:
         row = await authorize_service_call(request, state, session, service_id)
-        apply_service_fields(row, body)
+        apply_service_fields(row, body, public_base_url=state.settings.public_base_url)
         row.modified_at = utc_now()
     return service_out(state, row)
 
@@ -292,36 +300,35 @@ def client_out(row: Client, *, secret: str | None = None) -> ClientOut:
 
 
 async def apply_client_fields(row: Client, body: ClientIn, *, service: Service, clients: ClientRepository) -> None:
-    """Copy the given fields onto ``row`` (absent and null ones stay) and check the result is coherent."""
-    given = body.model_fields_set
-    if body.client_type is None and body.token_auth_method is None and row.token_auth_method is not None:
-        client_type, method = resolve_client_type_and_method(
-            ClientType[row.client_type], ClientAuthMethod[row.token_auth_method]
-        )
-    else:
-        client_type, method = resolve_client_type_and_method(body.client_type, body.token_auth_method)
+    """Copy the given fields onto ``row`` (absent and null ones stay, an empty string clears one) and check
+    that the result is coherent."""
+    # An absent field keeps its stored value (a new client has none, so the missing one is derived).
+    client_type, method = resolve_client_type_and_method(
+        body.client_type or (ClientType[row.client_type] if row.client_type else None),
+        body.token_auth_method or (ClientAuthMethod[row.token_auth_method] if row.token_auth_method else None),
+    )
     if method.name not in service.supported_token_auth_methods:
         raise ApiBadRequest(
             f"token auth method {method.name} is not enabled for this service (supportedTokenAuthMethods)"
         )
     row.client_type, row.token_auth_method = client_type.name, method.name
-    if "client_id_alias" in given:
+    if body.client_id_alias is not None:
         alias = validate_alias(body.client_id_alias) if body.client_id_alias else None
         if alias and await clients.alias_taken(service.id, alias, except_id=row.id):
             raise ApiConflict(f"clientIdAlias '{alias}' is already used in this service")
         row.client_id_alias = alias
     for field in ("client_name", "description"):
-        if field in given:
-            setattr(row, field, getattr(body, field))
+        if getattr(body, field) is not None:
+            setattr(row, field, getattr(body, field) or None)
     if body.redirect_uris is not None:
         row.redirect_uris = [validate_redirect_uri(uri) for uri in body.redirect_uris]
     if body.response_types is not None:
         row.response_types = [rt.name for rt in body.response_types]
     if body.grant_types is not None:
         row.grant_types = [gt.name for gt in body.grant_types]
-    if "jwks" in given:
+    if body.jwks is not None:
         row.jwks = validate_jwks(body.jwks) if body.jwks else None
-    if "jwks_uri" in given:
+    if body.jwks_uri is not None:
         row.jwks_uri = validate_endpoint_url("jwksUri", body.jwks_uri) if body.jwks_uri else None
     for flag in ("par_required", "request_object_required", "pkce_required", "pkce_s256_required", "dpop_required"):
         if getattr(body, flag) is not None:

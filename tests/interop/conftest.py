@@ -1,0 +1,123 @@
+"""Interop fixtures: par-server on a real loopback socket, and the oauth4webapi Node harness.
+
+``live_server`` serves the real app with uvicorn in a background thread, once per database kind (it
+builds on ``database_url``). ``node_harness`` makes sure the harness can run; without Node it skips,
+or fails when ``PAR_TEST_REQUIRE_INTEROP=1`` (as in CI).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NoReturn
+
+import httpx
+import pytest
+import uvicorn
+
+from app.main import create_app
+from tests.conftest import ADMIN_TOKEN, make_settings
+from tests.factories import REDIRECT_URI, ClientHandle, ServiceHandle
+
+INTEROP_DIR = Path(__file__).resolve().parent
+PUSH_SCRIPT = INTEROP_DIR / "push.mjs"
+REQUIRE_INTEROP = os.environ.get("PAR_TEST_REQUIRE_INTEROP") == "1"
+MIN_NODE_MAJOR = 20
+STARTUP_TIMEOUT_SECONDS = 15.0
+SHUTDOWN_TIMEOUT_SECONDS = 15.0
+
+
+class LiveServer:
+    """The running server and management calls over real HTTP."""
+
+    def __init__(self, base_url: str, http: httpx.Client) -> None:
+        self.base_url = base_url
+        self.admin_token = ADMIN_TOKEN
+        self.http = http
+
+    @property
+    def admin(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.admin_token}"}
+
+    def create_service(self, **fields: Any) -> ServiceHandle:
+        body: dict[str, Any] = {"serviceName": "interop service", "supportedScopes": ["openid", "profile"]}
+        body.update(fields)
+        data = self._ok(self.http.post("/api/service/create", json=body, headers=self.admin))
+        return ServiceHandle(id=data["apiKey"], token=data["serviceAccessToken"], body=data)
+
+    def create_service_token(self, service_id: int) -> str:
+        """Another access token for the service, issued with the admin token."""
+        response = self.http.post(f"/api/{service_id}/service/token/create", json={}, headers=self.admin)
+        return str(self._ok(response)["accessToken"])
+
+    def create_client(self, service: ServiceHandle, **fields: Any) -> ClientHandle:
+        body: dict[str, Any] = {"clientName": "interop client", "redirectUris": [REDIRECT_URI]}
+        body.update(fields)
+        data = self._ok(self.http.post(f"/api/{service.id}/client/create", json=body, headers=service.bearer))
+        return ClientHandle(id=data["clientId"], secret=data.get("clientSecret"), body=data)
+
+    @staticmethod
+    def _ok(response: httpx.Response) -> dict[str, Any]:
+        assert response.status_code == 200, f"{response.request.url}: {response.status_code} {response.text}"
+        data: dict[str, Any] = response.json()
+        return data
+
+
+@pytest.fixture
+def live_server(database_url: str) -> Iterator[LiveServer]:
+    """The real app under uvicorn on 127.0.0.1, in a background thread, on a fresh database."""
+    # Bind first and hand uvicorn the socket: the port is known before the app is built, without a race.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        base_url = f"http://127.0.0.1:{port}"
+        app = create_app(make_settings(database_url, public_base_url=base_url))
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="live-server", daemon=True)
+        thread.start()
+        try:
+            deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+            while not server.started:
+                if not thread.is_alive() or time.monotonic() > deadline:
+                    pytest.fail(f"par-server did not start on {base_url}")
+                time.sleep(0.01)
+            with httpx.Client(base_url=base_url, trust_env=False, timeout=10.0) as http:
+                yield LiveServer(base_url, http)
+        finally:
+            server.should_exit = True
+            thread.join(SHUTDOWN_TIMEOUT_SECONDS)
+    assert not thread.is_alive(), "par-server did not shut down"
+
+
+def _unavailable(reason: str) -> NoReturn:
+    message = f"oauth4webapi interop harness unavailable: {reason}"
+    if REQUIRE_INTEROP:
+        pytest.fail(message + " (PAR_TEST_REQUIRE_INTEROP=1)", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def node_harness() -> str:
+    """The ``node`` executable, with the harness's pinned dependencies installed."""
+    node = shutil.which("node")
+    if node is None:
+        _unavailable("`node` is not on PATH (install Node.js >= 20)")
+    version = subprocess.run([node, "--version"], capture_output=True, text=True, check=True).stdout.strip()
+    if int(version.lstrip("v").split(".")[0]) < MIN_NODE_MAJOR:
+        _unavailable(f"node {version} is too old; the harness needs Node.js >= {MIN_NODE_MAJOR}")
+    if not (INTEROP_DIR / "node_modules" / "oauth4webapi").is_dir():
+        npm = shutil.which("npm")
+        if npm is None:
+            _unavailable(f"{INTEROP_DIR / 'node_modules'} is missing and `npm` is not on PATH to run `npm ci`")
+        installed = subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund"], cwd=INTEROP_DIR, capture_output=True, text=True, timeout=300
+        )
+        if installed.returncode != 0:
+            _unavailable(f"`npm ci` in {INTEROP_DIR} failed:\n{installed.stdout}\n{installed.stderr}")
+    return node
