@@ -88,6 +88,8 @@ async def _handle_http_exception(request: Request, exc: Exception) -> JSONRespon
 async def _handle_validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0] if exc.errors() else {}
+    if first.get("type") == "json_invalid":
+        return error_response(request.url.path, 400, "the request body is not valid JSON")
     location = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
     message = f"invalid {location or 'request'}: {first.get('msg', 'malformed request')}"
     return error_response(request.url.path, 400, message)

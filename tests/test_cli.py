@@ -1,0 +1,248 @@
+"""``par-server`` run in-process (``app.cli.main``) against a temporary SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from app.cli import main
+from app.main import create_app
+from app.settings import Settings
+from tests.factories import ClientHandle, par_params
+
+PEPPER = "cli-test-pepper-0123456789abcdefghijklmnopq"
+REDIRECT_URI = "https://c.example/cb"
+APP_TABLES = {"service", "client", "service_access_token", "pushed_request"}
+# Variables the CLI reads, or sets for itself (`demo` exports its settings into os.environ).
+CLI_VARIABLES = ("PAR_DATABASE_URL", "PAR_DATA_DIR", "PAR_ADMIN_TOKEN", "PAR_PEPPER", "PAR_PUBLIC_BASE_URL")
+
+
+@dataclass
+class Cli:
+    capsys: pytest.CaptureFixture[str]
+    database: Path
+    data_dir: Path
+
+    def run(self, *argv: str) -> tuple[int, str, str]:
+        self.capsys.readouterr()
+        code = main(list(argv))
+        out, err = self.capsys.readouterr()
+        return code, out, err
+
+    def json(self, *argv: str) -> Any:
+        """Run a command that must succeed and print JSON."""
+        code, out, err = self.run(*argv)
+        assert code == 0, err
+        return json.loads(out)
+
+    def rows(self, table: str) -> int:
+        with sqlite3.connect(self.database) as connection:
+            count: int = connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608
+        return count
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Cli:
+    monkeypatch.chdir(tmp_path)  # no alembic.ini here: the CLI falls back to the repository's
+    for name in {name for name in os.environ if name.startswith("PAR_")} | set(CLI_VARIABLES):
+        monkeypatch.setenv(name, "")  # records the original, so whatever the CLI sets is undone
+        monkeypatch.delenv(name)
+    database = tmp_path / "par.db"
+    monkeypatch.setenv("PAR_DATABASE_URL", f"sqlite+aiosqlite:///{database}")
+    monkeypatch.setenv("PAR_DATA_DIR", str(tmp_path / "data"))
+    return Cli(capsys=capsys, database=database, data_dir=tmp_path / "data")
+
+
+@pytest.fixture
+def migrated(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> Cli:
+    code, _, err = cli.run("migrate")
+    assert code == 0, err
+    monkeypatch.setenv("PAR_PEPPER", PEPPER)
+    return cli
+
+
+@pytest.fixture
+def service_id(migrated: Cli) -> int:
+    service: dict[str, Any] = migrated.json("service", "create", "--name", "x", "--scope", "openid")
+    return int(service["apiKey"])
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+async def push_with_demo_credentials(database: Path, demo: dict[str, Any]) -> int:
+    """The demo's confidential client pushes to the demo service, as its banner suggests."""
+    settings = Settings(
+        database_url=f"sqlite+aiosqlite:///{database}", admin_token=demo["admin_token"], pepper=demo["pepper"]
+    )
+    app = create_app(settings)
+    client = ClientHandle(id=demo["client_id"], secret=demo["client_secret"], body={})
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://par.test") as http:
+            response = await http.post(
+                f"/services/{demo['service_id']}/par", data=par_params(client), headers=client.basic()
+            )
+    finally:
+        await app.state.par.engine.dispose()
+    return response.status_code
+
+
+# --- migrate ------------------------------------------------------------------------------------------
+
+
+def test_migrate_creates_the_schema(cli: Cli) -> None:
+    code, _, err = cli.run("migrate")
+    assert code == 0, err
+    assert "revision head" in err
+    with sqlite3.connect(cli.database) as connection:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert APP_TABLES | {"alembic_version"} <= tables
+    assert cli.run("migrate")[0] == 0  # idempotent
+
+
+# --- demo ---------------------------------------------------------------------------------------------
+
+
+def test_demo_prepares_secrets_and_seeds_a_service(cli: Cli) -> None:
+    code, _, err = cli.run("demo", "--no-serve")
+    assert code == 0, err
+    secrets_file, env_file = cli.data_dir / "demo-secrets.json", cli.data_dir / "demo.env"
+    assert mode(secrets_file) == 0o600
+    assert mode(env_file) == 0o600
+    demo = json.loads(secrets_file.read_text())
+    assert len(demo["admin_token"]) >= 43 and len(demo["pepper"]) >= 43
+    assert demo["service_token"].startswith("par_sat_")
+    assert demo["client_secret"].startswith("par_cs_")
+    assert (cli.rows("service"), cli.rows("client")) == (1, 2)
+    env = env_file.read_text()
+    assert f"export PAR_DEMO_SERVICE_ID={demo['service_id']}\n" in env
+    assert f"export PAR_DEMO_CLIENT_ID={demo['client_id']}\n" in env
+    assert f"export PAR_DEMO_PUBLIC_CLIENT_ID={demo['public_client_id']}\n" in env
+    assert f"/services/{demo['service_id']}/par" in env
+    assert str(demo["client_id"]) in err  # the banner
+    assert asyncio.run(push_with_demo_credentials(cli.database, demo)) == 201
+
+
+def test_demo_run_twice_reuses_its_service_and_clients(cli: Cli) -> None:
+    assert cli.run("demo", "--no-serve")[0] == 0
+    first = json.loads((cli.data_dir / "demo-secrets.json").read_text())
+    assert cli.run("demo", "--no-serve")[0] == 0
+    second = json.loads((cli.data_dir / "demo-secrets.json").read_text())
+    assert second == first
+    assert (cli.rows("service"), cli.rows("client"), cli.rows("service_access_token")) == (1, 2, 1)
+
+
+# --- services -----------------------------------------------------------------------------------------
+
+
+def test_service_create_prints_the_access_token(migrated: Cli) -> None:
+    service = migrated.json("service", "create", "--name", "x", "--scope", "openid", "--duration", "90")
+    assert service["serviceName"] == "x"
+    assert service["serviceAccessToken"].startswith("par_sat_")
+    assert [scope["name"] for scope in service["supportedScopes"]] == ["openid"]
+    assert service["pushedAuthReqDuration"] == 90
+    assert service["issuer"] == f"http://127.0.0.1:8000/services/{service['apiKey']}"
+    listed = migrated.json("service", "list")
+    assert [entry["apiKey"] for entry in listed] == [service["apiKey"]]
+    assert "serviceAccessToken" not in listed[0]
+
+
+def test_management_commands_refuse_without_a_pepper(cli: Cli) -> None:
+    assert cli.run("migrate")[0] == 0
+    code, out, err = cli.run("service", "create", "--name", "x")
+    assert code == 2
+    assert out == ""
+    assert "PAR_PEPPER is not set" in err
+    assert cli.rows("service") == 0
+
+
+# --- clients ------------------------------------------------------------------------------------------
+
+
+def test_client_create_prints_a_secret(migrated: Cli, service_id: int) -> None:
+    created = migrated.json("client", "create", "--service", str(service_id), "--redirect-uri", REDIRECT_URI)
+    assert (created["clientType"], created["tokenAuthMethod"]) == ("CONFIDENTIAL", "CLIENT_SECRET_BASIC")
+    assert created["clientSecret"].startswith("par_cs_")
+    assert created["redirectUris"] == [REDIRECT_URI]
+
+
+def test_client_create_public_prints_no_secret(migrated: Cli, service_id: int) -> None:
+    created = migrated.json(
+        "client", "create", "--service", str(service_id), "--redirect-uri", REDIRECT_URI, "--public"
+    )
+    assert (created["clientType"], created["tokenAuthMethod"]) == ("PUBLIC", "NONE")
+    assert "clientSecret" not in created
+
+
+@pytest.mark.parametrize(
+    ("service", "redirect_uri", "message"),
+    [("999999999999", REDIRECT_URI, "does not exist"), (None, "/relative", "redirect URI")],
+)
+def test_client_create_reports_errors(
+    migrated: Cli, service_id: int, service: str | None, redirect_uri: str, message: str
+) -> None:
+    code, out, err = migrated.run(
+        "client", "create", "--service", service or str(service_id), "--redirect-uri", redirect_uri
+    )
+    assert (code, out) == (1, "")
+    assert message in err
+    assert migrated.rows("client") == 0
+
+
+# --- service access tokens ----------------------------------------------------------------------------
+
+
+def test_token_create_list_and_revoke(migrated: Cli, service_id: int) -> None:
+    service = str(service_id)
+    created = migrated.json("token", "create", "--service", service, "--description", "ci")
+    assert created["accessToken"].startswith("par_sat_")
+    assert created["description"] == "ci"
+
+    code, out, _ = migrated.run("token", "list", "--service", service)
+    assert code == 0
+    assert created["accessToken"] not in out
+    listed = {entry["id"]: entry for entry in json.loads(out)}
+    assert len(listed) == 2  # the token made with the service, and this one
+    assert all("accessToken" not in entry for entry in listed.values())
+    assert listed[created["id"]]["revokedAt"] is None
+
+    assert migrated.json("token", "revoke", "--service", service, "--token-id", str(created["id"])) == {
+        "revoked": created["id"]
+    }
+    revoked = {entry["id"]: entry for entry in migrated.json("token", "list", "--service", service)}
+    assert revoked[created["id"]]["revokedAt"] is not None
+    code, _, err = migrated.run("token", "revoke", "--service", service, "--token-id", str(created["id"]))
+    assert code == 1
+    assert "no active token" in err
+
+
+# --- serve --------------------------------------------------------------------------------------------
+
+
+def test_serve_refuses_to_start_without_secrets(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    def must_not_serve(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("uvicorn.run was called with unsafe settings")
+
+    monkeypatch.setattr(uvicorn, "run", must_not_serve)
+    code, out, err = cli.run("serve")
+    assert code == 2
+    assert out == ""
+    assert "refusing to start" in err
+    assert "PAR_ADMIN_TOKEN is not set" in err and "PAR_PEPPER is not set" in err
+
+
+def test_no_command_prints_help(cli: Cli) -> None:
+    code, out, _ = cli.run()
+    assert code == 2
+    assert "usage: par-server" in out
