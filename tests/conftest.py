@@ -13,7 +13,7 @@ from app.cli import run_migrations
 from app.main import create_app
 from app.settings import Settings
 from tests import databases
-from tests.factories import Factory
+from tests.factories import ClientHandle, Factory, ServiceHandle
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdefghijklmnop"
 PEPPER = "test-pepper-0123456789abcdefghijklmnopqrstuv"
@@ -77,3 +77,15 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 def factory(client: httpx.AsyncClient) -> Factory:
     return Factory(client, admin_token=ADMIN_TOKEN)
+
+
+@pytest.fixture
+async def service(factory: Factory) -> ServiceHandle:
+    """A service with the default settings and scopes openid, profile, email and payments."""
+    return await factory.service()
+
+
+@pytest.fixture
+async def basic_client(factory: Factory, service: ServiceHandle) -> ClientHandle:
+    """A confidential client_secret_basic client of ``service``."""
+    return await factory.client(service)

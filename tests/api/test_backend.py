@@ -12,16 +12,6 @@ import pytest
 from tests.factories import ClientHandle, Factory, ServiceHandle, par_params
 
 
-@pytest.fixture
-async def service(factory: Factory) -> ServiceHandle:
-    return await factory.service()
-
-
-@pytest.fixture
-async def basic_client(factory: Factory, service: ServiceHandle) -> ClientHandle:
-    return await factory.client(service)
-
-
 async def call(
     client: httpx.AsyncClient, service: ServiceHandle, body: dict[str, Any], headers: dict[str, str] | None = None
 ) -> httpx.Response:

@@ -18,16 +18,6 @@ from tests.factories import CODE_CHALLENGE, REDIRECT_URI, ClientHandle, Factory,
 REQUEST_URI_PREFIX = "urn:ietf:params:oauth:request_uri:"
 
 
-@pytest.fixture
-async def service(factory: Factory) -> ServiceHandle:
-    return await factory.service()
-
-
-@pytest.fixture
-async def basic_client(factory: Factory, service: ServiceHandle) -> ClientHandle:
-    return await factory.client(service)
-
-
 async def stored_requests(app: FastAPI) -> list[PushedRequest]:
     async with app.state.par.sessions() as session:
         return list((await session.scalars(select(PushedRequest))).all())

@@ -13,7 +13,7 @@ from app.core.model import PushedRequestRecord
 from app.db.models import Client, PushedRequest
 from app.db.repositories import PushedRequestRepository
 from app.main import purge_expired
-from tests.factories import ClientHandle, Factory, ServiceHandle
+from tests.factories import ClientHandle, ServiceHandle
 
 
 async def add_requests(
@@ -40,38 +40,28 @@ async def count(app: FastAPI, model: type[PushedRequest] | type[Client]) -> int:
         return await session.scalar(select(func.count()).select_from(model)) or 0
 
 
-@pytest.fixture
-async def service(factory: Factory) -> ServiceHandle:
-    return await factory.service()
-
-
-@pytest.fixture
-async def par_client(factory: Factory, service: ServiceHandle) -> ClientHandle:
-    return await factory.client(service)
-
-
-async def test_datetimes_come_back_aware_utc(app: FastAPI, service: ServiceHandle, par_client: ClientHandle) -> None:
+async def test_datetimes_come_back_aware_utc(app: FastAPI, service: ServiceHandle, basic_client: ClientHandle) -> None:
     """Issue 2 §1: timestamps are UTC on both databases (SQLite drops the zone unless converted)."""
     moment = datetime(2030, 1, 2, 12, 0, 0, tzinfo=timezone(timedelta(hours=5)))
-    await add_requests(app, service, par_client, count=1, expires_at=moment)
+    await add_requests(app, service, basic_client, count=1, expires_at=moment)
     async with app.state.par.sessions() as session:
         row = (await session.scalars(select(PushedRequest))).one()
     assert row.expires_at == moment and row.expires_at.tzinfo is not None
     assert row.expires_at.utcoffset() == timedelta(0)
 
 
-async def test_naive_datetimes_are_refused(app: FastAPI, service: ServiceHandle, par_client: ClientHandle) -> None:
+async def test_naive_datetimes_are_refused(app: FastAPI, service: ServiceHandle, basic_client: ClientHandle) -> None:
     with pytest.raises(Exception, match="naive"):
-        await add_requests(app, service, par_client, count=1, expires_at=datetime(2030, 1, 1))  # noqa: DTZ001
+        await add_requests(app, service, basic_client, count=1, expires_at=datetime(2030, 1, 1))  # noqa: DTZ001
 
 
 async def test_purge_removes_only_expired_rows_in_batches(
-    app: FastAPI, service: ServiceHandle, par_client: ClientHandle
+    app: FastAPI, service: ServiceHandle, basic_client: ClientHandle
 ) -> None:
     """Issue 2 §8: expired rows are purged; live ones stay."""
     now = datetime.now(UTC)
-    await add_requests(app, service, par_client, count=7, expires_at=now - timedelta(seconds=1))
-    await add_requests(app, service, par_client, count=3, expires_at=now + timedelta(minutes=5))
+    await add_requests(app, service, basic_client, count=7, expires_at=now - timedelta(seconds=1))
+    await add_requests(app, service, basic_client, count=3, expires_at=now + timedelta(minutes=5))
     state = app.state.par
     state.settings.purge_batch_size = 3
     assert await purge_expired(state) == 7
@@ -80,9 +70,9 @@ async def test_purge_removes_only_expired_rows_in_batches(
 
 
 async def test_deleting_a_client_removes_its_pushed_requests(
-    app: FastAPI, client: httpx.AsyncClient, service: ServiceHandle, par_client: ClientHandle
+    app: FastAPI, client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle
 ) -> None:
-    await add_requests(app, service, par_client, count=2, expires_at=datetime.now(UTC) + timedelta(minutes=1))
-    response = await client.delete(f"/api/{service.id}/client/delete/{par_client.id}", headers=service.bearer)
+    await add_requests(app, service, basic_client, count=2, expires_at=datetime.now(UTC) + timedelta(minutes=1))
+    response = await client.delete(f"/api/{service.id}/client/delete/{basic_client.id}", headers=service.bearer)
     assert response.status_code == 204
     assert await count(app, PushedRequest) == 0
