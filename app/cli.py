@@ -173,6 +173,7 @@ def _demo(args: argparse.Namespace) -> int:
     _write_private(secrets_path, json.dumps(demo, indent=2))
     endpoint = f"{base_url}/services/{demo['service_id']}/par"
     env = {
+        "PAR_DEMO_BASE_URL": base_url,
         "PAR_DEMO_ADMIN_TOKEN": os.environ["PAR_ADMIN_TOKEN"],
         "PAR_DEMO_SERVICE_ID": demo["service_id"],
         "PAR_DEMO_SERVICE_TOKEN": demo["service_token"],
