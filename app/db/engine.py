@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from app.settings import Settings
 
 MIN_SQLITE_VERSION = (3, 35)  # UPDATE/DELETE ... RETURNING
+# aiosqlite logs every statement with its bound values at DEBUG: those values are pushed parameters and
+# secret hashes, which must never reach a log, whatever level an operator sets.
+logging.getLogger("aiosqlite").setLevel(logging.INFO)
 
 
 def create_engine_from_settings(settings: Settings) -> AsyncEngine:
@@ -27,6 +31,7 @@ def create_engine_from_settings(settings: Settings) -> AsyncEngine:
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_max_overflow,
             pool_timeout=settings.db_pool_timeout_seconds,
+            hide_parameters=True,
         )
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
@@ -37,6 +42,7 @@ def create_engine_from_settings(settings: Settings) -> AsyncEngine:
         pool_timeout=settings.db_pool_timeout_seconds,
         pool_pre_ping=True,
         pool_recycle=1800,
+        hide_parameters=True,  # SQL logs and driver errors never carry parameter values
     )
 
 

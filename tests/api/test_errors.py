@@ -1,0 +1,98 @@
+"""The one error mapping: right format on every path, no stack traces, nothing secret in logs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+
+from app.main import create_app
+from tests.conftest import ADMIN_TOKEN, BASE_URL, make_settings
+from tests.factories import ClientHandle, Factory, ServiceHandle, par_params
+
+
+@pytest.fixture
+async def unreachable_database_client() -> AsyncIterator[httpx.AsyncClient]:
+    """The app with a database that refuses connections (nothing listens on port 1)."""
+    app = create_app(make_settings("postgresql+psycopg://postgres@127.0.0.1:1/nowhere", db_pool_timeout_seconds=1.0))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL) as http:
+        yield http
+    await app.state.par.engine.dispose()
+
+
+async def test_database_down_is_a_500_in_each_format(
+    unreachable_database_client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Never a stack trace: server_error JSON at the RFC endpoint, a ResultError at /api."""
+    rfc = await unreachable_database_client.post("/services/1000000000001/par", data={"client_id": "1"})
+    assert rfc.status_code == 500
+    assert rfc.json() == {"error": "server_error", "error_description": "the server could not process the request"}
+    assert rfc.headers["cache-control"] == "no-store"
+    api = await unreachable_database_client.post(
+        "/api/1000000000001/pushed_auth_req",
+        json={"parameters": "client_id=1"},
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+    )
+    assert api.status_code == 500
+    assert set(api.json()) == {"resultCode", "resultMessage"}
+    assert "Traceback" not in caplog.text and "127.0.0.1:1" not in rfc.text + api.text
+
+
+async def test_readyz_reports_the_database(
+    unreachable_database_client: httpx.AsyncClient, client: httpx.AsyncClient
+) -> None:
+    down = await unreachable_database_client.get("/readyz")
+    assert down.status_code == 503 and down.json()["status"] == "unavailable"
+    assert (await client.get("/readyz")).json() == {"status": "ok", "database": "ok"}
+    assert (await unreachable_database_client.get("/healthz")).status_code == 200
+
+
+async def test_streamed_oversized_body_is_413_json(client: httpx.AsyncClient, service: ServiceHandle) -> None:
+    """PAR-23 without a Content-Length: bytes are counted as they arrive."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(100):
+            yield b"x" * 1024
+
+    response = await client.post(
+        service.par_path, content=chunks(), headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert response.status_code == 413
+    assert response.json()["error"] == "invalid_request"
+
+
+async def test_unknown_paths_answer_in_their_format(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/nope")).json()["error"] == "not_found"
+    api = await client.get("/api/nope/nothing", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert api.status_code == 404 and set(api.json()) == {"resultCode", "resultMessage"}
+
+
+async def test_secrets_and_parameters_never_reach_the_logs(
+    client: httpx.AsyncClient,
+    factory: Factory,
+    service: ServiceHandle,
+    basic_client: ClientHandle,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Standards: secrets and request parameters never appear in logs, on success or failure."""
+    caplog.set_level(logging.DEBUG)
+    state = "state-value-that-must-not-be-logged"
+    post_client = await factory.client(service, tokenAuthMethod="CLIENT_SECRET_POST")
+    await client.post(service.par_path, data=par_params(basic_client, state=state), headers=basic_client.basic())
+    await client.post(service.par_path, data=par_params(basic_client, state=state), headers=basic_client.basic("x"))
+    await client.post(service.par_path, data=par_params(post_client, state=state, client_secret=post_client.secret))
+    await client.post(
+        f"/api/{service.id}/pushed_auth_req",
+        headers=service.bearer,
+        json={
+            "parameters": urlencode(par_params(basic_client, state=state, scope="admin")),
+            "clientId": str(basic_client.id),
+            "clientSecret": basic_client.secret,
+        },
+    )
+    logged = caplog.text
+    for secret in (state, basic_client.secret, post_client.secret, service.token, ADMIN_TOKEN):
+        assert secret and secret not in logged
