@@ -239,7 +239,9 @@ par-server demo (embedded SQLite). Credentials are kept in {data_dir / DEMO_SECR
     --data-urlencode redirect_uri={DEMO_REDIRECT_URI} -d scope=openid \\
     -d code_challenge={EXAMPLE_CODE_CHALLENGE} -d code_challenge_method=S256
 
+  admin token (PAR_ADMIN_TOKEN)  {env["PAR_DEMO_ADMIN_TOKEN"]}
   service {env["PAR_DEMO_SERVICE_ID"]}  issuer {env["PAR_DEMO_ISSUER"]}
+  service access token  {env["PAR_DEMO_SERVICE_TOKEN"]}
   confidential client {env["PAR_DEMO_CLIENT_ID"]} (client_secret_basic)
   public client {env["PAR_DEMO_PUBLIC_CLIENT_ID"]} (none, PKCE)
 """

@@ -142,8 +142,9 @@ def authenticate_client(
             used_authorization_header=used_header,
         )
     if method is not registered:
+        used = "a client assertion" if method is ClientAuthMethod.PRIVATE_KEY_JWT else f"'{method.value}'"
         raise InvalidClient(
-            f"the client is registered for '{registered.value}' but the request used '{method.value}'",
+            f"the client is registered for '{registered.value}' but the request used {used}",
             result_code="A157357",
             used_authorization_header=used_header,
         )

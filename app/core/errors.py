@@ -141,8 +141,3 @@ class ApiNotFound(ApiError):
 class ApiConflict(ApiError):
     status_code = 409
     default_result_code = "A001204"
-
-
-class ApiUnavailable(ApiError):
-    status_code = 503
-    default_result_code = "A001101"

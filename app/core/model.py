@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -129,6 +129,6 @@ class PushedRequestRecord:
     service_id: int
     client_id: int
     parameters: str  # the pushed parameters without client-authentication ones (RFC 9126 §2.1)
-    request: dict[str, Any] = field(default_factory=dict)  # the normalised, validated request
-    created_at: datetime | None = None
-    expires_at: datetime | None = None
+    request: dict[str, Any]  # the normalised, validated request
+    created_at: datetime
+    expires_at: datetime

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from typing import Any
 
 from passlib.context import CryptContext
 from passlib.utils import handlers
@@ -96,12 +95,3 @@ def new_numeric_id() -> int:
 
 def constant_time_equals(left: str, right: str) -> bool:
     return hmac.compare_digest(left.encode(), right.encode())
-
-
-__all__: list[Any] = [
-    "SecretHasher",
-    "new_request_reference",
-    "reference_hash",
-    "new_numeric_id",
-    "constant_time_equals",
-]

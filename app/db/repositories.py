@@ -146,7 +146,6 @@ class PushedRequestRepository:
         self.session = session
 
     async def add(self, record: PushedRequestRecord) -> None:
-        assert record.created_at is not None and record.expires_at is not None
         self.session.add(
             PushedRequest(
                 reference_hash=record.reference_hash,
