@@ -10,6 +10,8 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 from fastapi import FastAPI
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from app.db.models import PushedRequest
@@ -513,3 +515,44 @@ async def test_error_descriptions_use_the_rfc6749_character_set(
     description = assert_oauth_error(response, 400, "invalid_scope")["error_description"]
     assert all(0x20 <= ord(c) <= 0x7E and c not in '"\\' for c in description)
     assert json.loads(response.text) == response.json()
+
+
+KNOWN_NAMES = [
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+    "client_secret",
+    "request_uri",
+    "request",
+    "resource",
+    "dpop_jkt",
+    "x",
+]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    params=st.dictionaries(st.sampled_from(KNOWN_NAMES), st.text(max_size=40), max_size=10),
+    raw_tail=st.binary(max_size=40),
+)
+async def test_any_input_gets_a_documented_answer(
+    client: httpx.AsyncClient,
+    service: ServiceHandle,
+    basic_client: ClientHandle,
+    params: dict[str, str],
+    raw_tail: bytes,
+) -> None:
+    """Never a 5xx: any parameters, and any bytes, get 201 or an RFC 6749 §5.2 error."""
+    body = httpx.QueryParams(params).__str__().encode() + b"&" + raw_tail
+    for headers in (basic_client.basic(), {}):
+        response = await client.post(
+            service.par_path, content=body, headers=headers | {"Content-Type": "application/x-www-form-urlencoded"}
+        )
+        assert response.status_code in (201, 400, 401, 413), response.text
+        if response.status_code != 201:
+            assert_oauth_error(response, response.status_code, response.json()["error"])
