@@ -1,12 +1,14 @@
-"""Interop fixtures: par-server on a real loopback socket, and the oauth4webapi Node harness.
+"""Interop fixtures: par-server on a real loopback socket, and the Node harnesses (oauth4webapi, openid-client).
 
 ``live_server`` serves the real app with uvicorn in a background thread, once per database kind (it
-builds on ``database_url``). ``node_harness`` makes sure the harness can run; without Node it skips,
-or fails when ``PAR_TEST_REQUIRE_INTEROP=1`` (as in CI).
+builds on ``database_url``). ``node_harness`` makes sure the harnesses can run; without Node it skips,
+or fails when ``PAR_TEST_REQUIRE_INTEROP=1`` (as in CI). ``run_harness`` runs one harness script and
+returns its JSON line.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -16,6 +18,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -26,7 +29,8 @@ from tests.conftest import ADMIN_TOKEN, make_settings
 from tests.factories import REDIRECT_URI, ClientHandle, ServiceHandle
 
 INTEROP_DIR = Path(__file__).resolve().parent
-PUSH_SCRIPT = INTEROP_DIR / "push.mjs"
+PUSH_SCRIPT = INTEROP_DIR / "push.mjs"  # oauth4webapi
+OPENID_CLIENT_SCRIPT = INTEROP_DIR / "push-openid-client.mjs"  # openid-client
 REQUIRE_INTEROP = os.environ.get("PAR_TEST_REQUIRE_INTEROP") == "1"
 MIN_NODE_MAJOR = 20
 STARTUP_TIMEOUT_SECONDS = 15.0
@@ -96,7 +100,7 @@ def live_server(database_url: str) -> Iterator[LiveServer]:
 
 
 def _unavailable(reason: str) -> NoReturn:
-    message = f"oauth4webapi interop harness unavailable: {reason}"
+    message = f"Node interop harness unavailable: {reason}"
     if REQUIRE_INTEROP:
         pytest.fail(message + " (PAR_TEST_REQUIRE_INTEROP=1)", pytrace=False)
     pytest.skip(message)
@@ -104,20 +108,56 @@ def _unavailable(reason: str) -> NoReturn:
 
 @pytest.fixture(scope="session")
 def node_harness() -> str:
-    """The ``node`` executable, with the harness's pinned dependencies installed."""
+    """The ``node`` executable, with the harnesses' pinned dependencies (package.json) installed."""
     node = shutil.which("node")
     if node is None:
         _unavailable("`node` is not on PATH (install Node.js >= 20)")
     version = subprocess.run([node, "--version"], capture_output=True, text=True, check=True).stdout.strip()
     if int(version.lstrip("v").split(".")[0]) < MIN_NODE_MAJOR:
         _unavailable(f"node {version} is too old; the harness needs Node.js >= {MIN_NODE_MAJOR}")
-    if not (INTEROP_DIR / "node_modules" / "oauth4webapi").is_dir():
+    dependencies = json.loads((INTEROP_DIR / "package.json").read_text())["dependencies"]
+    if not all((INTEROP_DIR / "node_modules" / name).is_dir() for name in dependencies):
         npm = shutil.which("npm")
         if npm is None:
-            _unavailable(f"{INTEROP_DIR / 'node_modules'} is missing and `npm` is not on PATH to run `npm ci`")
+            _unavailable(f"{INTEROP_DIR / 'node_modules'} is incomplete and `npm` is not on PATH to run `npm ci`")
         installed = subprocess.run(
             [npm, "ci", "--no-audit", "--no-fund"], cwd=INTEROP_DIR, capture_output=True, text=True, timeout=300
         )
         if installed.returncode != 0:
             _unavailable(f"`npm ci` in {INTEROP_DIR} failed:\n{installed.stdout}\n{installed.stderr}")
     return node
+
+
+def run_harness(
+    node: str,
+    script: Path,
+    server: LiveServer,
+    service: ServiceHandle,
+    client: ClientHandle,
+    *,
+    auth: str,
+    secret: str | None = None,
+    extra_params: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Run a harness script once and return its JSON line (``ok`` agrees with the exit status)."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("PAR_")}
+    env.update(
+        PAR_ISSUER=f"{server.base_url}/services/{service.id}",
+        PAR_CLIENT_ID=str(client.id),
+        PAR_AUTH=auth,
+        PAR_REDIRECT_URI=REDIRECT_URI,
+        PAR_SCOPE="openid profile",
+    )
+    if secret is not None:
+        env["PAR_CLIENT_SECRET"] = secret
+    if extra_params:
+        env["PAR_EXTRA_PARAMS"] = urlencode(extra_params)
+    completed = subprocess.run(
+        [node, str(script)], cwd=INTEROP_DIR, env=env, capture_output=True, text=True, timeout=60
+    )
+    report = f"{script.name}: exit {completed.returncode}\nstdout: {completed.stdout}\nstderr: {completed.stderr}"
+    lines = completed.stdout.splitlines()
+    assert len(lines) == 1, report
+    result: dict[str, Any] = json.loads(lines[0])
+    assert result["ok"] is (completed.returncode == 0), report
+    return result

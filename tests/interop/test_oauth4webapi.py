@@ -7,16 +7,12 @@ checks against the issuer it was given (META-01), then pushes a PKCE request to 
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 from typing import Any
-from urllib.parse import urlencode
 
 import pytest
 
-from tests.factories import REDIRECT_URI, ClientHandle, ServiceHandle
-from tests.interop.conftest import INTEROP_DIR, PUSH_SCRIPT, LiveServer
+from tests.factories import ClientHandle, ServiceHandle
+from tests.interop.conftest import PUSH_SCRIPT, LiveServer, run_harness
 
 pytestmark = pytest.mark.interop
 
@@ -46,28 +42,8 @@ def push(
     secret: str | None = None,
     extra_params: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Run the harness once and return its JSON line (``ok`` agrees with the exit status)."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith("PAR_")}
-    env.update(
-        PAR_ISSUER=f"{server.base_url}/services/{service.id}",
-        PAR_CLIENT_ID=str(client.id),
-        PAR_AUTH=auth,
-        PAR_REDIRECT_URI=REDIRECT_URI,
-        PAR_SCOPE="openid profile",
-    )
-    if secret is not None:
-        env["PAR_CLIENT_SECRET"] = secret
-    if extra_params:
-        env["PAR_EXTRA_PARAMS"] = urlencode(extra_params)
-    completed = subprocess.run(
-        [node, str(PUSH_SCRIPT)], cwd=INTEROP_DIR, env=env, capture_output=True, text=True, timeout=60
-    )
-    report = f"exit {completed.returncode}\nstdout: {completed.stdout}\nstderr: {completed.stderr}"
-    lines = completed.stdout.splitlines()
-    assert len(lines) == 1, report
-    result: dict[str, Any] = json.loads(lines[0])
-    assert result["ok"] is (completed.returncode == 0), report
-    return result
+    """Run push.mjs once and return its JSON line."""
+    return run_harness(node, PUSH_SCRIPT, server, service, client, auth=auth, secret=secret, extra_params=extra_params)
 
 
 @pytest.mark.parametrize("method", list(AUTH_METHODS))
