@@ -121,6 +121,7 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=settings.log_level.lower(),
         timeout_keep_alive=5,
         server_header=False,
+        access_log=not args.no_access_log,
     )
     return 0
 

@@ -51,10 +51,15 @@ class Settings(BaseSettings):
     purge_interval_seconds: Annotated[float, Field(gt=0)] = 60.0
     purge_batch_size: Annotated[int, Field(gt=0)] = 1000
 
-    # Database pool: fail fast under overload rather than queueing without bound.
-    db_pool_size: Annotated[int, Field(gt=0)] = 10
-    db_max_overflow: Annotated[int, Field(ge=0)] = 5
+    # Database pool: fail fast under overload rather than queueing without bound. No overflow by default:
+    # overflow connections are closed on return, and the reconnects cost PostgreSQL about a quarter of
+    # its CPU under load (bench/RESULTS.md).
+    db_pool_size: Annotated[int, Field(gt=0)] = 15
+    db_max_overflow: Annotated[int, Field(ge=0)] = 0
     db_pool_timeout_seconds: Annotated[float, Field(gt=0)] = 5.0
+    # SQLite has one writer: more connections only queue on its lock, which stretched p99 from ~170 ms
+    # to ~1.2 s at 32 clients without adding throughput (bench/RESULTS.md).
+    sqlite_pool_size: Annotated[int, Field(gt=0)] = 1
 
     log_level: str = "INFO"
 

@@ -242,6 +242,21 @@ def test_serve_refuses_to_start_without_secrets(cli: Cli, monkeypatch: pytest.Mo
     assert "PAR_ADMIN_TOKEN is not set" in err and "PAR_PEPPER is not set" in err
 
 
+@pytest.mark.parametrize(("flags", "access_log"), [([], True), (["--no-access-log"], False)])
+def test_serve_passes_its_options_to_uvicorn(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch, flags: list[str], access_log: bool
+) -> None:
+    calls: list[dict[str, object]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *_args, **kwargs: calls.append(kwargs))
+    monkeypatch.setenv("PAR_ADMIN_TOKEN", "a" * 43)
+    monkeypatch.setenv("PAR_PEPPER", "p" * 43)
+    code, _, _ = cli.run("serve", "--port", "8123", "--workers", "2", *flags)
+    assert code == 0
+    [options] = calls
+    assert (options["port"], options["workers"], options["access_log"]) == (8123, 2, access_log)
+    assert options["factory"] is True and options["server_header"] is False
+
+
 def test_no_command_prints_help(cli: Cli) -> None:
     code, out, _ = cli.run()
     assert code == 2

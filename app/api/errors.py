@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.errors import InvalidClient, OAuthError, ParServerError, clean_description
@@ -125,6 +126,8 @@ class UnhandledErrorMiddleware:
 
         try:
             await self.app(scope, receive, tracking_send)
+        except ClientDisconnect:
+            return  # the client left before sending its whole request: nobody to answer, nothing broken
         except Exception as exc:
             logger.error("unhandled %s on %s %s", type(exc).__name__, scope.get("method"), scope.get("path"))
             if started:

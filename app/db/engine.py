@@ -28,8 +28,8 @@ def create_engine_from_settings(settings: Settings) -> AsyncEngine:
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(
             url,
-            pool_size=settings.db_pool_size,
-            max_overflow=settings.db_max_overflow,
+            pool_size=settings.sqlite_pool_size,
+            max_overflow=0,
             pool_timeout=settings.db_pool_timeout_seconds,
             hide_parameters=True,
         )
