@@ -1,0 +1,343 @@
+#!/usr/bin/env bash
+# Benchmark POST /services/{id}/par (RFC 9126) on SQLite and/or PostgreSQL with wrk.
+#
+#   bash bench/run.sh [sqlite|postgresql|all]      (default: all)
+#
+# For each database: a fresh store, `par-server migrate`, a service and a client seeded with the CLI,
+# `par-server serve --workers 1 --no-access-log` on a free loopback port, a warm-up, then RUNS wrk runs
+# of `wrk -t1 -c32 -d20s --latency -s bench/par.lua`. Prints each RESULT line and the per-metric
+# median, with the server's CPU time and peak RSS. Raw outputs go to bench/out/<timestamp>/.
+# Each RESULT line is extended with the CPU seconds used during that run by the server, wrk, the
+# PostgreSQL processes alive at its end (postgres_cpu_s), the PostgreSQL backends that exited during it
+# (postgres_exited_cpu_s, may include other databases'), everything else on the machine (other_cpu_s,
+# by difference: concurrent test suites), the machine's busy % and the load average.
+# Tunables (env): THREADS=1 CONNECTIONS=32 DURATION=20 WARMUP=5 RUNS=3 PG_DB=par_server_bench PAR_SERVER;
+# PAR_* settings (e.g. PAR_DB_POOL_SIZE) reach the server.
+set -euo pipefail
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$BENCH_DIR/.." && pwd)
+PAR_SERVER=${PAR_SERVER:-$ROOT/.venv/bin/par-server}
+PY=${PY:-$ROOT/.venv/bin/python}
+THREADS=${THREADS:-1}
+CONNECTIONS=${CONNECTIONS:-32}
+DURATION=${DURATION:-20}
+WARMUP=${WARMUP:-5}
+RUNS=${RUNS:-3}
+PG_HOST=127.0.0.1
+PG_USER=postgres
+PG_DB=${PG_DB:-par_server_bench}
+CLK_TCK=$(getconf CLK_TCK)
+
+die() { echo "run.sh: $*" >&2; exit 1; }
+
+target=${1:-all}
+case "$target" in
+  sqlite) databases=(sqlite) ;;
+  postgresql) databases=(postgresql) ;;
+  all) databases=(sqlite postgresql) ;;
+  *) die "usage: bash bench/run.sh [sqlite|postgresql|all]" ;;
+esac
+
+command -v wrk >/dev/null 2>&1 \
+  || die "wrk is not installed; install it with: apt-get update && apt-get install -y wrk"
+command -v curl >/dev/null 2>&1 || die "curl is not installed (apt-get install -y curl)"
+command -v timeout >/dev/null 2>&1 || die "timeout (coreutils) is required"
+[[ -x "$PAR_SERVER" ]] || die "$PAR_SERVER not found; install the project in $ROOT/.venv (pip install -e .)"
+[[ -x "$PY" ]] || die "$PY not found"
+if [[ " ${databases[*]} " == *" postgresql "* ]]; then
+  command -v psql >/dev/null 2>&1 || die "psql is not installed (apt-get install -y postgresql-client)"
+fi
+
+OUT="$ROOT/bench/out/$(date -u +%Y%m%dT%H%M%SZ)"
+mkdir -p "$OUT"
+TMP=$(mktemp -d /tmp/par-bench.XXXXXX)
+SERVER_PID=""
+WRK_PID=""
+PG_CREATED=""
+
+stop_server() {
+  if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    for _ in $(seq 1 100); do  # up to 10 s for a graceful shutdown, then SIGKILL
+      kill -0 "$SERVER_PID" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+  fi
+  SERVER_PID=""
+}
+
+cleanup() {
+  local status=$?
+  trap - EXIT INT TERM
+  if [[ -n "$WRK_PID" ]]; then kill -TERM "$WRK_PID" 2>/dev/null || true; wait "$WRK_PID" 2>/dev/null || true; fi
+  stop_server
+  if [[ -n "$PG_CREATED" ]]; then
+    timeout 30 psql -h "$PG_HOST" -U "$PG_USER" -d postgres -qAt -v ON_ERROR_STOP=1 \
+      -c "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1 || true
+  fi
+  rm -rf "$TMP"
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+free_port() {
+  "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+json_field() {  # json_field FIELD < json
+  "$PY" -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"
+}
+
+pid_cpu_ticks() {  # pid_cpu_ticks PID [children]: utime+stime (or cutime+cstime of reaped children), in ticks; 0 if gone
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
+  stat=${stat##*) }  # drop "pid (comm) ", comm may hold spaces
+  # shellcheck disable=SC2086  # split the remaining fields on purpose
+  set -- $stat "${2:-}"
+  if [[ "${!#}" == children ]]; then
+    echo $(( ${14} + ${15} ))  # fields 16 and 17 of the full line
+  else
+    echo $(( ${12} + ${13} ))  # fields 14 and 15 of the full line
+  fi
+}
+
+declare -A PG_TICKS=()  # pid -> ticks at the start of a run
+PG_REAPED=0
+postmaster_pid() { pgrep -o -x postgres 2>/dev/null || echo 0; }
+snapshot_postgres() {
+  local pid
+  PG_TICKS=()
+  for pid in $(pgrep -x postgres 2>/dev/null || true); do PG_TICKS[$pid]=$(pid_cpu_ticks "$pid"); done
+  PG_REAPED=$(pid_cpu_ticks "$(postmaster_pid)" children)
+}
+postgres_live_ticks_since_snapshot() {
+  # CPU since snapshot_postgres of the postgres processes alive now (new ones in full): the bench's
+  # backends and the background processes (WAL writer, checkpointer...). Client backends of other
+  # databases (concurrent test suites) are left out.
+  local total=0 pid now other
+  other=" $(timeout 10 psql -h "$PG_HOST" -U "$PG_USER" -d postgres -qAt -c \
+    "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity WHERE backend_type = 'client backend' AND datname IS DISTINCT FROM '$PG_DB'" \
+    2>/dev/null || true) "
+  for pid in $(pgrep -x postgres 2>/dev/null || true); do
+    [[ "$other" == *" $pid "* ]] && continue
+    now=$(pid_cpu_ticks "$pid")
+    if (( now >= ${PG_TICKS[$pid]:-0} )); then total=$(( total + now - ${PG_TICKS[$pid]:-0} )); fi
+  done
+  echo "$total"
+}
+postgres_exited_ticks_since_snapshot() {
+  # CPU of the postgres backends that exited since snapshot_postgres (reaped by the postmaster): the
+  # bench's pool churns its overflow connections, but this also holds other databases' backends.
+  echo $(( $(pid_cpu_ticks "$(postmaster_pid)" children) - PG_REAPED ))
+}
+
+machine_ticks() {  # "busy total" jiffies summed over all CPUs, from /proc/stat
+  local _cpu user nice system idle iowait irq softirq steal _rest
+  read -r _cpu user nice system idle iowait irq softirq steal _rest < /proc/stat
+  echo "$(( user + nice + system + irq + softirq + steal )) $(( user + nice + system + idle + iowait + irq + softirq + steal ))"
+}
+
+ticks_to_s() { awk -v t="$1" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }'; }
+
+CHILD_MS=0
+children_cpu_ms() {  # sets CHILD_MS: CPU of this shell's reaped children so far (`times`, 2nd line), in ms
+  # No command substitution here: `times` in a subshell would report the subshell's children.
+  local user sys
+  times > "$TMP/times"
+  { read -r _ _; read -r user sys; } < "$TMP/times"  # e.g. "0m1.234s 0m0.056s"
+  CHILD_MS=$(awk -v u="$user" -v s="$sys" 'function ms(t,  m) { m = t; sub(/m.*/, "", m); sub(/^[0-9]+m/, "", t); sub(/s$/, "", t); return (m * 60 + t) * 1000 }
+    BEGIN { printf "%d", ms(u) + ms(s) }')
+}
+
+run_wrk() {  # run_wrk OUTFILE WRK-ARGS...: in the background and waited for, so a signal is handled at once
+  local out=$1; shift
+  timeout $(( DURATION + WARMUP + 30 )) wrk "$@" > "$out" 2>&1 &
+  WRK_PID=$!
+  local status=0
+  wait "$WRK_PID" || status=$?
+  WRK_PID=""
+  return "$status"
+}
+
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+
+prepare_store() {  # sets PAR_DATABASE_URL for $1
+  case "$1" in
+    sqlite)
+      mkdir -p "$TMP/sqlite"
+      rm -f "$TMP/sqlite/par.db" "$TMP/sqlite/par.db-wal" "$TMP/sqlite/par.db-shm"
+      export PAR_DATABASE_URL="sqlite+aiosqlite:///$TMP/sqlite/par.db"
+      ;;
+    postgresql)
+      PG_CREATED=1
+      timeout 30 psql -h "$PG_HOST" -U "$PG_USER" -d postgres -qAt -v ON_ERROR_STOP=1 \
+        -c "SET client_min_messages = warning" -c "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" \
+        -c "CREATE DATABASE $PG_DB" \
+        || die "cannot (re)create database $PG_DB on $PG_HOST as $PG_USER"
+      timeout 10 psql -h "$PG_HOST" -U "$PG_USER" -d "$PG_DB" -qAt \
+        -c "SELECT 'postgresql ' || current_setting('server_version') || ' synchronous_commit=' || current_setting('synchronous_commit') || ' fsync=' || current_setting('fsync')" \
+        | tee "$OUT/postgresql-settings.txt"
+      export PAR_DATABASE_URL="postgresql+psycopg://$PG_USER@$PG_HOST:5432/$PG_DB"
+      ;;
+  esac
+}
+
+median() {  # median of the numbers given as arguments
+  printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+field() {  # field NAME LINE -> the value of NAME=value in a RESULT line
+  local name=$1 line=$2 word
+  for word in $line; do
+    if [[ "$word" == "$name="* ]]; then echo "${word#*=}"; return; fi
+  done
+  echo "NA"
+}
+
+bench_database() {
+  local db=$1 port url service_json client_json service_id client_id client_secret
+  local log="$OUT/$db-server.log"
+  echo "=== $db  (load average before: $(loadavg)) ==="
+  uptime > "$OUT/$db-uptime-before.txt"
+
+  export PAR_DATA_DIR="$TMP/data-$db"
+  PAR_ADMIN_TOKEN=$("$PY" -c 'import secrets; print(secrets.token_urlsafe(32))')
+  PAR_PEPPER=$("$PY" -c 'import secrets; print(secrets.token_urlsafe(32))')
+  export PAR_ADMIN_TOKEN PAR_PEPPER
+  port=$(free_port)
+  url="http://127.0.0.1:$port"
+  export PAR_PUBLIC_BASE_URL="$url"
+  prepare_store "$db"
+
+  (cd "$ROOT" && timeout 120 "$PAR_SERVER" migrate) > "$OUT/$db-migrate.log" 2>&1 \
+    || { cat "$OUT/$db-migrate.log" >&2; die "$db: migrate failed"; }
+  service_json=$(cd "$ROOT" && timeout 60 "$PAR_SERVER" service create --name bench --scope openid 2>>"$OUT/$db-seed.log") \
+    || die "$db: service create failed (see $OUT/$db-seed.log)"
+  service_id=$(json_field apiKey <<<"$service_json")
+  client_json=$(cd "$ROOT" && timeout 60 "$PAR_SERVER" client create --service "$service_id" \
+    --redirect-uri https://client.example.org/cb 2>>"$OUT/$db-seed.log") \
+    || die "$db: client create failed (see $OUT/$db-seed.log)"
+  client_id=$(json_field clientId <<<"$client_json")
+  client_secret=$(json_field clientSecret <<<"$client_json")
+  export SERVICE_ID=$service_id CLIENT_ID=$client_id CLIENT_SECRET=$client_secret
+
+  (cd "$ROOT" && exec "$PAR_SERVER" serve --host 127.0.0.1 --port "$port" --workers 1 --no-access-log) \
+    > "$log" 2>&1 &
+  SERVER_PID=$!
+  local ready=""
+  for _ in $(seq 1 300); do  # up to 30 s
+    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$log" >&2; die "$db: the server exited during start-up"; }
+    if curl -fsS --max-time 1 "$url/healthz" >/dev/null 2>&1; then ready=1; break; fi
+    sleep 0.1
+  done
+  [[ -n "$ready" ]] || { cat "$log" >&2; die "$db: GET /healthz did not answer within 30 s"; }
+
+  # One request by hand, so a misconfiguration fails loudly instead of as 100% non-201.
+  local probe_status
+  probe_status=$(curl -sS --max-time 10 -o "$OUT/$db-probe.json" -w '%{http_code}' -u "$client_id:$client_secret" \
+    --data-urlencode response_type=code --data-urlencode "client_id=$client_id" \
+    --data-urlencode redirect_uri=https://client.example.org/cb --data-urlencode scope=openid \
+    --data-urlencode state=probe --data-urlencode code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM \
+    --data-urlencode code_challenge_method=S256 "$url/services/$service_id/par")
+  [[ "$probe_status" == 201 ]] || { cat "$OUT/$db-probe.json" >&2; echo >&2; die "$db: probe push answered $probe_status"; }
+
+  local wrk_cmd=(wrk "-t$THREADS" "-c$CONNECTIONS" "-d${DURATION}s" --latency -s "$BENCH_DIR/par.lua" "$url")
+  echo "$db: warm-up ${WARMUP}s"
+  run_wrk "$OUT/$db-warmup.txt" "-t$THREADS" "-c$CONNECTIONS" "-d${WARMUP}s" --latency -s "$BENCH_DIR/par.lua" "$url" \
+    || die "$db: warm-up wrk failed (see $OUT/$db-warmup.txt)"
+
+  local run results=() srv_cpu=() wrk_cpu=() pg_cpu=() pg_exited_cpu=() other_cpu=() busy=() load_during=()
+  local s0 s1 p1 px m0 m1 w0 w1 line wrk_ticks
+  for run in $(seq 1 "$RUNS"); do
+    p1=0; px=0
+    if [[ "$db" == postgresql ]]; then snapshot_postgres; fi
+    s0=$(pid_cpu_ticks "$SERVER_PID"); m0=$(machine_ticks)
+    children_cpu_ms; w0=$CHILD_MS
+    run_wrk "$OUT/$db-run$run.txt" "${wrk_cmd[@]:1}" || die "$db: wrk run $run failed (see $OUT/$db-run$run.txt)"
+    s1=$(pid_cpu_ticks "$SERVER_PID"); m1=$(machine_ticks); children_cpu_ms; w1=$CHILD_MS
+    if [[ "$db" == postgresql ]]; then
+      p1=$(postgres_live_ticks_since_snapshot); px=$(postgres_exited_ticks_since_snapshot)
+    fi
+    load_during+=("$(loadavg)")
+    kill -0 "$SERVER_PID" 2>/dev/null || die "$db: the server died during run $run (see $log)"
+    line=$(grep '^RESULT ' "$OUT/$db-run$run.txt") || die "$db: no RESULT line in $OUT/$db-run$run.txt"
+    grep '^NON201 ' "$OUT/$db-run$run.txt" || true
+    srv_cpu+=("$(ticks_to_s $(( s1 - s0 )))")
+    wrk_cpu+=("$(awk -v ms=$(( w1 - w0 )) 'BEGIN { printf "%.2f", ms / 1000 }')")
+    pg_cpu+=("$(ticks_to_s "$p1")"); pg_exited_cpu+=("$(ticks_to_s "$px")")
+    wrk_ticks=$(awk -v c="${wrk_cpu[-1]}" -v hz="$CLK_TCK" 'BEGIN { printf "%d", c * hz }')
+    # shellcheck disable=SC2086  # "busy total" pairs
+    set -- $m0 $m1
+    busy+=("$(awk -v b=$(( $3 - $1 )) -v t=$(( $4 - $2 )) 'BEGIN { printf "%.0f", 100 * b / t }')")
+    # Everything else the 2 cores did meanwhile (other processes, kernel), by difference.
+    other_cpu+=("$(ticks_to_s $(( $3 - $1 - (s1 - s0) - wrk_ticks - p1 - px )))")
+    line="$line server_cpu_s=${srv_cpu[-1]} wrk_cpu_s=${wrk_cpu[-1]} postgres_cpu_s=${pg_cpu[-1]}"
+    line="$line postgres_exited_cpu_s=${pg_exited_cpu[-1]}"
+    line="$line other_cpu_s=${other_cpu[-1]} machine_busy_pct=${busy[-1]} load=${load_during[-1]// /,}"
+    results+=("$line")
+    echo "$db run $run: $line" | tee -a "$OUT/results.txt"
+  done
+
+  local hwm cpu_total
+  hwm=$(awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$SERVER_PID/status")
+  cpu_total=$(ticks_to_s "$(pid_cpu_ticks "$SERVER_PID")")
+  stop_server
+
+  local metric values summary="MEDIAN db=$db runs=$RUNS connections=$CONNECTIONS workers=1"
+  for metric in rps p50_ms p90_ms p99_ms non201 errors; do
+    values=()
+    for line in "${results[@]}"; do values+=("$(field "$metric" "$line")"); done
+    summary="$summary $metric=$(median "${values[@]}")"
+  done
+  local non201_total=0 errors_total=0
+  for line in "${results[@]}"; do
+    non201_total=$(( non201_total + $(field non201 "$line") ))
+    errors_total=$(( errors_total + $(field errors "$line") ))
+  done
+  summary="$summary non201_total=$non201_total errors_total=$errors_total"
+  summary="$summary server_cpu_s_per_run=$(median "${srv_cpu[@]}") wrk_cpu_s_per_run=$(median "${wrk_cpu[@]}")"
+  summary="$summary postgres_cpu_s_per_run=$(median "${pg_cpu[@]}")"
+  summary="$summary postgres_exited_cpu_s_per_run=$(median "${pg_exited_cpu[@]}") other_cpu_s_per_run=$(median "${other_cpu[@]}")"
+  summary="$summary machine_busy_pct=$(median "${busy[@]}") load_during=${load_during[*]// /,}"
+  summary="$summary server_cpu_total_s=$cpu_total server_peak_rss_mb=$hwm"
+  echo "$summary" | tee -a "$OUT/results.txt"
+
+  local warnings
+  warnings=$(grep -v '"POST /services/' "$log" | grep -ciE 'warn|error|traceback|exception|unhandled' || true)
+  echo "$db: server log $log: $(wc -l < "$log") lines, $warnings matching warn/error/traceback/exception/unhandled" \
+    | tee -a "$OUT/results.txt"
+  if (( warnings > 0 )); then
+    grep -v '"POST /services/' "$log" | grep -iE 'warn|error|traceback|exception|unhandled' | sort | uniq -c | sort -rn \
+      | head -5 | sed "s/^/$db:   /" | tee -a "$OUT/results.txt"
+  fi
+  local access_lines
+  access_lines=$(grep -c '"POST /services/' "$log" || true)
+  if (( access_lines > 0 )); then
+    echo "$db: WARNING: $access_lines access-log lines in the server log although --no-access-log was given" \
+      "(the figures include the cost of access logging)" | tee -a "$OUT/results.txt"
+  fi
+  uptime > "$OUT/$db-uptime-after.txt"
+  echo "=== $db done (load average after: $(loadavg)) ==="
+}
+
+{
+  echo "date: $(date -u '+%Y-%m-%dT%H:%M:%SZ')"
+  echo "command: bash bench/run.sh $target  (wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency, $RUNS runs, ${WARMUP}s warm-up)"
+  echo "nproc: $(nproc)"
+  lscpu | grep 'Model name' || true
+  grep MemTotal /proc/meminfo
+  "$PY" -c 'import sqlite3, sys; print("python", sys.version.split()[0], "sqlite", sqlite3.sqlite_version)'
+  wrk --version 2>&1 | head -1 || true
+  if command -v psql >/dev/null 2>&1; then psql --version; fi
+  echo "uptime: $(uptime)"
+} | tee "$OUT/machine.txt"
+
+for db in "${databases[@]}"; do
+  bench_database "$db"
+done
+echo "raw outputs: $OUT"
