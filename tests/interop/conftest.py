@@ -2,8 +2,9 @@
 
 ``live_server`` serves the real app with uvicorn in a background thread, once per database kind (it
 builds on ``database_url``). ``node_harness`` makes sure the harnesses can run; without Node it skips,
-or fails when ``PAR_TEST_REQUIRE_INTEROP=1`` (as in CI). ``run_harness`` runs one harness script and
-returns its JSON line.
+or fails when ``PAR_TEST_REQUIRE_INTEROP=1`` (as in CI). A test module picks a harness (``OAUTH4WEBAPI``,
+``OPENID_CLIENT``) by providing or parametrizing ``harness``; ``service`` is then a service set up as that
+harness needs, and ``run_harness`` runs the harness script against it and returns its JSON line.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlencode
@@ -29,12 +31,39 @@ from tests.conftest import ADMIN_TOKEN, make_settings
 from tests.factories import REDIRECT_URI, ClientHandle, ServiceHandle
 
 INTEROP_DIR = Path(__file__).resolve().parent
-PUSH_SCRIPT = INTEROP_DIR / "push.mjs"  # oauth4webapi
-OPENID_CLIENT_SCRIPT = INTEROP_DIR / "push-openid-client.mjs"  # openid-client
 REQUIRE_INTEROP = os.environ.get("PAR_TEST_REQUIRE_INTEROP") == "1"
 MIN_NODE_MAJOR = 20
 STARTUP_TIMEOUT_SECONDS = 15.0
 SHUTDOWN_TIMEOUT_SECONDS = 15.0
+
+REQUEST_URI_PREFIX = "urn:ietf:params:oauth:request_uri:"
+UNREGISTERED_REDIRECT_URI = "https://evil.example/cb"
+DURATION = 90  # not the server default (60), so expires_in must come from the service
+AUTHORIZATION_ENDPOINT = "https://as.example.com/authorize"
+# tokenAuthMethod as registered -> (client fields, the harness's PAR_AUTH)
+AUTH_METHODS: dict[str, tuple[dict[str, str], str]] = {
+    "CLIENT_SECRET_BASIC": ({}, "basic"),
+    "CLIENT_SECRET_POST": ({"tokenAuthMethod": "CLIENT_SECRET_POST"}, "post"),
+    "NONE": ({"clientType": "PUBLIC"}, "none"),
+}
+
+
+@dataclass(frozen=True)
+class Harness:
+    """A Node harness script (README.md), and the service fields its tests create the service with."""
+
+    library: str
+    script: Path
+    service_fields: Mapping[str, Any]
+
+
+OAUTH4WEBAPI = Harness("oauth4webapi", INTEROP_DIR / "push.mjs", {"pushedAuthReqDuration": DURATION})
+# openid-client's buildAuthorizationUrlWithPAR needs an authorization_endpoint in the metadata, which
+# the service advertises only when it sets authorizationEndpoint.
+OPENID_CLIENT = Harness(
+    "openid-client", INTEROP_DIR / "push-openid-client.mjs", {"authorizationEndpoint": AUTHORIZATION_ENDPOINT}
+)
+HARNESSES = [pytest.param(harness, id=harness.library) for harness in (OAUTH4WEBAPI, OPENID_CLIENT)]
 
 
 class LiveServer:
@@ -128,36 +157,81 @@ def node_harness() -> str:
     return node
 
 
-def run_harness(
-    node: str,
-    script: Path,
-    server: LiveServer,
-    service: ServiceHandle,
-    client: ClientHandle,
-    *,
-    auth: str,
-    secret: str | None = None,
-    extra_params: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    """Run a harness script once and return its JSON line (``ok`` agrees with the exit status)."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith("PAR_")}
-    env.update(
-        PAR_ISSUER=f"{server.base_url}/services/{service.id}",
-        PAR_CLIENT_ID=str(client.id),
-        PAR_AUTH=auth,
-        PAR_REDIRECT_URI=REDIRECT_URI,
-        PAR_SCOPE="openid profile",
-    )
-    if secret is not None:
-        env["PAR_CLIENT_SECRET"] = secret
-    if extra_params:
-        env["PAR_EXTRA_PARAMS"] = urlencode(extra_params)
-    completed = subprocess.run(
-        [node, str(script)], cwd=INTEROP_DIR, env=env, capture_output=True, text=True, timeout=60
-    )
-    report = f"{script.name}: exit {completed.returncode}\nstdout: {completed.stdout}\nstderr: {completed.stderr}"
-    lines = completed.stdout.splitlines()
-    assert len(lines) == 1, report
-    result: dict[str, Any] = json.loads(lines[0])
-    assert result["ok"] is (completed.returncode == 0), report
-    return result
+@pytest.fixture
+def harness(request: pytest.FixtureRequest) -> Harness:
+    """The test module's ``HARNESS``; a module that tests several harnesses parametrizes ``harness`` instead."""
+    chosen: Harness | None = getattr(request.module, "HARNESS", None)
+    if chosen is None:
+        pytest.fail(f"{request.module.__name__} uses a Node harness: set HARNESS or parametrize `harness`")
+    return chosen
+
+
+@pytest.fixture
+def service(harness: Harness, live_server: LiveServer) -> ServiceHandle:
+    """A service with the fields ``harness`` needs."""
+    created = live_server.create_service(**harness.service_fields)
+    for name, value in harness.service_fields.items():
+        assert created.body[name] == value
+    return created
+
+
+@dataclass(frozen=True)
+class HarnessRunner:
+    """Runs a harness script against ``service`` on ``server``."""
+
+    node: str
+    script: Path
+    server: LiveServer
+    service: ServiceHandle
+
+    def __call__(
+        self,
+        client: ClientHandle,
+        *,
+        auth: str,
+        secret: str | None = None,
+        extra_params: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Run the script once and return its JSON line (``ok`` agrees with the exit status)."""
+        env = {name: value for name, value in os.environ.items() if not name.startswith("PAR_")}
+        env.update(
+            PAR_ISSUER=f"{self.server.base_url}/services/{self.service.id}",
+            PAR_CLIENT_ID=str(client.id),
+            PAR_AUTH=auth,
+            PAR_REDIRECT_URI=REDIRECT_URI,
+            PAR_SCOPE="openid profile",
+        )
+        if secret is not None:
+            env["PAR_CLIENT_SECRET"] = secret
+        if extra_params:
+            env["PAR_EXTRA_PARAMS"] = urlencode(extra_params)
+        completed = subprocess.run(
+            [self.node, str(self.script)], cwd=INTEROP_DIR, env=env, capture_output=True, text=True, timeout=60
+        )
+        name = self.script.name
+        report = f"{name}: exit {completed.returncode}\nstdout: {completed.stdout}\nstderr: {completed.stderr}"
+        lines = completed.stdout.splitlines()
+        assert len(lines) == 1, report
+        result: dict[str, Any] = json.loads(lines[0])
+        assert result["ok"] is (completed.returncode == 0), report
+        return result
+
+    def push_with(self, method: str) -> tuple[ClientHandle, dict[str, Any]]:
+        """Register a client with tokenAuthMethod ``method`` (AUTH_METHODS), run the script as that client
+        (with its secret) and check that it succeeded with a request_uri that is a URN with a >= 256-bit
+        reference (PAR-14 / PAR-15). Returns the client and the JSON line."""
+        fields, auth = AUTH_METHODS[method]
+        client = self.server.create_client(self.service, **fields)
+        assert client.body["tokenAuthMethod"] == method
+        result = self(client, auth=auth, secret=client.secret)
+        assert result["ok"] is True, result
+        request_uri = result["request_uri"]
+        assert request_uri.startswith(REQUEST_URI_PREFIX), result
+        assert len(request_uri) - len(REQUEST_URI_PREFIX) >= 43, result
+        return client, result
+
+
+@pytest.fixture
+def run_harness(harness: Harness, node_harness: str, live_server: LiveServer, service: ServiceHandle) -> HarnessRunner:
+    """``harness``'s script, run against ``service``: ``run_harness(client, auth=..., secret=...)``."""
+    return HarnessRunner(node_harness, harness.script, live_server, service)

@@ -19,12 +19,9 @@ from authlete.dto import Client, PushedAuthReqAction, PushedAuthReqRequest, Push
 from authlete.types import ClientAuthMethod, ClientType, GrantType, ResponseType
 
 from tests.factories import REDIRECT_URI, ClientHandle, par_params
-from tests.interop.conftest import LiveServer
+from tests.interop.conftest import REQUEST_URI_PREFIX, UNREGISTERED_REDIRECT_URI, LiveServer
 
 pytestmark = pytest.mark.interop
-
-REQUEST_URI_PREFIX = "urn:ietf:params:oauth:request_uri:"
-UNREGISTERED_REDIRECT_URI = "https://evil.example/cb"
 
 
 def sdk(server: LiveServer, service_id: int | None, token: str) -> AuthleteApi:
