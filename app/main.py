@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from app.api import backend, health, management, metadata, par
+from app.api import authorization, backend, health, management, metadata, par
 from app.api.deps import AppState, utc_now
 from app.api.errors import install_error_handlers
 from app.api.limits import BodySizeLimitMiddleware
@@ -50,7 +50,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.par = state
-    for module in (par, backend, management, metadata, health):
+    for module in (par, backend, authorization, management, metadata, health):
         app.include_router(module.router)
     install_error_handlers(app)
     app.add_middleware(

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
 
     # Defaults of per-service settings.
     default_pushed_auth_req_duration: Annotated[int, Field(gt=0, le=86400)] = 60
+    # How long a request stays resolvable and consumable after its first resolve, so that a slow login
+    # (MFA, registration) completes even though expires_in has passed (spec-requirements A.12-2).
+    default_authorization_session_duration: Annotated[int, Field(gt=0, le=86400)] = 1800
     default_max_state_length: Annotated[int, Field(gt=0)] = 2048
     default_max_nonce_length: Annotated[int, Field(gt=0)] = 512
 

@@ -7,19 +7,18 @@ the HTTP status that ``action`` names (reference/authlete-api.md §2.2).
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
 
-from app.api.deps import StateDep, authorize_service_call, utc_now
+from app.api.bodies import read_body
+from app.api.deps import StateDep, authorize_service_call
 from app.api.errors import NO_STORE
 from app.api.schemas import PushedAuthReqIn, PushedAuthReqOut
 from app.core.client_auth import BasicCredentials
 from app.core.errors import ApiBadRequest
 from app.core.par import PushRequest, push
-from app.db.repositories import SqlPushStore
+from app.db.repositories import SqlParStore
 
 router = APIRouter(prefix="/api/{service_id}", tags=["Authlete-compatible backend API"])
 
@@ -40,19 +39,20 @@ router = APIRouter(prefix="/api/{service_id}", tags=["Authlete-compatible backen
     },
 )
 async def pushed_auth_req(service_id: int, request: Request, state: StateDep) -> JSONResponse:
-    body = await _read_body(request)
-    if body.parameters is None:
-        raise ApiBadRequest("the request body does not contain 'parameters'", result_code="A245201")
-    basic = BasicCredentials(body.client_id, body.client_secret or "") if body.client_id is not None else None
+    body = await read_body(request, PushedAuthReqIn, allow_form=True)
     async with state.sessions.begin() as session:
         service = await authorize_service_call(request, state, session, service_id)
+        call = body.get()
+        if call.parameters is None:
+            raise ApiBadRequest("the request body does not contain 'parameters'", result_code="A245201")
+        basic = BasicCredentials(call.client_id, call.client_secret or "") if call.client_id is not None else None
         outcome = await push(
-            PushRequest(parameters=body.parameters, basic=basic, dpop_proof=body.dpop),
+            PushRequest(parameters=call.parameters, basic=basic, dpop_proof=call.dpop),
             service=state.service_record(service),
-            store=SqlPushStore(session),
+            store=SqlParStore(session),
             hasher=state.hasher,
             limits=state.parameter_limits,
-            now=utc_now(),
+            now=state.clock(),
         )
     answer = PushedAuthReqOut(
         result_code=outcome.result_code,
@@ -63,27 +63,3 @@ async def pushed_auth_req(service_id: int, request: Request, state: StateDep) ->
         client_auth_method=outcome.client_auth_method.name if outcome.client_auth_method else None,
     )
     return JSONResponse(answer.model_dump(by_alias=True, exclude_none=True), headers=NO_STORE)
-
-
-async def _read_body(request: Request) -> PushedAuthReqIn:
-    """JSON (what the SDKs send) or a form (the Authlete spec lists both)."""
-    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-    raw: Any
-    if media_type == "application/json":
-        try:
-            raw = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError):
-            raise ApiBadRequest("the request body is not valid JSON") from None
-    elif media_type == "application/x-www-form-urlencoded":
-        form = await request.form()
-        raw = {key: form.getlist(key) if key == "clientCertificatePath" else form.get(key) for key in form}
-    else:
-        raise ApiBadRequest("the request body must be application/json or application/x-www-form-urlencoded")
-    if not isinstance(raw, dict):
-        raise ApiBadRequest("the request body must be a JSON object")
-    try:
-        return PushedAuthReqIn.model_validate(raw)
-    except ValidationError as error:
-        first = error.errors()[0]
-        field = ".".join(str(part) for part in first["loc"])
-        raise ApiBadRequest(f"invalid '{field}': {first['msg']}") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
@@ -18,12 +19,17 @@ from app.db.repositories import ServiceRepository, ServiceTokenRepository, servi
 from app.settings import Settings
 
 
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 @dataclass(frozen=True, slots=True)
 class AppState:
     settings: Settings
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     hasher: SecretHasher
+    clock: Callable[[], datetime] = utc_now  # replaceable so tests can stand at an expiry boundary
 
     @property
     def parameter_limits(self) -> ParameterLimits:
@@ -38,6 +44,7 @@ class AppState:
             row,
             public_base_url=self.settings.public_base_url,
             default_duration=self.settings.default_pushed_auth_req_duration,
+            default_session_duration=self.settings.default_authorization_session_duration,
             default_max_state_length=self.settings.default_max_state_length,
             default_max_nonce_length=self.settings.default_max_nonce_length,
         )
@@ -46,10 +53,6 @@ class AppState:
 def get_state(request: Request) -> AppState:
     state: AppState = request.app.state.par
     return state
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 StateDep = Annotated[AppState, Depends(get_state)]

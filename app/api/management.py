@@ -71,6 +71,8 @@ def service_out(state: AppState, row: Service) -> ServiceOut:
         token_endpoint=row.token_endpoint,
         pushed_auth_req_endpoint=record.pushed_auth_req_endpoint,
         pushed_auth_req_duration=record.pushed_auth_req_duration,
+        authorization_session_duration=record.authorization_session_duration,
+        consume_request_uri_on_resolve=row.consume_request_uri_on_resolve,
         par_required=row.par_required,
         supported_scopes=row.supported_scopes,
         supported_response_types=list(row.supported_response_types),
@@ -105,11 +107,11 @@ def apply_service_fields(row: Service, body: ServiceIn, *, public_base_url: str)
         if value:
             value = validate_issuer(value) if field == "issuer" else validate_endpoint_url(field, value)
         setattr(row, field, None if value == derived.get(field) else value or None)
-    for field in ("pushed_auth_req_duration", "max_state_length", "max_nonce_length"):
+    for field in ("pushed_auth_req_duration", "authorization_session_duration", "max_state_length", "max_nonce_length"):
         value = getattr(body, field)
         if value is not None:
             setattr(row, field, value or None)  # 0 = the server default
-    for flag in ("par_required", "pkce_required", "pkce_s256_required"):
+    for flag in ("par_required", "pkce_required", "pkce_s256_required", "consume_request_uri_on_resolve"):
         if getattr(body, flag) is not None:
             setattr(row, flag, getattr(body, flag))
     if body.supported_scopes is not None:
@@ -137,6 +139,7 @@ async def create_service(state: AppState, body: ServiceIn) -> ServiceCreated:
         supported_token_auth_methods=[m.name for m in DEFAULT_AUTH_METHODS],
         pkce_required=False,
         pkce_s256_required=False,
+        consume_request_uri_on_resolve=False,
         created_at=now,
         modified_at=now,
     )

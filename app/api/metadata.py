@@ -33,6 +33,8 @@ def authorization_server_metadata(
         "token_endpoint_auth_methods_supported": sorted(m.value for m in service.supported_token_auth_methods),
         "code_challenge_methods_supported": ["S256"] if service.pkce_s256_required else ["S256", "plain"],
         "request_parameter_supported": False,
+        # RFC 9207: error redirects built by the resolve API carry `iss`.
+        "authorization_response_iss_parameter_supported": True,
     }
     return {key: value for key, value in metadata.items() if value is not None}
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from app.api.deps import AppState, StateDep, utc_now
+from app.api.deps import AppState, StateDep
 from app.api.errors import BASIC_CHALLENGE, NO_STORE, error_response
 from app.core.client_auth import BasicCredentials, parse_basic_authorization
 from app.core.errors import InvalidClient, InvalidRequest
 from app.core.par import PushOutcome, PushRequest, push
 from app.core.urls import PAR_PATH
-from app.db.repositories import ServiceRepository, SqlPushStore
+from app.db.repositories import ServiceRepository, SqlParStore
 
 router = APIRouter(tags=["RFC 9126"])
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
@@ -29,10 +29,10 @@ async def execute_push(state: AppState, service_id: int, request: PushRequest) -
         return await push(
             request,
             service=state.service_record(row),
-            store=SqlPushStore(session),
+            store=SqlParStore(session),
             hasher=state.hasher,
             limits=state.parameter_limits,
-            now=utc_now(),
+            now=state.clock(),
         )
 
 

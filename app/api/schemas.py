@@ -66,6 +66,9 @@ class ServiceIn(CamelModel):
     pushed_auth_req_endpoint: str | None = None
     # 0 means "the server default", as the SDK sends 0 for an unset duration.
     pushed_auth_req_duration: Annotated[int, Field(ge=0, le=86400)] | None = None
+    # After the first resolve, how long the request stays resolvable and consumable (0: server default).
+    authorization_session_duration: Annotated[int, Field(ge=0, le=86400)] | None = None
+    consume_request_uri_on_resolve: bool | None = None
     par_required: bool | None = None
     supported_scopes: list[Annotated[Scope, BeforeValidator(_scope_entry)]] | None = None
     supported_response_types: list[ResponseTypeName] | None = None
@@ -86,6 +89,8 @@ class ServiceOut(CamelModel):
     token_endpoint: str | None
     pushed_auth_req_endpoint: str
     pushed_auth_req_duration: int
+    authorization_session_duration: int
+    consume_request_uri_on_resolve: bool
     par_required: bool
     supported_scopes: list[Scope]
     supported_response_types: list[str]
@@ -214,6 +219,31 @@ class PushedAuthReqOut(CamelModel):
     request_uri: str | None = None
     client_auth_method: str | None = None
     dpop_nonce: str | None = None
+
+
+class ResolveIn(CamelModel):
+    parameters: str | None = None  # the authorization endpoint's query string or form body
+
+
+class ConsumeIn(CamelModel):
+    client_id: str | None = None
+    request_uri: str | None = None
+
+
+class AuthorizationOut(CamelModel):
+    """The answer of resolve and consume. ``responseContent`` is the JSON error to show for BAD_REQUEST
+    and the URL to redirect to for LOCATION."""
+
+    result_code: str
+    result_message: str
+    action: str
+    response_content: str | None = None
+    client_id: int | None = None
+    client_id_alias: str | None = None
+    request_uri: str | None = None
+    parameters: str | None = None
+    request: dict[str, Any] | None = None
+    expires_at: int | None = None
 
 
 class ResultError(CamelModel):

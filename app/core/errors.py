@@ -90,6 +90,21 @@ class InvalidScope(OAuthError):
     default_result_code = "A245306"
 
 
+class InvalidRequestUri(OAuthError):
+    """RFC 9126 §4 / RFC 9101 §7: "The "request_uri" in the authorization request returns an error or
+    contains invalid data."""
+
+    error = "invalid_request_uri"
+    default_result_code = "A008303"
+
+
+class InvalidTarget(OAuthError):
+    """RFC 8707 §2: "the "invalid_target" error code" for an invalid or unacceptable resource."""
+
+    error = "invalid_target"
+    default_result_code = "A251301"
+
+
 class RequestNotSupported(OAuthError):
     """RFC 9101 §7: "The authorization server does not support use of the "request" parameter"."""
 

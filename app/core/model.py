@@ -88,6 +88,8 @@ class ServiceRecord:
     issuer: str
     pushed_auth_req_endpoint: str
     pushed_auth_req_duration: int
+    authorization_session_duration: int
+    consume_request_uri_on_resolve: bool
     par_required: bool
     supported_scopes: tuple[ScopeDefinition, ...]
     supported_response_types: frozenset[ResponseType]
@@ -131,4 +133,6 @@ class PushedRequestRecord:
     parameters: str  # the pushed parameters without client-authentication ones (RFC 9126 §2.1)
     request: dict[str, Any]  # the normalised, validated request
     created_at: datetime
-    expires_at: datetime
+    expires_at: datetime  # the end of the current validity (see app.db.models.PushedRequest)
+    resolved_at: datetime | None = None
+    consumed_at: datetime | None = None

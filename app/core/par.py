@@ -25,6 +25,7 @@ from app.core.errors import (
     InvalidDpopProof,
     InvalidRequest,
     InvalidScope,
+    InvalidTarget,
     OAuthError,
     RequestNotSupported,
     UnauthorizedClient,
@@ -129,7 +130,9 @@ async def push(
         client = await store.get_client(service.id, client_identifier)
         auth_method = authenticate_client(client, service=service, params=params, basic=request.basic, hasher=hasher)
         assert client is not None  # authenticate_client refuses unknown clients
-        normalised = validate_pushed_request(params, service=service, client=client, dpop_proof=request.dpop_proof)
+        normalised = validate_authorization_request(
+            params, service=service, client=client, dpop_proof=request.dpop_proof
+        )
         reference = new_request_reference()
         await store.add_pushed_request(
             PushedRequestRecord(
@@ -159,10 +162,11 @@ async def push(
     )
 
 
-def validate_pushed_request(
+def validate_authorization_request(
     params: RequestParameters, *, service: ServiceRecord, client: ClientRecord, dpop_proof: str | None
 ) -> dict[str, Any]:
-    """Validate the request as an authorization request and return its normalised form.
+    """Validate an authorization request and return its normalised form: pushed ones at the PAR endpoint,
+    plain ones (and re-checks of pushed ones) at the authorization endpoint.
 
     RFC 9126 §2.1: "The authorization server MUST validate the pushed request as it would an
     authorization request sent to the authorization endpoint."
@@ -187,7 +191,7 @@ def validate_pushed_request(
         raise InvalidRequest("this client must bind its request to a DPoP key (dpop_jkt)", result_code="A001301")
 
     response_type = _validate_response_type(params.get("response_type"), service=service, client=client)
-    redirect_uri = _validate_redirect_uri(params.get("redirect_uri"), client=client)
+    redirect_uri = validate_redirect_uri(params.get("redirect_uri"), client=client)
     scopes = _validate_scopes(params.get("scope"), service=service, client=client)
     state = params.get("state")
     if state is not None and len(state) > service.max_state_length:
@@ -221,7 +225,19 @@ def validate_pushed_request(
         "dpopJkt": dpop_jkt,
     }
     normalised.update({key: value for key, value in optional.items() if value is not None})
+    resources = _validate_resources(params.get_all("resource"))
+    if resources:
+        normalised["resources"] = resources
     return normalised
+
+
+def _validate_resources(values: list[str]) -> list[str]:
+    """RFC 8707 §2: "Its value MUST be an absolute URI ... and MUST NOT include a fragment component"."""
+    for value in values:
+        parts = urlsplit(value)
+        if not parts.scheme or parts.fragment or "#" in value:
+            raise InvalidTarget("each resource must be an absolute URI without a fragment (RFC 8707)")
+    return list(dict.fromkeys(values))
 
 
 def _validate_response_type(value: str | None, *, service: ServiceRecord, client: ClientRecord) -> ResponseType:
@@ -242,7 +258,7 @@ def _validate_response_type(value: str | None, *, service: ServiceRecord, client
     return response_type
 
 
-def _validate_redirect_uri(value: str | None, *, client: ClientRecord) -> str:
+def validate_redirect_uri(value: str | None, *, client: ClientRecord) -> str:
     """RFC 9126 §2.3: a missing or unregistered redirect_uri is answered with invalid_request."""
     if value is None:
         raise InvalidRequest("the redirect_uri parameter is required", result_code="A253302")

@@ -5,7 +5,20 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Dialect, ForeignKey, Index, Integer, MetaData, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    false,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -55,6 +68,8 @@ class Service(Base):
     token_endpoint: Mapped[str | None] = mapped_column(String(2000))
     pushed_auth_req_endpoint: Mapped[str | None] = mapped_column(String(2000))
     pushed_auth_req_duration: Mapped[int | None] = mapped_column(Integer)  # None: the server default
+    authorization_session_duration: Mapped[int | None] = mapped_column(Integer)  # None: the server default
+    consume_request_uri_on_resolve: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     par_required: Mapped[bool] = mapped_column(Boolean, default=False)
     supported_scopes: Mapped[list[Any]] = mapped_column(default=list)
     supported_response_types: Mapped[list[Any]] = mapped_column(default=list)
@@ -116,6 +131,10 @@ class PushedRequest(Base):
     client_id: Mapped[int] = mapped_column(ForeignKey("client.id", ondelete="CASCADE"), index=True)
     parameters: Mapped[str] = mapped_column(Text)
     request: Mapped[dict[str, Any]]
-    state: Mapped[str] = mapped_column(String(20), default="pushed")  # pushed | consumed
+    state: Mapped[str] = mapped_column(String(20), default="pushed")  # pushed | resolved | consumed
     created_at: Mapped[datetime]
+    # The end of the current validity: the expires_in window, extended by the first resolve to the
+    # authorization-session lifetime, and set to the consumption time when consumed (then purged).
     expires_at: Mapped[datetime] = mapped_column(index=True)
+    resolved_at: Mapped[datetime | None]
+    consumed_at: Mapped[datetime | None]

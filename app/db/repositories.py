@@ -160,6 +160,50 @@ class PushedRequestRepository:
         )
         await self.session.flush()
 
+    async def get_or_none(self, service_id: int, reference_hash: str) -> PushedRequestRecord | None:
+        row = await self.session.scalar(
+            select(PushedRequest).where(
+                PushedRequest.reference_hash == reference_hash, PushedRequest.service_id == service_id
+            )
+        )
+        return pushed_request_record(row) if row is not None else None
+
+    async def mark_resolved(self, reference_hash: str, *, now: datetime, expires_at: datetime) -> None:
+        """Record the first resolve and extend the validity; a concurrent first resolve or a consume that
+        got there first makes this a no-op."""
+        await self.session.execute(
+            update(PushedRequest)
+            .where(
+                PushedRequest.reference_hash == reference_hash,
+                PushedRequest.resolved_at.is_(None),
+                PushedRequest.consumed_at.is_(None),
+                PushedRequest.expires_at > now,
+            )
+            .values(state="resolved", resolved_at=now, expires_at=expires_at)
+        )
+
+    async def consume(
+        self, service_id: int, reference_hash: str, *, client_id: int, now: datetime
+    ) -> PushedRequestRecord | None:
+        """Consume in one statement: among any number of concurrent callers, on any number of replicas,
+        exactly one gets the row back. The client binding is part of the condition, so a wrong client
+        changes nothing. Setting ``expires_at`` to now hands the row to the purger."""
+        statement = (
+            update(PushedRequest)
+            .where(
+                PushedRequest.reference_hash == reference_hash,
+                PushedRequest.service_id == service_id,
+                PushedRequest.client_id == client_id,
+                PushedRequest.consumed_at.is_(None),
+                PushedRequest.expires_at > now,
+            )
+            .values(state="consumed", consumed_at=now, expires_at=now)
+            .returning(PushedRequest)
+            .execution_options(populate_existing=True, synchronize_session=False)
+        )
+        row = (await self.session.scalars(statement)).one_or_none()
+        return pushed_request_record(row) if row is not None else None
+
     async def count_live(self, now: datetime) -> int:
         return (
             await self.session.scalar(
@@ -180,8 +224,8 @@ class PushedRequestRepository:
         return int(getattr(result, "rowcount", 0) or 0)
 
 
-class SqlPushStore:
-    """``app.core.par.PushStore`` over one session."""
+class SqlParStore:
+    """``app.core.par.PushStore`` and ``app.core.authorization.AuthorizationStore`` over one session."""
 
     def __init__(self, session: AsyncSession) -> None:
         self._clients = ClientRepository(session)
@@ -194,6 +238,17 @@ class SqlPushStore:
     async def add_pushed_request(self, record: PushedRequestRecord) -> None:
         await self._pushed.add(record)
 
+    async def get_pushed_request(self, service_id: int, reference_hash: str) -> PushedRequestRecord | None:
+        return await self._pushed.get_or_none(service_id, reference_hash)
+
+    async def mark_resolved(self, reference_hash: str, *, now: datetime, expires_at: datetime) -> None:
+        await self._pushed.mark_resolved(reference_hash, now=now, expires_at=expires_at)
+
+    async def consume(
+        self, service_id: int, reference_hash: str, *, client_id: int, now: datetime
+    ) -> PushedRequestRecord | None:
+        return await self._pushed.consume(service_id, reference_hash, client_id=client_id, now=now)
+
 
 # --- rows to domain records -------------------------------------------------------------------------
 
@@ -203,6 +258,7 @@ def service_record(
     *,
     public_base_url: str,
     default_duration: int,
+    default_session_duration: int,
     default_max_state_length: int,
     default_max_nonce_length: int,
 ) -> ServiceRecord:
@@ -212,6 +268,8 @@ def service_record(
         issuer=row.issuer or default_issuer(public_base_url, row.id),
         pushed_auth_req_endpoint=row.pushed_auth_req_endpoint or default_par_endpoint(public_base_url, row.id),
         pushed_auth_req_duration=row.pushed_auth_req_duration or default_duration,
+        authorization_session_duration=row.authorization_session_duration or default_session_duration,
+        consume_request_uri_on_resolve=row.consume_request_uri_on_resolve,
         par_required=row.par_required,
         supported_scopes=tuple(_scope(entry) for entry in row.supported_scopes),
         supported_response_types=frozenset(ResponseType[name] for name in row.supported_response_types),
@@ -240,6 +298,20 @@ def client_record(row: Client) -> ClientRecord:
         pkce_required=row.pkce_required,
         pkce_s256_required=row.pkce_s256_required,
         dpop_required=row.dpop_required,
+    )
+
+
+def pushed_request_record(row: PushedRequest) -> PushedRequestRecord:
+    return PushedRequestRecord(
+        reference_hash=row.reference_hash,
+        service_id=row.service_id,
+        client_id=row.client_id,
+        parameters=row.parameters,
+        request=row.request,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        resolved_at=row.resolved_at,
+        consumed_at=row.consumed_at,
     )
 
 

@@ -1,0 +1,82 @@
+"""The authorization endpoint's half of PAR: resolve and consume a request_uri (service token, JSON)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from app.api.bodies import read_body
+from app.api.deps import StateDep, authorize_service_call
+from app.api.errors import NO_STORE
+from app.api.schemas import AuthorizationOut, ConsumeIn, ResolveIn, epoch_millis
+from app.core import authorization
+from app.core.authorization import AuthorizationOutcome
+from app.core.errors import ApiBadRequest
+from app.db.repositories import SqlParStore
+
+router = APIRouter(prefix="/api/{service_id}/pushed_auth_req", tags=["Authorization endpoint API"])
+
+
+@router.post(
+    "/resolve",
+    response_model=AuthorizationOut,
+    response_model_exclude_none=True,
+    summary="Resolve the authorization endpoint's parameters (client_id + request_uri, or a plain request)",
+)
+async def resolve(service_id: int, request: Request, state: StateDep) -> JSONResponse:
+    """Repeatable until the request is consumed or its window closes; does not consume unless the
+    service sets ``consumeRequestUriOnResolve``."""
+    body = await read_body(request, ResolveIn)
+    async with state.sessions.begin() as session:
+        service = state.service_record(await authorize_service_call(request, state, session, service_id))
+        parameters = body.get().parameters
+        if parameters is None:
+            raise ApiBadRequest("the request body does not contain 'parameters'", result_code="A004201")
+        outcome = await authorization.resolve(
+            parameters,
+            service=service,
+            store=SqlParStore(session),
+            limits=state.parameter_limits,
+            now=state.clock(),
+        )
+    return _answer(outcome)
+
+
+@router.post(
+    "/consume",
+    response_model=AuthorizationOut,
+    response_model_exclude_none=True,
+    summary="Consume a request_uri once, when the authorization is granted",
+)
+async def consume(service_id: int, request: Request, state: StateDep) -> JSONResponse:
+    body = await read_body(request, ConsumeIn)
+    async with state.sessions.begin() as session:
+        service = state.service_record(await authorize_service_call(request, state, session, service_id))
+        consumption = body.get()
+        if not consumption.client_id or not consumption.request_uri:
+            raise ApiBadRequest("the request body must contain 'clientId' and 'requestUri'")
+        outcome = await authorization.consume(
+            consumption.client_id,
+            consumption.request_uri,
+            service=service,
+            store=SqlParStore(session),
+            now=state.clock(),
+        )
+    return _answer(outcome)
+
+
+def _answer(outcome: AuthorizationOutcome) -> JSONResponse:
+    client = outcome.client
+    answer = AuthorizationOut(
+        result_code=outcome.result_code,
+        result_message=outcome.result_message,
+        action=outcome.action.value,
+        response_content=outcome.response_content,
+        client_id=client.id if client else None,
+        client_id_alias=client.alias if client else None,
+        request_uri=outcome.request_uri,
+        parameters=outcome.parameters,
+        request=outcome.request,
+        expires_at=epoch_millis(outcome.expires_at) if outcome.expires_at else None,
+    )
+    return JSONResponse(answer.model_dump(by_alias=True, exclude_none=True), headers=NO_STORE)
