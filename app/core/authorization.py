@@ -49,6 +49,28 @@ class AuthorizationOutcome:
     expires_at: datetime | None = None
 
     @classmethod
+    def pushed(
+        cls,
+        result_code: str,
+        verb: str,
+        record: PushedRequestRecord,
+        client: ClientRecord,
+        request_uri: str,
+        expires_at: datetime,
+    ) -> AuthorizationOutcome:
+        """OK with a stored request."""
+        return cls(
+            AuthorizationAction.OK,
+            result_code,
+            f"[{result_code}] The request_uri of client ({client.id}) was {verb}.",
+            client=client,
+            request_uri=request_uri,
+            parameters=record.parameters,
+            request=record.request,
+            expires_at=expires_at,
+        )
+
+    @classmethod
     def bad_request(cls, error: OAuthError) -> AuthorizationOutcome:
         return cls(
             AuthorizationAction.BAD_REQUEST,
@@ -107,16 +129,7 @@ async def consume(
         record = await store.consume(service.id, reference_hash(reference), client_id=client.id, now=now)
     if record is None or client is None:
         return AuthorizationOutcome.bad_request(InvalidRequestUri(UNUSABLE_REQUEST_URI))
-    return AuthorizationOutcome(
-        AuthorizationAction.OK,
-        CONSUMED_RESULT_CODE,
-        f"[{CONSUMED_RESULT_CODE}] The request_uri was consumed by client ({client.id}).",
-        client=client,
-        request_uri=request_uri,
-        parameters=record.parameters,
-        request=record.request,
-        expires_at=record.expires_at,
-    )
+    return AuthorizationOutcome.pushed(CONSUMED_RESULT_CODE, "consumed", record, client, request_uri, record.expires_at)
 
 
 async def _resolve_pushed(
@@ -158,16 +171,7 @@ async def _resolve_pushed(
         # long as a login may take (spec-requirements A.12-2, Keycloak #51761, Spring #2043).
         expires_at = max(record.expires_at, now + timedelta(seconds=service.authorization_session_duration))
         await store.mark_resolved(record.reference_hash, now=now, expires_at=expires_at)
-    return AuthorizationOutcome(
-        AuthorizationAction.OK,
-        RESOLVED_RESULT_CODE,
-        f"[{RESOLVED_RESULT_CODE}] The request_uri of client ({client.id}) was resolved.",
-        client=client,
-        request_uri=request_uri,
-        parameters=record.parameters,
-        request=record.request,
-        expires_at=expires_at,
-    )
+    return AuthorizationOutcome.pushed(RESOLVED_RESULT_CODE, "resolved", record, client, request_uri, expires_at)
 
 
 def _resolve_plain(
