@@ -226,7 +226,7 @@ async def _seed_demo(settings: Settings, demo: dict[str, Any]) -> dict[str, Any]
             "public_client_id": public["clientId"],
         }
     finally:
-        await state.engine.dispose()
+        await state.aclose()
 
 
 def _demo_banner(env: dict[str, Any], data_dir: Path) -> str:
@@ -258,17 +258,9 @@ def _write_private(path: Path, content: str) -> None:
 
 
 def _state(settings: Settings) -> Any:
-    from app.api.deps import AppState
-    from app.core.secrets import SecretHasher
-    from app.db.engine import create_engine_from_settings, create_session_factory
+    from app.api.deps import build_state
 
-    engine = create_engine_from_settings(settings)
-    return AppState(
-        settings=settings,
-        engine=engine,
-        sessions=create_session_factory(engine),
-        hasher=SecretHasher(settings.pepper_bytes),
-    )
+    return build_state(settings)
 
 
 def _management_settings() -> Settings:
@@ -292,7 +284,7 @@ def _run(coroutine_factory: Any) -> int:
         try:
             return await coroutine_factory(state)
         finally:
-            await state.engine.dispose()
+            await state.aclose()
 
     try:
         result = asyncio.run(run())

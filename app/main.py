@@ -10,11 +10,9 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from app.api import authorization, backend, health, management, metadata, par
-from app.api.deps import AppState, utc_now
+from app.api.deps import AppState, build_state, utc_now
 from app.api.errors import install_error_handlers
 from app.api.limits import BodySizeLimitMiddleware
-from app.core.secrets import SecretHasher
-from app.db.engine import create_engine_from_settings, create_session_factory
 from app.db.repositories import PushedRequestRepository
 from app.settings import Settings
 
@@ -24,13 +22,7 @@ VERSION = "0.1.0"
 
 def create_app(settings: Settings) -> FastAPI:
     settings.require_production_secrets()
-    engine = create_engine_from_settings(settings)
-    state = AppState(
-        settings=settings,
-        engine=engine,
-        sessions=create_session_factory(engine),
-        hasher=SecretHasher(settings.pepper_bytes),
-    )
+    state = build_state(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -41,7 +33,7 @@ def create_app(settings: Settings) -> FastAPI:
             purger.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await purger
-            await engine.dispose()
+            await state.aclose()
 
     app = FastAPI(
         title="par-server",
@@ -76,6 +68,7 @@ async def purge_expired(state: AppState) -> int:
             )
         removed += batch
         if batch < state.settings.purge_batch_size:
+            await state.replay_store.purge_expired(before=utc_now())
             return removed
         await asyncio.sleep(0)  # let requests run between batches
 

@@ -50,6 +50,27 @@ class Settings(BaseSettings):
     default_max_state_length: Annotated[int, Field(gt=0)] = 2048
     default_max_nonce_length: Annotated[int, Field(gt=0)] = 512
 
+    # Client authentication (RFC 7523 assertions, RFC 8705 certificates).
+    clock_skew_seconds: Annotated[int, Field(ge=0, le=300)] = 10  # FAPI-11: accept 10 s in the future
+    max_assertion_lifetime_seconds: Annotated[int, Field(gt=0, le=3600)] = 300
+    secret_encryption_key: SecretStr | None = Field(
+        default=None,
+        description="32 bytes, base64url: seals client_secret_jwt secrets (default: derived from the pepper)",
+    )
+    jwks_fetch_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 5.0
+    jwks_max_bytes: Annotated[int, Field(gt=0)] = 64 * 1024
+    jwks_cache_seconds: Annotated[float, Field(gt=0)] = 300.0  # 0 would fetch on every push
+    jwks_refetch_min_interval_seconds: Annotated[float, Field(ge=0)] = 30.0
+    jwks_cache_max_entries: Annotated[int, Field(gt=0)] = 1000
+    jwks_allow_private_addresses: bool = Field(
+        default=False, description="Allow jwksUri on loopback/private networks and over http (development only)"
+    )
+    trust_client_certificate_header: bool = Field(
+        default=False, description="Take the TLS client certificate from a header set by a TLS-terminating proxy"
+    )
+    client_certificate_header: str = "Client-Cert"  # RFC 9440
+    redis_url: str | None = Field(default=None, description="redis://host:port/db for the shared replay store")
+
     # Housekeeping.
     purge_interval_seconds: Annotated[float, Field(gt=0)] = 60.0
     purge_batch_size: Annotated[int, Field(gt=0)] = 1000

@@ -65,7 +65,7 @@ def settings(database_url: str) -> Settings:
 async def app(settings: Settings) -> AsyncIterator[FastAPI]:
     application = create_app(settings)
     yield application
-    await application.state.par.engine.dispose()
+    await application.state.par.aclose()
 
 
 @pytest.fixture

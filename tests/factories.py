@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import base64
+import json
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote_plus
 
 import httpx
+from joserfc import jwt
+
+from app.core.client_assertion import CLIENT_ASSERTION_TYPE
 
 REDIRECT_URI = "https://client.example.org/cb"
 # RFC 7636 Appendix B.
@@ -80,3 +85,38 @@ def par_params(client: ClientHandle, **overrides: str | None) -> dict[str, str]:
     }
     params.update(overrides)
     return {key: value for key, value in params.items() if value is not None}
+
+
+def public_jwks(*keys: Any) -> str:
+    """A client's ``jwks`` registration value (a JSON string) with the public halves of ``keys``."""
+    return json.dumps({"keys": [key.as_dict(private=False) for key in keys]})
+
+
+def client_assertion(
+    client: ClientHandle, key: Any, alg: str, *, aud: Any, jti: str | None = None, **claims: Any
+) -> dict[str, str]:
+    """``client_assertion`` form parameters (RFC 7523 §2.2) for ``client``, valid for 60 s."""
+    now = int(time.time())
+    body = {
+        "iss": str(client.id),
+        "sub": str(client.id),
+        "aud": aud,
+        "jti": jti or f"j-{time.monotonic_ns()}",
+        "iat": now,
+        "exp": now + 60,
+        **claims,
+    }
+    header = {"alg": alg, **({"kid": key.kid} if getattr(key, "kid", None) else {})}
+    return {
+        "client_assertion_type": CLIENT_ASSERTION_TYPE,
+        "client_assertion": jwt.encode(header, body, key, algorithms=[alg]),
+    }
+
+
+def unsigned_jwt(claims: dict[str, Any]) -> str:
+    """A JWT with ``alg: none`` (RFC 7519 §6), which no verifier of ours may accept."""
+
+    def segment(value: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    return f"{segment({'alg': 'none'})}.{segment(claims)}."

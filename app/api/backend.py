@@ -40,20 +40,26 @@ router = APIRouter(prefix="/api/{service_id}", tags=["Authlete-compatible backen
 )
 async def pushed_auth_req(service_id: int, request: Request, state: StateDep) -> JSONResponse:
     body = await read_body(request, PushedAuthReqIn, allow_form=True)
-    async with state.sessions.begin() as session:
+    async with state.sessions() as session:  # committed explicitly: see app.api.par.execute_push
         service = await authorize_service_call(request, state, session, service_id)
         call = body.get()
         if call.parameters is None:
             raise ApiBadRequest("the request body does not contain 'parameters'", result_code="A245201")
         basic = BasicCredentials(call.client_id, call.client_secret or "") if call.client_id is not None else None
         outcome = await push(
-            PushRequest(parameters=call.parameters, basic=basic, dpop_proof=call.dpop),
+            PushRequest(
+                parameters=call.parameters,
+                basic=basic,
+                dpop_proof=call.dpop,
+                client_certificate=call.client_certificate,
+            ),
             service=state.service_record(service),
             store=SqlParStore(session),
-            hasher=state.hasher,
+            auth=state.client_auth_for(session),
             limits=state.parameter_limits,
             now=state.clock(),
         )
+        await session.commit()
     answer = PushedAuthReqOut(
         result_code=outcome.result_code,
         result_message=outcome.result_message,

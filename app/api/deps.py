@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Annotated
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from app.core.errors import ApiBadRequest, ApiForbidden, ApiNotFound, ApiUnauthorized
-from app.core.model import ServiceRecord
+from app.core.client_assertion import ClientKeys
+from app.core.client_auth import ClientAuthContext
+from app.core.errors import ApiBadRequest, ApiForbidden, ApiNotFound, ApiUnauthorized, InvalidClient
+from app.core.model import ClientRecord, ServiceRecord
 from app.core.params import ParameterLimits
-from app.core.secrets import SecretHasher, constant_time_equals
+from app.core.secrets import SecretBox, SecretHasher, constant_time_equals
+from app.db.engine import create_engine_from_settings, create_session_factory
 from app.db.models import Service
+from app.db.replay import RedisReplayStore, SqlReplayStore
 from app.db.repositories import ServiceRepository, ServiceTokenRepository, service_record
+from app.jwks_fetcher import JwksFetcher, JwksFetchError
 from app.settings import Settings
 
 
@@ -29,7 +36,27 @@ class AppState:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     hasher: SecretHasher
+    secret_box: SecretBox
+    jwks_fetcher: JwksFetcher
+    replay_store: SqlReplayStore | RedisReplayStore
     clock: Callable[[], datetime] = utc_now  # replaceable so tests can stand at an expiry boundary
+
+    def client_auth_for(self, session: AsyncSession) -> ClientAuthContext:
+        """The client authentication context of one request, recording replays on its session."""
+        return ClientAuthContext(
+            hasher=self.hasher,
+            secret_box=self.secret_box,
+            client_keys=client_keys_from(self.jwks_fetcher),
+            replay_store=self.replay_store.bound(session),
+            clock_skew=timedelta(seconds=self.settings.clock_skew_seconds),
+            max_assertion_lifetime=timedelta(seconds=self.settings.max_assertion_lifetime_seconds),
+        )
+
+    async def aclose(self) -> None:
+        await self.jwks_fetcher.aclose()
+        if isinstance(self.replay_store, RedisReplayStore):
+            await self.replay_store.aclose()
+        await self.engine.dispose()
 
     @property
     def parameter_limits(self) -> ParameterLimits:
@@ -48,6 +75,59 @@ class AppState:
             default_max_state_length=self.settings.default_max_state_length,
             default_max_nonce_length=self.settings.default_max_nonce_length,
         )
+
+
+def build_state(settings: Settings) -> AppState:
+    """Everything the server holds for its lifetime, built from settings (used by the app and the CLI)."""
+    engine = create_engine_from_settings(settings)
+    sessions = create_session_factory(engine)
+    hasher = SecretHasher(settings.pepper_bytes)
+    key = settings.secret_encryption_key
+    secret_box = (
+        SecretBox(base64.urlsafe_b64decode(key.get_secret_value() + "=="))
+        if key
+        else SecretBox.derived_from_pepper(settings.pepper_bytes)
+    )
+    fetcher = JwksFetcher(
+        timeout_seconds=settings.jwks_fetch_timeout_seconds,
+        max_bytes=settings.jwks_max_bytes,
+        cache_ttl_seconds=settings.jwks_cache_seconds,
+        refetch_min_interval_seconds=settings.jwks_refetch_min_interval_seconds,
+        max_cache_entries=settings.jwks_cache_max_entries,
+        allow_private_addresses=settings.jwks_allow_private_addresses,
+    )
+    replay_store: SqlReplayStore | RedisReplayStore = (
+        RedisReplayStore(Redis.from_url(settings.redis_url)) if settings.redis_url else SqlReplayStore(sessions)
+    )
+    return AppState(
+        settings=settings,
+        engine=engine,
+        sessions=sessions,
+        hasher=hasher,
+        secret_box=secret_box,
+        jwks_fetcher=fetcher,
+        replay_store=replay_store,
+    )
+
+
+def client_keys_from(fetcher: JwksFetcher) -> ClientKeys:
+    """A client's public keys: its registered ``jwks``, or the document at its ``jwksUri``."""
+
+    async def client_keys(client: ClientRecord, refresh: bool) -> dict[str, Any]:
+        if client.jwks is not None:
+            return client.jwks
+        if client.jwks_uri is None:
+            return {"keys": []}
+        try:
+            return await fetcher.get(client.jwks_uri, refresh=refresh)
+        except JwksFetchError as error:
+            raise InvalidClient(
+                f"the client's keys could not be fetched from its jwksUri: {error}",
+                result_code="A157328",
+                used_authorization_header=False,
+            ) from error
+
+    return client_keys
 
 
 def get_state(request: Request) -> AppState:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic.alias_generators import to_camel
 
 from app.api.deps import AppState, StateDep, authorize_service_call, require_admin, utc_now
 from app.api.schemas import (
@@ -27,6 +28,7 @@ from app.core.model import SECRET_AUTH_METHODS, ClientAuthMethod, ClientType, Gr
 from app.core.registration import (
     resolve_client_type_and_method,
     validate_alias,
+    validate_client_authentication,
     validate_endpoint_url,
     validate_issuer,
     validate_jwks,
@@ -43,11 +45,14 @@ MAX_PAGE = 1000
 
 DEFAULT_RESPONSE_TYPES = [ResponseType.CODE]
 DEFAULT_GRANT_TYPES = [GrantType.AUTHORIZATION_CODE, GrantType.REFRESH_TOKEN]
-DEFAULT_AUTH_METHODS = [
-    ClientAuthMethod.NONE,
-    ClientAuthMethod.CLIENT_SECRET_BASIC,
-    ClientAuthMethod.CLIENT_SECRET_POST,
-]
+DEFAULT_AUTH_METHODS = list(ClientAuthMethod)
+TLS_FIELDS = (
+    "tls_client_auth_subject_dn",
+    "tls_client_auth_san_dns",
+    "tls_client_auth_san_uri",
+    "tls_client_auth_san_ip",
+    "tls_client_auth_san_email",
+)
 
 
 def _page(start: int, end: int | None) -> tuple[int, int]:
@@ -73,6 +78,7 @@ def service_out(state: AppState, row: Service) -> ServiceOut:
         pushed_auth_req_duration=record.pushed_auth_req_duration,
         authorization_session_duration=record.authorization_session_duration,
         consume_request_uri_on_resolve=row.consume_request_uri_on_resolve,
+        client_assertion_audience_policy=row.client_assertion_audience_policy,
         par_required=row.par_required,
         supported_scopes=row.supported_scopes,
         supported_response_types=list(row.supported_response_types),
@@ -114,6 +120,8 @@ def apply_service_fields(row: Service, body: ServiceIn, *, public_base_url: str)
     for flag in ("par_required", "pkce_required", "pkce_s256_required", "consume_request_uri_on_resolve"):
         if getattr(body, flag) is not None:
             setattr(row, flag, getattr(body, flag))
+    if body.client_assertion_audience_policy is not None:
+        row.client_assertion_audience_policy = body.client_assertion_audience_policy
     if body.supported_scopes is not None:
         row.supported_scopes = [scope.model_dump(by_alias=True) for scope in body.supported_scopes]
     if body.supported_response_types is not None:
@@ -287,6 +295,12 @@ def client_out(row: Client, *, secret: str | None = None) -> ClientOut:
         grant_types=list(row.grant_types),
         jwks=row.jwks,
         jwks_uri=row.jwks_uri,
+        token_auth_sign_alg=row.token_auth_sign_alg,
+        tls_client_auth_subject_dn=row.tls_client_auth_subject_dn,
+        tls_client_auth_san_dns=row.tls_client_auth_san_dns,
+        tls_client_auth_san_uri=row.tls_client_auth_san_uri,
+        tls_client_auth_san_ip=row.tls_client_auth_san_ip,
+        tls_client_auth_san_email=row.tls_client_auth_san_email,
         par_required=row.par_required,
         request_object_required=row.request_object_required,
         pkce_required=row.pkce_required,
@@ -342,6 +356,17 @@ async def apply_client_fields(row: Client, body: ClientIn, *, service: Service, 
         row.requestable_scopes = (
             list(body.extension.requestable_scopes or []) if body.extension.requestable_scopes_enabled else None
         )
+    for field in ("token_auth_sign_alg", *TLS_FIELDS):
+        value = getattr(body, field)
+        if value is not None:
+            setattr(row, field, value or None)
+    validate_client_authentication(
+        method,
+        sign_alg=row.token_auth_sign_alg,
+        has_jwks=row.jwks is not None,
+        has_jwks_uri=row.jwks_uri is not None,
+        tls_attributes={to_camel(field): getattr(row, field) for field in TLS_FIELDS},
+    )
 
 
 async def create_client(
@@ -373,14 +398,27 @@ async def create_client(
 
 
 def _new_secret_if_needed(state: AppState, row: Client) -> str | None:
-    """Secrets exist only for the methods that use one; server-generated, stored only as a keyed hash."""
-    if ClientAuthMethod[row.token_auth_method] not in SECRET_AUTH_METHODS:
-        row.secret_hash = None
+    """Secrets exist only for the methods that use one; server-generated, stored as a keyed hash, and
+    for client_secret_jwt also sealed, as its HMAC key must be read back. A client switching to
+    client_secret_jwt gets a new secret: the old one was never kept in a readable form."""
+    method = ClientAuthMethod[row.token_auth_method]
+    if method not in SECRET_AUTH_METHODS:
+        row.secret_hash = row.encrypted_secret = None
         return None
-    if row.secret_hash is not None:
+    if method is not ClientAuthMethod.CLIENT_SECRET_JWT:
+        row.encrypted_secret = None
+        if row.secret_hash is not None:
+            return None
+    elif row.encrypted_secret is not None:
         return None
+    return _set_new_secret(state, row)
+
+
+def _set_new_secret(state: AppState, row: Client) -> str:
     secret = state.hasher.generate_client_secret()
     row.secret_hash = state.hasher.hash(secret)
+    if row.token_auth_method == ClientAuthMethod.CLIENT_SECRET_JWT.name:
+        row.encrypted_secret = state.secret_box.seal(secret)
     return secret
 
 
@@ -471,8 +509,7 @@ async def client_secret_refresh(
         row = await _client_or_404(ClientRepository(session), service_id, client_id)
         if ClientAuthMethod[row.token_auth_method] not in SECRET_AUTH_METHODS:
             raise ApiBadRequest(f"client {row.id} uses {row.token_auth_method}, which has no secret")
-        secret = state.hasher.generate_client_secret()
-        row.secret_hash = state.hasher.hash(secret)
+        secret = _set_new_secret(state, row)
         row.modified_at = utc_now()
     return ClientSecretRefreshOut(
         result_code="A086001",

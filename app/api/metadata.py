@@ -8,8 +8,9 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from app.api.deps import StateDep
+from app.core import jose
 from app.core.errors import ApiNotFound
-from app.core.model import GrantType, ServiceRecord
+from app.core.model import ClientAuthMethod, GrantType, ServiceRecord
 from app.core.urls import SERVICE_PATH
 from app.db.repositories import ServiceRepository
 
@@ -31,6 +32,8 @@ def authorization_server_metadata(
         "response_types_supported": sorted(rt.value for rt in service.supported_response_types),
         "grant_types_supported": grant_types or None,
         "token_endpoint_auth_methods_supported": sorted(m.value for m in service.supported_token_auth_methods),
+        # META-04: needed when a *_jwt method is supported, and never "none".
+        "token_endpoint_auth_signing_alg_values_supported": _signing_algorithms(service),
         "code_challenge_methods_supported": ["S256"] if service.pkce_s256_required else ["S256", "plain"],
         "request_parameter_supported": False,
         # RFC 9207: error redirects built by the resolve API carry `iss`.
@@ -66,3 +69,12 @@ async def oauth_metadata(service_id: int, state: StateDep) -> JSONResponse:
 @router.get(SERVICE_PATH + "/.well-known/openid-configuration", summary="OpenID Connect Discovery 1.0 §4")
 async def openid_configuration(service_id: int, state: StateDep) -> JSONResponse:
     return await _metadata(service_id, state)
+
+
+def _signing_algorithms(service: ServiceRecord) -> list[str] | None:
+    algorithms: list[str] = []
+    if ClientAuthMethod.PRIVATE_KEY_JWT in service.supported_token_auth_methods:
+        algorithms += jose.ASYMMETRIC_ALGORITHMS
+    if ClientAuthMethod.CLIENT_SECRET_JWT in service.supported_token_auth_methods:
+        algorithms += jose.SYMMETRIC_ALGORITHMS
+    return algorithms or None

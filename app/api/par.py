@@ -18,22 +18,26 @@ FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 
 
 async def execute_push(state: AppState, service_id: int, request: PushRequest) -> PushOutcome | None:
-    """Run one push in one transaction; None when the service does not exist.
+    """Run one push; None when the service does not exist.
 
-    The transaction commits before the caller answers, so a 201 is only sent for a stored request.
+    The session commits before the caller answers, so a 201 is only sent for a stored request; an
+    exception closes the session, which rolls back. (Not ``sessions.begin()``: a replay entry commits
+    mid-request, see ``app.db.replay.SessionReplayStore``.)
     """
-    async with state.sessions.begin() as session:
+    async with state.sessions() as session:
         row = await ServiceRepository(session).get_or_none(service_id)
         if row is None:
             return None
-        return await push(
+        outcome = await push(
             request,
             service=state.service_record(row),
             store=SqlParStore(session),
-            hasher=state.hasher,
+            auth=state.client_auth_for(session),
             limits=state.parameter_limits,
             now=state.clock(),
         )
+        await session.commit()
+    return outcome
 
 
 def outcome_response(outcome: PushOutcome) -> JSONResponse:
@@ -66,6 +70,7 @@ async def pushed_authorization_request(service_id: int, request: Request, state:
             parameters=await request.body(),
             basic=_basic_credentials(request),
             dpop_proof=request.headers.get("dpop"),
+            client_certificate=_client_certificate(request, state),
         ),
     )
     if outcome is None:
@@ -80,3 +85,11 @@ def _basic_credentials(request: Request) -> BasicCredentials | None:
     if len(values) > 1:
         raise InvalidClient("more than one Authorization header", used_authorization_header=True)
     return parse_basic_authorization(values[0])
+
+
+def _client_certificate(request: Request, state: AppState) -> str | None:
+    """MTLS-06: the certificate a TLS-terminating proxy verified, in RFC 9440's Client-Cert header by
+    default; trusted only when the operator says the proxy sets it (and strips it from clients)."""
+    if not state.settings.trust_client_certificate_header:
+        return None
+    return request.headers.get(state.settings.client_certificate_header)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -69,6 +69,7 @@ class ServiceIn(CamelModel):
     # After the first resolve, how long the request stays resolvable and consumable (0: server default).
     authorization_session_duration: Annotated[int, Field(ge=0, le=86400)] | None = None
     consume_request_uri_on_resolve: bool | None = None
+    client_assertion_audience_policy: Literal["RFC9126", "FAPI2"] | None = None
     par_required: bool | None = None
     supported_scopes: list[Annotated[Scope, BeforeValidator(_scope_entry)]] | None = None
     supported_response_types: list[ResponseTypeName] | None = None
@@ -91,6 +92,7 @@ class ServiceOut(CamelModel):
     pushed_auth_req_duration: int
     authorization_session_duration: int
     consume_request_uri_on_resolve: bool
+    client_assertion_audience_policy: str
     par_required: bool
     supported_scopes: list[Scope]
     supported_response_types: list[str]
@@ -133,6 +135,12 @@ class ClientIn(CamelModel):
     grant_types: list[GrantTypeName] | None = None
     jwks: str | None = None
     jwks_uri: str | None = None
+    token_auth_sign_alg: str | None = None
+    tls_client_auth_subject_dn: Annotated[str, Field(max_length=1000)] | None = None
+    tls_client_auth_san_dns: Annotated[str, Field(max_length=300)] | None = None
+    tls_client_auth_san_uri: Annotated[str, Field(max_length=2000)] | None = None
+    tls_client_auth_san_ip: Annotated[str, Field(max_length=100)] | None = None
+    tls_client_auth_san_email: Annotated[str, Field(max_length=300)] | None = None
     par_required: bool | None = None
     request_object_required: bool | None = None
     pkce_required: bool | None = None
@@ -156,6 +164,12 @@ class ClientOut(CamelModel):
     grant_types: list[str]
     jwks: str | None
     jwks_uri: str | None
+    token_auth_sign_alg: str | None
+    tls_client_auth_subject_dn: str | None
+    tls_client_auth_san_dns: str | None
+    tls_client_auth_san_uri: str | None
+    tls_client_auth_san_ip: str | None
+    tls_client_auth_san_email: str | None
     par_required: bool
     request_object_required: bool
     pkce_required: bool

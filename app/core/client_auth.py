@@ -1,8 +1,9 @@
 """Client authentication at the PAR endpoint, exactly as at the token endpoint (RFC 9126 §2).
 
 RFC 9126 §2: "the client authenticates to the authorization server ... using the same method it
-would use at the token endpoint". This module covers ``none``, ``client_secret_basic`` and
-``client_secret_post``.
+would use at the token endpoint": ``none``, ``client_secret_basic``, ``client_secret_post``,
+``client_secret_jwt`` and ``private_key_jwt`` (RFC 7523), ``tls_client_auth`` and
+``self_signed_tls_client_auth`` (RFC 8705).
 """
 
 from __future__ import annotations
@@ -10,12 +11,16 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import Enum
 from urllib.parse import unquote_plus
 
+from app.core import jose, mtls
+from app.core.client_assertion import AssertionPolicy, ClientKeys, ReplayStore, verify_client_assertion
 from app.core.errors import InvalidClient, InvalidRequest
 from app.core.model import ClientAuthMethod, ClientRecord, ServiceRecord
 from app.core.params import RequestParameters
-from app.core.secrets import SecretHasher
+from app.core.secrets import SecretBox, SecretHasher
 
 # RFC 9126 §2.1: these are used for client authentication only and are not part of the stored request.
 CLIENT_AUTHENTICATION_PARAMETERS = frozenset({"client_secret", "client_assertion", "client_assertion_type"})
@@ -62,12 +67,21 @@ def parse_basic_authorization(header_value: str) -> BasicCredentials:
 
 
 def claimed_client_id(params: RequestParameters, basic: BasicCredentials | None) -> str:
-    """The client identifier the request claims, from Basic credentials or ``client_id``.
+    """The client identifier the request claims, from Basic credentials, ``client_id``, or the ``iss`` of
+    a client assertion (RFC 7521 §4.2: client_id is then optional).
 
     RFC 9126 §2.1: "client_id" is REQUIRED; when the client also authenticates with HTTP Basic, the
     two must name the same client. A request that names the client only through Basic is accepted.
     """
     form_client_id = params.get("client_id")
+    assertion = params.get("client_assertion")
+    if basic is None and form_client_id is None and assertion is not None:
+        try:
+            issuer = jose.unverified_claims(assertion).get("iss")
+        except jose.JoseFailure:
+            issuer = None
+        if isinstance(issuer, str) and issuer:
+            return issuer
     if basic is not None:
         if form_client_id is not None and form_client_id != basic.client_id:
             raise InvalidRequest(
@@ -80,41 +94,84 @@ def claimed_client_id(params: RequestParameters, basic: BasicCredentials | None)
     return form_client_id
 
 
-def presented_method(params: RequestParameters, basic: BasicCredentials | None) -> ClientAuthMethod | None:
-    """The one authentication method the request uses, or None for a public client.
+class Presented(Enum):
+    """Which client credentials a request carries (certificates are transport, checked separately)."""
+
+    NOTHING = "no credentials"
+    BASIC = "client_secret_basic"
+    POST = "client_secret_post"
+    ASSERTION = "a client assertion"
+
+
+ACCEPTED_PRESENTATION = {
+    ClientAuthMethod.NONE: Presented.NOTHING,
+    ClientAuthMethod.CLIENT_SECRET_BASIC: Presented.BASIC,
+    ClientAuthMethod.CLIENT_SECRET_POST: Presented.POST,
+    ClientAuthMethod.CLIENT_SECRET_JWT: Presented.ASSERTION,
+    ClientAuthMethod.PRIVATE_KEY_JWT: Presented.ASSERTION,
+    ClientAuthMethod.TLS_CLIENT_AUTH: Presented.NOTHING,
+    ClientAuthMethod.SELF_SIGNED_TLS_CLIENT_AUTH: Presented.NOTHING,
+}
+
+
+def presented_credentials(params: RequestParameters, basic: BasicCredentials | None) -> Presented:
+    """The one kind of credentials the request carries.
 
     RFC 6749 §2.3: "The client MUST NOT use more than one authentication method in each request."
     """
-    methods: list[ClientAuthMethod] = []
+    presented: list[Presented] = []
     if basic is not None:
-        methods.append(ClientAuthMethod.CLIENT_SECRET_BASIC)
+        presented.append(Presented.BASIC)
     if "client_secret" in params:
-        methods.append(ClientAuthMethod.CLIENT_SECRET_POST)
+        presented.append(Presented.POST)
     if "client_assertion" in params or "client_assertion_type" in params:
-        methods.append(ClientAuthMethod.PRIVATE_KEY_JWT)
-    if len(methods) > 1:
+        presented.append(Presented.ASSERTION)
+    if len(presented) > 1:
         raise InvalidRequest("the request uses more than one client authentication method (RFC 6749 §2.3)")
-    return methods[0] if methods else None
+    return presented[0] if presented else Presented.NOTHING
 
 
-def authenticate_client(
+@dataclass(frozen=True, slots=True)
+class ClientAuthContext:
+    """What authenticating clients needs beyond the request: secrets, keys, replay memory, limits."""
+
+    hasher: SecretHasher
+    secret_box: SecretBox
+    client_keys: ClientKeys
+    replay_store: ReplayStore
+    clock_skew: timedelta
+    max_assertion_lifetime: timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class ClientAuthentication:
+    """The request's client authentication input: credentials from the body, the Authorization header
+    (or the backend API's clientId/clientSecret), and the TLS client certificate, when there is one."""
+
+    params: RequestParameters
+    basic: BasicCredentials | None
+    certificate: str | None
+
+
+async def authenticate_client(
     client: ClientRecord | None,
+    request: ClientAuthentication,
     *,
     service: ServiceRecord,
-    params: RequestParameters,
-    basic: BasicCredentials | None,
-    hasher: SecretHasher,
+    context: ClientAuthContext,
+    now: datetime,
 ) -> ClientAuthMethod:
     """Authenticate ``client`` with the method it registered; return that method.
 
     RFC 6749 §5.2 ``invalid_client``: "Client authentication failed (e.g., unknown client, no client
     authentication included, or unsupported authentication method)."
     """
-    used_header = basic is not None
-    method = presented_method(params, basic)
-    presented_secret = basic.client_secret if basic else params.get("client_secret")
+    used_header = request.basic is not None
+    params = request.params
+    presented = presented_credentials(params, request.basic)
+    presented_secret = request.basic.client_secret if request.basic else params.get("client_secret")
     if client is None:
-        hasher.verify(presented_secret or "", None)  # same cost as a wrong secret
+        context.hasher.verify(presented_secret or "", None)  # same cost as a wrong secret
         raise InvalidClient(
             "the client is not registered with this service",
             result_code="A247307",
@@ -127,27 +184,62 @@ def authenticate_client(
             result_code="A157344",
             used_authorization_header=used_header,
         )
-    if registered is ClientAuthMethod.NONE:
-        if method is not None:
+    if presented is not ACCEPTED_PRESENTATION[registered]:
+        if registered is ClientAuthMethod.NONE:
+            description = "the client is registered as public (token auth method 'none') and must not send credentials"
+        elif presented is Presented.NOTHING:
+            description = f"client authentication is required: the client is registered for '{registered.value}'"
+        else:
+            description = f"the client is registered for '{registered.value}' but the request used {presented.value}"
+        raise InvalidClient(description, result_code="A157357", used_authorization_header=used_header)
+    if registered in (ClientAuthMethod.CLIENT_SECRET_BASIC, ClientAuthMethod.CLIENT_SECRET_POST):
+        if presented_secret is None or not context.hasher.verify(presented_secret, client.secret_hash):
             raise InvalidClient(
-                "the client is registered as public (token auth method 'none') and must not send credentials",
-                result_code="A157301",
-                used_authorization_header=used_header,
+                "the client secret is wrong", result_code="A157305", used_authorization_header=used_header
             )
-        return registered
-    if method is None:
-        raise InvalidClient(
-            f"client authentication is required: the client is registered for '{registered.value}'",
-            result_code="A157304",
-            used_authorization_header=used_header,
+    elif registered in (ClientAuthMethod.CLIENT_SECRET_JWT, ClientAuthMethod.PRIVATE_KEY_JWT):
+        await verify_client_assertion(
+            params.get("client_assertion") or "",
+            params.get("client_assertion_type"),
+            client=client,
+            client_identifiers=client.identifiers,
+            client_keys=context.client_keys,
+            client_secret=context.secret_box.open(client.encrypted_secret) if client.encrypted_secret else None,
+            policy=AssertionPolicy(
+                audience_policy=service.client_assertion_audience_policy,
+                issuer=service.issuer,
+                token_endpoint=service.token_endpoint,
+                par_endpoint=service.pushed_auth_req_endpoint,
+                clock_skew=context.clock_skew,
+                max_lifetime=context.max_assertion_lifetime,
+            ),
+            replay_store=context.replay_store,
+            now=now,
         )
-    if method is not registered:
-        used = "a client assertion" if method is ClientAuthMethod.PRIVATE_KEY_JWT else f"'{method.value}'"
-        raise InvalidClient(
-            f"the client is registered for '{registered.value}' but the request used {used}",
-            result_code="A157357",
-            used_authorization_header=used_header,
-        )
-    if presented_secret is None or not hasher.verify(presented_secret, client.secret_hash):
-        raise InvalidClient("the client secret is wrong", result_code="A157305", used_authorization_header=used_header)
+    elif registered in (ClientAuthMethod.TLS_CLIENT_AUTH, ClientAuthMethod.SELF_SIGNED_TLS_CLIENT_AUTH):
+        await _authenticate_certificate(client, request.certificate, client_keys=context.client_keys, now=now)
     return registered
+
+
+async def _authenticate_certificate(
+    client: ClientRecord, certificate: str | None, *, client_keys: ClientKeys, now: datetime
+) -> None:
+    """RFC 8705 §2: "the authorization server ... MUST enforce the binding between client and certificate"."""
+    if certificate is None:
+        raise InvalidClient(
+            "the request does not carry a client certificate (mutual TLS)",
+            result_code="A157327",
+            used_authorization_header=False,
+        )
+    parsed = mtls.parse_client_certificate(certificate)
+    if client.token_auth_method is ClientAuthMethod.TLS_CLIENT_AUTH:
+        registration = mtls.TlsClientAuthRegistration(
+            subject_dn=client.tls_client_auth_subject_dn,
+            san_dns=client.tls_client_auth_san_dns,
+            san_uri=client.tls_client_auth_san_uri,
+            san_ip=client.tls_client_auth_san_ip,
+            san_email=client.tls_client_auth_san_email,
+        )
+        mtls.verify_tls_client_auth(parsed, registration, now=now)
+    else:
+        mtls.verify_self_signed_tls_client_auth(parsed, await client_keys(client, False), now=now)

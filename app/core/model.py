@@ -20,12 +20,21 @@ class ClientAuthMethod(StrEnum):
     SELF_SIGNED_TLS_CLIENT_AUTH = "self_signed_tls_client_auth"
 
 
-# The methods this release verifies; the others are refused at registration rather than accepted
-# and then failing every push.
-IMPLEMENTED_AUTH_METHODS = frozenset(
-    {ClientAuthMethod.NONE, ClientAuthMethod.CLIENT_SECRET_BASIC, ClientAuthMethod.CLIENT_SECRET_POST}
+# The methods whose clients hold a server-generated secret.
+SECRET_AUTH_METHODS = frozenset(
+    {ClientAuthMethod.CLIENT_SECRET_BASIC, ClientAuthMethod.CLIENT_SECRET_POST, ClientAuthMethod.CLIENT_SECRET_JWT}
 )
-SECRET_AUTH_METHODS = frozenset({ClientAuthMethod.CLIENT_SECRET_BASIC, ClientAuthMethod.CLIENT_SECRET_POST})
+
+
+class AudiencePolicy(StrEnum):
+    """Which ``aud`` values a client assertion may carry (spec-requirements A.12-1)."""
+
+    # RFC 9126 §2: "the authorization server MUST accept its issuer identifier, token endpoint URL, or
+    # pushed authorization request endpoint URL as values that identify it as an intended audience."
+    RFC9126 = "RFC9126"
+    # FAPI 2.0 §5.3.2.1-8: "shall only accept its issuer identifier value (as defined in RFC 8414) as a
+    # string in the aud claim".
+    FAPI2 = "FAPI2"
 
 
 class ClientType(StrEnum):
@@ -87,6 +96,8 @@ class ServiceRecord:
     name: str
     issuer: str
     pushed_auth_req_endpoint: str
+    token_endpoint: str | None
+    client_assertion_audience_policy: AudiencePolicy
     pushed_auth_req_duration: int
     authorization_session_duration: int
     consume_request_uri_on_resolve: bool
@@ -121,6 +132,20 @@ class ClientRecord:
     pkce_required: bool = False
     pkce_s256_required: bool = False
     dpop_required: bool = False
+    token_auth_sign_alg: str | None = None
+    jwks: dict[str, Any] | None = None
+    jwks_uri: str | None = None
+    encrypted_secret: str | None = None  # client_secret_jwt only: the HMAC key, sealed (SecretBox)
+    tls_client_auth_subject_dn: str | None = None
+    tls_client_auth_san_dns: str | None = None
+    tls_client_auth_san_uri: str | None = None
+    tls_client_auth_san_ip: str | None = None
+    tls_client_auth_san_email: str | None = None
+
+    @property
+    def identifiers(self) -> frozenset[str]:
+        """The values that name this client as client_id: its id and its alias."""
+        return frozenset({str(self.id)} | ({self.alias} if self.alias else set()))
 
 
 @dataclass(frozen=True, slots=True)

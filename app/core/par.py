@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 from app.core.client_auth import (
     CLIENT_AUTHENTICATION_PARAMETERS,
     BasicCredentials,
+    ClientAuthContext,
+    ClientAuthentication,
     authenticate_client,
     claimed_client_id,
 )
@@ -34,7 +36,7 @@ from app.core.errors import (
 from app.core.model import ClientAuthMethod, ClientRecord, GrantType, PushedRequestRecord, ResponseType, ServiceRecord
 from app.core.params import ParameterLimits, RequestParameters, parse_parameters
 from app.core.pkce import PkcePolicy, validate_code_challenge
-from app.core.secrets import REQUEST_URI_PREFIX, SecretHasher, new_request_reference, reference_hash
+from app.core.secrets import REQUEST_URI_PREFIX, new_request_reference, reference_hash
 
 SUCCESS_RESULT_CODE = "A245001"
 # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
@@ -72,6 +74,7 @@ class PushRequest:
     parameters: str | bytes
     basic: BasicCredentials | None = None
     dpop_proof: str | None = None
+    client_certificate: str | None = None  # PEM or RFC 9440, from the TLS terminator or the backend API
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +117,7 @@ async def push(
     *,
     service: ServiceRecord,
     store: PushStore,
-    hasher: SecretHasher,
+    auth: ClientAuthContext,
     limits: ParameterLimits,
     now: datetime,
 ) -> PushOutcome:
@@ -128,7 +131,13 @@ async def push(
         params = parse_parameters(request.parameters, limits)
         client_identifier = claimed_client_id(params, request.basic)
         client = await store.get_client(service.id, client_identifier)
-        auth_method = authenticate_client(client, service=service, params=params, basic=request.basic, hasher=hasher)
+        auth_method = await authenticate_client(
+            client,
+            ClientAuthentication(params=params, basic=request.basic, certificate=request.client_certificate),
+            service=service,
+            context=auth,
+            now=now,
+        )
         assert client is not None  # authenticate_client refuses unknown clients
         normalised = validate_authorization_request(
             params, service=service, client=client, dpop_proof=request.dpop_proof

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from urllib.parse import urlsplit
 
+from app.core import jose
 from app.core.errors import ApiBadRequest
-from app.core.model import IMPLEMENTED_AUTH_METHODS, ClientAuthMethod, ClientType
+from app.core.model import ClientAuthMethod, ClientType
 
 MAX_URI_LENGTH = 2000
 MAX_ALIAS_LENGTH = 200
@@ -61,12 +62,47 @@ def resolve_client_type_and_method(
             f"a {client_type.name} client cannot use token auth method {method.name}: public "
             "clients use NONE and confidential clients a real authentication method"
         )
-    if method not in IMPLEMENTED_AUTH_METHODS:
-        raise ApiBadRequest(
-            f"token auth method {method.name} is not supported by this server yet; supported: "
-            + ", ".join(sorted(m.name for m in IMPLEMENTED_AUTH_METHODS))
-        )
     return client_type, method
+
+
+TLS_ATTRIBUTES = (
+    "tlsClientAuthSubjectDn",
+    "tlsClientAuthSanDns",
+    "tlsClientAuthSanUri",
+    "tlsClientAuthSanIp",
+    "tlsClientAuthSanEmail",
+)
+
+
+def validate_client_authentication(
+    method: ClientAuthMethod,
+    *,
+    sign_alg: str | None,
+    has_jwks: bool,
+    has_jwks_uri: bool,
+    tls_attributes: dict[str, str | None],
+) -> None:
+    """Refuse a registration that could never authenticate, instead of failing every push later."""
+    if sign_alg is not None:
+        allowed = {
+            ClientAuthMethod.CLIENT_SECRET_JWT: jose.SYMMETRIC_ALGORITHMS,
+            ClientAuthMethod.PRIVATE_KEY_JWT: jose.ASYMMETRIC_ALGORITHMS,
+        }.get(method, ())
+        if sign_alg not in allowed:
+            raise ApiBadRequest(f"tokenAuthSignAlg {sign_alg[:20]} does not suit token auth method {method.name}")
+    if has_jwks and has_jwks_uri:
+        # RFC 7591 §2: "The "jwks_uri" and "jwks" parameters MUST NOT both be present in the same request."
+        raise ApiBadRequest("jwks and jwksUri must not both be set")
+    if method in (ClientAuthMethod.PRIVATE_KEY_JWT, ClientAuthMethod.SELF_SIGNED_TLS_CLIENT_AUTH) and not (
+        has_jwks or has_jwks_uri
+    ):
+        raise ApiBadRequest(f"token auth method {method.name} needs the client's keys in jwks or jwksUri")
+    if method is ClientAuthMethod.TLS_CLIENT_AUTH:
+        given = [name for name in TLS_ATTRIBUTES if tls_attributes.get(name)]
+        # RFC 8705 §2.1.2: "A client using the "tls_client_auth" authentication method MUST use exactly one
+        # of the below metadata parameters to indicate the certificate subject value".
+        if len(given) != 1:
+            raise ApiBadRequest("token auth method TLS_CLIENT_AUTH needs exactly one of " + ", ".join(TLS_ATTRIBUTES))
 
 
 def validate_alias(alias: str) -> str:

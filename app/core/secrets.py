@@ -9,10 +9,15 @@ stored format, so legacy hashes (bcrypt, argon2, pbkdf2) still verify and can be
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from passlib.context import CryptContext
 from passlib.utils import handlers
 
@@ -95,3 +100,39 @@ def new_numeric_id() -> int:
 
 def constant_time_equals(left: str, right: str) -> bool:
     return hmac.compare_digest(left.encode(), right.encode())
+
+
+class SecretBox:
+    """AES-256-GCM for the one secret we must read back: the HMAC key of ``client_secret_jwt`` clients
+    (python-stack §1.4 rule 4; Polar keeps the same encrypted copy). Other secrets are only hashed."""
+
+    VERSION = "v1."
+    NONCE_BYTES = 12
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) != 32:
+            raise ValueError("the secret encryption key must be 32 bytes")
+        self._aead = AESGCM(key)
+
+    @classmethod
+    def derived_from_pepper(cls, pepper: bytes) -> SecretBox:
+        """A key separate from the HMAC key yet needing no extra setting: HKDF with its own label."""
+        derived = HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=None, info=b"par-server client secret encryption"
+        ).derive(pepper)
+        return cls(derived)
+
+    def seal(self, plaintext: str) -> str:
+        nonce = secrets.token_bytes(self.NONCE_BYTES)
+        sealed = nonce + self._aead.encrypt(nonce, plaintext.encode(), None)
+        return self.VERSION + base64.urlsafe_b64encode(sealed).decode()
+
+    def open(self, sealed: str) -> str | None:
+        """The plaintext, or None when the value was sealed under another key or is damaged."""
+        if not sealed.startswith(self.VERSION):
+            return None
+        try:
+            raw = base64.urlsafe_b64decode(sealed[len(self.VERSION) :])
+            return self._aead.decrypt(raw[: self.NONCE_BYTES], raw[self.NONCE_BYTES :], None).decode()
+        except (InvalidTag, ValueError):
+            return None

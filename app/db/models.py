@@ -69,6 +69,9 @@ class Service(Base):
     pushed_auth_req_endpoint: Mapped[str | None] = mapped_column(String(2000))
     pushed_auth_req_duration: Mapped[int | None] = mapped_column(Integer)  # None: the server default
     authorization_session_duration: Mapped[int | None] = mapped_column(Integer)  # None: the server default
+    client_assertion_audience_policy: Mapped[str] = mapped_column(
+        String(20), default="RFC9126", server_default="RFC9126"
+    )
     consume_request_uri_on_resolve: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     par_required: Mapped[bool] = mapped_column(Boolean, default=False)
     supported_scopes: Mapped[list[Any]] = mapped_column(default=list)
@@ -106,6 +109,15 @@ class Client(Base):
     client_type: Mapped[str] = mapped_column(String(20))
     token_auth_method: Mapped[str] = mapped_column(String(40))
     secret_hash: Mapped[str | None] = mapped_column(String(200))  # keyed hash only; never the secret
+    # client_secret_jwt only: the secret sealed with AES-GCM (app.core.secrets.SecretBox), as the
+    # HMAC key of its assertions cannot be a one-way hash.
+    encrypted_secret: Mapped[str | None] = mapped_column(String(300))
+    token_auth_sign_alg: Mapped[str | None] = mapped_column(String(20))
+    tls_client_auth_subject_dn: Mapped[str | None] = mapped_column(String(1000))
+    tls_client_auth_san_dns: Mapped[str | None] = mapped_column(String(300))
+    tls_client_auth_san_uri: Mapped[str | None] = mapped_column(String(2000))
+    tls_client_auth_san_ip: Mapped[str | None] = mapped_column(String(100))
+    tls_client_auth_san_email: Mapped[str | None] = mapped_column(String(300))
     redirect_uris: Mapped[list[Any]] = mapped_column(default=list)
     response_types: Mapped[list[Any]] = mapped_column(default=list)
     grant_types: Mapped[list[Any]] = mapped_column(default=list)
@@ -138,3 +150,12 @@ class PushedRequest(Base):
     expires_at: Mapped[datetime] = mapped_column(index=True)
     resolved_at: Mapped[datetime | None]
     consumed_at: Mapped[datetime | None]
+
+
+class ReplayEntry(Base):
+    """A single-use value seen once (a client assertion's jti), kept until it could no longer be valid."""
+
+    __tablename__ = "replay_entry"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 of a namespaced value
+    expires_at: Mapped[datetime] = mapped_column(index=True)

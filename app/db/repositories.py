@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -10,6 +11,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.model import (
+    AudiencePolicy,
     ClientAuthMethod,
     ClientRecord,
     ClientType,
@@ -267,6 +269,8 @@ def service_record(
         name=row.name,
         issuer=row.issuer or default_issuer(public_base_url, row.id),
         pushed_auth_req_endpoint=row.pushed_auth_req_endpoint or default_par_endpoint(public_base_url, row.id),
+        token_endpoint=row.token_endpoint,
+        client_assertion_audience_policy=AudiencePolicy(row.client_assertion_audience_policy),
         pushed_auth_req_duration=row.pushed_auth_req_duration or default_duration,
         authorization_session_duration=row.authorization_session_duration or default_session_duration,
         consume_request_uri_on_resolve=row.consume_request_uri_on_resolve,
@@ -298,6 +302,15 @@ def client_record(row: Client) -> ClientRecord:
         pkce_required=row.pkce_required,
         pkce_s256_required=row.pkce_s256_required,
         dpop_required=row.dpop_required,
+        token_auth_sign_alg=row.token_auth_sign_alg,
+        jwks=json.loads(row.jwks) if row.jwks else None,
+        jwks_uri=row.jwks_uri,
+        encrypted_secret=row.encrypted_secret,
+        tls_client_auth_subject_dn=row.tls_client_auth_subject_dn,
+        tls_client_auth_san_dns=row.tls_client_auth_san_dns,
+        tls_client_auth_san_uri=row.tls_client_auth_san_uri,
+        tls_client_auth_san_ip=row.tls_client_auth_san_ip,
+        tls_client_auth_san_email=row.tls_client_auth_san_email,
     )
 
 

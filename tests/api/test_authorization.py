@@ -163,7 +163,7 @@ async def second_replica(settings: Settings) -> AsyncIterator[httpx.AsyncClient]
     replica = create_app(settings)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=replica), base_url=BASE_URL) as http:
         yield http
-    await replica.state.par.engine.dispose()
+    await replica.state.par.aclose()
 
 
 async def test_concurrent_consumes_across_replicas_have_one_winner(

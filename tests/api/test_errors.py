@@ -20,7 +20,7 @@ async def unreachable_database_client() -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(make_settings("postgresql+psycopg://postgres@127.0.0.1:1/nowhere", db_pool_timeout_seconds=1.0))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL) as http:
         yield http
-    await app.state.par.engine.dispose()
+    await app.state.par.aclose()
 
 
 async def test_database_down_is_a_500_in_each_format(

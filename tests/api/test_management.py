@@ -19,7 +19,15 @@ from tests.factories import REDIRECT_URI, ClientHandle, Factory, ServiceHandle, 
 
 BASE_URL = "http://par.test"
 UNKNOWN_ID = 999_999_999_999
-DEFAULT_AUTH_METHODS = ["NONE", "CLIENT_SECRET_BASIC", "CLIENT_SECRET_POST"]
+DEFAULT_AUTH_METHODS = [
+    "NONE",
+    "CLIENT_SECRET_BASIC",
+    "CLIENT_SECRET_POST",
+    "CLIENT_SECRET_JWT",
+    "PRIVATE_KEY_JWT",
+    "TLS_CLIENT_AUTH",
+    "SELF_SIGNED_TLS_CLIENT_AUTH",
+]
 BASE64URL = frozenset(string.ascii_letters + string.digits + "-_")
 SECRET_RANDOM_CHARS = 43  # base64url of 32 random bytes
 
@@ -353,7 +361,21 @@ async def test_unknown_bearer_token_is_401(client: httpx.AsyncClient, factory: F
     [
         pytest.param({"tokenAuthMethod": "FOO"}, id="unknown-enum"),
         pytest.param({"clientType": "SOMETIMES"}, id="unknown-client-type"),
-        pytest.param({"tokenAuthMethod": "PRIVATE_KEY_JWT"}, id="not-implemented-method"),
+        pytest.param({"tokenAuthMethod": "PRIVATE_KEY_JWT"}, id="private-key-jwt-without-keys"),
+        pytest.param({"tokenAuthMethod": "TLS_CLIENT_AUTH"}, id="tls-client-auth-without-subject"),
+        pytest.param(
+            {
+                "tokenAuthMethod": "TLS_CLIENT_AUTH",
+                "tlsClientAuthSubjectDn": "CN=a",
+                "tlsClientAuthSanDns": "a.example",
+            },
+            id="tls-client-auth-with-two-subjects",
+        ),
+        pytest.param({"tokenAuthMethod": "CLIENT_SECRET_JWT", "tokenAuthSignAlg": "ES256"}, id="jwt-alg-mismatch"),
+        pytest.param(
+            {"tokenAuthMethod": "PRIVATE_KEY_JWT", "jwks": '{"keys": []}', "jwksUri": "https://c.example/jwks"},
+            id="jwks-and-jwks-uri",
+        ),
         pytest.param({"clientType": "PUBLIC", "tokenAuthMethod": "CLIENT_SECRET_BASIC"}, id="public-with-secret"),
         pytest.param({"clientType": "CONFIDENTIAL", "tokenAuthMethod": "NONE"}, id="confidential-with-none"),
         pytest.param({"redirectUris": [REDIRECT_URI + "#fragment"]}, id="redirect-fragment"),
@@ -411,7 +433,7 @@ async def test_malformed_json_body_is_400(client: httpx.AsyncClient, factory: Fa
         pytest.param({"issuer": "https://as.example.com/a#top"}, id="issuer-fragment"),
         pytest.param({"issuer": "as.example.com"}, id="issuer-relative"),
         pytest.param({"pushedAuthReqEndpoint": "/par"}, id="par-endpoint-relative"),
-        pytest.param({"supportedTokenAuthMethods": ["PRIVATE_KEY_JWT"]}, id="not-implemented-method"),
+        pytest.param({"supportedTokenAuthMethods": ["SPIFFE_JWT"]}, id="unknown-method"),
         pytest.param({"supportedResponseTypes": ["CODE", "FOO"]}, id="unknown-response-type"),
         pytest.param({"pushedAuthReqDuration": -1}, id="negative-duration"),
         pytest.param({"pushedAuthReqDuration": 86401}, id="duration-over-a-day"),

@@ -70,7 +70,18 @@ async def test_require_pushed_authorization_requests_follows_par_required(
 @pytest.mark.parametrize(
     ("methods", "published"),
     [
-        (None, ["client_secret_basic", "client_secret_post", "none"]),
+        (
+            None,
+            [
+                "client_secret_basic",
+                "client_secret_jwt",
+                "client_secret_post",
+                "none",
+                "private_key_jwt",
+                "self_signed_tls_client_auth",
+                "tls_client_auth",
+            ],
+        ),
         (["CLIENT_SECRET_BASIC"], ["client_secret_basic"]),
         (["NONE", "CLIENT_SECRET_POST"], ["client_secret_post", "none"]),
     ],

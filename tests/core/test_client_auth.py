@@ -6,9 +6,14 @@ import base64
 
 import pytest
 
-from app.core.client_auth import BasicCredentials, claimed_client_id, parse_basic_authorization, presented_method
+from app.core.client_auth import (
+    BasicCredentials,
+    Presented,
+    claimed_client_id,
+    parse_basic_authorization,
+    presented_credentials,
+)
 from app.core.errors import InvalidClient, InvalidRequest
-from app.core.model import ClientAuthMethod
 from app.core.params import ParameterLimits, parse_parameters
 
 LIMITS = ParameterLimits(max_parameters=20, max_parameter_bytes=1000, max_total_bytes=5000)
@@ -57,15 +62,15 @@ def test_client_id_is_required_without_basic() -> None:
 @pytest.mark.parametrize(
     ("body", "with_basic", "expected"),
     [
-        ("client_id=1", False, None),
-        ("client_id=1", True, ClientAuthMethod.CLIENT_SECRET_BASIC),
-        ("client_id=1&client_secret=s", False, ClientAuthMethod.CLIENT_SECRET_POST),
-        ("client_assertion=x&client_assertion_type=y", False, ClientAuthMethod.PRIVATE_KEY_JWT),
+        ("client_id=1", False, Presented.NOTHING),
+        ("client_id=1", True, Presented.BASIC),
+        ("client_id=1&client_secret=s", False, Presented.POST),
+        ("client_assertion=x&client_assertion_type=y", False, Presented.ASSERTION),
     ],
 )
-def test_presented_method(body: str, with_basic: bool, expected: ClientAuthMethod | None) -> None:
+def test_presented_method(body: str, with_basic: bool, expected: Presented) -> None:
     credentials = BasicCredentials("1", "s") if with_basic else None
-    assert presented_method(parse_parameters(body, LIMITS), credentials) is expected
+    assert presented_credentials(parse_parameters(body, LIMITS), credentials) is expected
 
 
 @pytest.mark.parametrize(
@@ -75,4 +80,4 @@ def test_presented_method(body: str, with_basic: bool, expected: ClientAuthMetho
 def test_more_than_one_method_is_invalid_request(body: str, with_basic: bool) -> None:
     """GEN-03: "The client MUST NOT use more than one authentication method in each request"."""
     with pytest.raises(InvalidRequest, match="more than one client authentication method"):
-        presented_method(parse_parameters(body, LIMITS), BasicCredentials("1", "s") if with_basic else None)
+        presented_credentials(parse_parameters(body, LIMITS), BasicCredentials("1", "s") if with_basic else None)

@@ -1,0 +1,161 @@
+"""JWT client assertions: ``private_key_jwt`` and ``client_secret_jwt`` (RFC 7523 §2.2, §3; OIDC Core §9).
+
+RFC 9126 §2: the PAR endpoint authenticates clients as the token endpoint does, so these are the same
+rules, including the audience conflict of spec-requirements A.12-1, settled per service.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from app.core import jose
+from app.core.errors import InvalidClient
+from app.core.model import AudiencePolicy, ClientAuthMethod, ClientRecord
+
+CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+MAX_JTI_LENGTH = 256
+
+
+@dataclass(frozen=True, slots=True)
+class AssertionPolicy:
+    audience_policy: AudiencePolicy
+    issuer: str
+    token_endpoint: str | None
+    par_endpoint: str
+    clock_skew: timedelta
+    max_lifetime: timedelta
+
+
+class ReplayStore(Protocol):
+    async def remember(self, key: str, *, expires_at: datetime) -> bool:
+        """Record ``key`` until ``expires_at``; False when it was already recorded (a replay)."""
+        ...
+
+
+# The client's JWKS for private_key_jwt: (client, refresh) -> document. ``refresh`` asks a jwks_uri
+# client's keys to be fetched again because the assertion names an unknown kid.
+ClientKeys = Callable[[ClientRecord, bool], Awaitable[dict[str, Any]]]
+
+
+async def verify_client_assertion(
+    assertion: str,
+    assertion_type: str | None,
+    *,
+    client: ClientRecord,
+    client_identifiers: frozenset[str],
+    client_keys: ClientKeys,
+    client_secret: str | None,
+    policy: AssertionPolicy,
+    replay_store: ReplayStore,
+    now: datetime,
+) -> None:
+    """Verify a client assertion made with the client's registered method; raise InvalidClient.
+
+    ``client_identifiers`` are the values that name the client (its id and alias): RFC 7523 §3 (1),
+    (2): "The JWT MUST contain an "iss" (issuer) claim that contains ... the client_id" and the same
+    for "sub".
+    """
+    if assertion_type != CLIENT_ASSERTION_TYPE:
+        raise _failure(f"client_assertion_type must be {CLIENT_ASSERTION_TYPE}", "A157302")
+    method = client.token_auth_method
+    try:
+        header = jose.unverified_header(assertion)
+        algorithm = _check_algorithm(header["alg"], method=method, registered=client.token_auth_sign_alg)
+        verified = await _verify_signature(
+            assertion, algorithm, client=client, client_keys=client_keys, client_secret=client_secret
+        )
+    except jose.JoseFailure as error:
+        raise _failure(f"the client assertion is rejected: {error}", "A157326") from error
+    claims = verified.claims
+    for claim in ("iss", "sub"):
+        if claims.get(claim) not in client_identifiers:
+            raise _failure(f"the client assertion's {claim} claim must be the client_id", "A157317")
+    _check_audience(claims.get("aud"), policy)
+    expires_at = _check_times(claims, policy, now)
+    jti = claims.get("jti")
+    if not isinstance(jti, str) or not jti or len(jti) > MAX_JTI_LENGTH:
+        raise _failure(f"the client assertion needs a jti claim of 1 to {MAX_JTI_LENGTH} characters", "A157321")
+    # OIDC Core §9: "The JWT MUST only be used once"; keys are per client so clients cannot collide.
+    key = hashlib.sha256(f"client_assertion:{client.id}:{jti}".encode()).hexdigest()
+    if not await replay_store.remember(key, expires_at=expires_at + policy.clock_skew):
+        raise _failure("the client assertion was already used (jti replay)", "A157322")
+
+
+def _check_algorithm(algorithm: str, *, method: ClientAuthMethod, registered: str | None) -> str:
+    """RFC 7523 §3 (9) and FAPI-13: never ``none``; asymmetric for private_key_jwt, HMAC for
+    client_secret_jwt; the registered token_endpoint_auth_signing_alg when there is one."""
+    allowed = jose.ASYMMETRIC_ALGORITHMS if method is ClientAuthMethod.PRIVATE_KEY_JWT else jose.SYMMETRIC_ALGORITHMS
+    if algorithm not in allowed:
+        raise jose.JoseFailure(f"alg {algorithm[:20]} is not allowed for {method.value}")
+    if registered is not None and algorithm != registered:
+        raise jose.JoseFailure(f"alg must be the registered tokenAuthSignAlg {registered}")
+    return algorithm
+
+
+async def _verify_signature(
+    assertion: str, algorithm: str, *, client: ClientRecord, client_keys: ClientKeys, client_secret: str | None
+) -> jose.VerifiedJwt:
+    if client.token_auth_method is ClientAuthMethod.CLIENT_SECRET_JWT:
+        if not client_secret:
+            raise jose.JoseFailure("the client has no secret to verify client_secret_jwt with")
+        return jose.verify(assertion, jose.symmetric_key(client_secret), algorithm)
+    try:
+        return jose.verify(assertion, jose.public_key_set(await client_keys(client, False)), algorithm)
+    except jose.UnknownKeyId:
+        if client.jwks_uri is None:
+            raise
+        # The client may have rotated its keys: fetch them again (rate-limited by the fetcher).
+        return jose.verify(assertion, jose.public_key_set(await client_keys(client, True)), algorithm)
+
+
+def _check_audience(audience: Any, policy: AssertionPolicy) -> None:
+    """RFC 7523 §3 (3): "The JWT MUST contain an "aud" (audience) claim containing a value that
+    identifies the authorization server as an intended audience"; which values do is the policy."""
+    if policy.audience_policy is AudiencePolicy.FAPI2:
+        if audience != policy.issuer:
+            raise _failure("the client assertion's aud must be the issuer identifier, as a string", "A157318")
+        return
+    accepted = {policy.issuer, policy.par_endpoint} | ({policy.token_endpoint} if policy.token_endpoint else set())
+    values = audience if isinstance(audience, list) else [audience]
+    if not any(isinstance(value, str) and value in accepted for value in values):
+        raise _failure(
+            "the client assertion's aud must name this authorization server (issuer, token endpoint "
+            "or pushed authorization request endpoint)",
+            "A157318",
+        )
+
+
+def _check_times(claims: dict[str, Any], policy: AssertionPolicy, now: datetime) -> datetime:
+    """RFC 7523 §3 (4)-(6): exp required and not passed; nbf and iat not in the future beyond the skew;
+    and a bound on the assertion's lifetime so that a leaked one is short-lived."""
+    skew = policy.clock_skew.total_seconds()
+    current = now.timestamp()
+    times = {}
+    for claim in ("exp", "iat", "nbf"):
+        value = claims.get(claim)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _failure(f"the client assertion's {claim} claim must be a number", "A157319")
+        times[claim] = float(value)
+    if "exp" not in times:
+        raise _failure("the client assertion needs an exp claim", "A157319")
+    if times["exp"] <= current - skew:
+        raise _failure("the client assertion has expired", "A157320")
+    for claim in ("iat", "nbf"):
+        if claim in times and times[claim] > current + skew:
+            raise _failure(f"the client assertion's {claim} is in the future", "A157320")
+    issued = times.get("iat", current)
+    if times["exp"] - issued > policy.max_lifetime.total_seconds() + skew:
+        raise _failure(
+            f"the client assertion lives longer than {int(policy.max_lifetime.total_seconds())} s", "A157320"
+        )
+    return datetime.fromtimestamp(times["exp"], tz=now.tzinfo)
+
+
+def _failure(description: str, result_code: str) -> InvalidClient:
+    return InvalidClient(description, result_code=result_code, used_authorization_header=False)

@@ -1,0 +1,72 @@
+"""Replay stores: remember single-use values across every replica (the database, or Redis)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from redis.asyncio import Redis
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.db.models import ReplayEntry
+
+
+class SqlReplayStore:
+    """Replay entries in the database shared by all replicas. Requests use :meth:`bound` to record on
+    their own connection; this object purges."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    def bound(self, session: AsyncSession) -> SessionReplayStore:
+        return SessionReplayStore(session)
+
+    async def purge_expired(self, *, before: datetime) -> int:
+        async with self._sessions.begin() as session:
+            result = await session.execute(delete(ReplayEntry).where(ReplayEntry.expires_at <= before))
+        return int(getattr(result, "rowcount", 0) or 0)
+
+
+class SessionReplayStore:
+    """``app.core.client_assertion.ReplayStore`` on the request's own session.
+
+    The entry commits at once, together with the request's transaction so far (which has only read):
+    a value is used once even when the request that used it fails later (OIDC Core §9: the JWT "MUST
+    only be used once"). Using the request's connection rather than a second one matters: a request
+    waiting for a second pooled connection while holding one deadlocks a saturated pool.
+    """
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def remember(self, key: str, *, expires_at: datetime) -> bool:
+        self._session.add(ReplayEntry(key=key, expires_at=expires_at))
+        try:
+            await self._session.commit()
+        except IntegrityError:
+            await self._session.rollback()
+            return False
+        return True
+
+
+class RedisReplayStore:
+    """The same in Redis (``PAR_REDIS_URL``): SET NX with an absolute expiry, one round trip."""
+
+    PREFIX = "par:replay:"
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+
+    def bound(self, _session: AsyncSession) -> RedisReplayStore:
+        return self
+
+    async def remember(self, key: str, *, expires_at: datetime) -> bool:
+        expires_ms = max(int(expires_at.timestamp() * 1000), int(datetime.now(UTC).timestamp() * 1000) + 1000)
+        return bool(await self._redis.set(self.PREFIX + key, b"1", nx=True, pxat=expires_ms))
+
+    async def purge_expired(self, *, before: datetime) -> int:  # noqa: ARG002 - Redis expires keys itself
+        return 0
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
