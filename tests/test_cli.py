@@ -94,7 +94,7 @@ async def push_with_demo_credentials(database: Path, demo: dict[str, Any]) -> in
                 f"/services/{demo['service_id']}/par", data=par_params(client), headers=client.basic()
             )
     finally:
-        await app.state.par.engine.dispose()
+        await app.state.par.aclose()
     return response.status_code
 
 
