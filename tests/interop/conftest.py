@@ -191,8 +191,14 @@ class HarnessRunner:
         auth: str,
         secret: str | None = None,
         extra_params: dict[str, str] | None = None,
+        private_jwk: Mapping[str, Any] | None = None,
+        signing_alg: str | None = None,
     ) -> dict[str, Any]:
-        """Run the script once and return its JSON line (``ok`` agrees with the exit status)."""
+        """Run the script once and return its JSON line (``ok`` agrees with the exit status).
+
+        ``private_jwk`` (PAR_PRIVATE_JWK) and ``signing_alg`` (PAR_SIGNING_ALG) are for
+        ``auth="private_key_jwt"``.
+        """
         env = {name: value for name, value in os.environ.items() if not name.startswith("PAR_")}
         env.update(
             PAR_ISSUER=f"{self.server.base_url}/services/{self.service.id}",
@@ -205,6 +211,10 @@ class HarnessRunner:
             env["PAR_CLIENT_SECRET"] = secret
         if extra_params:
             env["PAR_EXTRA_PARAMS"] = urlencode(extra_params)
+        if private_jwk is not None:
+            env["PAR_PRIVATE_JWK"] = json.dumps(private_jwk)
+        if signing_alg is not None:
+            env["PAR_SIGNING_ALG"] = signing_alg
         completed = subprocess.run(
             [self.node, str(self.script)], cwd=INTEROP_DIR, env=env, capture_output=True, text=True, timeout=60
         )

@@ -10,8 +10,16 @@
 //   PAR_ISSUER         issuer URL, e.g. http://127.0.0.1:8080/services/123456789
 //                      (each script says where it fetches the metadata from)
 //   PAR_CLIENT_ID      client_id
-//   PAR_CLIENT_SECRET  client secret (omit for public clients)
-//   PAR_AUTH           basic | post | none  (default: basic with a secret, none without)
+//   PAR_CLIENT_SECRET  client secret (omit for public clients); also the HMAC key
+//                      of client_secret_jwt
+//   PAR_AUTH           basic | post | none | private_key_jwt | client_secret_jwt
+//                      (default: basic with a secret, none without)
+//   PAR_PRIVATE_JWK    private_key_jwt: the client's private key as a JWK (JSON);
+//                      its "kid", when present, goes into the assertion header
+//   PAR_SIGNING_ALG    private_key_jwt: the JWS alg to sign with (ES256, ES384,
+//                      ES512, PS256, PS384, PS512, RS256, RS384, RS512); default
+//                      the JWK's "alg", else ES256/ES384/ES512 from an EC key's
+//                      "crv" (an RSA key needs one of the two: PS* or RS*)
 //   PAR_REDIRECT_URI   redirect_uri
 //   PAR_SCOPE          scope (optional)
 //   PAR_EXTRA_PARAMS   urlencoded string merged into the request parameters;
@@ -21,10 +29,17 @@
 //                      (e.g. "code_challenge,code_challenge_method")
 //   PAR_TIMEOUT_MS     request timeout in milliseconds (default 10000)
 //
+// With private_key_jwt or client_secret_jwt, both lines also carry
+// "client_assertion": the JWT the library put in the request body (captured
+// as the library's own client authentication sets it), or null when none was
+// made, e.g. when the failure came before the request (a bad PAR_PRIVATE_JWK).
+//
 // The functions that depend on the client library take it as `lib`, the
 // module namespace of oauth4webapi or openid-client: both export
-// ClientSecretBasic / ClientSecretPost / None and (openid-client re-exporting
-// oauth4webapi's) ResponseBodyError / WWWAuthenticateChallengeError.
+// ClientSecretBasic / ClientSecretPost / None / PrivateKeyJwt /
+// ClientSecretJwt (openid-client's PrivateKeyJwt is oauth4webapi's, its
+// ClientSecretJwt calls oauth4webapi's with the given secret) and (openid-client
+// re-exporting oauth4webapi's) ResponseBodyError / WWWAuthenticateChallengeError.
 
 export class HarnessConfigError extends Error {
   name = 'HarnessConfigError'
@@ -39,7 +54,48 @@ function env(name, { required = false } = {}) {
   return value
 }
 
-function clientAuthFor(lib, mode, secret) {
+// WebCrypto import parameters for each JWS alg of a private_key_jwt key
+// (oauth4webapi derives the header's alg from the CryptoKey's algorithm).
+const SIGNING_KEY_ALGORITHMS = {
+  ES256: { name: 'ECDSA', namedCurve: 'P-256' },
+  ES384: { name: 'ECDSA', namedCurve: 'P-384' },
+  ES512: { name: 'ECDSA', namedCurve: 'P-521' },
+  PS256: { name: 'RSA-PSS', hash: 'SHA-256' },
+  PS384: { name: 'RSA-PSS', hash: 'SHA-384' },
+  PS512: { name: 'RSA-PSS', hash: 'SHA-512' },
+  RS256: { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' },
+  RS384: { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-384' },
+  RS512: { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-512' },
+}
+const EC_ALGORITHM_BY_CURVE = { 'P-256': 'ES256', 'P-384': 'ES384', 'P-521': 'ES512' }
+
+// PAR_PRIVATE_JWK imported as a non-extractable signing CryptoKey, with its
+// kid: the `PrivateKey` ({key, kid}) that PrivateKeyJwt takes.
+async function privateKeyFromEnv() {
+  let jwk
+  try {
+    jwk = JSON.parse(env('PAR_PRIVATE_JWK', { required: true }))
+  } catch (err) {
+    if (err instanceof HarnessConfigError) throw err
+    throw new HarnessConfigError(`PAR_PRIVATE_JWK is not JSON: ${err.message}`)
+  }
+  if (jwk === null || typeof jwk !== 'object' || typeof jwk.d !== 'string') {
+    throw new HarnessConfigError('PAR_PRIVATE_JWK must be a private JWK (a JSON object with "d")')
+  }
+  const alg = env('PAR_SIGNING_ALG') ?? jwk.alg ?? (jwk.kty === 'EC' ? EC_ALGORITHM_BY_CURVE[jwk.crv] : undefined)
+  const algorithm = SIGNING_KEY_ALGORITHMS[alg]
+  if (algorithm === undefined) {
+    const known = Object.keys(SIGNING_KEY_ALGORITHMS).join(', ')
+    throw new HarnessConfigError(`PAR_SIGNING_ALG (or the JWK's alg) must be one of ${known}, got ${JSON.stringify(alg)}`)
+  }
+  // WebCrypto checks a JWK "alg" against the import algorithm: sign with the
+  // key as PAR_SIGNING_ALG says, whatever alg the JWK was generated with.
+  const { alg: _alg, key_ops: _keyOps, ...material } = jwk
+  const key = await crypto.subtle.importKey('jwk', material, algorithm, false, ['sign'])
+  return { key, kid: typeof jwk.kid === 'string' ? jwk.kid : undefined }
+}
+
+async function clientAuthFor(lib, mode, secret) {
   switch (mode) {
     case 'basic':
       if (secret === undefined) throw new HarnessConfigError('PAR_AUTH=basic needs PAR_CLIENT_SECRET')
@@ -49,13 +105,36 @@ function clientAuthFor(lib, mode, secret) {
       return lib.ClientSecretPost(secret)
     case 'none':
       return lib.None()
+    case 'private_key_jwt':
+      return lib.PrivateKeyJwt(await privateKeyFromEnv())
+    case 'client_secret_jwt':
+      if (secret === undefined) throw new HarnessConfigError('PAR_AUTH=client_secret_jwt needs PAR_CLIENT_SECRET')
+      return lib.ClientSecretJwt(secret)
     default:
-      throw new HarnessConfigError(`PAR_AUTH must be basic, post or none, got ${JSON.stringify(mode)}`)
+      throw new HarnessConfigError(
+        `PAR_AUTH must be basic, post, none, private_key_jwt or client_secret_jwt, got ${JSON.stringify(mode)}`,
+      )
+  }
+}
+
+const JWT_AUTH_MODES = new Set(['private_key_jwt', 'client_secret_jwt'])
+
+// The client_assertion for the output line (see run()): `enabled` once
+// PAR_AUTH is known to be a JWT mode, `assertion` the one the library's client
+// authentication last put in a request body.
+const capture = { enabled: false, assertion: null }
+
+// `auth` wrapped to record the client_assertion it sets: a ClientAuth is
+// called as (as, client, body, headers) and fills in `body`, which is then sent.
+function capturingAssertion(auth) {
+  return async (as, client, body, headers) => {
+    await auth(as, client, body, headers)
+    capture.assertion = body.get('client_assertion')
   }
 }
 
 // The PAR_* configuration, with `clientAuth` made by `lib` for PAR_AUTH.
-function readConfig(lib) {
+async function readConfig(lib) {
   const issuer = new URL(env('PAR_ISSUER', { required: true }))
   const clientId = env('PAR_CLIENT_ID', { required: true })
   const clientSecret = env('PAR_CLIENT_SECRET')
@@ -66,7 +145,9 @@ function readConfig(lib) {
   if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) {
     throw new HarnessConfigError('PAR_TIMEOUT_MS must be a positive integer')
   }
-  const clientAuth = clientAuthFor(lib, authMode, clientSecret)
+  capture.enabled = JWT_AUTH_MODES.has(authMode)
+  const auth = await clientAuthFor(lib, authMode, clientSecret)
+  const clientAuth = capture.enabled ? capturingAssertion(auth) : auth
   return { issuer, clientId, clientSecret, clientAuth, redirectUri, scope, timeoutMs }
 }
 
@@ -155,7 +236,7 @@ async function describeCause(lib, err) {
 export async function run(lib, main) {
   let output
   try {
-    output = { ok: true, ...(await main(readConfig(lib))) }
+    output = { ok: true, ...(await main(await readConfig(lib))) }
   } catch (err) {
     output = {
       ok: false,
@@ -166,5 +247,6 @@ export async function run(lib, main) {
     }
     process.exitCode = 1
   }
+  if (capture.enabled) output.client_assertion = capture.assertion
   process.stdout.write(JSON.stringify(output) + '\n')
 }
