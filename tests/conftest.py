@@ -69,6 +69,15 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
 
 
 @pytest.fixture
+async def second_replica(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """Another app instance on the same database, as a second replica behind a load balancer would be."""
+    replica = create_app(settings)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=replica), base_url=BASE_URL) as http:
+        yield http
+    await replica.state.par.aclose()
+
+
+@pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL) as http:
         yield http

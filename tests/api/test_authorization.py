@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -14,8 +13,6 @@ import pytest
 from fastapi import FastAPI
 
 from app.core.authorization import UNUSABLE_REQUEST_URI
-from app.main import create_app
-from app.settings import Settings
 from tests.conftest import BASE_URL
 from tests.factories import REDIRECT_URI, ClientHandle, Factory, ServiceHandle, par_params
 
@@ -155,15 +152,6 @@ async def test_fifty_concurrent_consumes_have_one_winner(
     request_uri = await push(client, service, basic_client)
     answers = await asyncio.gather(*(consume(client, service, basic_client.id, request_uri) for _ in range(50)))
     assert sorted(answer["action"] for answer in answers) == ["BAD_REQUEST"] * 49 + ["OK"]
-
-
-@pytest.fixture
-async def second_replica(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """Another app instance on the same database, as a second replica behind a load balancer would be."""
-    replica = create_app(settings)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=replica), base_url=BASE_URL) as http:
-        yield http
-    await replica.state.par.aclose()
 
 
 async def test_concurrent_consumes_across_replicas_have_one_winner(

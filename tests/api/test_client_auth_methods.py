@@ -168,14 +168,6 @@ async def test_replayed_jti_is_refused_even_after_a_failed_push(
     assert_invalid_client(await push(client, service, key_client, credentials), "already used")
 
 
-@pytest.fixture
-async def second_replica(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    replica = create_app(settings)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=replica), base_url=BASE_URL) as http:
-        yield http
-    await replica.state.par.aclose()
-
-
 async def test_replay_is_refused_across_replicas(
     client: httpx.AsyncClient, second_replica: httpx.AsyncClient, service: ServiceHandle, key_client: ClientHandle
 ) -> None:
