@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from pathlib import Path
 from typing import Annotated
 
@@ -98,6 +100,17 @@ class Settings(BaseSettings):
             return "sqlite+aiosqlite:///" + value[len("sqlite:///") :]
         return value
 
+    @field_validator("secret_encryption_key")
+    @classmethod
+    def _check_encryption_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(decode_key(value.get_secret_value()) or b"") != 32:
+            raise ValueError("secret_encryption_key must be 32 bytes in base64url (e.g. secrets.token_urlsafe(32))")
+        return value
+
+    @property
+    def secret_encryption_key_bytes(self) -> bytes | None:
+        return decode_key(self.secret_encryption_key.get_secret_value()) if self.secret_encryption_key else None
+
     @field_validator("public_base_url")
     @classmethod
     def _strip_trailing_slash(cls, value: str) -> str:
@@ -134,3 +147,11 @@ def _secret_problem(name: str, secret: SecretStr | None) -> str | None:
     if len(value) < MIN_SECRET_LENGTH:
         return f"{name} must be at least {MIN_SECRET_LENGTH} characters"
     return None
+
+
+def decode_key(text: str) -> bytes | None:
+    """Base64url with or without padding; None when it is not base64url at all."""
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        return None

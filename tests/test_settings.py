@@ -132,3 +132,16 @@ def test_create_app_refuses_unsafe_settings(tmp_path: Path, weak: dict[str, str 
     with pytest.raises(UnsafeSettingsError):
         create_app(settings)
     assert not (tmp_path / "par.db").exists()
+
+
+@pytest.mark.parametrize("key", ["too-short", "!!!not base64!!!" * 3, "A" * 44])
+def test_secret_encryption_key_must_be_32_bytes(key: str) -> None:
+    with pytest.raises(ValueError, match="32 bytes"):
+        Settings(secret_encryption_key=key)  # type: ignore[arg-type]
+
+
+def test_secret_encryption_key_accepts_token_urlsafe() -> None:
+    import secrets
+
+    settings = Settings(secret_encryption_key=secrets.token_urlsafe(32))  # type: ignore[arg-type]
+    assert settings.secret_encryption_key_bytes is not None and len(settings.secret_encryption_key_bytes) == 32

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -82,12 +81,8 @@ def build_state(settings: Settings) -> AppState:
     engine = create_engine_from_settings(settings)
     sessions = create_session_factory(engine)
     hasher = SecretHasher(settings.pepper_bytes)
-    key = settings.secret_encryption_key
-    secret_box = (
-        SecretBox(base64.urlsafe_b64decode(key.get_secret_value() + "=="))
-        if key
-        else SecretBox.derived_from_pepper(settings.pepper_bytes)
-    )
+    key = settings.secret_encryption_key_bytes
+    secret_box = SecretBox(key) if key else SecretBox.derived_from_pepper(settings.pepper_bytes)
     fetcher = JwksFetcher(
         timeout_seconds=settings.jwks_fetch_timeout_seconds,
         max_bytes=settings.jwks_max_bytes,
