@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     # How long a request stays resolvable and consumable after its first resolve, so that a slow login
     # (MFA, registration) completes even though expires_in has passed (spec-requirements A.12-2).
     default_authorization_session_duration: Annotated[int, Field(gt=0, le=86400)] = 1800
+    # How long a server-issued DPoP nonce stays valid (between 1x and 2x this; RFC 9449 §8).
+    default_dpop_nonce_duration: Annotated[int, Field(gt=0, le=86400)] = 300
+    dpop_proof_max_age_seconds: Annotated[int, Field(gt=0, le=3600)] = 60  # RFC 9449 §11.1
+    max_request_object_lifetime_seconds: Annotated[int, Field(gt=0, le=86400)] = 3600  # FAPI: exp - nbf <= 60 min
     default_max_state_length: Annotated[int, Field(gt=0)] = 2048
     default_max_nonce_length: Annotated[int, Field(gt=0)] = 512
 

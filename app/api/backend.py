@@ -51,6 +51,9 @@ async def pushed_auth_req(service_id: int, request: Request, state: StateDep) ->
                 parameters=call.parameters,
                 basic=basic,
                 dpop_proof=call.dpop,
+                htm=call.htm,
+                htu=call.htu,
+                dpop_nonce_required=bool(call.dpop_nonce_required),
                 client_certificate=call.client_certificate,
             ),
             service=state.service_record(service),
@@ -67,5 +70,6 @@ async def pushed_auth_req(service_id: int, request: Request, state: StateDep) ->
         response_content=json.dumps(outcome.response_content, separators=(",", ":")),
         request_uri=outcome.request_uri,
         client_auth_method=outcome.client_auth_method.name if outcome.client_auth_method else None,
+        dpop_nonce=outcome.dpop_nonce,
     )
     return JSONResponse(answer.model_dump(by_alias=True, exclude_none=True), headers=NO_STORE)

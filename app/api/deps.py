@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -49,7 +51,14 @@ class AppState:
             replay_store=self.replay_store.bound(session),
             clock_skew=timedelta(seconds=self.settings.clock_skew_seconds),
             max_assertion_lifetime=timedelta(seconds=self.settings.max_assertion_lifetime_seconds),
+            dpop_nonce_key=self.dpop_nonce_key,
+            dpop_max_age=timedelta(seconds=self.settings.dpop_proof_max_age_seconds),
+            max_request_object_lifetime=timedelta(seconds=self.settings.max_request_object_lifetime_seconds),
         )
+
+    @property
+    def dpop_nonce_key(self) -> bytes:
+        return hmac.new(self.settings.pepper_bytes, b"par-server dpop nonces", hashlib.sha256).digest()
 
     async def aclose(self) -> None:
         await self.jwks_fetcher.aclose()
@@ -71,6 +80,7 @@ class AppState:
             public_base_url=self.settings.public_base_url,
             default_duration=self.settings.default_pushed_auth_req_duration,
             default_session_duration=self.settings.default_authorization_session_duration,
+            default_dpop_nonce_duration=self.settings.default_dpop_nonce_duration,
             default_max_state_length=self.settings.default_max_state_length,
             default_max_nonce_length=self.settings.default_max_nonce_length,
         )

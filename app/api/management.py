@@ -79,6 +79,12 @@ def service_out(state: AppState, row: Service) -> ServiceOut:
         authorization_session_duration=record.authorization_session_duration,
         consume_request_uri_on_resolve=row.consume_request_uri_on_resolve,
         client_assertion_audience_policy=row.client_assertion_audience_policy,
+        supported_authorization_details_types=list(row.supported_authorization_details_types),
+        request_object_required=row.request_object_required,
+        dpop_nonce_required=row.dpop_nonce_required,
+        dpop_nonce_duration=record.dpop_nonce_duration,
+        fapi_modes=list(row.fapi_modes),
+        allow_unregistered_pushed_redirect_uris=row.allow_unregistered_pushed_redirect_uris,
         par_required=row.par_required,
         supported_scopes=row.supported_scopes,
         supported_response_types=list(row.supported_response_types),
@@ -113,13 +119,31 @@ def apply_service_fields(row: Service, body: ServiceIn, *, public_base_url: str)
         if value:
             value = validate_issuer(value) if field == "issuer" else validate_endpoint_url(field, value)
         setattr(row, field, None if value == derived.get(field) else value or None)
-    for field in ("pushed_auth_req_duration", "authorization_session_duration", "max_state_length", "max_nonce_length"):
+    for field in (
+        "pushed_auth_req_duration",
+        "authorization_session_duration",
+        "max_state_length",
+        "max_nonce_length",
+        "dpop_nonce_duration",
+    ):
         value = getattr(body, field)
         if value is not None:
             setattr(row, field, value or None)  # 0 = the server default
-    for flag in ("par_required", "pkce_required", "pkce_s256_required", "consume_request_uri_on_resolve"):
+    for flag in (
+        "par_required",
+        "pkce_required",
+        "pkce_s256_required",
+        "consume_request_uri_on_resolve",
+        "request_object_required",
+        "dpop_nonce_required",
+        "allow_unregistered_pushed_redirect_uris",
+    ):
         if getattr(body, flag) is not None:
             setattr(row, flag, getattr(body, flag))
+    if body.supported_authorization_details_types is not None:
+        row.supported_authorization_details_types = list(dict.fromkeys(body.supported_authorization_details_types))
+    if body.fapi_modes is not None:
+        row.fapi_modes = [mode.name for mode in body.fapi_modes]
     if body.client_assertion_audience_policy is not None:
         row.client_assertion_audience_policy = body.client_assertion_audience_policy
     if body.supported_scopes is not None:
@@ -148,6 +172,11 @@ async def create_service(state: AppState, body: ServiceIn) -> ServiceCreated:
         pkce_required=False,
         pkce_s256_required=False,
         consume_request_uri_on_resolve=False,
+        supported_authorization_details_types=[],
+        request_object_required=False,
+        dpop_nonce_required=False,
+        fapi_modes=[],
+        allow_unregistered_pushed_redirect_uris=False,
         created_at=now,
         modified_at=now,
     )
@@ -296,6 +325,7 @@ def client_out(row: Client, *, secret: str | None = None) -> ClientOut:
         jwks=row.jwks,
         jwks_uri=row.jwks_uri,
         token_auth_sign_alg=row.token_auth_sign_alg,
+        request_sign_alg=row.request_sign_alg,
         tls_client_auth_subject_dn=row.tls_client_auth_subject_dn,
         tls_client_auth_san_dns=row.tls_client_auth_san_dns,
         tls_client_auth_san_uri=row.tls_client_auth_san_uri,
@@ -356,7 +386,7 @@ async def apply_client_fields(row: Client, body: ClientIn, *, service: Service, 
         row.requestable_scopes = (
             list(body.extension.requestable_scopes or []) if body.extension.requestable_scopes_enabled else None
         )
-    for field in ("token_auth_sign_alg", *TLS_FIELDS):
+    for field in ("token_auth_sign_alg", "request_sign_alg", *TLS_FIELDS):
         value = getattr(body, field)
         if value is not None:
             setattr(row, field, value or None)

@@ -35,7 +35,12 @@ def authorization_server_metadata(
         # META-04: needed when a *_jwt method is supported, and never "none".
         "token_endpoint_auth_signing_alg_values_supported": _signing_algorithms(service),
         "code_challenge_methods_supported": ["S256"] if service.pkce_s256_required else ["S256", "plain"],
-        "request_parameter_supported": False,
+        # RFC 9101 (JAR) at the PAR endpoint; RFC 9449 (DPoP); RFC 9396 (RAR).
+        "request_parameter_supported": True,
+        "request_object_signing_alg_values_supported": list(jose.ASYMMETRIC_ALGORITHMS),
+        "require_signed_request_object": service.request_object_required,
+        "dpop_signing_alg_values_supported": list(jose.ASYMMETRIC_ALGORITHMS),
+        "authorization_details_types_supported": sorted(service.supported_authorization_details_types) or None,
         # RFC 9207: error redirects built by the resolve API carry `iss`.
         "authorization_response_iss_parameter_supported": True,
     }

@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from app.api.deps import AppState, StateDep
 from app.api.errors import BASIC_CHALLENGE, NO_STORE, error_response
 from app.core.client_auth import BasicCredentials, parse_basic_authorization
-from app.core.errors import InvalidClient, InvalidRequest
+from app.core.errors import InvalidClient, InvalidDpopProof, InvalidRequest
 from app.core.par import PushOutcome, PushRequest, push
 from app.core.urls import PAR_PATH
 from app.db.repositories import ServiceRepository, SqlParStore
@@ -44,6 +44,9 @@ def outcome_response(outcome: PushOutcome) -> JSONResponse:
     headers = dict(NO_STORE)
     if outcome.basic_challenge:
         headers["WWW-Authenticate"] = BASIC_CHALLENGE
+    if outcome.dpop_nonce is not None:
+        # RFC 9449 §8: "DPoP-Nonce" carries the nonce the client must use (on errors and successes alike).
+        headers["DPoP-Nonce"] = outcome.dpop_nonce
     return JSONResponse(outcome.response_content, status_code=outcome.http_status, headers=headers)
 
 
@@ -69,7 +72,7 @@ async def pushed_authorization_request(service_id: int, request: Request, state:
         PushRequest(
             parameters=await request.body(),
             basic=_basic_credentials(request),
-            dpop_proof=request.headers.get("dpop"),
+            dpop_proof=_dpop_proof(request),
             client_certificate=_client_certificate(request, state),
         ),
     )
@@ -93,3 +96,11 @@ def _client_certificate(request: Request, state: AppState) -> str | None:
     if not state.settings.trust_client_certificate_header:
         return None
     return request.headers.get(state.settings.client_certificate_header)
+
+
+def _dpop_proof(request: Request) -> str | None:
+    """RFC 9449 §4.3: "There is not more than one DPoP HTTP request header field"."""
+    proofs = request.headers.getlist("dpop")
+    if len(proofs) > 1:
+        raise InvalidDpopProof("more than one DPoP header")
+    return proofs[0] if proofs else None

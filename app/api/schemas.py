@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from app.core.model import ClientAuthMethod, ClientType, GrantType, ResponseType
+from app.core.model import ClientAuthMethod, ClientType, FapiMode, GrantType, ResponseType
 
 E = TypeVar("E", bound=Enum)
 
@@ -39,6 +39,7 @@ AuthMethodName = Annotated[ClientAuthMethod, _enum_by_name(ClientAuthMethod)]
 ClientTypeName = Annotated[ClientType, _enum_by_name(ClientType)]
 GrantTypeName = Annotated[GrantType, _enum_by_name(GrantType)]
 ResponseTypeName = Annotated[ResponseType, _enum_by_name(ResponseType)]
+FapiModeName = Annotated[FapiMode, _enum_by_name(FapiMode)]
 
 
 class CamelModel(BaseModel):
@@ -70,6 +71,12 @@ class ServiceIn(CamelModel):
     authorization_session_duration: Annotated[int, Field(ge=0, le=86400)] | None = None
     consume_request_uri_on_resolve: bool | None = None
     client_assertion_audience_policy: Literal["RFC9126", "FAPI2"] | None = None
+    supported_authorization_details_types: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = None
+    request_object_required: bool | None = None
+    dpop_nonce_required: bool | None = None
+    dpop_nonce_duration: Annotated[int, Field(ge=0, le=86400)] | None = None
+    fapi_modes: list[FapiModeName] | None = None
+    allow_unregistered_pushed_redirect_uris: bool | None = None
     par_required: bool | None = None
     supported_scopes: list[Annotated[Scope, BeforeValidator(_scope_entry)]] | None = None
     supported_response_types: list[ResponseTypeName] | None = None
@@ -93,6 +100,12 @@ class ServiceOut(CamelModel):
     authorization_session_duration: int
     consume_request_uri_on_resolve: bool
     client_assertion_audience_policy: str
+    supported_authorization_details_types: list[str]
+    request_object_required: bool
+    dpop_nonce_required: bool
+    dpop_nonce_duration: int
+    fapi_modes: list[str]
+    allow_unregistered_pushed_redirect_uris: bool
     par_required: bool
     supported_scopes: list[Scope]
     supported_response_types: list[str]
@@ -136,6 +149,7 @@ class ClientIn(CamelModel):
     jwks: str | None = None
     jwks_uri: str | None = None
     token_auth_sign_alg: str | None = None
+    request_sign_alg: str | None = None
     tls_client_auth_subject_dn: Annotated[str, Field(max_length=1000)] | None = None
     tls_client_auth_san_dns: Annotated[str, Field(max_length=300)] | None = None
     tls_client_auth_san_uri: Annotated[str, Field(max_length=2000)] | None = None
@@ -165,6 +179,7 @@ class ClientOut(CamelModel):
     jwks: str | None
     jwks_uri: str | None
     token_auth_sign_alg: str | None
+    request_sign_alg: str | None
     tls_client_auth_subject_dn: str | None
     tls_client_auth_san_dns: str | None
     tls_client_auth_san_uri: str | None

@@ -157,7 +157,9 @@ async def _resolve_pushed(
         return AuthorizationOutcome.bad_request(InvalidRequestUri(UNUSABLE_REQUEST_URI))
     stored = parse_parameters(record.parameters, _UNLIMITED)
     # PAR-33: policy may have changed since the push (scopes, redirect URIs, PKCE): check it again.
-    checked = _validate_or_redirect(stored, client, service=service)
+    checked = _validate_or_redirect(
+        stored, client, service=service, pushed=True, signed=bool(record.request.get("signedRequestObject"))
+    )
     if isinstance(checked, AuthorizationOutcome):
         return checked
     expires_at = record.expires_at
@@ -180,7 +182,7 @@ def _resolve_plain(
     if client is None:
         # RFC 6749 §4.1.2.1: with an invalid client identifier the server "MUST NOT automatically redirect".
         return AuthorizationOutcome.bad_request(InvalidRequest("the client_id does not name a client of this service"))
-    checked = _validate_or_redirect(params, client, service=service, plain=True)
+    checked = _validate_or_redirect(params, client, service=service, pushed=False)
     if isinstance(checked, AuthorizationOutcome):
         return checked
     return AuthorizationOutcome(
@@ -194,7 +196,7 @@ def _resolve_plain(
 
 
 def _validate_or_redirect(
-    params: RequestParameters, client: ClientRecord, *, service: ServiceRecord, plain: bool = False
+    params: RequestParameters, client: ClientRecord, *, service: ServiceRecord, pushed: bool, signed: bool = False
 ) -> dict[str, Any] | AuthorizationOutcome:
     """The normalised request when valid; otherwise a redirect to the client when that is safe, else an
     error page.
@@ -203,15 +205,19 @@ def _validate_or_redirect(
     redirecting to the client's redirection URI.
     """
     try:
-        redirect_uri = validate_redirect_uri(params.get("redirect_uri"), client=client)
+        redirect_uri = validate_redirect_uri(
+            params.get("redirect_uri"),
+            client=client,
+            allow_unregistered=pushed and service.allow_unregistered_pushed_redirect_uris,
+        )
     except OAuthError as error:
         return AuthorizationOutcome.bad_request(error)
     try:
-        if plain and (service.par_required or client.par_required):
+        if not pushed and (service.par_required or client.par_required):
             # RFC 9126 §4 / PAR-34: "the authorization server ... MUST reject" requests not pushed.
             code = "A008306" if service.par_required else "A008305"
             raise InvalidRequest("this client must use pushed authorization requests (request_uri)", result_code=code)
-        return validate_authorization_request(params, service=service, client=client, dpop_proof=None)
+        return validate_authorization_request(params, service=service, client=client, pushed=pushed, signed=signed)
     except OAuthError as error:
         return AuthorizationOutcome(
             AuthorizationAction.LOCATION,

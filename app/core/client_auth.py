@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
@@ -17,7 +19,9 @@ from urllib.parse import unquote_plus
 
 from app.core import jose, mtls
 from app.core.client_assertion import AssertionPolicy, ClientKeys, ReplayStore, verify_client_assertion
+from app.core.dpop import DpopNonces
 from app.core.errors import InvalidClient, InvalidRequest
+from app.core.jar import RequestObjectPolicy
 from app.core.model import ClientAuthMethod, ClientRecord, ServiceRecord
 from app.core.params import RequestParameters
 from app.core.secrets import SecretBox, SecretHasher
@@ -141,6 +145,23 @@ class ClientAuthContext:
     replay_store: ReplayStore
     clock_skew: timedelta
     max_assertion_lifetime: timedelta
+    dpop_nonce_key: bytes
+    dpop_max_age: timedelta
+    max_request_object_lifetime: timedelta
+
+    def dpop_nonces_for(self, service: ServiceRecord) -> DpopNonces:
+        """Nonces keyed per service: valid on every replica, useless at another service."""
+        key = hmac.new(self.dpop_nonce_key, f"dpop-nonce:{service.id}".encode(), hashlib.sha256).digest()
+        return DpopNonces(key, lifetime=timedelta(seconds=service.dpop_nonce_duration))
+
+    def request_object_policy(self, service: ServiceRecord, client: ClientRecord) -> RequestObjectPolicy:
+        return RequestObjectPolicy(
+            issuer=service.issuer,
+            clock_skew=self.clock_skew,
+            max_lifetime=self.max_request_object_lifetime,
+            require_exp_nbf=service.fapi2,
+            allowed_algorithms=(client.request_sign_alg,) if client.request_sign_alg else jose.ASYMMETRIC_ALGORITHMS,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -105,6 +105,13 @@ class InvalidTarget(OAuthError):
     default_result_code = "A251301"
 
 
+class InvalidAuthorizationDetails(OAuthError):
+    """RFC 9396 §5: "invalid_authorization_details" for an unknown type, a missing or invalid field."""
+
+    error = "invalid_authorization_details"
+    default_result_code = "A249301"
+
+
 class RequestNotSupported(OAuthError):
     """RFC 9101 §7: "The authorization server does not support use of the "request" parameter"."""
 

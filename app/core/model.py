@@ -37,6 +37,26 @@ class AudiencePolicy(StrEnum):
     FAPI2 = "FAPI2"
 
 
+class FapiMode(StrEnum):
+    """Authlete's FAPI modes. FAPI2_SECURITY switches on, in one place, what FAPI 2.0 asks of PAR (A.11);
+    FAPI2_MESSAGE_SIGNING_AUTH_REQ also requires signed request objects (FAPI-19)."""
+
+    FAPI1_BASELINE = "fapi1_baseline"
+    FAPI1_ADVANCED = "fapi1_advanced"
+    FAPI2_SECURITY = "fapi2_security"
+    FAPI2_MESSAGE_SIGNING_AUTH_REQ = "fapi2_message_signing_auth_req"
+    FAPI2_MESSAGE_SIGNING_AUTH_RES = "fapi2_message_signing_auth_res"
+    FAPI2_MESSAGE_SIGNING_INTROSPECTION_RES = "fapi2_message_signing_introspection_res"
+
+
+# FAPI 2.0 §5.3.2.1-6 (FAPI-09): only private_key_jwt and mutual TLS authenticate clients.
+FAPI2_AUTH_METHODS = frozenset(
+    {ClientAuthMethod.PRIVATE_KEY_JWT, ClientAuthMethod.TLS_CLIENT_AUTH, ClientAuthMethod.SELF_SIGNED_TLS_CLIENT_AUTH}
+)
+# FAPI 2.0 §5.3.2.2-12 (FAPI-07): "expires_in" shall be less than 600 seconds.
+FAPI2_MAX_PUSHED_REQUEST_DURATION = 599
+
+
 class ClientType(StrEnum):
     PUBLIC = "public"
     CONFIDENTIAL = "confidential"
@@ -109,6 +129,12 @@ class ServiceRecord:
     pkce_s256_required: bool
     max_state_length: int
     max_nonce_length: int
+    supported_authorization_details_types: frozenset[str] = frozenset()
+    request_object_required: bool = False
+    dpop_nonce_required: bool = False
+    dpop_nonce_duration: int = 300
+    fapi2: bool = False  # FAPI2_SECURITY: the effective settings above already include its requirements
+    allow_unregistered_pushed_redirect_uris: bool = False
 
     @property
     def scope_names(self) -> frozenset[str]:
@@ -133,6 +159,8 @@ class ClientRecord:
     pkce_s256_required: bool = False
     dpop_required: bool = False
     token_auth_sign_alg: str | None = None
+    request_sign_alg: str | None = None
+    authorization_details_types: frozenset[str] = frozenset()
     jwks: dict[str, Any] | None = None
     jwks_uri: str | None = None
     encrypted_secret: str | None = None  # client_secret_jwt only: the HMAC key, sealed (SecretBox)

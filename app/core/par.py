@@ -7,6 +7,7 @@ the RFC endpoint maps the action to its HTTP status.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,7 +23,9 @@ from app.core.client_auth import (
     authenticate_client,
     claimed_client_id,
 )
+from app.core.dpop import DpopPolicy, UseDpopNonce, replay_expires_at, replay_key, verify_dpop_proof
 from app.core.errors import (
+    InvalidAuthorizationDetails,
     InvalidClient,
     InvalidDpopProof,
     InvalidRequest,
@@ -33,12 +36,15 @@ from app.core.errors import (
     UnauthorizedClient,
     UnsupportedResponseType,
 )
+from app.core.jar import merge_with_outer, request_object_parameters, verify_request_object
 from app.core.model import ClientAuthMethod, ClientRecord, GrantType, PushedRequestRecord, ResponseType, ServiceRecord
 from app.core.params import ParameterLimits, RequestParameters, parse_parameters
 from app.core.pkce import PkcePolicy, validate_code_challenge
 from app.core.secrets import REQUEST_URI_PREFIX, new_request_reference, reference_hash
 
 SUCCESS_RESULT_CODE = "A245001"
+MAX_REDIRECT_URI_LENGTH = 2000
+MTLS_AUTH_METHODS = frozenset({ClientAuthMethod.TLS_CLIENT_AUTH, ClientAuthMethod.SELF_SIGNED_TLS_CLIENT_AUTH})
 # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 # RFC 9449 §10: dpop_jkt is a base64url SHA-256 JWK thumbprint (RFC 7638): 43 characters.
@@ -74,6 +80,9 @@ class PushRequest:
     parameters: str | bytes
     basic: BasicCredentials | None = None
     dpop_proof: str | None = None
+    htm: str | None = None  # DPoP: the method and URI the proof must name (default POST and the PAR endpoint)
+    htu: str | None = None
+    dpop_nonce_required: bool = False  # per call, at the backend API
     client_certificate: str | None = None  # PEM or RFC 9440, from the TLS terminator or the backend API
 
 
@@ -87,13 +96,16 @@ class PushOutcome:
     client_auth_method: ClientAuthMethod | None = None
     # RFC 6749 §5.2: 401 plus WWW-Authenticate when the client used the Authorization header.
     basic_challenge: bool = False
+    dpop_nonce: str | None = None  # RFC 9449 §8: sent as the DPoP-Nonce header
 
     @property
     def http_status(self) -> int:
         return HTTP_STATUS_BY_ACTION[self.action]
 
     @classmethod
-    def from_error(cls, error: OAuthError, client_auth_method: ClientAuthMethod | None = None) -> PushOutcome:
+    def from_error(
+        cls, error: OAuthError, client_auth_method: ClientAuthMethod | None = None, *, dpop_nonce: str | None = None
+    ) -> PushOutcome:
         return cls(
             action=_ACTION_BY_HTTP_STATUS.get(error.status_code, PushAction.BAD_REQUEST),
             result_code=error.result_code,
@@ -101,6 +113,7 @@ class PushOutcome:
             response_content=error.to_body(),
             client_auth_method=client_auth_method,
             basic_challenge=isinstance(error, InvalidClient) and error.used_authorization_header,
+            dpop_nonce=dpop_nonce,
         )
 
 
@@ -123,12 +136,18 @@ async def push(
 ) -> PushOutcome:
     """Authenticate the client, validate its request and store it (RFC 9126 §2.1 steps 1-3).
 
-    Nothing is stored unless every check passes. OAuth errors become outcomes; anything else (a
+    Nothing is stored unless every check passes (single-use values excepted: a DPoP proof or client
+    assertion is spent even when the request fails). OAuth errors become outcomes; anything else (a
     storage failure) propagates to the caller, which answers ``server_error``.
     """
     auth_method: ClientAuthMethod | None = None
+    nonces = auth.dpop_nonces_for(service)
+    nonce_required = service.dpop_nonce_required or request.dpop_nonce_required
+    # RFC 9449 §8.2: a fresh nonce "MAY" accompany every answer; we send one whenever nonces are in use.
+    fresh_nonce = nonces.issue(now) if nonce_required else None
     try:
         params = parse_parameters(request.parameters, limits)
+        proof_jkt = await _verify_dpop(request, service=service, auth=auth, nonce_required=nonce_required, now=now)
         client_identifier = claimed_client_id(params, request.basic)
         client = await store.get_client(service.id, client_identifier)
         auth_method = await authenticate_client(
@@ -139,23 +158,41 @@ async def push(
             now=now,
         )
         assert client is not None  # authenticate_client refuses unknown clients
-        normalised = validate_authorization_request(
-            params, service=service, client=client, dpop_proof=request.dpop_proof
-        )
+        signed = "request" in params
+        if signed:
+            claims = await verify_request_object(
+                params.get("request") or "",
+                client=client,
+                client_keys=auth.client_keys,
+                policy=auth.request_object_policy(service, client),
+                now=now,
+            )
+            params = merge_with_outer(params, request_object_parameters(claims))
+        stored = params.without(CLIENT_AUTHENTICATION_PARAMETERS)
+        if proof_jkt is not None:
+            pushed_jkt = stored.get("dpop_jkt")
+            if pushed_jkt is not None and pushed_jkt != proof_jkt:
+                # RFC 9449 §10.1: when both are present the thumbprints must match (DPOP-04).
+                raise InvalidRequest("dpop_jkt does not match the key of the DPoP proof")
+            # RFC 9449 §10.1: the server "MUST ... behave as if" the proof's thumbprint "had been sent" as dpop_jkt.
+            stored = stored.with_value("dpop_jkt", proof_jkt)
+        normalised = validate_authorization_request(stored, service=service, client=client, pushed=True, signed=signed)
         reference = new_request_reference()
         await store.add_pushed_request(
             PushedRequestRecord(
                 reference_hash=reference_hash(reference),
                 service_id=service.id,
                 client_id=client.id,
-                parameters=params.without(CLIENT_AUTHENTICATION_PARAMETERS).encode(),
+                parameters=stored.encode(),
                 request=normalised,
                 created_at=now,
                 expires_at=now + timedelta(seconds=service.pushed_auth_req_duration),
             )
         )
+    except UseDpopNonce as error:
+        return PushOutcome.from_error(error, auth_method, dpop_nonce=error.nonce)
     except OAuthError as error:
-        return PushOutcome.from_error(error, auth_method)
+        return PushOutcome.from_error(error, auth_method, dpop_nonce=fresh_nonce)
     request_uri = REQUEST_URI_PREFIX + reference
     return PushOutcome(
         action=PushAction.CREATED,
@@ -168,14 +205,38 @@ async def push(
         response_content={"expires_in": service.pushed_auth_req_duration, "request_uri": request_uri},
         request_uri=request_uri,
         client_auth_method=auth_method,
+        dpop_nonce=fresh_nonce,
     )
 
 
+async def _verify_dpop(
+    request: PushRequest, *, service: ServiceRecord, auth: ClientAuthContext, nonce_required: bool, now: datetime
+) -> str | None:
+    """RFC 9449 §10.1: "the DPoP header ... at the PAR endpoint"; returns the proof key's thumbprint."""
+    if request.dpop_proof is None:
+        return None
+    htu = request.htu or service.pushed_auth_req_endpoint
+    policy = DpopPolicy(clock_skew=auth.clock_skew, max_age=auth.dpop_max_age, nonce_required=nonce_required)
+    proof = verify_dpop_proof(
+        request.dpop_proof,
+        htm=request.htm or "POST",
+        htu=htu,
+        policy=policy,
+        nonces=auth.dpop_nonces_for(service),
+        now=now,
+    )
+    # RFC 9449 §11.1: proofs are accepted once; remembered until their iat window has passed.
+    if not await auth.replay_store.remember(replay_key(proof, htu), expires_at=replay_expires_at(proof, policy)):
+        raise InvalidDpopProof("the DPoP proof was already used (jti replay)")
+    return proof.jkt
+
+
 def validate_authorization_request(
-    params: RequestParameters, *, service: ServiceRecord, client: ClientRecord, dpop_proof: str | None
+    params: RequestParameters, *, service: ServiceRecord, client: ClientRecord, pushed: bool, signed: bool = False
 ) -> dict[str, Any]:
-    """Validate an authorization request and return its normalised form: pushed ones at the PAR endpoint,
-    plain ones (and re-checks of pushed ones) at the authorization endpoint.
+    """Validate an authorization request and return its normalised form: pushed ones at the PAR endpoint
+    (``pushed``; ``signed`` when they came in a verified request object), plain ones and re-checks of
+    pushed ones at the authorization endpoint.
 
     RFC 9126 §2.1: "The authorization server MUST validate the pushed request as it would an
     authorization request sent to the authorization endpoint."
@@ -187,20 +248,27 @@ def validate_authorization_request(
             result_code="A248301",
         )
     if "request" in params:
-        raise RequestNotSupported("request objects (RFC 9101) are not supported by this server yet")
-    if client.request_object_required:
-        # RFC 9126 §2.3: a request that is not a signed request object "MUST" be rejected with invalid_request.
+        raise RequestNotSupported("request objects are accepted at the pushed authorization request endpoint only")
+    if not signed and (service.request_object_required or client.request_object_required):
+        # RFC 9126 §2.3 / PAR-22: a request that is not a signed request object is rejected with invalid_request.
         raise InvalidRequest("this client must push a signed request object (request parameter)", result_code="A008309")
-    if dpop_proof is not None:
-        raise InvalidDpopProof("DPoP proofs are not supported by this server yet")
     dpop_jkt = params.get("dpop_jkt")
     if dpop_jkt is not None and not _JWK_THUMBPRINT.fullmatch(dpop_jkt):
         raise InvalidRequest("dpop_jkt must be a base64url SHA-256 JWK thumbprint (RFC 7638)")
     if client.dpop_required and dpop_jkt is None:
-        raise InvalidRequest("this client must bind its request to a DPoP key (dpop_jkt)", result_code="A001301")
+        raise InvalidRequest(
+            "this client must bind its request to a DPoP key (DPoP proof or dpop_jkt)", result_code="A001301"
+        )
+    if service.fapi2 and dpop_jkt is None and client.token_auth_method not in MTLS_AUTH_METHODS:
+        # FAPI 2.0 §5.3.2.1 (FAPI-12): sender-constrained: DPoP (here, dpop_jkt or a proof) or mutual TLS.
+        raise InvalidRequest("FAPI 2.0 requires a sender-constrained request: a DPoP proof, dpop_jkt, or mutual TLS")
 
     response_type = _validate_response_type(params.get("response_type"), service=service, client=client)
-    redirect_uri = validate_redirect_uri(params.get("redirect_uri"), client=client)
+    redirect_uri = validate_redirect_uri(
+        params.get("redirect_uri"),
+        client=client,
+        allow_unregistered=pushed and service.allow_unregistered_pushed_redirect_uris,
+    )
     scopes = _validate_scopes(params.get("scope"), service=service, client=client)
     state = params.get("state")
     if state is not None and len(state) > service.max_state_length:
@@ -232,12 +300,40 @@ def validate_authorization_request(
         "codeChallenge": pkce.challenge if pkce else None,
         "codeChallengeMethod": pkce.method if pkce else None,
         "dpopJkt": dpop_jkt,
+        "authorizationDetails": _validate_authorization_details(
+            params.get("authorization_details"), service=service, client=client
+        ),
+        "resources": _validate_resources(params.get_all("resource")) or None,
+        "signedRequestObject": True if signed else None,
     }
     normalised.update({key: value for key, value in optional.items() if value is not None})
-    resources = _validate_resources(params.get_all("resource"))
-    if resources:
-        normalised["resources"] = resources
     return normalised
+
+
+def _validate_authorization_details(
+    value: str | None, *, service: ServiceRecord, client: ClientRecord
+) -> list[dict[str, Any]] | None:
+    """RFC 9396 §2: "The request parameter authorization_details contains, in JSON notation, an array of
+    objects. Each JSON object contains the data to specify the authorization requirements for a certain
+    type of resource." §2: "type: ... REQUIRED"; §5: unknown types are "invalid_authorization_details"."""
+    if value is None:
+        return None
+    try:
+        details = json.loads(value)
+    except ValueError:
+        raise InvalidAuthorizationDetails("authorization_details is not valid JSON") from None
+    if not isinstance(details, list) or not details:
+        raise InvalidAuthorizationDetails("authorization_details must be a non-empty JSON array")
+    for index, detail in enumerate(details):
+        if not isinstance(detail, dict) or not isinstance(detail.get("type"), str) or not detail["type"]:
+            raise InvalidAuthorizationDetails(f"authorization_details[{index}] must be an object with a string type")
+        if detail["type"] not in service.supported_authorization_details_types:
+            raise InvalidAuthorizationDetails(
+                f"authorization_details[{index}] has a type this service does not support"
+            )
+        if client.authorization_details_types and detail["type"] not in client.authorization_details_types:
+            raise InvalidAuthorizationDetails(f"authorization_details[{index}] has a type this client may not use")
+    return details
 
 
 def _validate_resources(values: list[str]) -> list[str]:
@@ -267,8 +363,13 @@ def _validate_response_type(value: str | None, *, service: ServiceRecord, client
     return response_type
 
 
-def validate_redirect_uri(value: str | None, *, client: ClientRecord) -> str:
-    """RFC 9126 §2.3: a missing or unregistered redirect_uri is answered with invalid_request."""
+def validate_redirect_uri(value: str | None, *, client: ClientRecord, allow_unregistered: bool = False) -> str:
+    """RFC 9126 §2.3: a missing or unregistered redirect_uri is answered with invalid_request.
+
+    RFC 9126 §2.4: with ``allow_unregistered`` (a service policy), an authenticated client may push a
+    redirect URI it did not register; §7.2: "only clients that have authentication credentials" may, and
+    it is still syntax-checked: https, or http on a loopback address (FAPI-15, RFC 8252 §7.3).
+    """
     if value is None:
         raise InvalidRequest("the redirect_uri parameter is required", result_code="A253302")
     parts = urlsplit(value)
@@ -278,9 +379,16 @@ def validate_redirect_uri(value: str | None, *, client: ClientRecord) -> str:
             "the redirect_uri is malformed: it must be absolute and have no fragment", result_code="A253304"
         )
     # RFC 6749 §3.1.2.3 / RFC 9700 §2.1: exact string matching against the registered URIs.
-    if value not in client.redirect_uris:
-        raise InvalidRequest("the redirect_uri is not registered for this client", result_code="A253303")
-    return value
+    if value in client.redirect_uris:
+        return value
+    if allow_unregistered and client.token_auth_method is not ClientAuthMethod.NONE:
+        loopback = parts.scheme == "http" and parts.hostname in ("127.0.0.1", "::1", "localhost")
+        if (parts.scheme == "https" or loopback) and parts.hostname and len(value) <= MAX_REDIRECT_URI_LENGTH:
+            return value
+        raise InvalidRequest(
+            "an unregistered redirect_uri must use https (or http on a loopback address)", result_code="A253304"
+        )
+    raise InvalidRequest("the redirect_uri is not registered for this client", result_code="A253303")
 
 
 def _validate_scopes(value: str | None, *, service: ServiceRecord, client: ClientRecord) -> list[str]:

@@ -49,6 +49,10 @@ class RequestParameters:
     def without(self, names: frozenset[str]) -> RequestParameters:
         return RequestParameters(tuple((key, value) for key, value in self.pairs if key not in names))
 
+    def with_value(self, name: str, value: str) -> RequestParameters:
+        """These parameters with ``name`` set to ``value`` (replacing any value it had)."""
+        return RequestParameters((*((k, v) for k, v in self.pairs if k != name), (name, value)))
+
     def encode(self) -> str:
         return urlencode(self.pairs)
 

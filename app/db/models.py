@@ -72,6 +72,15 @@ class Service(Base):
     client_assertion_audience_policy: Mapped[str] = mapped_column(
         String(20), default="RFC9126", server_default="RFC9126"
     )
+    supported_authorization_details_types: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
+    request_object_required: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    dpop_nonce_required: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    dpop_nonce_duration: Mapped[int | None] = mapped_column(Integer)  # None: the server default
+    fapi_modes: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
+    # RFC 9126 §2.4: confidential clients may push redirect URIs they did not register.
+    allow_unregistered_pushed_redirect_uris: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
     consume_request_uri_on_resolve: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     par_required: Mapped[bool] = mapped_column(Boolean, default=False)
     supported_scopes: Mapped[list[Any]] = mapped_column(default=list)
@@ -113,6 +122,7 @@ class Client(Base):
     # HMAC key of its assertions cannot be a one-way hash.
     encrypted_secret: Mapped[str | None] = mapped_column(String(300))
     token_auth_sign_alg: Mapped[str | None] = mapped_column(String(20))
+    request_sign_alg: Mapped[str | None] = mapped_column(String(20))
     tls_client_auth_subject_dn: Mapped[str | None] = mapped_column(String(1000))
     tls_client_auth_san_dns: Mapped[str | None] = mapped_column(String(300))
     tls_client_auth_san_uri: Mapped[str | None] = mapped_column(String(2000))

@@ -353,7 +353,7 @@ async def test_method_disabled_on_the_service_after_registration(
     ("overrides", "status", "error", "fragment"),
     [
         ({"request_uri": "urn:ietf:params:oauth:request_uri:abc"}, 400, "invalid_request", "request_uri"),  # PAR-11
-        ({"request": "eyJ.eyJ.sig"}, 400, "request_not_supported", "request objects"),
+        ({"request": "eyJ.eyJ.sig"}, 400, "invalid_request_object", "request object"),
         ({"response_type": None}, 400, "invalid_request", "response_type"),
         ({"response_type": "token"}, 400, "unsupported_response_type", "response_type"),
         ({"response_type": "code code"}, 400, "unsupported_response_type", "response_type"),
@@ -499,10 +499,10 @@ async def test_dpop_required_needs_dpop_jkt(
     assert (await push(client, service, par_params(bound, dpop_jkt=jkt), bound.basic())).status_code == 201
 
 
-async def test_dpop_header_is_refused_until_supported(
+async def test_malformed_dpop_header_is_refused(
     client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle
 ) -> None:
-    """DPOP-03: a proof cannot be silently ignored, since the client would believe its code is bound."""
+    """DPOP-03/05: a proof is never silently ignored, since the client would believe its code is bound."""
     response = await push(client, service, par_params(basic_client), basic_client.basic() | {"DPoP": "eyJ.x.y"})
     assert_oauth_error(response, 400, "invalid_dpop_proof")
 
