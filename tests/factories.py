@@ -122,21 +122,42 @@ def unsigned_jwt(claims: dict[str, Any]) -> str:
     return f"{segment({'alg': 'none'})}.{segment(claims)}."
 
 
-def dpop_proof(key: Any, *, htu: str, htm: str = "POST", alg: str = "ES256", nonce: str | None = None,
-               iat: int | None = None, typ: str = "dpop+jwt") -> str:
+def dpop_proof(
+    key: Any,
+    *,
+    htu: str,
+    htm: str = "POST",
+    alg: str = "ES256",
+    nonce: str | None = None,
+    iat: int | None = None,
+    typ: str = "dpop+jwt",
+) -> str:
     """A DPoP proof (RFC 9449 §4.2) signed with ``key``, carrying its public JWK."""
-    claims: dict[str, Any] = {"jti": f"p-{time.monotonic_ns()}", "htm": htm, "htu": htu,
-                              "iat": iat if iat is not None else int(time.time())}
+    claims: dict[str, Any] = {
+        "jti": f"p-{time.monotonic_ns()}",
+        "htm": htm,
+        "htu": htu,
+        "iat": iat if iat is not None else int(time.time()),
+    }
     if nonce is not None:
         claims["nonce"] = nonce
     return jwt.encode({"typ": typ, "alg": alg, "jwk": key.as_dict(private=False)}, claims, key, algorithms=[alg])
 
 
-def request_object(client: ClientHandle, key: Any, *, aud: str, alg: str = "ES256", lifetime: int = 300,
-                   **parameters: Any) -> str:
+def request_object(
+    client: ClientHandle, key: Any, *, aud: str, alg: str = "ES256", lifetime: int = 300, **parameters: Any
+) -> str:
     """A signed request object (RFC 9101 §4) carrying ``parameters``, as a client pushes it."""
     now = int(time.time())
-    claims = {"iss": str(client.id), "aud": aud, "client_id": str(client.id), "iat": now, "nbf": now,
-              "exp": now + lifetime, "jti": f"r-{time.monotonic_ns()}", **parameters}
+    claims = {
+        "iss": str(client.id),
+        "aud": aud,
+        "client_id": str(client.id),
+        "iat": now,
+        "nbf": now,
+        "exp": now + lifetime,
+        "jti": f"r-{time.monotonic_ns()}",
+        **parameters,
+    }
     header = {"alg": alg, "typ": "oauth-authz-req+jwt", **({"kid": key.kid} if getattr(key, "kid", None) else {})}
     return jwt.encode(header, claims, key, algorithms=[alg])

@@ -33,6 +33,7 @@ from app.core.registration import (
     validate_issuer,
     validate_jwks,
     validate_redirect_uri,
+    validate_request_sign_alg,
 )
 from app.core.secrets import new_numeric_id
 from app.core.urls import default_issuer, default_par_endpoint
@@ -390,6 +391,7 @@ async def apply_client_fields(row: Client, body: ClientIn, *, service: Service, 
         value = getattr(body, field)
         if value is not None:
             setattr(row, field, value or None)
+    validate_request_sign_alg(row.request_sign_alg)
     validate_client_authentication(
         method,
         sign_alg=row.token_auth_sign_alg,

@@ -74,6 +74,12 @@ TLS_ATTRIBUTES = (
 )
 
 
+def validate_request_sign_alg(alg: str | None) -> None:
+    """Request objects are verified with the client's public keys: an asymmetric algorithm, never none."""
+    if alg is not None and alg not in jose.ASYMMETRIC_ALGORITHMS:
+        raise ApiBadRequest(f"requestSignAlg must be one of {', '.join(jose.ASYMMETRIC_ALGORITHMS)}")
+
+
 def validate_client_authentication(
     method: ClientAuthMethod,
     *,

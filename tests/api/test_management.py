@@ -372,6 +372,8 @@ async def test_unknown_bearer_token_is_401(client: httpx.AsyncClient, factory: F
             id="tls-client-auth-with-two-subjects",
         ),
         pytest.param({"tokenAuthMethod": "CLIENT_SECRET_JWT", "tokenAuthSignAlg": "ES256"}, id="jwt-alg-mismatch"),
+        pytest.param({"requestSignAlg": "none"}, id="request-sign-alg-none"),
+        pytest.param({"requestSignAlg": "HS256"}, id="request-sign-alg-symmetric"),
         pytest.param(
             {"tokenAuthMethod": "PRIVATE_KEY_JWT", "jwks": '{"keys": []}', "jwksUri": "https://c.example/jwks"},
             id="jwks-and-jwks-uri",
