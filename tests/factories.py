@@ -31,6 +31,14 @@ class ServiceHandle:
         return f"/services/{self.id}/par"
 
     @property
+    def issuer(self) -> str:
+        return str(self.body["issuer"])
+
+    @property
+    def par_url(self) -> str:
+        return str(self.body["pushedAuthReqEndpoint"])
+
+    @property
     def bearer(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 

@@ -81,10 +81,6 @@ def jwks_server() -> Iterator[JwksServer]:
     server.close()
 
 
-def issuer(service: ServiceHandle) -> str:
-    return f"{BASE_URL}/services/{service.id}"
-
-
 async def push(
     http: httpx.AsyncClient,
     service: ServiceHandle,
@@ -118,16 +114,16 @@ async def test_private_key_jwt(client: httpx.AsyncClient, service: ServiceHandle
     """CA-01..06: an assertion signed with a registered key; client_id may be left out (RFC 7521 §4.2)."""
     assert key_client.secret is None
     for key, alg in ((EC_KEY, "ES256"), (RSA_KEY, "PS256"), (RSA_KEY, "RS256")):
-        response = await push(client, service, key_client, client_assertion(key_client, key, alg, aud=issuer(service)))
+        response = await push(client, service, key_client, client_assertion(key_client, key, alg, aud=service.issuer))
         assert response.status_code == 201, response.text
-    credentials = client_assertion(key_client, EC_KEY, "ES256", aud=issuer(service))
+    credentials = client_assertion(key_client, EC_KEY, "ES256", aud=service.issuer)
     assert (await push(client, service, key_client, credentials, client_id=None)).status_code == 201
 
 
 async def test_backend_reports_the_method(
     client: httpx.AsyncClient, service: ServiceHandle, key_client: ClientHandle
 ) -> None:
-    parameters = par_params(key_client) | client_assertion(key_client, EC_KEY, "ES256", aud=issuer(service))
+    parameters = par_params(key_client) | client_assertion(key_client, EC_KEY, "ES256", aud=service.issuer)
     answer = (
         await client.post(
             f"/api/{service.id}/pushed_auth_req", headers=service.bearer, json={"parameters": urlencode(parameters)}
@@ -140,7 +136,7 @@ async def test_wrong_key_and_expired_and_future(
     client: httpx.AsyncClient, service: ServiceHandle, key_client: ClientHandle
 ) -> None:
     other = ECKey.generate_key("P-256", private=True, parameters={"kid": "ec-1"})
-    aud = issuer(service)
+    aud = service.issuer
     now = int(time.time())
     assert_invalid_client(
         await push(client, service, key_client, client_assertion(key_client, other, "ES256", aud=aud)), "signature"
@@ -153,7 +149,7 @@ async def test_wrong_key_and_expired_and_future(
 
 async def test_alg_none_is_refused(client: httpx.AsyncClient, service: ServiceHandle, key_client: ClientHandle) -> None:
     now = int(time.time())
-    claims = {"iss": str(key_client.id), "sub": str(key_client.id), "aud": issuer(service), "jti": "n", "exp": now + 60}
+    claims = {"iss": str(key_client.id), "sub": str(key_client.id), "aud": service.issuer, "jti": "n", "exp": now + 60}
     unsigned = {"client_assertion_type": CLIENT_ASSERTION_TYPE, "client_assertion": unsigned_jwt(claims)}
     assert_invalid_client(await push(client, service, key_client, unsigned), "not allowed")
 
@@ -162,7 +158,7 @@ async def test_replayed_jti_is_refused_even_after_a_failed_push(
     client: httpx.AsyncClient, service: ServiceHandle, key_client: ClientHandle
 ) -> None:
     """CA-05: the assertion is used once, whatever became of the request that used it."""
-    credentials = client_assertion(key_client, EC_KEY, "ES256", aud=issuer(service))
+    credentials = client_assertion(key_client, EC_KEY, "ES256", aud=service.issuer)
     failed = await push(client, service, key_client, credentials, scope="admin")
     assert failed.json()["error"] == "invalid_scope"
     assert_invalid_client(await push(client, service, key_client, credentials), "already used")
@@ -171,7 +167,7 @@ async def test_replayed_jti_is_refused_even_after_a_failed_push(
 async def test_replay_is_refused_across_replicas(
     client: httpx.AsyncClient, second_replica: httpx.AsyncClient, service: ServiceHandle, key_client: ClientHandle
 ) -> None:
-    credentials = client_assertion(key_client, EC_KEY, "ES256", aud=issuer(service))
+    credentials = client_assertion(key_client, EC_KEY, "ES256", aud=service.issuer)
     assert (await push(client, service, key_client, credentials)).status_code == 201
     assert_invalid_client(await push(second_replica, service, key_client, credentials), "already used")
 
@@ -197,10 +193,10 @@ async def test_audience_policies(
     service = await factory.service(clientAssertionAudiencePolicy=policy, tokenEndpoint="https://as.example/token")
     key_client = await factory.client(service, tokenAuthMethod="PRIVATE_KEY_JWT", jwks=public_jwks(EC_KEY))
     aud = {
-        "issuer": issuer(service),
+        "issuer": service.issuer,
         "par": f"{BASE_URL}{service.par_path}",
         "token": "https://as.example/token",
-        "array": [issuer(service)],
+        "array": [service.issuer],
         "other": "https://elsewhere.example",
     }[audience]
     response = await push(client, service, key_client, client_assertion(key_client, EC_KEY, "ES256", aud=aud))
@@ -219,15 +215,15 @@ async def test_jwks_uri_with_key_rotation(
     jwks_server.document = json.loads(public_jwks(first))
     uri_client = await factory.client(service, tokenAuthMethod="PRIVATE_KEY_JWT", jwksUri=jwks_server.url)
     assert (
-        await push(client, service, uri_client, client_assertion(uri_client, first, "ES256", aud=issuer(service)))
+        await push(client, service, uri_client, client_assertion(uri_client, first, "ES256", aud=service.issuer))
     ).status_code == 201
     assert (
-        await push(client, service, uri_client, client_assertion(uri_client, first, "ES256", aud=issuer(service)))
+        await push(client, service, uri_client, client_assertion(uri_client, first, "ES256", aud=service.issuer))
     ).status_code == 201
     assert jwks_server.hits == 1  # cached
     jwks_server.document = json.loads(public_jwks(rotated))
     response = await push(
-        client, service, uri_client, client_assertion(uri_client, rotated, "ES256", aud=issuer(service))
+        client, service, uri_client, client_assertion(uri_client, rotated, "ES256", aud=service.issuer)
     )
     assert response.status_code == 201, response.text
     assert jwks_server.hits == 2
@@ -238,7 +234,7 @@ async def test_unreachable_jwks_uri_is_invalid_client(
 ) -> None:
     uri_client = await factory.client(service, tokenAuthMethod="PRIVATE_KEY_JWT", jwksUri="http://127.0.0.1:1/jwks")
     response = await push(
-        client, service, uri_client, client_assertion(uri_client, EC_KEY, "ES256", aud=issuer(service))
+        client, service, uri_client, client_assertion(uri_client, EC_KEY, "ES256", aud=service.issuer)
     )
     assert_invalid_client(response, "jwksUri")
 
@@ -253,7 +249,7 @@ async def test_client_secret_jwt_and_secret_refresh(
     assert hmac_client.secret is not None
 
     def credentials(secret: str) -> dict[str, str]:
-        return client_assertion(hmac_client, OctKey.import_key(secret.encode()), "HS256", aud=issuer(service))
+        return client_assertion(hmac_client, OctKey.import_key(secret.encode()), "HS256", aud=service.issuer)
 
     assert (await push(client, service, hmac_client, credentials(hmac_client.secret))).status_code == 201
     assert_invalid_client(await push(client, service, hmac_client, credentials("w" * 50)), "signature")
@@ -276,14 +272,14 @@ async def test_switching_to_client_secret_jwt_issues_a_readable_secret(
     ).json()
     secret = update["clientSecret"]
     assert secret != basic_client.secret
-    credentials = client_assertion(basic_client, OctKey.import_key(secret.encode()), "HS256", aud=issuer(service))
+    credentials = client_assertion(basic_client, OctKey.import_key(secret.encode()), "HS256", aud=service.issuer)
     assert (await push(client, service, basic_client, credentials)).status_code == 201
 
 
 async def test_secret_methods_do_not_accept_assertions_and_vice_versa(
     client: httpx.AsyncClient, service: ServiceHandle, key_client: ClientHandle, basic_client: ClientHandle
 ) -> None:
-    assertion = client_assertion(basic_client, EC_KEY, "ES256", aud=issuer(service))
+    assertion = client_assertion(basic_client, EC_KEY, "ES256", aud=service.issuer)
     assert_invalid_client(await push(client, service, basic_client, assertion), "registered for")
     assert_invalid_client(await push(client, service, key_client, {"client_secret": "x"}), "registered for")
 

@@ -11,7 +11,6 @@ import httpx
 import pytest
 from joserfc.jwk import ECKey, OctKey
 
-from tests.conftest import BASE_URL
 from tests.factories import (
     CODE_CHALLENGE,
     REDIRECT_URI,
@@ -27,14 +26,6 @@ from tests.factories import (
 
 DPOP_KEY = ECKey.generate_key("P-256", private=True)
 SIGNING_KEY = ECKey.generate_key("P-256", private=True, parameters={"kid": "sig-1"})
-
-
-def par_url(service: ServiceHandle) -> str:
-    return f"{BASE_URL}{service.par_path}"
-
-
-def issuer(service: ServiceHandle) -> str:
-    return f"{BASE_URL}/services/{service.id}"
 
 
 async def push(
@@ -76,7 +67,7 @@ async def test_dpop_proof_binds_the_request(
     client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle
 ) -> None:
     """DPOP-02 / DPOP-03: the proof's key thumbprint is stored as if sent as dpop_jkt."""
-    response = await push(client, service, basic_client, headers={"DPoP": dpop_proof(DPOP_KEY, htu=par_url(service))})
+    response = await push(client, service, basic_client, headers={"DPoP": dpop_proof(DPOP_KEY, htu=service.par_url)})
     assert response.status_code == 201, response.text
     request = await resolved_request(client, service, basic_client, response.json()["request_uri"])
     assert request["dpopJkt"] == DPOP_KEY.thumbprint()
@@ -87,12 +78,12 @@ async def test_dpop_jkt_must_match_the_proof(
 ) -> None:
     """DPOP-04 / …-ensure-mismatched-dpop-jkt-fails."""
     other = ECKey.generate_key("P-256", private=True)
-    headers = {"DPoP": dpop_proof(DPOP_KEY, htu=par_url(service))}
+    headers = {"DPoP": dpop_proof(DPOP_KEY, htu=service.par_url)}
     assert (
         error_of(await push(client, service, basic_client, headers=headers, dpop_jkt=other.thumbprint()))
         == "invalid_request"
     )
-    headers = {"DPoP": dpop_proof(DPOP_KEY, htu=par_url(service))}
+    headers = {"DPoP": dpop_proof(DPOP_KEY, htu=service.par_url)}
     assert (
         await push(client, service, basic_client, headers=headers, dpop_jkt=DPOP_KEY.thumbprint())
     ).status_code == 201
@@ -103,7 +94,7 @@ async def test_bad_dpop_proofs(
     client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle, problem: str
 ) -> None:
     """DPOP-05 / DPOP-09: each check of RFC 9449 §4.3."""
-    url = par_url(service)
+    url = service.par_url
     proofs = {
         "wrong-htu": lambda: dpop_proof(DPOP_KEY, htu=url + "/other"),
         "wrong-htm": lambda: dpop_proof(DPOP_KEY, htu=url, htm="GET"),
@@ -134,7 +125,7 @@ def _symmetric_proof(url: str) -> str:
 async def test_two_dpop_headers_are_refused(
     client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle
 ) -> None:
-    proof = dpop_proof(DPOP_KEY, htu=par_url(service))
+    proof = dpop_proof(DPOP_KEY, htu=service.par_url)
     response = await client.post(
         service.par_path,
         data=par_params(basic_client),
@@ -147,17 +138,17 @@ async def test_server_nonce_retry(client: httpx.AsyncClient, factory: Factory) -
     """DPOP-07 / DPOP-08: use_dpop_nonce with a DPoP-Nonce header and no other challenge; the retry passes."""
     service = await factory.service(dpopNonceRequired=True)
     par_client = await factory.client(service)
-    first = await push(client, service, par_client, headers={"DPoP": dpop_proof(DPOP_KEY, htu=par_url(service))})
+    first = await push(client, service, par_client, headers={"DPoP": dpop_proof(DPOP_KEY, htu=service.par_url)})
     assert error_of(first) == "use_dpop_nonce"
     assert "www-authenticate" not in first.headers
     nonce = first.headers["dpop-nonce"]
     retry = await push(
-        client, service, par_client, headers={"DPoP": dpop_proof(DPOP_KEY, htu=par_url(service), nonce=nonce)}
+        client, service, par_client, headers={"DPoP": dpop_proof(DPOP_KEY, htu=service.par_url, nonce=nonce)}
     )
     assert retry.status_code == 201, retry.text
     assert retry.headers["dpop-nonce"]
     forged = await push(
-        client, service, par_client, headers={"DPoP": dpop_proof(DPOP_KEY, htu=par_url(service), nonce="forged")}
+        client, service, par_client, headers={"DPoP": dpop_proof(DPOP_KEY, htu=service.par_url, nonce="forged")}
     )
     assert error_of(forged) == "use_dpop_nonce"
 
@@ -169,14 +160,14 @@ async def test_nonce_of_one_service_is_useless_at_another(client: httpx.AsyncCli
     other_client = await factory.client(other_service)
     nonce = (
         await push(
-            client, first_service, first_client, headers={"DPoP": dpop_proof(DPOP_KEY, htu=par_url(first_service))}
+            client, first_service, first_client, headers={"DPoP": dpop_proof(DPOP_KEY, htu=first_service.par_url)}
         )
     ).headers["dpop-nonce"]
     response = await push(
         client,
         other_service,
         other_client,
-        headers={"DPoP": dpop_proof(DPOP_KEY, htu=par_url(other_service), nonce=nonce)},
+        headers={"DPoP": dpop_proof(DPOP_KEY, htu=other_service.par_url, nonce=nonce)},
     )
     assert error_of(response) == "use_dpop_nonce"
 
@@ -204,14 +195,14 @@ async def test_backend_dpop_fields(
     )
     created = await call(dpop=dpop_proof(DPOP_KEY, htu=htu, nonce=challenged["dpopNonce"]), dpopNonceRequired=True)
     assert created["action"] == "CREATED" and created["dpopNonce"]
-    assert (await call(dpop=dpop_proof(DPOP_KEY, htu=par_url(service))))["action"] == "BAD_REQUEST"  # htu is given
+    assert (await call(dpop=dpop_proof(DPOP_KEY, htu=service.par_url)))["action"] == "BAD_REQUEST"  # htu is given
 
 
 async def test_dpop_required_client(client: httpx.AsyncClient, factory: Factory, service: ServiceHandle) -> None:
     bound = await factory.client(service, dpopRequired=True)
     assert error_of(await push(client, service, bound)) == "invalid_request"
     assert (await push(client, service, bound, dpop_jkt=DPOP_KEY.thumbprint())).status_code == 201
-    proof = dpop_proof(DPOP_KEY, htu=par_url(service))
+    proof = dpop_proof(DPOP_KEY, htu=service.par_url)
     assert (await push(client, service, bound, headers={"DPoP": proof})).status_code == 201
 
 
@@ -236,7 +227,7 @@ def signed_request(client: ClientHandle, service: ServiceHandle, **overrides: An
     parameters = {key: value for key, value in parameters.items() if value is not None}
     return {
         "client_id": str(client.id),
-        "request": request_object(client, SIGNING_KEY, aud=issuer(service), **parameters),
+        "request": request_object(client, SIGNING_KEY, aud=service.issuer, **parameters),
     }
 
 
@@ -260,18 +251,18 @@ async def test_bad_request_objects(
     form = signed_request(jar_client, service)
     if problem == "wrong-key":
         stranger = ECKey.generate_key("P-256", private=True, parameters={"kid": "sig-1"})
-        form["request"] = request_object(jar_client, stranger, aud=issuer(service), response_type="code")
+        form["request"] = request_object(jar_client, stranger, aud=service.issuer, response_type="code")
     elif problem == "expired":
         form["request"] = request_object(
-            jar_client, SIGNING_KEY, aud=issuer(service), lifetime=-120, response_type="code"
+            jar_client, SIGNING_KEY, aud=service.issuer, lifetime=-120, response_type="code"
         )
     elif problem == "request_uri-claim":
         form = signed_request(jar_client, service, request_uri="urn:ietf:params:oauth:request_uri:x")
     elif problem == "other-client":
         other = await factory.client(service, jwks=public_jwks(SIGNING_KEY))
-        form["request"] = request_object(other, SIGNING_KEY, aud=issuer(service), response_type="code")
+        form["request"] = request_object(other, SIGNING_KEY, aud=service.issuer, response_type="code")
     else:
-        form["request"] = request_object(jar_client, SIGNING_KEY, aud=par_url(service), response_type="code")
+        form["request"] = request_object(jar_client, SIGNING_KEY, aud=service.par_url, response_type="code")
     response = await client.post(service.par_path, data=form, headers=jar_client.basic())
     assert error_of(response) in ("invalid_request_object", "invalid_request")
 
@@ -403,7 +394,7 @@ async def fapi_client(factory: Factory, fapi_service: ServiceHandle) -> ClientHa
 
 
 def fapi_credentials(client: ClientHandle, service: ServiceHandle, aud: str | None = None) -> dict[str, str]:
-    return client_assertion(client, SIGNING_KEY, "ES256", aud=aud or issuer(service))
+    return client_assertion(client, SIGNING_KEY, "ES256", aud=aud or service.issuer)
 
 
 async def test_fapi2_profile_accepts_a_conforming_push(
@@ -413,7 +404,7 @@ async def test_fapi2_profile_accepts_a_conforming_push(
     response = await client.post(
         fapi_service.par_path,
         data=par_params(fapi_client) | fapi_credentials(fapi_client, fapi_service),
-        headers={"DPoP": dpop_proof(DPOP_KEY, htu=par_url(fapi_service))},
+        headers={"DPoP": dpop_proof(DPOP_KEY, htu=fapi_service.par_url)},
     )
     assert response.status_code == 201, response.text
     assert response.json()["expires_in"] == 599
@@ -424,7 +415,7 @@ async def test_fapi2_profile_refusals(
     client: httpx.AsyncClient, fapi_service: ServiceHandle, fapi_client: ClientHandle, problem: str
 ) -> None:
     """FAPI-04 (plain PKCE), FAPI-10 (aud), FAPI-12 (sender constraint)."""
-    headers = {"DPoP": dpop_proof(DPOP_KEY, htu=par_url(fapi_service))}
+    headers = {"DPoP": dpop_proof(DPOP_KEY, htu=fapi_service.par_url)}
     params = par_params(fapi_client)
     credentials = fapi_credentials(fapi_client, fapi_service)
     expected = "invalid_request"
@@ -433,7 +424,7 @@ async def test_fapi2_profile_refusals(
     elif problem == "plain-pkce":
         params = par_params(fapi_client, code_challenge="a" * 43, code_challenge_method="plain")
     else:
-        aud: Any = par_url(fapi_service) if problem == "par-endpoint-aud" else [issuer(fapi_service)]
+        aud: Any = fapi_service.par_url if problem == "par-endpoint-aud" else [fapi_service.issuer]
         credentials = client_assertion(fapi_client, SIGNING_KEY, "ES256", aud=aud)
         expected = "invalid_client"
     response = await client.post(fapi_service.par_path, data=params | credentials, headers=headers)
