@@ -95,6 +95,22 @@ class LiveServer:
         data = self._ok(self.http.post(f"/api/{service.id}/client/create", json=body, headers=service.bearer))
         return ClientHandle(id=data["clientId"], secret=data.get("clientSecret"), body=data)
 
+    def metadata(self, service: ServiceHandle) -> dict[str, Any]:
+        """The service's RFC 8414 metadata (path-inserted well-known URI, as push.mjs fetches it)."""
+        return self._ok(self.http.get(f"/.well-known/oauth-authorization-server/services/{service.id}"))
+
+    def resolve(self, service: ServiceHandle, client: ClientHandle, request_uri: str) -> dict[str, Any]:
+        """The pushed request behind ``request_uri``, as the backend resolve API (service token) answers it
+        for the authorization endpoint: its ``request`` (state, dpopJkt, signedRequestObject, ...)."""
+        parameters = urlencode({"client_id": str(client.id), "request_uri": request_uri})
+        response = self.http.post(
+            f"/api/{service.id}/pushed_auth_req/resolve", json={"parameters": parameters}, headers=service.bearer
+        )
+        answer = self._ok(response)
+        assert answer["action"] == "OK", answer
+        request: dict[str, Any] = answer["request"]
+        return request
+
     @staticmethod
     def _ok(response: httpx.Response) -> dict[str, Any]:
         assert response.status_code == 200, f"{response.request.url}: {response.status_code} {response.text}"
@@ -193,11 +209,16 @@ class HarnessRunner:
         extra_params: dict[str, str] | None = None,
         private_jwk: Mapping[str, Any] | None = None,
         signing_alg: str | None = None,
+        dpop: bool = False,
+        request_object: bool = False,
+        outer_params: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """Run the script once and return its JSON line (``ok`` agrees with the exit status).
 
         ``private_jwk`` (PAR_PRIVATE_JWK) and ``signing_alg`` (PAR_SIGNING_ALG) are for
-        ``auth="private_key_jwt"``.
+        ``auth="private_key_jwt"`` and for ``request_object``. ``dpop`` (PAR_DPOP) sends a DPoP proof;
+        ``request_object`` (PAR_REQUEST_OBJECT) pushes the parameters (``extra_params`` included) as a
+        request object signed with ``private_jwk``, with ``outer_params`` (PAR_OUTER_PARAMS) next to it.
         """
         env = {name: value for name, value in os.environ.items() if not name.startswith("PAR_")}
         env.update(
@@ -215,6 +236,12 @@ class HarnessRunner:
             env["PAR_PRIVATE_JWK"] = json.dumps(private_jwk)
         if signing_alg is not None:
             env["PAR_SIGNING_ALG"] = signing_alg
+        if dpop:
+            env["PAR_DPOP"] = "1"
+        if request_object:
+            env["PAR_REQUEST_OBJECT"] = "1"
+        if outer_params:
+            env["PAR_OUTER_PARAMS"] = urlencode(outer_params)
         completed = subprocess.run(
             [self.node, str(self.script)], cwd=INTEROP_DIR, env=env, capture_output=True, text=True, timeout=60
         )

@@ -28,6 +28,16 @@
 //   PAR_OMIT_PARAMS    comma-separated parameter names to leave out
 //                      (e.g. "code_challenge,code_challenge_method")
 //   PAR_TIMEOUT_MS     request timeout in milliseconds (default 10000)
+//   PAR_DPOP           1: send a DPoP proof (RFC 9449 §10.1) made with a fresh
+//                      ES256 key pair, retrying once when the server answers
+//                      use_dpop_nonce (each script with its library's means)
+//   PAR_REQUEST_OBJECT 1: push the authorization request parameters as a
+//                      signed request object (RFC 9101; the "request"
+//                      parameter), signed with PAR_PRIVATE_JWK (PAR_SIGNING_ALG
+//                      as for private_key_jwt), whatever PAR_AUTH is
+//   PAR_OUTER_PARAMS   with PAR_REQUEST_OBJECT: urlencoded parameters sent in
+//                      the form next to "request" (e.g. "state=outside"), which
+//                      the server must ignore (RFC 9101 §6.3)
 //
 // With private_key_jwt or client_secret_jwt, both lines also carry
 // "client_assertion": the JWT the library put in the request body (captured
@@ -40,6 +50,16 @@
 // ClientSecretJwt (openid-client's PrivateKeyJwt is oauth4webapi's, its
 // ClientSecretJwt calls oauth4webapi's with the given secret) and (openid-client
 // re-exporting oauth4webapi's) ResponseBodyError / WWWAuthenticateChallengeError.
+//
+// With PAR_DPOP=1 both lines also carry "dpop_jkt" (the RFC 7638 SHA-256
+// thumbprint of the proof key, from the library's DPoP handle, null before one
+// exists) and "dpop_retried" (true when the push was sent again with the
+// server's nonce). With PAR_DPOP=1 or PAR_REQUEST_OBJECT=1 they carry
+// "par_requests": one entry per POST the library sent (the PAR endpoint; a
+// nonce retry makes two), in order: {"url", "dpop": the DPoP header or null,
+// "request": the request object in the body or null, "status", "dpop_nonce":
+// the DPoP-Nonce header of the answer or null}. The scripts pass
+// capturingFetch (below) to their library as its customFetch to get them.
 
 export class HarnessConfigError extends Error {
   name = 'HarnessConfigError'
@@ -95,7 +115,7 @@ async function privateKeyFromEnv() {
   return { key, kid: typeof jwk.kid === 'string' ? jwk.kid : undefined }
 }
 
-async function clientAuthFor(lib, mode, secret) {
+async function clientAuthFor(lib, mode, secret, privateKey) {
   switch (mode) {
     case 'basic':
       if (secret === undefined) throw new HarnessConfigError('PAR_AUTH=basic needs PAR_CLIENT_SECRET')
@@ -106,7 +126,7 @@ async function clientAuthFor(lib, mode, secret) {
     case 'none':
       return lib.None()
     case 'private_key_jwt':
-      return lib.PrivateKeyJwt(await privateKeyFromEnv())
+      return lib.PrivateKeyJwt(privateKey)
     case 'client_secret_jwt':
       if (secret === undefined) throw new HarnessConfigError('PAR_AUTH=client_secret_jwt needs PAR_CLIENT_SECRET')
       return lib.ClientSecretJwt(secret)
@@ -119,10 +139,53 @@ async function clientAuthFor(lib, mode, secret) {
 
 const JWT_AUTH_MODES = new Set(['private_key_jwt', 'client_secret_jwt'])
 
-// The client_assertion for the output line (see run()): `enabled` once
-// PAR_AUTH is known to be a JWT mode, `assertion` the one the library's client
-// authentication last put in a request body.
-const capture = { enabled: false, assertion: null }
+// What the output line reports besides main's result (see run()):
+// - the client_assertion: `enabled` once PAR_AUTH is known to be a JWT mode,
+//   `assertion` the one the library's client authentication last put in a
+//   request body;
+// - with PAR_DPOP (`dpop`): the proof key's thumbprint and whether the push
+//   was retried with a nonce, set by the script (recordDpop);
+// - with PAR_DPOP or PAR_REQUEST_OBJECT: `exchanges`, the POSTs seen by
+//   capturingFetch (null: not reported).
+const capture = { enabled: false, assertion: null, dpop: false, dpopJkt: null, dpopRetried: false, exchanges: null }
+
+// The script reports its DPoP handle's thumbprint and whether it retried.
+export function recordDpop({ jkt, retried }) {
+  if (jkt !== undefined) capture.dpopJkt = jkt
+  if (retried !== undefined) capture.dpopRetried = retried
+}
+
+// The POSTs the library made so far (see capturingFetch), [] when none.
+export function parExchanges() {
+  return capture.exchanges ?? []
+}
+
+// A fetch for the libraries' customFetch option: the global fetch, recording
+// each POST (the pushes) with the DPoP proof and request object it carried and
+// the status and DPoP-Nonce of the answer. Both libraries call it as
+// (url: string, {method, headers: a plain object, body: URLSearchParams, ...}).
+export async function capturingFetch(url, init) {
+  const response = await fetch(url, init)
+  if (capture.exchanges !== null && init?.method === 'POST') {
+    const headers = new Headers(init.headers)
+    const body = new URLSearchParams(init.body ?? '')
+    capture.exchanges.push({
+      url: String(url),
+      dpop: headers.get('dpop'),
+      request: body.get('request'),
+      status: response.status,
+      dpop_nonce: response.headers.get('dpop-nonce'),
+    })
+  }
+  return response
+}
+
+function flag(name) {
+  const value = env(name)
+  if (value === undefined || value === '0') return false
+  if (value === '1') return true
+  throw new HarnessConfigError(`${name} must be 1 or 0, got ${JSON.stringify(value)}`)
+}
 
 // `auth` wrapped to record the client_assertion it sets: a ClientAuth is
 // called as (as, client, body, headers) and fills in `body`, which is then sent.
@@ -145,10 +208,41 @@ async function readConfig(lib) {
   if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) {
     throw new HarnessConfigError('PAR_TIMEOUT_MS must be a positive integer')
   }
+  const dpop = flag('PAR_DPOP')
+  const requestObject = flag('PAR_REQUEST_OBJECT')
+  const outerParams = new URLSearchParams(env('PAR_OUTER_PARAMS') ?? '')
+  if (!requestObject && outerParams.size > 0) {
+    throw new HarnessConfigError('PAR_OUTER_PARAMS needs PAR_REQUEST_OBJECT=1')
+  }
   capture.enabled = JWT_AUTH_MODES.has(authMode)
-  const auth = await clientAuthFor(lib, authMode, clientSecret)
+  capture.dpop = dpop
+  if (dpop || requestObject) capture.exchanges = []
+  // PAR_PRIVATE_JWK signs the client assertion and / or the request object.
+  const privateKey = authMode === 'private_key_jwt' || requestObject ? await privateKeyFromEnv() : undefined
+  const auth = await clientAuthFor(lib, authMode, clientSecret, privateKey)
   const clientAuth = capture.enabled ? capturingAssertion(auth) : auth
-  return { issuer, clientId, clientSecret, clientAuth, redirectUri, scope, timeoutMs }
+  return {
+    issuer,
+    clientId,
+    clientSecret,
+    clientAuth,
+    redirectUri,
+    scope,
+    timeoutMs,
+    dpop,
+    requestObject,
+    // the request object's signing key ({key, kid}), with PAR_REQUEST_OBJECT
+    requestObjectKey: requestObject ? privateKey : undefined,
+    outerParams,
+  }
+}
+
+// The form parameters pushed with a request object: `request`, then
+// PAR_OUTER_PARAMS (the library adds client_id and client authentication).
+export function requestObjectForm(config, requestObject) {
+  const form = new URLSearchParams({ request: requestObject })
+  for (const [name, value] of config.outerParams) form.append(name, value)
+  return form
 }
 
 // The authorization request: response_type (when given), redirect_uri, scope,
@@ -248,5 +342,10 @@ export async function run(lib, main) {
     process.exitCode = 1
   }
   if (capture.enabled) output.client_assertion = capture.assertion
+  if (capture.dpop) {
+    output.dpop_jkt = capture.dpopJkt
+    output.dpop_retried = capture.dpopRetried
+  }
+  if (capture.exchanges !== null) output.par_requests = capture.exchanges
   process.stdout.write(JSON.stringify(output) + '\n')
 }
