@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from app.db.schema import alembic_config_path
 from app.settings import Settings, UnsafeSettingsError
 
 DEMO_REDIRECT_URI = "https://client.example.org/cb"
@@ -132,18 +133,14 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def alembic_config_path() -> Path:
-    for candidate in (Path.cwd() / "alembic.ini", Path(__file__).resolve().parent.parent / "alembic.ini"):
-        if candidate.is_file():
-            return candidate
-    raise SystemExit("par-server: alembic.ini not found; run from the directory that holds it")
-
-
 def run_migrations(settings: Settings, revision: str = "head") -> None:
     from alembic import command
     from alembic.config import Config
 
-    config = Config(str(alembic_config_path()))
+    try:
+        config = Config(str(alembic_config_path()))
+    except FileNotFoundError as error:
+        raise SystemExit(f"par-server: {error}") from error
     config.set_main_option("sqlalchemy.url", settings.database_url.replace("%", "%%"))
     command.upgrade(config, revision)
 

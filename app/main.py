@@ -13,6 +13,8 @@ from app.api import authorization, backend, health, management, metadata, par
 from app.api.deps import AppState, build_state, utc_now
 from app.api.errors import install_error_handlers
 from app.api.limits import BodySizeLimitMiddleware
+from app.api.observability import RequestObservationMiddleware, configure_logging
+from app.db.replay import SqlReplayStore
 from app.db.repositories import PushedRequestRepository
 from app.settings import Settings
 
@@ -22,6 +24,7 @@ VERSION = "0.1.0"
 
 def create_app(settings: Settings) -> FastAPI:
     settings.require_production_secrets()
+    configure_logging(settings.log_level)
     state = build_state(settings)
 
     @contextlib.asynccontextmanager
@@ -50,6 +53,7 @@ def create_app(settings: Settings) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
         max_api_body_bytes=settings.max_api_body_bytes,
     )
+    app.add_middleware(RequestObservationMiddleware, metrics=state.metrics)  # outermost: sees every answer
     return app
 
 
@@ -83,3 +87,15 @@ async def purge_expired_forever(state: AppState) -> None:
             continue
         if removed:
             logger.info("purged %d expired pushed requests", removed)
+        await update_gauges(state)
+
+
+async def update_gauges(state: AppState) -> None:
+    """Gauges that need a count are refreshed with the purge, not on every scrape."""
+    try:
+        async with state.sessions() as session:
+            state.metrics.live_pushed_requests.set(await PushedRequestRepository(session).count_live(utc_now()))
+            if isinstance(state.replay_store, SqlReplayStore):
+                state.metrics.replay_entries.set(await state.replay_store.count(session))
+    except Exception as exc:  # the database may be briefly away; try again next round
+        logger.warning("updating gauges failed: %s", type(exc).__name__)

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from app.api.bodies import read_body
-from app.api.deps import StateDep, authorize_service_call
+from app.api.deps import StateDep, audit, authorize_service_call
 from app.api.errors import NO_STORE
 from app.api.schemas import AuthorizationOut, ConsumeIn, ResolveIn, epoch_millis
 from app.core import authorization
@@ -39,6 +39,7 @@ async def resolve(service_id: int, request: Request, state: StateDep) -> JSONRes
             limits=state.parameter_limits,
             now=state.clock(),
         )
+    _audit(request, "resolve", service_id, outcome)
     return _answer(outcome)
 
 
@@ -62,7 +63,19 @@ async def consume(service_id: int, request: Request, state: StateDep) -> JSONRes
             store=SqlParStore(session),
             now=state.clock(),
         )
+    _audit(request, "consume", service_id, outcome)
     return _answer(outcome)
+
+
+def _audit(request: Request, operation: str, service_id: int, outcome: AuthorizationOutcome) -> None:
+    audit(
+        request,
+        operation=operation,
+        service_id=service_id,
+        client_id=outcome.client.id if outcome.client else None,
+        outcome=outcome.action.value.lower(),
+        error=outcome.error,
+    )
 
 
 def _answer(outcome: AuthorizationOutcome) -> JSONResponse:

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from app.api.bodies import read_body
-from app.api.deps import StateDep, authorize_service_call
+from app.api.deps import StateDep, audit, authorize_service_call
 from app.api.errors import NO_STORE
 from app.api.schemas import PushedAuthReqIn, PushedAuthReqOut
 from app.core.client_auth import BasicCredentials
@@ -63,6 +63,15 @@ async def pushed_auth_req(service_id: int, request: Request, state: StateDep) ->
             now=state.clock(),
         )
         await session.commit()
+    audit(
+        request,
+        operation="push",
+        front_door="backend",
+        service_id=service_id,
+        client_id=outcome.client_id,
+        outcome=outcome.action.value.lower(),
+        error=outcome.error,
+    )
     answer = PushedAuthReqOut(
         result_code=outcome.result_code,
         result_message=outcome.result_message,

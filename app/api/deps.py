@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from app.api.observability import Metrics
 from app.core.client_assertion import ClientKeys
 from app.core.client_auth import ClientAuthContext
 from app.core.errors import ApiBadRequest, ApiForbidden, ApiNotFound, ApiUnauthorized, InvalidClient
@@ -23,6 +24,7 @@ from app.db.engine import create_engine_from_settings, create_session_factory
 from app.db.models import Service
 from app.db.replay import RedisReplayStore, SqlReplayStore
 from app.db.repositories import ServiceRepository, ServiceTokenRepository, service_record
+from app.db.schema import head_revisions
 from app.jwks_fetcher import JwksFetcher, JwksFetchError
 from app.settings import Settings
 
@@ -40,6 +42,8 @@ class AppState:
     secret_box: SecretBox
     jwks_fetcher: JwksFetcher
     replay_store: SqlReplayStore | RedisReplayStore
+    metrics: Metrics
+    schema_head: frozenset[str]  # the migrations' head revisions, for readiness
     clock: Callable[[], datetime] = utc_now  # replaceable so tests can stand at an expiry boundary
 
     def client_auth_for(self, session: AsyncSession) -> ClientAuthContext:
@@ -112,7 +116,16 @@ def build_state(settings: Settings) -> AppState:
         secret_box=secret_box,
         jwks_fetcher=fetcher,
         replay_store=replay_store,
+        metrics=Metrics(),
+        schema_head=_schema_head(),
     )
+
+
+def _schema_head() -> frozenset[str]:
+    try:
+        return head_revisions()
+    except FileNotFoundError:
+        return frozenset()  # no migrations at hand: readiness then reports them pending
 
 
 def client_keys_from(fetcher: JwksFetcher) -> ClientKeys:
@@ -186,3 +199,8 @@ async def authorize_service_call(
     if service is None:
         raise ApiNotFound(f"service {service_id} does not exist", result_code="A003202")
     return service
+
+
+def audit(request: Request, **fields: Any) -> None:
+    """Describe this request's outcome for its log line and the metrics (never parameter values)."""
+    request.state.audit = {name: value for name, value in fields.items() if value is not None}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from app.api.deps import AppState, StateDep
+from app.api.deps import AppState, StateDep, audit
 from app.api.errors import BASIC_CHALLENGE, NO_STORE, error_response
 from app.core.client_auth import BasicCredentials, parse_basic_authorization
 from app.core.errors import InvalidClient, InvalidDpopProof, InvalidRequest
@@ -78,6 +78,15 @@ async def pushed_authorization_request(service_id: int, request: Request, state:
     )
     if outcome is None:
         return error_response(request.url.path, 404, f"service {service_id} does not exist")
+    audit(
+        request,
+        operation="push",
+        front_door="rfc9126",
+        service_id=service_id,
+        client_id=outcome.client_id,
+        outcome=outcome.action.value.lower(),
+        error=outcome.error,
+    )
     return outcome_response(outcome)
 
 

@@ -47,6 +47,7 @@ class AuthorizationOutcome:
     parameters: str | None = None
     request: dict[str, Any] | None = None
     expires_at: datetime | None = None
+    error: str | None = None  # the OAuth error code of BAD_REQUEST and LOCATION answers
 
     @classmethod
     def pushed(
@@ -77,6 +78,7 @@ class AuthorizationOutcome:
             error.result_code,
             error.result_message,
             response_content=json.dumps(error.to_body(), separators=(",", ":")),
+            error=error.error,
         )
 
 
@@ -225,6 +227,7 @@ def _validate_or_redirect(
             error.result_message,
             response_content=error_redirect_url(redirect_uri, error, params, issuer=service.issuer),
             client=client,
+            error=error.error,
         )
 
 

@@ -97,6 +97,11 @@ class PushOutcome:
     # RFC 6749 §5.2: 401 plus WWW-Authenticate when the client used the Authorization header.
     basic_challenge: bool = False
     dpop_nonce: str | None = None  # RFC 9449 §8: sent as the DPoP-Nonce header
+    client_id: int | None = None  # for logs and metrics: known once the client is identified
+
+    @property
+    def error(self) -> str | None:
+        return self.response_content.get("error")
 
     @property
     def http_status(self) -> int:
@@ -104,7 +109,12 @@ class PushOutcome:
 
     @classmethod
     def from_error(
-        cls, error: OAuthError, client_auth_method: ClientAuthMethod | None = None, *, dpop_nonce: str | None = None
+        cls,
+        error: OAuthError,
+        client_auth_method: ClientAuthMethod | None = None,
+        *,
+        dpop_nonce: str | None = None,
+        client_id: int | None = None,
     ) -> PushOutcome:
         return cls(
             action=_ACTION_BY_HTTP_STATUS.get(error.status_code, PushAction.BAD_REQUEST),
@@ -114,6 +124,7 @@ class PushOutcome:
             client_auth_method=client_auth_method,
             basic_challenge=isinstance(error, InvalidClient) and error.used_authorization_header,
             dpop_nonce=dpop_nonce,
+            client_id=client_id,
         )
 
 
@@ -141,6 +152,7 @@ async def push(
     storage failure) propagates to the caller, which answers ``server_error``.
     """
     auth_method: ClientAuthMethod | None = None
+    client_id: int | None = None
     nonces = auth.dpop_nonces_for(service)
     nonce_required = service.dpop_nonce_required or request.dpop_nonce_required
     # RFC 9449 §8.2: a fresh nonce "MAY" accompany every answer; we send one whenever nonces are in use.
@@ -158,6 +170,7 @@ async def push(
             now=now,
         )
         assert client is not None  # authenticate_client refuses unknown clients
+        client_id = client.id
         signed = "request" in params
         if signed:
             claims = await verify_request_object(
@@ -190,9 +203,9 @@ async def push(
             )
         )
     except UseDpopNonce as error:
-        return PushOutcome.from_error(error, auth_method, dpop_nonce=error.nonce)
+        return PushOutcome.from_error(error, auth_method, dpop_nonce=error.nonce, client_id=client_id)
     except OAuthError as error:
-        return PushOutcome.from_error(error, auth_method, dpop_nonce=fresh_nonce)
+        return PushOutcome.from_error(error, auth_method, dpop_nonce=fresh_nonce, client_id=client_id)
     request_uri = REQUEST_URI_PREFIX + reference
     return PushOutcome(
         action=PushAction.CREATED,
@@ -206,6 +219,7 @@ async def push(
         request_uri=request_uri,
         client_auth_method=auth_method,
         dpop_nonce=fresh_nonce,
+        client_id=client.id,
     )
 
 

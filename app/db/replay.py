@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from redis.asyncio import Redis
-from sqlalchemy import delete
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -21,6 +21,10 @@ class SqlReplayStore:
 
     def bound(self, session: AsyncSession) -> SessionReplayStore:
         return SessionReplayStore(session)
+
+    @staticmethod
+    async def count(session: AsyncSession) -> int:
+        return await session.scalar(select(func.count()).select_from(ReplayEntry)) or 0
 
     async def purge_expired(self, *, before: datetime) -> int:
         async with self._sessions.begin() as session:

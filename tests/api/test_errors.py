@@ -46,7 +46,7 @@ async def test_readyz_reports_the_database(
 ) -> None:
     down = await unreachable_database_client.get("/readyz")
     assert down.status_code == 503 and down.json()["status"] == "unavailable"
-    assert (await client.get("/readyz")).json() == {"status": "ok", "database": "ok"}
+    assert (await client.get("/readyz")).json() == {"status": "ok", "database": "ok", "migrations": "current"}
     assert (await unreachable_database_client.get("/healthz")).status_code == 200
 
 

@@ -1,0 +1,99 @@
+"""Metrics, request ids, JSON request logs and readiness (issue 6, Visibility)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+
+import httpx
+import pytest
+from alembic import command
+from alembic.config import Config
+from fastapi import FastAPI
+
+from app.api.observability import JsonFormatter
+from app.db.schema import alembic_config_path
+from app.main import create_app, update_gauges
+from tests.conftest import ADMIN_TOKEN, BASE_URL, make_settings
+from tests.factories import ClientHandle, ServiceHandle, par_params
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{key}="{value}"' in line for key, value in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def test_pushes_are_counted_by_outcome_and_error(
+    client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle
+) -> None:
+    await client.post(service.par_path, data=par_params(basic_client), headers=basic_client.basic())
+    await client.post(service.par_path, data=par_params(basic_client, scope="admin"), headers=basic_client.basic())
+    text = (await client.get("/metrics")).text
+    labels = {"operation": "push", "service": str(service.id)}
+    assert metric_value(text, "par_operations_total", **labels, outcome="created") == 1
+    assert metric_value(text, "par_operations_total", **labels, outcome="bad_request", error="invalid_scope") == 1
+    assert (
+        metric_value(text, "par_request_duration_seconds_count", route="/services/{service_id}/par", status="201") == 1
+    )
+
+
+async def test_request_id_is_echoed_or_assigned(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/healthz", headers={"X-Request-Id": "abc-123"})).headers["x-request-id"] == "abc-123"
+    assigned = (await client.get("/healthz", headers={"X-Request-Id": "bad id!"})).headers["x-request-id"]
+    assert assigned != "bad id!" and len(assigned) == 32
+
+
+async def test_request_log_line_has_outcome_and_no_secrets(
+    client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="par_server.request")
+    state = "secret-state-value"
+    await client.post(service.par_path, data=par_params(basic_client, state=state), headers=basic_client.basic())
+    [record] = [r for r in caplog.records if r.name == "par_server.request" and "push" in str(r.__dict__)]
+    line = json.loads(JsonFormatter().format(record))
+    assert line["msg"] == "request" and line["status"] == 201 and line["route"] == "/services/{service_id}/par"
+    assert (line["operation"], line["outcome"], line["service_id"], line["client_id"]) == (
+        "push",
+        "created",
+        service.id,
+        basic_client.id,
+    )
+    assert line["request_id"] and line["duration_ms"] >= 0
+    assert state not in JsonFormatter().format(record) and str(basic_client.secret) not in json.dumps(line)
+
+
+async def test_gauges(
+    app: FastAPI, client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle
+) -> None:
+    for _ in range(3):
+        await client.post(service.par_path, data=par_params(basic_client), headers=basic_client.basic())
+    await update_gauges(app.state.par)
+    text = (await client.get("/metrics")).text
+    assert any(line == "par_pushed_requests_live 3.0" for line in text.splitlines())
+
+
+async def test_readyz_reports_pending_migrations(tmp_path: Path, sqlite_template: Path) -> None:
+    database = tmp_path / "behind.db"
+    database.write_bytes(sqlite_template.read_bytes())
+    config = Config(str(alembic_config_path()))
+    config.set_main_option("sqlalchemy.url", f"sqlite+aiosqlite:///{database}")
+    config.attributes["configure_logger"] = False
+    await asyncio.to_thread(command.downgrade, config, "-1")  # alembic runs its own event loop
+    app = create_app(make_settings(f"sqlite+aiosqlite:///{database}"))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL) as http:
+        response = await http.get("/readyz")
+    await app.state.par.aclose()
+    assert response.status_code == 503 and response.json()["migrations"] == "pending"
+
+
+async def test_readyz_when_current(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/readyz")).json() == {"status": "ok", "database": "ok", "migrations": "current"}
+
+
+async def test_metrics_need_no_credentials_and_leak_none(client: httpx.AsyncClient) -> None:
+    text = (await client.get("/metrics")).text
+    assert "par_operations_total" in text and ADMIN_TOKEN not in text
