@@ -14,6 +14,7 @@ from app.api.deps import AppState, build_state, utc_now
 from app.api.errors import install_error_handlers
 from app.api.limits import BodySizeLimitMiddleware
 from app.api.observability import RequestObservationMiddleware, configure_logging
+from app.db.rate_limits import SqlRateLimitStorage
 from app.db.replay import SqlReplayStore
 from app.db.repositories import PushedRequestRepository
 from app.settings import Settings
@@ -73,6 +74,8 @@ async def purge_expired(state: AppState) -> int:
         removed += batch
         if batch < state.settings.purge_batch_size:
             await state.replay_store.purge_expired(before=utc_now())
+            if isinstance(state.rate_limit_storage, SqlRateLimitStorage):
+                await state.rate_limit_storage.purge_expired(before=utc_now())
             return removed
         await asyncio.sleep(0)  # let requests run between batches
 

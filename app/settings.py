@@ -77,6 +77,13 @@ class Settings(BaseSettings):
     client_certificate_header: str = "Client-Cert"  # RFC 9440
     redis_url: str | None = Field(default=None, description="redis://host:port/db for the shared replay store")
 
+    # Rate limiting (fixed windows, `limits` notation), shared through the database or Redis.
+    rate_limit_per_address: str = "600/minute"
+    rate_limit_per_client: str = "300/minute"
+    rate_limit_failed_authentication: str = Field(
+        default="20/minute", description="Failed client authentications per address and per client"
+    )
+
     # Housekeeping.
     purge_interval_seconds: Annotated[float, Field(gt=0)] = 60.0
     purge_batch_size: Annotated[int, Field(gt=0)] = 1000

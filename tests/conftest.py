@@ -51,6 +51,10 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         "admin_token": ADMIN_TOKEN,
         "pepper": PEPPER,
         "public_base_url": BASE_URL,
+        # Tests push far faster than any client should; tests/api/test_rate_limits.py sets real budgets.
+        "rate_limit_per_address": "100000/minute",
+        "rate_limit_per_client": "100000/minute",
+        "rate_limit_failed_authentication": "100000/minute",
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

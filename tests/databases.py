@@ -21,7 +21,7 @@ from app.settings import Settings
 
 POSTGRES_URL = os.environ.get("PAR_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/par_server_test")
 REQUIRE_POSTGRES = os.environ.get("PAR_TEST_REQUIRE_POSTGRES") == "1"
-TABLES = ("pushed_request", "client", "service_access_token", "service")
+TABLES = ("pushed_request", "client", "service_access_token", "service", "replay_entry", "rate_limit_counter")
 
 
 def libpq_dsn(url: str, database: str | None = None) -> str:

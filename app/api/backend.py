@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from app.api.bodies import read_body
 from app.api.deps import StateDep, audit, authorize_service_call
 from app.api.errors import NO_STORE
+from app.api.par import Throttle, peek_client_id, too_many_requests
 from app.api.schemas import PushedAuthReqIn, PushedAuthReqOut
 from app.core.client_auth import BasicCredentials
 from app.core.errors import ApiBadRequest
@@ -40,12 +41,19 @@ router = APIRouter(prefix="/api/{service_id}", tags=["Authlete-compatible backen
 )
 async def pushed_auth_req(service_id: int, request: Request, state: StateDep) -> JSONResponse:
     body = await read_body(request, PushedAuthReqIn, allow_form=True)
-    async with state.sessions() as session:  # committed explicitly: see app.api.par.execute_push
+    async with state.sessions() as session:
         service = await authorize_service_call(request, state, session, service_id)
-        call = body.get()
-        if call.parameters is None:
-            raise ApiBadRequest("the request body does not contain 'parameters'", result_code="A245201")
-        basic = BasicCredentials(call.client_id, call.client_secret or "") if call.client_id is not None else None
+    call = body.get()
+    if call.parameters is None:
+        raise ApiBadRequest("the request body does not contain 'parameters'", result_code="A245201")
+    basic = BasicCredentials(call.client_id, call.client_secret or "") if call.client_id is not None else None
+    throttle = Throttle(
+        state, "backend", service_id, request, peek_client_id(call.parameters, basic, state.parameter_limits)
+    )
+    refusal = await throttle.admit()
+    if refusal is not None:
+        return too_many_requests(request.url.path, refusal)
+    async with state.sessions() as session:  # committed explicitly: see app.api.par.execute_push
         outcome = await push(
             PushRequest(
                 parameters=call.parameters,
@@ -63,6 +71,7 @@ async def pushed_auth_req(service_id: int, request: Request, state: StateDep) ->
             now=state.clock(),
         )
         await session.commit()
+    await throttle.record(outcome)
     audit(
         request,
         operation="push",

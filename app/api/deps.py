@@ -10,10 +10,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from limits.aio.storage import RedisStorage, Storage
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.api.observability import Metrics
+from app.api.rate_limit import RateLimits
 from app.core.client_assertion import ClientKeys
 from app.core.client_auth import ClientAuthContext
 from app.core.errors import ApiBadRequest, ApiForbidden, ApiNotFound, ApiUnauthorized, InvalidClient
@@ -22,6 +24,7 @@ from app.core.params import ParameterLimits
 from app.core.secrets import SecretBox, SecretHasher, constant_time_equals
 from app.db.engine import create_engine_from_settings, create_session_factory
 from app.db.models import Service
+from app.db.rate_limits import SqlRateLimitStorage
 from app.db.replay import RedisReplayStore, SqlReplayStore
 from app.db.repositories import ServiceRepository, ServiceTokenRepository, service_record
 from app.db.schema import head_revisions
@@ -44,6 +47,8 @@ class AppState:
     replay_store: SqlReplayStore | RedisReplayStore
     metrics: Metrics
     schema_head: frozenset[str]  # the migrations' head revisions, for readiness
+    rate_limits: RateLimits
+    rate_limit_storage: Storage
     clock: Callable[[], datetime] = utc_now  # replaceable so tests can stand at an expiry boundary
 
     def client_auth_for(self, session: AsyncSession) -> ClientAuthContext:
@@ -68,6 +73,10 @@ class AppState:
         await self.jwks_fetcher.aclose()
         if isinstance(self.replay_store, RedisReplayStore):
             await self.replay_store.aclose()
+        if isinstance(self.rate_limit_storage, RedisStorage):
+            # limits has no close(); its redis-py bridge keeps the client in .storage (untyped).
+            client: Redis = getattr(self.rate_limit_storage.bridge, "storage")  # noqa: B009
+            await client.aclose()
         await self.engine.dispose()
 
     @property
@@ -108,6 +117,12 @@ def build_state(settings: Settings) -> AppState:
     replay_store: SqlReplayStore | RedisReplayStore = (
         RedisReplayStore(Redis.from_url(settings.redis_url)) if settings.redis_url else SqlReplayStore(sessions)
     )
+    metrics = Metrics()
+    rate_limit_storage: Storage = (
+        RedisStorage(f"async+{settings.redis_url}", implementation="redispy")
+        if settings.redis_url
+        else SqlRateLimitStorage(sessions, dialect=engine.dialect.name)
+    )
     return AppState(
         settings=settings,
         engine=engine,
@@ -116,8 +131,16 @@ def build_state(settings: Settings) -> AppState:
         secret_box=secret_box,
         jwks_fetcher=fetcher,
         replay_store=replay_store,
-        metrics=Metrics(),
+        metrics=metrics,
         schema_head=_schema_head(),
+        rate_limits=RateLimits(
+            rate_limit_storage,
+            per_address=settings.rate_limit_per_address,
+            per_client=settings.rate_limit_per_client,
+            failed_authentication=settings.rate_limit_failed_authentication,
+            metrics=metrics,
+        ),
+        rate_limit_storage=rate_limit_storage,
     )
 
 

@@ -23,6 +23,7 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 BASIC_CHALLENGE = 'Basic realm="par-server", charset="UTF-8"'
 _API_PREFIX = "/api/"
 _API_RESULT_CODE_BY_STATUS = {
+    429: "A001214",
     400: "A001203",
     401: "A001202",
     403: "A003204",
@@ -62,7 +63,9 @@ def error_response(path: str, status_code: int, message: str, headers: dict[str,
         return result_error_response(
             status_code, _API_RESULT_CODE_BY_STATUS.get(status_code, "A001201"), message, headers
         )
-    error = "server_error" if status_code >= 500 else ("not_found" if status_code == 404 else "invalid_request")
+    error = {404: "not_found", 429: "temporarily_unavailable"}.get(
+        status_code, "server_error" if status_code >= 500 else "invalid_request"
+    )
     return JSONResponse(
         {"error": error, "error_description": clean_description(message)},
         status_code=status_code,

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from app.api.deps import AppState, StateDep, audit
 from app.api.errors import BASIC_CHALLENGE, NO_STORE, error_response
+from app.api.rate_limit import Refusal
 from app.core.client_auth import BasicCredentials, parse_basic_authorization
-from app.core.errors import InvalidClient, InvalidDpopProof, InvalidRequest
-from app.core.par import PushOutcome, PushRequest, push
+from app.core.errors import InvalidClient, InvalidDpopProof, InvalidRequest, OAuthError
+from app.core.par import PushAction, PushOutcome, PushRequest, push
+from app.core.params import ParameterLimits, parse_parameters
 from app.core.urls import PAR_PATH
 from app.db.repositories import ServiceRepository, SqlParStore
 
@@ -40,6 +44,55 @@ async def execute_push(state: AppState, service_id: int, request: PushRequest) -
     return outcome
 
 
+@dataclass(frozen=True, slots=True)
+class Throttle:
+    """The rate limits of one push, at either front door."""
+
+    state: AppState
+    front_door: str
+    service_id: int
+    request: Request
+    client_id: str | None
+
+    @property
+    def address(self) -> str | None:
+        return self.request.client.host if self.request.client else None
+
+    async def admit(self) -> Refusal | None:
+        return await self.state.rate_limits.admit(
+            front_door=self.front_door, service_id=self.service_id, address=self.address, client_id=self.client_id
+        )
+
+    async def record(self, outcome: PushOutcome) -> None:
+        if outcome.action is PushAction.UNAUTHORIZED:
+            await self.state.rate_limits.failed_authentication(
+                front_door=self.front_door,
+                service_id=self.service_id,
+                address=self.address,
+                client_id=self.client_id,
+            )
+
+
+def peek_client_id(parameters: str | bytes, basic: BasicCredentials | None, limits: ParameterLimits) -> str | None:
+    """The client a request names, for its rate limit, before anything is validated."""
+    if basic is not None:
+        return basic.client_id
+    try:
+        return parse_parameters(parameters, limits).get("client_id")
+    except OAuthError:
+        return None
+
+
+def too_many_requests(path: str, refusal: Refusal) -> JSONResponse:
+    """RFC 9126 §2.3 / RFC 6585 §4: 429 with Retry-After, in the format of the path."""
+    return error_response(
+        path,
+        429,
+        f"too many requests ({refusal.scope}); retry after {refusal.retry_after} s",
+        {"Retry-After": str(refusal.retry_after)},
+    )
+
+
 def outcome_response(outcome: PushOutcome) -> JSONResponse:
     headers = dict(NO_STORE)
     if outcome.basic_challenge:
@@ -66,18 +119,25 @@ async def pushed_authorization_request(service_id: int, request: Request, state:
     charset = media_params.strip().lower()
     if charset and charset.replace(" ", "") not in ("charset=utf-8", 'charset="utf-8"'):
         raise InvalidRequest("the request body must be encoded in UTF-8")
+    body = await request.body()
+    basic = _basic_credentials(request)
+    throttle = Throttle(state, "rfc9126", service_id, request, peek_client_id(body, basic, state.parameter_limits))
+    refusal = await throttle.admit()
+    if refusal is not None:
+        return too_many_requests(request.url.path, refusal)
     outcome = await execute_push(
         state,
         service_id,
         PushRequest(
-            parameters=await request.body(),
-            basic=_basic_credentials(request),
+            parameters=body,
+            basic=basic,
             dpop_proof=_dpop_proof(request),
             client_certificate=_client_certificate(request, state),
         ),
     )
     if outcome is None:
         return error_response(request.url.path, 404, f"service {service_id} does not exist")
+    await throttle.record(outcome)
     audit(
         request,
         operation="push",

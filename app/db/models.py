@@ -169,3 +169,13 @@ class ReplayEntry(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 of a namespaced value
     expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class RateLimitCounter(Base):
+    """A fixed-window counter of the rate limiter, shared by all replicas (``app.db.rate_limits``)."""
+
+    __tablename__ = "rate_limit_counter"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 of the limiter's key
+    count: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[datetime] = mapped_column(index=True)

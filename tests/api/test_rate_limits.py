@@ -1,0 +1,151 @@
+"""Rate limiting at both front doors (PAR-24; issue 6): 429 with Retry-After, shared across replicas."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from app.main import create_app
+from app.settings import Settings
+from tests.conftest import BASE_URL, make_settings
+from tests.factories import ClientHandle, Factory, ServiceHandle, par_params
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return make_settings(
+        database_url,
+        rate_limit_per_address="8/minute",
+        rate_limit_per_client="5/minute",
+        rate_limit_failed_authentication="3/minute",
+    )
+
+
+def assert_throttled(response: httpx.Response, *, api: bool = False) -> None:
+    assert response.status_code == 429, response.text
+    assert 1 <= int(response.headers["retry-after"]) <= 60
+    body = response.json()
+    if api:
+        assert set(body) == {"resultCode", "resultMessage"}
+    else:
+        assert body["error"] == "temporarily_unavailable" and response.headers["cache-control"] == "no-store"
+
+
+async def test_per_client_budget(client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle) -> None:
+    for _ in range(5):
+        assert (
+            await client.post(service.par_path, data=par_params(basic_client), headers=basic_client.basic())
+        ).status_code == 201
+    assert_throttled(await client.post(service.par_path, data=par_params(basic_client), headers=basic_client.basic()))
+
+
+async def test_per_address_budget_spans_clients(
+    client: httpx.AsyncClient, factory: Factory, service: ServiceHandle
+) -> None:
+    clients = [await factory.client(service) for _ in range(3)]
+    statuses = [
+        (await client.post(service.par_path, data=par_params(c), headers=c.basic())).status_code
+        for c in clients
+        for _ in range(3)
+    ]
+    assert statuses[:8] == [201] * 8 and statuses[8] == 429
+
+
+async def test_failed_authentication_locks_out_harder(
+    client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle
+) -> None:
+    """Three wrong secrets spend the failed-authentication budget: even the right secret then waits."""
+    for _ in range(3):
+        assert (
+            await client.post(service.par_path, data=par_params(basic_client), headers=basic_client.basic("wrong"))
+        ).status_code == 401
+    assert_throttled(await client.post(service.par_path, data=par_params(basic_client), headers=basic_client.basic()))
+
+
+async def test_backend_api_is_limited_with_a_result_error(
+    client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle
+) -> None:
+    body = {
+        "parameters": urlencode(par_params(basic_client)),
+        "clientId": str(basic_client.id),
+        "clientSecret": basic_client.secret,
+    }
+    for _ in range(5):
+        answer = await client.post(f"/api/{service.id}/pushed_auth_req", headers=service.bearer, json=body)
+        assert answer.json()["action"] == "CREATED"
+    assert_throttled(
+        await client.post(f"/api/{service.id}/pushed_auth_req", headers=service.bearer, json=body), api=True
+    )
+
+
+async def test_budgets_are_shared_by_replicas(
+    client: httpx.AsyncClient, second_replica: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle
+) -> None:
+    for replica in (client, second_replica, client, second_replica, client):
+        assert (
+            await replica.post(service.par_path, data=par_params(basic_client), headers=basic_client.basic())
+        ).status_code == 201
+    assert_throttled(
+        await second_replica.post(service.par_path, data=par_params(basic_client), headers=basic_client.basic())
+    )
+
+
+async def test_refusals_are_counted(
+    app: FastAPI, client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle
+) -> None:
+    for _ in range(6):
+        await client.post(service.par_path, data=par_params(basic_client), headers=basic_client.basic())
+    text = (await client.get("/metrics")).text
+    assert 'par_rate_limited_total{front_door="rfc9126",scope="client"} 1.0' in text
+
+
+@pytest.fixture
+async def redis_replicas(database_url: str, redis_url: str) -> AsyncIterator[list[httpx.AsyncClient]]:
+    settings = make_settings(database_url, redis_url=redis_url, rate_limit_per_client="2/minute")
+    apps = [create_app(settings) for _ in range(2)]
+    await apps[0].state.par.rate_limit_storage.reset()
+    clients = [httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL) for app in apps]
+    yield clients
+    for http, app in zip(clients, apps, strict=True):
+        await http.aclose()
+        await app.state.par.aclose()
+
+
+@pytest.fixture
+async def redis_url() -> str:
+    from redis.asyncio import Redis
+
+    from tests.db.test_replay import REDIS_URL, REQUIRE_REDIS
+
+    connection = Redis.from_url(REDIS_URL)
+    try:
+        await connection.ping()
+    except OSError as error:
+        if REQUIRE_REDIS:
+            pytest.fail(f"Redis is not reachable: {error}")
+        pytest.skip(f"Redis is not reachable: {error}")
+    except Exception as error:  # redis' ConnectionError is not an OSError
+        if REQUIRE_REDIS:
+            pytest.fail(f"Redis is not reachable: {error}")
+        pytest.skip(f"Redis is not reachable: {error}")
+    finally:
+        await connection.aclose()
+    return REDIS_URL
+
+
+async def test_redis_storage_is_shared(redis_replicas: list[httpx.AsyncClient]) -> None:
+    from tests.conftest import ADMIN_TOKEN
+
+    first, second = redis_replicas
+    factory = Factory(first, admin_token=ADMIN_TOKEN)
+    service = await factory.service()
+    par_client = await factory.client(service)
+    for replica in (first, second):
+        assert (
+            await replica.post(service.par_path, data=par_params(par_client), headers=par_client.basic())
+        ).status_code == 201
+    assert_throttled(await first.post(service.par_path, data=par_params(par_client), headers=par_client.basic()))
