@@ -47,7 +47,7 @@ async def pushed_auth_req(service_id: int, request: Request, state: StateDep) ->
     if call.parameters is None:
         raise ApiBadRequest("the request body does not contain 'parameters'", result_code="A245201")
     basic = BasicCredentials(call.client_id, call.client_secret or "") if call.client_id is not None else None
-    throttle = Throttle(
+    throttle = Throttle.of(
         state, "backend", service_id, request, peek_client_id(call.parameters, basic, state.parameter_limits)
     )
     refusal = await throttle.admit()

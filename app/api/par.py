@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from app.api.deps import AppState, StateDep, audit
 from app.api.errors import BASIC_CHALLENGE, NO_STORE, error_response
-from app.api.rate_limit import Refusal
+from app.api.rate_limit import Caller, Refusal
 from app.core.client_auth import BasicCredentials, parse_basic_authorization
 from app.core.errors import InvalidClient, InvalidDpopProof, InvalidRequest, OAuthError
 from app.core.par import PushAction, PushOutcome, PushRequest, push
@@ -49,28 +49,21 @@ class Throttle:
     """The rate limits of one push, at either front door."""
 
     state: AppState
-    front_door: str
-    service_id: int
-    request: Request
-    client_id: str | None
+    caller: Caller
 
-    @property
-    def address(self) -> str | None:
-        return self.request.client.host if self.request.client else None
+    @classmethod
+    def of(cls, state: AppState, front_door: str, service_id: int, request: Request, client_id: str | None) -> Throttle:
+        address = request.client.host if request.client else None
+        return cls(state, Caller(front_door, service_id, address, client_id))
 
     async def admit(self) -> Refusal | None:
-        return await self.state.rate_limits.admit(
-            front_door=self.front_door, service_id=self.service_id, address=self.address, client_id=self.client_id
-        )
+        return await self.state.rate_limits.admit(self.caller)
 
     async def record(self, outcome: PushOutcome) -> None:
         if outcome.action is PushAction.UNAUTHORIZED:
-            await self.state.rate_limits.failed_authentication(
-                front_door=self.front_door,
-                service_id=self.service_id,
-                address=self.address,
-                client_id=self.client_id,
-            )
+            await self.state.rate_limits.failed_authentication(self.caller)
+        elif outcome.client_auth_method is not None and outcome.client_id is not None:
+            await self.state.rate_limits.authenticated(self.caller, outcome.client_id)
 
 
 def peek_client_id(parameters: str | bytes, basic: BasicCredentials | None, limits: ParameterLimits) -> str | None:
@@ -121,7 +114,7 @@ async def pushed_authorization_request(service_id: int, request: Request, state:
         raise InvalidRequest("the request body must be encoded in UTF-8")
     body = await request.body()
     basic = _basic_credentials(request)
-    throttle = Throttle(state, "rfc9126", service_id, request, peek_client_id(body, basic, state.parameter_limits))
+    throttle = Throttle.of(state, "rfc9126", service_id, request, peek_client_id(body, basic, state.parameter_limits))
     refusal = await throttle.admit()
     if refusal is not None:
         return too_many_requests(request.url.path, refusal)

@@ -1,8 +1,16 @@
 """Rate limiting at both front doors (RFC 9126 §2.3: "429 Too Many Requests"; RFC 6585 §4 Retry-After).
 
-Three budgets, each a fixed window from ``limits``: per source address, per claimed client, and a much
-smaller one for failed client authentication, which locks further attempts out for the window. They
-are checked before a request touches the push logic, so a throttled request costs one counter hit.
+Three budgets, each a fixed window from ``limits``:
+
+- per source address, spent by every request;
+- per client, spent only by requests that authenticated as that client, so that nobody else can use
+  up a client's budget by naming it (client ids are public);
+- failed client authentications, per address and per (client, address): once spent, that address (or
+  that address for that client) is refused for the window. Keying by address keeps a stranger from
+  locking a client out.
+
+Budgets are checked before a request reaches the push logic, so a throttled request costs a few
+counter reads.
 """
 
 from __future__ import annotations
@@ -24,6 +32,22 @@ class Refusal:
     scope: str  # which budget: address, client, failed_authentication
 
 
+@dataclass(frozen=True, slots=True)
+class Caller:
+    front_door: str
+    service_id: int
+    address: str | None
+    client_id: str | None  # as claimed; proven only once the push authenticated it
+
+    def key(self, scope: str, *, with_client: bool = False, with_address: bool = True) -> tuple[str, ...]:
+        parts = [self.front_door, str(self.service_id), scope]
+        if with_client:
+            parts.append(f"client:{self.client_id}")
+        if with_address:
+            parts.append(f"address:{self.address}")
+        return tuple(parts)
+
+
 class RateLimits:
     def __init__(
         self, storage: Storage, *, per_address: str, per_client: str, failed_authentication: str, metrics: Metrics
@@ -34,37 +58,41 @@ class RateLimits:
         self._failed_authentication = parse(failed_authentication)
         self._metrics = metrics
 
-    async def admit(
-        self, *, front_door: str, service_id: int, address: str | None, client_id: str | None
-    ) -> Refusal | None:
-        """Count this request; a Refusal when a budget is spent (nothing else is counted then)."""
-        checks: list[tuple[str, RateLimitItem, str, bool]] = []
-        if address:
-            checks.append(("failed_authentication", self._failed_authentication, f"address:{address}", False))
-            checks.append(("address", self._per_address, f"address:{address}", True))
-        if client_id:
-            checks.append(("failed_authentication", self._failed_authentication, f"client:{client_id}", False))
-            checks.append(("client", self._per_client, f"client:{client_id}", True))
-        for scope, item, key, counts in checks:
-            identifiers = (front_door, str(service_id), scope, key)
-            allowed = (
-                await self._limiter.hit(item, *identifiers) if counts else await self._limiter.test(item, *identifiers)
+    async def admit(self, caller: Caller) -> Refusal | None:
+        """Refuse when a budget is spent; otherwise spend from the address budget."""
+        checks: list[tuple[str, RateLimitItem, tuple[str, ...]]] = []
+        if caller.address:
+            checks.append(("failed_authentication", self._failed_authentication, caller.key("failed_authentication")))
+        if caller.client_id:
+            checks.append(
+                (
+                    "failed_authentication",
+                    self._failed_authentication,
+                    caller.key("failed_authentication", with_client=True),
+                )
             )
-            if not allowed:
-                self._metrics.rate_limited.labels(front_door, scope).inc()
-                return Refusal(retry_after=await self._retry_after(item, identifiers), scope=scope)
+            checks.append(("client", self._per_client, caller.key("client", with_client=True, with_address=False)))
+        for scope, item, identifiers in checks:
+            if not await self._limiter.test(item, *identifiers):
+                return await self._refuse(caller, scope, item, identifiers)
+        if caller.address:
+            identifiers = caller.key("address")
+            if not await self._limiter.hit(self._per_address, *identifiers):
+                return await self._refuse(caller, "address", self._per_address, identifiers)
         return None
 
-    async def failed_authentication(
-        self, *, front_door: str, service_id: int, address: str | None, client_id: str | None
-    ) -> None:
-        """Spend from the failed-authentication budget of the address and the client."""
-        for key in (f"address:{address}" if address else None, f"client:{client_id}" if client_id else None):
-            if key:
-                await self._limiter.hit(
-                    self._failed_authentication, front_door, str(service_id), "failed_authentication", key
-                )
+    async def authenticated(self, caller: Caller, client_id: int) -> None:
+        """Spend from the budget of the client the request proved to be."""
+        proven = Caller(caller.front_door, caller.service_id, caller.address, str(client_id))
+        await self._limiter.hit(self._per_client, *proven.key("client", with_client=True, with_address=False))
 
-    async def _retry_after(self, item: RateLimitItem, identifiers: tuple[str, ...]) -> int:
+    async def failed_authentication(self, caller: Caller) -> None:
+        if caller.address:
+            await self._limiter.hit(self._failed_authentication, *caller.key("failed_authentication"))
+        if caller.client_id:
+            await self._limiter.hit(self._failed_authentication, *caller.key("failed_authentication", with_client=True))
+
+    async def _refuse(self, caller: Caller, scope: str, item: RateLimitItem, identifiers: tuple[str, ...]) -> Refusal:
+        self._metrics.rate_limited.labels(caller.front_door, scope).inc()
         reset = (await self._limiter.get_window_stats(item, *identifiers)).reset_time
-        return max(1, math.ceil(reset - time.time()))
+        return Refusal(retry_after=max(1, math.ceil(reset - time.time())), scope=scope)

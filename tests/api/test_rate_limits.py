@@ -149,3 +149,24 @@ async def test_redis_storage_is_shared(redis_replicas: list[httpx.AsyncClient]) 
             await replica.post(service.par_path, data=par_params(par_client), headers=par_client.basic())
         ).status_code == 201
     assert_throttled(await first.post(service.par_path, data=par_params(par_client), headers=par_client.basic()))
+
+
+async def test_a_stranger_cannot_lock_a_client_out(
+    app: FastAPI, client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle
+) -> None:
+    """Client ids are public: failures elsewhere, and unauthenticated requests, spend nothing of the client's."""
+    transport = httpx.ASGITransport(app=app, client=("198.51.100.7", 4000))
+    async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as stranger:
+        statuses = [
+            (
+                await stranger.post(
+                    service.par_path, data=par_params(basic_client), headers=basic_client.basic("guess")
+                )
+            ).status_code
+            for _ in range(6)
+        ]
+    assert statuses[:3] == [401] * 3 and statuses[3:] == [429] * 3
+    for _ in range(5):
+        assert (
+            await client.post(service.par_path, data=par_params(basic_client), headers=basic_client.basic())
+        ).status_code == 201
