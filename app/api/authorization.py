@@ -6,15 +6,17 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from app.api.bodies import read_body
-from app.api.deps import StateDep, audit, authorize_service_call
+from app.api.deps import IdPath, StateDep, audit, authorize_service_call
 from app.api.errors import NO_STORE
-from app.api.schemas import AuthorizationOut, ConsumeIn, ResolveIn, epoch_millis
+from app.api.schemas import API_ERRORS, AuthorizationOut, ConsumeIn, ResolveIn, epoch_millis
 from app.core import authorization
 from app.core.authorization import AuthorizationOutcome
 from app.core.errors import ApiBadRequest
 from app.db.repositories import SqlParStore
 
-router = APIRouter(prefix="/api/{service_id}/pushed_auth_req", tags=["Authorization endpoint API"])
+router = APIRouter(
+    prefix="/api/{service_id}/pushed_auth_req", tags=["Authorization endpoint API"], responses=API_ERRORS
+)
 
 
 @router.post(
@@ -23,7 +25,7 @@ router = APIRouter(prefix="/api/{service_id}/pushed_auth_req", tags=["Authorizat
     response_model_exclude_none=True,
     summary="Resolve the authorization endpoint's parameters (client_id + request_uri, or a plain request)",
 )
-async def resolve(service_id: int, request: Request, state: StateDep) -> JSONResponse:
+async def resolve(service_id: IdPath, request: Request, state: StateDep) -> JSONResponse:
     """Repeatable until the request is consumed or its window closes; does not consume unless the
     service sets ``consumeRequestUriOnResolve``."""
     body = await read_body(request, ResolveIn)
@@ -49,7 +51,7 @@ async def resolve(service_id: int, request: Request, state: StateDep) -> JSONRes
     response_model_exclude_none=True,
     summary="Consume a request_uri once, when the authorization is granted",
 )
-async def consume(service_id: int, request: Request, state: StateDep) -> JSONResponse:
+async def consume(service_id: IdPath, request: Request, state: StateDep) -> JSONResponse:
     body = await read_body(request, ConsumeIn)
     async with state.sessions.begin() as session:
         service = state.service_record(await authorize_service_call(request, state, session, service_id))

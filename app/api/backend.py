@@ -12,16 +12,16 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from app.api.bodies import read_body
-from app.api.deps import StateDep, audit, authorize_service_call
+from app.api.deps import IdPath, StateDep, audit, authorize_service_call
 from app.api.errors import NO_STORE
 from app.api.par import Throttle, peek_client_id, too_many_requests
-from app.api.schemas import PushedAuthReqIn, PushedAuthReqOut
+from app.api.schemas import API_ERRORS, PushedAuthReqIn, PushedAuthReqOut
 from app.core.client_auth import BasicCredentials
 from app.core.errors import ApiBadRequest
 from app.core.par import PushRequest, push
 from app.db.repositories import SqlParStore
 
-router = APIRouter(prefix="/api/{service_id}", tags=["Authlete-compatible backend API"])
+router = APIRouter(prefix="/api/{service_id}", tags=["Authlete-compatible backend API"], responses=API_ERRORS)
 
 
 @router.post(
@@ -39,7 +39,7 @@ router = APIRouter(prefix="/api/{service_id}", tags=["Authlete-compatible backen
         }
     },
 )
-async def pushed_auth_req(service_id: int, request: Request, state: StateDep) -> JSONResponse:
+async def pushed_auth_req(service_id: IdPath, request: Request, state: StateDep) -> JSONResponse:
     body = await read_body(request, PushedAuthReqIn, allow_form=True)
     async with state.sessions() as session:
         service = await authorize_service_call(request, state, session, service_id)

@@ -46,7 +46,10 @@ async def _parse(request: Request, model: type[ModelT], *, allow_form: bool) -> 
     if media_type == "application/json":
         try:
             raw = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError):
+            # "\ud800" is valid JSON but not Unicode text (RFC 8259 §8.2): refuse it here rather than
+            # fail with UnicodeEncodeError when it is stored or echoed.
+            json.dumps(raw, ensure_ascii=False).encode("utf-8")
+        except (ValueError, RecursionError):  # UnicodeDecodeError/UnicodeEncodeError are ValueErrors
             raise ApiBadRequest("the request body is not valid JSON") from None
     elif allow_form and media_type == "application/x-www-form-urlencoded":
         form = await request.form()

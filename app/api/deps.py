@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Query, Request
 from limits.aio.storage import RedisStorage, Storage
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -30,6 +30,12 @@ from app.db.repositories import ServiceRepository, ServiceTokenRepository, servi
 from app.db.schema import head_revisions
 from app.jwks_fetcher import JwksFetcher, JwksFetchError
 from app.settings import Settings
+
+# Ids are BIGINT columns: a larger (or negative) number names nothing, and SQLite and PostgreSQL refuse to
+# bind it (OverflowError / NumericValueOutOfRange: a 500). Refused at the door instead, as a malformed path.
+DB_INT_MAX = 2**63 - 1
+IdPath = Annotated[int, Path(ge=0, le=DB_INT_MAX)]
+PageQuery = Annotated[int, Query(ge=0, le=DB_INT_MAX)]
 
 
 def utc_now() -> datetime:

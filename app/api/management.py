@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic.alias_generators import to_camel
 
-from app.api.deps import AppState, StateDep, authorize_service_call, require_admin, utc_now
+from app.api.deps import AppState, IdPath, PageQuery, StateDep, authorize_service_call, require_admin, utc_now
 from app.api.schemas import (
+    API_ERRORS,
     ClientExtension,
     ClientIn,
     ClientListOut,
@@ -40,7 +39,7 @@ from app.core.urls import default_issuer, default_par_endpoint
 from app.db.models import Client, Service, ServiceAccessToken
 from app.db.repositories import ClientRepository, ServiceRepository, ServiceTokenRepository
 
-router = APIRouter(prefix="/api", tags=["Management API"])
+router = APIRouter(prefix="/api", tags=["Management API"], responses=API_ERRORS)
 AdminDep = Depends(require_admin)
 MAX_PAGE = 1000
 
@@ -205,9 +204,7 @@ async def service_create(body: ServiceIn, state: StateDep) -> ServiceCreated:
 
 
 @router.get("/service/get/list", dependencies=[AdminDep], response_model=ServiceListOut)
-async def service_list(
-    state: StateDep, start: Annotated[int, Query()] = 0, end: Annotated[int | None, Query()] = None
-) -> ServiceListOut:
+async def service_list(state: StateDep, start: PageQuery = 0, end: PageQuery | None = None) -> ServiceListOut:
     start, end = _page(start, end)
     async with state.sessions() as session:
         rows, total = await ServiceRepository(session).list(start=start, end=end)
@@ -215,7 +212,7 @@ async def service_list(
 
 
 @router.get("/{service_id}/service/get", response_model=ServiceOut)
-async def service_get(service_id: int, request: Request, state: StateDep) -> ServiceOut:
+async def service_get(service_id: IdPath, request: Request, state: StateDep) -> ServiceOut:
     async with state.sessions() as session:
         row = await authorize_service_call(request, state, session, service_id)
     return service_out(state, row)
@@ -226,7 +223,7 @@ async def service_get(service_id: int, request: Request, state: StateDep) -> Ser
     response_model=ServiceOut,
     summary="Update a service: fields that are absent or null keep their value",
 )
-async def service_update(service_id: int, body: ServiceIn, request: Request, state: StateDep) -> ServiceOut:
+async def service_update(service_id: IdPath, body: ServiceIn, request: Request, state: StateDep) -> ServiceOut:
     async with state.sessions.begin() as session:
         row = await authorize_service_call(request, state, session, service_id)
         apply_service_fields(row, body, public_base_url=state.settings.public_base_url)
@@ -240,7 +237,7 @@ async def service_update(service_id: int, body: ServiceIn, request: Request, sta
     status_code=204,
     summary="Delete a service with its clients, tokens and pushed requests",
 )
-async def service_delete(service_id: int, state: StateDep) -> Response:
+async def service_delete(service_id: IdPath, state: StateDep) -> Response:
     async with state.sessions.begin() as session:
         repository = ServiceRepository(session)
         row = await repository.get_or_none(service_id)
@@ -283,13 +280,13 @@ async def create_service_token(state: AppState, service_id: int, description: st
     summary="Issue another service access token (shown once)",
 )
 async def service_token_create(
-    service_id: int, state: StateDep, body: ServiceTokenIn | None = None
+    service_id: IdPath, state: StateDep, body: ServiceTokenIn | None = None
 ) -> ServiceTokenCreated:
     return await create_service_token(state, service_id, body.description if body else None)
 
 
 @router.get("/{service_id}/service/token/get/list", dependencies=[AdminDep], response_model=list[ServiceTokenOut])
-async def service_token_list(service_id: int, state: StateDep) -> list[ServiceTokenOut]:
+async def service_token_list(service_id: IdPath, state: StateDep) -> list[ServiceTokenOut]:
     async with state.sessions() as session:
         return [token_out(row) for row in await ServiceTokenRepository(session).list(service_id)]
 
@@ -300,7 +297,7 @@ async def service_token_list(service_id: int, state: StateDep) -> list[ServiceTo
     status_code=204,
     summary="Revoke a service access token",
 )
-async def service_token_revoke(service_id: int, token_id: int, state: StateDep) -> Response:
+async def service_token_revoke(service_id: IdPath, token_id: IdPath, state: StateDep) -> Response:
     async with state.sessions.begin() as session:
         if not await ServiceTokenRepository(session).revoke(service_id=service_id, token_id=token_id, now=utc_now()):
             raise ApiNotFound(f"no active token {token_id} in service {service_id}")
@@ -460,7 +457,7 @@ def _set_new_secret(state: AppState, row: Client) -> str:
     response_model_exclude_none=True,
     summary="Register a client; a generated clientSecret is returned once",
 )
-async def client_create(service_id: int, body: ClientIn, request: Request, state: StateDep) -> ClientOut:
+async def client_create(service_id: IdPath, body: ClientIn, request: Request, state: StateDep) -> ClientOut:
     async with state.sessions.begin() as session:
         service = await authorize_service_call(request, state, session, service_id)
         row, secret = await create_client(state, service, body, ClientRepository(session))
@@ -476,11 +473,11 @@ async def _client_or_404(clients: ClientRepository, service_id: int, client_id: 
 
 @router.get("/{service_id}/client/get/list", response_model=ClientListOut, response_model_exclude_none=True)
 async def client_list(
-    service_id: int,
+    service_id: IdPath,
     request: Request,
     state: StateDep,
-    start: Annotated[int, Query()] = 0,
-    end: Annotated[int | None, Query()] = None,
+    start: PageQuery = 0,
+    end: PageQuery | None = None,
 ) -> ClientListOut:
     start, end = _page(start, end)
     async with state.sessions() as session:
@@ -490,7 +487,7 @@ async def client_list(
 
 
 @router.get("/{service_id}/client/get/{client_id}", response_model=ClientOut, response_model_exclude_none=True)
-async def client_get(service_id: int, client_id: str, request: Request, state: StateDep) -> ClientOut:
+async def client_get(service_id: IdPath, client_id: str, request: Request, state: StateDep) -> ClientOut:
     async with state.sessions() as session:
         await authorize_service_call(request, state, session, service_id)
         row = await _client_or_404(ClientRepository(session), service_id, client_id)
@@ -504,7 +501,7 @@ async def client_get(service_id: int, client_id: str, request: Request, state: S
     summary="Update a client: fields that are absent or null keep their value",
 )
 async def client_update(
-    service_id: int, client_id: str, body: ClientIn, request: Request, state: StateDep
+    service_id: IdPath, client_id: str, body: ClientIn, request: Request, state: StateDep
 ) -> ClientOut:
     async with state.sessions.begin() as session:
         service = await authorize_service_call(request, state, session, service_id)
@@ -518,7 +515,7 @@ async def client_update(
 
 
 @router.delete("/{service_id}/client/delete/{client_id}", status_code=204)
-async def client_delete(service_id: int, client_id: str, request: Request, state: StateDep) -> Response:
+async def client_delete(service_id: IdPath, client_id: str, request: Request, state: StateDep) -> Response:
     async with state.sessions.begin() as session:
         await authorize_service_call(request, state, session, service_id)
         clients = ClientRepository(session)
@@ -526,15 +523,20 @@ async def client_delete(service_id: int, client_id: str, request: Request, state
     return Response(status_code=204)
 
 
-@router.api_route(
+@router.get(
     "/{service_id}/client/secret/refresh/{client_id}",
-    methods=["GET", "POST"],
+    response_model=ClientSecretRefreshOut,
+    response_model_exclude_none=True,
+    summary="Replace the client secret; the new one is shown once and the old one stops working",
+)
+@router.post(
+    "/{service_id}/client/secret/refresh/{client_id}",
     response_model=ClientSecretRefreshOut,
     response_model_exclude_none=True,
     summary="Replace the client secret; the new one is shown once and the old one stops working",
 )
 async def client_secret_refresh(
-    service_id: int, client_id: str, request: Request, state: StateDep
+    service_id: IdPath, client_id: str, request: Request, state: StateDep
 ) -> ClientSecretRefreshOut:
     async with state.sessions.begin() as session:
         await authorize_service_call(request, state, session, service_id)

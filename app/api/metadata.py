@@ -7,14 +7,15 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from app.api.deps import StateDep
+from app.api.deps import IdPath, StateDep
+from app.api.schemas import OAUTH_ERRORS
 from app.core import jose
 from app.core.errors import ApiNotFound
 from app.core.model import ClientAuthMethod, GrantType, ServiceRecord
 from app.core.urls import SERVICE_PATH
 from app.db.repositories import ServiceRepository
 
-router = APIRouter(tags=["Metadata"])
+router = APIRouter(tags=["Metadata"], responses=OAUTH_ERRORS)
 METADATA_CACHE = {"Cache-Control": "public, max-age=60"}
 
 
@@ -66,13 +67,13 @@ def _grant_value(name: str) -> str:
 
 
 @router.get("/.well-known/oauth-authorization-server" + SERVICE_PATH, summary="RFC 8414 metadata (path insertion)")
-async def oauth_metadata(service_id: int, state: StateDep) -> JSONResponse:
+async def oauth_metadata(service_id: IdPath, state: StateDep) -> JSONResponse:
     """RFC 8414 §3: the well-known URI suffix is inserted between the host and the issuer's path."""
     return await _metadata(service_id, state)
 
 
 @router.get(SERVICE_PATH + "/.well-known/openid-configuration", summary="OpenID Connect Discovery 1.0 §4")
-async def openid_configuration(service_id: int, state: StateDep) -> JSONResponse:
+async def openid_configuration(service_id: IdPath, state: StateDep) -> JSONResponse:
     return await _metadata(service_id, state)
 
 

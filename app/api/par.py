@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from app.api.deps import AppState, StateDep, audit
+from app.api.deps import AppState, IdPath, StateDep, audit
 from app.api.errors import BASIC_CHALLENGE, NO_STORE, error_response
 from app.api.rate_limit import Caller, Refusal
+from app.api.schemas import OAUTH_ERRORS
 from app.core.client_auth import BasicCredentials, parse_basic_authorization
 from app.core.errors import InvalidClient, InvalidDpopProof, InvalidRequest, OAuthError
 from app.core.par import PushAction, PushOutcome, PushRequest, push
@@ -17,7 +18,7 @@ from app.core.params import ParameterLimits, parse_parameters
 from app.core.urls import PAR_PATH
 from app.db.repositories import ServiceRepository, SqlParStore
 
-router = APIRouter(tags=["RFC 9126"])
+router = APIRouter(tags=["RFC 9126"], responses=OAUTH_ERRORS)
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 
 
@@ -103,7 +104,7 @@ def outcome_response(outcome: PushOutcome) -> JSONResponse:
     response_description='`{"request_uri": "urn:ietf:params:oauth:request_uri:...", "expires_in": 60}`',
     openapi_extra={"requestBody": {"required": True, "content": {FORM_MEDIA_TYPE: {"schema": {"type": "object"}}}}},
 )
-async def pushed_authorization_request(service_id: int, request: Request, state: StateDep) -> JSONResponse:
+async def pushed_authorization_request(service_id: IdPath, request: Request, state: StateDep) -> JSONResponse:
     """RFC 9126 §2.1: "The client sends the parameters that comprise an authorization request directly to
     the PAR endpoint ... using the application/x-www-form-urlencoded format"."""
     media_type, _, media_params = request.headers.get("content-type", "").partition(";")

@@ -10,7 +10,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 from app.core.model import ClientAuthMethod, ClientType, FapiMode, GrantType, ResponseType
@@ -42,8 +42,51 @@ ResponseTypeName = Annotated[ResponseType, _enum_by_name(ResponseType)]
 FapiModeName = Annotated[FapiMode, _enum_by_name(FapiMode)]
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list | tuple):
+        return any(_has_nul(item) for item in value)
+    if isinstance(value, dict):
+        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
+    return False
+
+
+class ResultErrorOut(BaseModel):
+    """Authlete's ResultError: every /api error."""
+
+    resultCode: str = Field(pattern=r"^A[0-9]{6}$")  # noqa: N815 (Authlete's JSON name)
+    resultMessage: str  # noqa: N815
+
+
+class OAuthErrorOut(BaseModel):
+    """RFC 6749 §5.2: every error outside /api."""
+
+    model_config = ConfigDict(extra="forbid")
+    error: str
+    error_description: str
+
+
+API_ERRORS: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": ResultErrorOut, "description": "ResultError"},
+    "5XX": {"model": ResultErrorOut, "description": "ResultError"},
+}
+OAUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": OAuthErrorOut, "description": "RFC 6749 §5.2 error"},
+    "5XX": {"model": OAuthErrorOut, "description": "RFC 6749 §5.2 error"},
+}
+
+
 class CamelModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _refuse_nul(cls, value: Any) -> Any:
+        """PostgreSQL text cannot hold NUL (a DataError, so a 500); no field has a use for one."""
+        if _has_nul(value):
+            raise ValueError("must not contain NUL characters")
+        return value
 
 
 def _scope_entry(value: Any) -> Any:
@@ -166,25 +209,25 @@ class ClientIn(CamelModel):
 
 class ClientOut(CamelModel):
     client_id: int
-    client_id_alias: str | None
+    client_id_alias: str | None = None
     client_id_alias_enabled: bool
     client_secret: str | None = None  # only in the answers of create and secret refresh
-    client_name: str | None
-    description: str | None
+    client_name: str | None = None
+    description: str | None = None
     client_type: str
     token_auth_method: str
     redirect_uris: list[str]
     response_types: list[str]
     grant_types: list[str]
-    jwks: str | None
-    jwks_uri: str | None
-    token_auth_sign_alg: str | None
-    request_sign_alg: str | None
-    tls_client_auth_subject_dn: str | None
-    tls_client_auth_san_dns: str | None
-    tls_client_auth_san_uri: str | None
-    tls_client_auth_san_ip: str | None
-    tls_client_auth_san_email: str | None
+    jwks: str | None = None
+    jwks_uri: str | None = None
+    token_auth_sign_alg: str | None = None
+    request_sign_alg: str | None = None
+    tls_client_auth_subject_dn: str | None = None
+    tls_client_auth_san_dns: str | None = None
+    tls_client_auth_san_uri: str | None = None
+    tls_client_auth_san_ip: str | None = None
+    tls_client_auth_san_email: str | None = None
     par_required: bool
     request_object_required: bool
     pkce_required: bool

@@ -66,11 +66,11 @@ def parse_parameters(raw: str | bytes, limits: ParameterLimits) -> RequestParame
     """
     if len(raw) > limits.max_total_bytes:
         raise RequestTooLarge(f"the request parameters exceed {limits.max_total_bytes} bytes")
-    if isinstance(raw, bytes):
-        try:
-            raw = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise InvalidRequest("the request body is not valid UTF-8") from None
+    try:
+        # bytes must decode; a str must encode (no lone surrogates, which JSON's "\ud800" can carry)
+        raw = raw.decode("utf-8") if isinstance(raw, bytes) else raw.encode("utf-8").decode("utf-8")
+    except UnicodeError:
+        raise InvalidRequest("the request body is not valid UTF-8") from None
     if not raw:
         return RequestParameters(())
     fields = raw.split("&")

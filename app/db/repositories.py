@@ -113,10 +113,16 @@ class ClientRepository:
 
     async def get_or_none(self, service_id: int, identifier: str) -> Client | None:
         """By numeric client id (canonical decimal only) or by alias, within one service."""
-        if identifier.isascii() and identifier.isdigit() and str(int(identifier)) == identifier:
+        if identifier.isascii() and identifier.isdigit():
+            # Canonical decimal within BIGINT only: "0123" names nothing, and a longer number cannot be
+            # bound (nor, past 4300 digits, even converted by int()).
+            if len(identifier) > 19 or str(int(identifier)) != identifier or int(identifier) > 2**63 - 1:
+                return None
             return await self.session.scalar(
                 select(Client).where(Client.service_id == service_id, Client.id == int(identifier))
             )
+        if "\x00" in identifier:
+            return None  # PostgreSQL text cannot hold NUL; no alias has one (app/core/registration.py)
         return await self.session.scalar(
             select(Client).where(Client.service_id == service_id, Client.client_id_alias == identifier)
         )
