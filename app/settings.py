@@ -94,6 +94,10 @@ class Settings(BaseSettings):
     db_pool_size: Annotated[int, Field(gt=0)] = 15
     db_max_overflow: Annotated[int, Field(ge=0)] = 0
     db_pool_timeout_seconds: Annotated[float, Field(gt=0)] = 5.0
+    # Bounds on a database that is unreachable (connect) or stuck (a statement or lock wait); psycopg's
+    # own connect timeout is 130 s and PostgreSQL's statement timeout is none. 0 turns the statement one off.
+    db_connect_timeout_seconds: Annotated[int, Field(ge=2)] = 5
+    db_statement_timeout_seconds: Annotated[float, Field(ge=0)] = 5.0
     # SQLite has one writer: more connections only queue on its lock, which stretched p99 from ~170 ms
     # to ~1.2 s at 32 clients without adding throughput (bench/RESULTS.md).
     sqlite_pool_size: Annotated[int, Field(gt=0)] = 1

@@ -11,6 +11,8 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -19,6 +21,9 @@ from app.core.errors import InvalidClient, OAuthError, ParServerError, clean_des
 
 logger = logging.getLogger("par_server")
 
+# The database is unreachable, stuck (statement_timeout) or the pool is exhausted: a transient condition.
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeoutError)
+RETRY_AFTER_SECONDS = "5"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 BASIC_CHALLENGE = 'Basic realm="par-server", charset="UTF-8"'
 _API_PREFIX = "/api/"
@@ -63,7 +68,7 @@ def error_response(path: str, status_code: int, message: str, headers: dict[str,
         return result_error_response(
             status_code, _API_RESULT_CODE_BY_STATUS.get(status_code, "A001201"), message, headers
         )
-    error = {404: "not_found", 429: "temporarily_unavailable"}.get(
+    error = {404: "not_found", 429: "temporarily_unavailable", 503: "temporarily_unavailable"}.get(
         status_code, "server_error" if status_code >= 500 else "invalid_request"
     )
     return JSONResponse(
@@ -135,5 +140,13 @@ class UnhandledErrorMiddleware:
             logger.error("unhandled %s on %s %s", type(exc).__name__, scope.get("method"), scope.get("path"))
             if started:
                 raise
-            response = error_response(scope.get("path", ""), 500, "the server could not process the request")
+            if isinstance(exc, DATABASE_UNAVAILABLE):
+                response = error_response(
+                    scope.get("path", ""),
+                    503,
+                    "the service is temporarily unavailable, retry later",
+                    {"Retry-After": RETRY_AFTER_SECONDS},
+                )
+            else:
+                response = error_response(scope.get("path", ""), 500, "the server could not process the request")
             await response(scope, receive, send)

@@ -43,7 +43,18 @@ def create_engine_from_settings(settings: Settings) -> AsyncEngine:
         pool_pre_ping=True,
         pool_recycle=1800,
         hide_parameters=True,  # SQL logs and driver errors never carry parameter values
+        connect_args=_postgres_connect_args(settings),
     )
+
+
+def _postgres_connect_args(settings: Settings) -> dict[str, Any]:
+    """Fail fast on a database that does not answer: bounded connects, and a server-side bound on every
+    statement and lock wait (a cancelled statement raises OperationalError, answered 503)."""
+    args: dict[str, Any] = {"connect_timeout": settings.db_connect_timeout_seconds}
+    if settings.db_statement_timeout_seconds:
+        milliseconds = int(settings.db_statement_timeout_seconds * 1000)
+        args["options"] = f"-c statement_timeout={milliseconds} -c lock_timeout={milliseconds}"
+    return args
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -23,20 +23,21 @@ async def unreachable_database_client() -> AsyncIterator[httpx.AsyncClient]:
     await app.state.par.aclose()
 
 
-async def test_database_down_is_a_500_in_each_format(
+async def test_database_down_is_a_503_in_each_format(
     unreachable_database_client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Never a stack trace: server_error JSON at the RFC endpoint, a ResultError at /api."""
+    """Never a stack trace: 503 with Retry-After, temporarily_unavailable JSON at the RFC endpoint, a
+    ResultError at /api."""
     rfc = await unreachable_database_client.post("/services/1000000000001/par", data={"client_id": "1"})
-    assert rfc.status_code == 500
-    assert rfc.json() == {"error": "server_error", "error_description": "the server could not process the request"}
+    assert rfc.status_code == 503 and int(rfc.headers["retry-after"]) > 0
+    assert rfc.json()["error"] == "temporarily_unavailable"
     assert rfc.headers["cache-control"] == "no-store"
     api = await unreachable_database_client.post(
         "/api/1000000000001/pushed_auth_req",
         json={"parameters": "client_id=1"},
         headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
     )
-    assert api.status_code == 500
+    assert api.status_code == 503
     assert set(api.json()) == {"resultCode", "resultMessage"}
     assert "Traceback" not in caplog.text and "127.0.0.1:1" not in rfc.text + api.text
 

@@ -1,0 +1,111 @@
+"""Issue 6: "Graceful shutdown finishes in-flight requests."
+
+A real ``par-server serve`` process gets a push whose body arrives slowly: the head and half the body
+are sent, so the request is in flight (the app is reading its body) when SIGTERM arrives. The server
+must stop accepting connections at once, still answer the in-flight push with 201 (and store it), then
+shut down cleanly within a bound.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import signal
+import socket
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+
+from app.cli import run_migrations
+from app.settings import Settings
+from tests.faults import support
+
+pytestmark = [pytest.mark.faults, pytest.mark.postgresql]
+
+IN_FLIGHT_SETTLE_SECONDS = 0.5  # lets the server parse the head and start the app on the request
+REFUSAL_LIMIT_SECONDS = 3.0
+EXIT_LIMIT_SECONDS = 10.0
+SOCKET_TIMEOUT_SECONDS = 10.0
+
+
+def read_http_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 response with a Content-Length body (what uvicorn sends for JSON)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed before a full response head: {data!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in header_lines)}
+    length = int(headers["content-length"])
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk, "connection closed in the middle of the response body"
+        body += chunk
+    return int(status_line.split()[1]), headers, body[:length]
+
+
+def connection_refused(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0):
+            return False
+    except ConnectionRefusedError:
+        return True
+
+
+def test_sigterm_finishes_the_in_flight_request_and_refuses_new_ones(tmp_path: Path) -> None:
+    with support.fresh_postgres_database() as database_url:
+        run_migrations(Settings(database_url=database_url))
+        deployment = support.Deployment(database_url, tmp_path)
+        with deployment.server("terminated") as server:
+            with httpx.Client(base_url=server.base_url, trust_env=False, timeout=10.0) as http:
+                tenant = support.tenant_from_api(http, deployment.admin_token)
+
+            body = urlencode(tenant.params("in-flight")).encode()
+            credentials = base64.b64encode(f"{tenant.client_id}:{tenant.client_secret}".encode()).decode()
+            head = (
+                f"POST {tenant.par_path} HTTP/1.1\r\n"
+                f"Host: 127.0.0.1:{server.port}\r\n"
+                f"Authorization: Basic {credentials}\r\n"
+                "Content-Type: application/x-www-form-urlencoded\r\n"
+                f"Content-Length: {len(body)}\r\n"
+                "\r\n"
+            ).encode()
+            with socket.create_connection(("127.0.0.1", server.port), timeout=SOCKET_TIMEOUT_SECONDS) as sock:
+                sock.sendall(head + body[: len(body) // 2])
+                time.sleep(IN_FLIGHT_SETTLE_SECONDS)
+
+                server.process.send_signal(signal.SIGTERM)
+                terminated = time.monotonic()
+
+                # The listening socket closes first: new connections are refused while the push is in flight.
+                while not connection_refused(server.port):
+                    assert time.monotonic() - terminated < REFUSAL_LIMIT_SECONDS, "still accepting after SIGTERM"
+                    time.sleep(0.05)
+                # Past uvicorn's first pause (0.1 s): the server is now waiting for the in-flight request.
+                time.sleep(IN_FLIGHT_SETTLE_SECONDS)
+                assert server.process.poll() is None, "exited without waiting for the in-flight request"
+
+                sock.sendall(body[len(body) // 2 :])
+                status, headers, content = read_http_response(sock)
+
+            assert status == 201, (status, content, server.log())
+            request_uri = json.loads(content)["request_uri"]
+            assert request_uri.startswith(support.REQUEST_URI_PREFIX)
+            assert headers.get("connection") == "close", headers  # no keep-alive past the shutdown
+
+            returncode = server.process.wait(timeout=EXIT_LIMIT_SECONDS)
+            exited_after = time.monotonic() - terminated
+            # uvicorn re-raises the SIGTERM it handled once it has shut down, so a clean exit is 0 or
+            # -SIGTERM (143 in a shell); what proves it was graceful is the completed lifespan shutdown.
+            assert returncode in (0, -signal.SIGTERM), (returncode, server.log())
+            log = server.log()
+            assert "Waiting for connections to close" in log, log
+            assert "Application shutdown complete" in log, log
+            assert exited_after < EXIT_LIMIT_SECONDS
+
+        assert support.count_pushed_requests(database_url) == 1  # the in-flight push was stored
