@@ -123,6 +123,7 @@ def _serve(args: argparse.Namespace) -> int:
         timeout_keep_alive=5,
         server_header=False,
         access_log=not args.no_access_log,
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
     )
     return 0
 

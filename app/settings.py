@@ -103,6 +103,8 @@ class Settings(BaseSettings):
     sqlite_pool_size: Annotated[int, Field(gt=0)] = 1
 
     log_level: str = "INFO"
+    # On SIGTERM, in-flight requests get this long to finish; then the server closes them.
+    shutdown_grace_seconds: Annotated[int, Field(gt=0, le=300)] = 25
 
     @field_validator("database_url")
     @classmethod

@@ -255,6 +255,7 @@ def test_serve_passes_its_options_to_uvicorn(
     [options] = calls
     assert (options["port"], options["workers"], options["access_log"]) == (8123, 2, access_log)
     assert options["factory"] is True and options["server_header"] is False
+    assert options["timeout_graceful_shutdown"] == 25
 
 
 def test_no_command_prints_help(cli: Cli) -> None:

@@ -39,7 +39,14 @@ from app.core.urls import default_issuer, default_par_endpoint
 from app.db.models import Client, Service, ServiceAccessToken
 from app.db.repositories import ClientRepository, ServiceRepository, ServiceTokenRepository
 
-router = APIRouter(prefix="/api", tags=["Management API"], responses=API_ERRORS)
+
+def no_store(response: Response) -> None:
+    """Answers here may show a secret or token once; none may be cached (RFC 9111 §5.2.2.5)."""
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+
+
+router = APIRouter(prefix="/api", tags=["Management API"], dependencies=[Depends(no_store)], responses=API_ERRORS)
 AdminDep = Depends(require_admin)
 MAX_PAGE = 1000
 
@@ -288,6 +295,8 @@ async def service_token_create(
 @router.get("/{service_id}/service/token/get/list", dependencies=[AdminDep], response_model=list[ServiceTokenOut])
 async def service_token_list(service_id: IdPath, state: StateDep) -> list[ServiceTokenOut]:
     async with state.sessions() as session:
+        if await ServiceRepository(session).get_or_none(service_id) is None:
+            raise ApiNotFound(f"service {service_id} does not exist", result_code="A003202")
         return [token_out(row) for row in await ServiceTokenRepository(session).list(service_id)]
 
 

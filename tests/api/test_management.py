@@ -724,3 +724,18 @@ async def test_malformed_json_says_so(client: httpx.AsyncClient, factory: Factor
     )
     assert response.status_code == 400
     assert response.json()["resultMessage"].endswith("the request body is not valid JSON")
+
+
+async def test_answers_with_credentials_are_not_cacheable(client: httpx.AsyncClient, factory: Factory) -> None:
+    service = await factory.service()
+    created = await client.post(
+        f"/api/{service.id}/client/create", json={"redirectUris": ["https://c.example/cb"]}, headers=service.bearer
+    )
+    assert created.headers["cache-control"] == "no-store"
+    token = await client.post(f"/api/{service.id}/service/token/create", headers=factory.admin)
+    assert token.headers["cache-control"] == "no-store"
+
+
+async def test_token_list_of_a_missing_service_is_404(client: httpx.AsyncClient, factory: Factory) -> None:
+    response = await client.get("/api/1000000000001/service/token/get/list", headers=factory.admin)
+    assert response.status_code == 404
