@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from app.api.bodies import read_body
-from app.api.deps import IdPath, StateDep, audit, authorize_service_call
+from app.api.deps import IdPath, StateDep, authorize_service_call
 from app.api.errors import NO_STORE
 from app.api.par import Throttle, peek_client_id, too_many_requests
 from app.api.schemas import API_ERRORS, PushedAuthReqIn, PushedAuthReqOut
@@ -72,15 +72,6 @@ async def pushed_auth_req(service_id: IdPath, request: Request, state: StateDep)
         )
         await session.commit()
     await throttle.record(outcome)
-    audit(
-        request,
-        operation="push",
-        front_door="backend",
-        service_id=service_id,
-        client_id=outcome.client_id,
-        outcome=outcome.action.value.lower(),
-        error=outcome.error,
-    )
     answer = PushedAuthReqOut(
         result_code=outcome.result_code,
         result_message=outcome.result_message,

@@ -51,16 +51,27 @@ class Throttle:
 
     state: AppState
     caller: Caller
+    request: Request
 
     @classmethod
     def of(cls, state: AppState, front_door: str, service_id: int, request: Request, client_id: str | None) -> Throttle:
         address = request.client.host if request.client else None
-        return cls(state, Caller(front_door, service_id, address, client_id))
+        return cls(state, Caller(front_door, service_id, address, client_id), request)
 
     async def admit(self) -> Refusal | None:
         return await self.state.rate_limits.admit(self.caller)
 
     async def record(self, outcome: PushOutcome) -> None:
+        """Spend from the budgets the outcome concerns, and describe it for the log line and metrics."""
+        audit(
+            self.request,
+            operation="push",
+            front_door=self.caller.front_door,
+            service_id=self.caller.service_id,
+            client_id=outcome.client_id,
+            outcome=outcome.action.value.lower(),
+            error=outcome.error,
+        )
         if outcome.action is PushAction.UNAUTHORIZED:
             await self.state.rate_limits.failed_authentication(self.caller)
         elif outcome.client_auth_method is not None and outcome.client_id is not None:
@@ -132,15 +143,6 @@ async def pushed_authorization_request(service_id: IdPath, request: Request, sta
     if outcome is None:
         return error_response(request.url.path, 404, f"service {service_id} does not exist")
     await throttle.record(outcome)
-    audit(
-        request,
-        operation="push",
-        front_door="rfc9126",
-        service_id=service_id,
-        client_id=outcome.client_id,
-        outcome=outcome.action.value.lower(),
-        error=outcome.error,
-    )
     return outcome_response(outcome)
 
 
