@@ -53,6 +53,7 @@ def create_app(settings: Settings) -> FastAPI:
         BodySizeLimitMiddleware,
         max_body_bytes=settings.max_body_bytes,
         max_api_body_bytes=settings.max_api_body_bytes,
+        max_header_bytes=settings.max_header_bytes,
     )
     app.add_middleware(RequestObservationMiddleware, metrics=state.metrics)  # outermost: sees every answer
     return app

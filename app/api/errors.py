@@ -29,6 +29,7 @@ BASIC_CHALLENGE = 'Basic realm="par-server", charset="UTF-8"'
 _API_PREFIX = "/api/"
 _API_RESULT_CODE_BY_STATUS = {
     429: "A001214",
+    431: "A001216",
     400: "A001203",
     401: "A001202",
     403: "A003204",

@@ -1,4 +1,4 @@
-"""Request body size limit that answers in the endpoint's own error format.
+"""Request body and header size limits that answer in the endpoint's own error format.
 
 Starlette's ``RequestBodyLimitMiddleware`` (behind ``FastAPI(max_body_size=...)``) answers
 ``413 text/plain`` and replaces the application's response whenever Content-Length is over the
@@ -17,14 +17,21 @@ from app.core.errors import RequestTooLarge
 
 
 class BodySizeLimitMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, max_api_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, max_api_body_bytes: int, max_header_bytes: int) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.max_api_body_bytes = max_api_body_bytes
+        self.max_header_bytes = max_header_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        header_bytes = sum(len(name) + len(value) for name, value in scope.get("headers", []))
+        if header_bytes > self.max_header_bytes:
+            # RFC 6585 §5: 431 Request Header Fields Too Large.
+            message = f"the request headers exceed {self.max_header_bytes} bytes"
+            await error_response(scope["path"], 431, message)(scope, receive, send)
             return
         if is_api_path(scope["path"]):
             limit, message = self.max_api_body_bytes, f"the request body exceeds {self.max_api_body_bytes} bytes"
