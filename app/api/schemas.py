@@ -318,10 +318,5 @@ class AuthorizationOut(CamelModel):
     expires_at: int | None = None
 
 
-class ResultError(CamelModel):
-    result_code: str
-    result_message: str
-
-
 def epoch_millis(moment: datetime | None) -> int:
     return int(moment.timestamp() * 1000) if moment else 0

@@ -124,12 +124,6 @@ class InvalidDpopProof(OAuthError):
     default_result_code = "A001303"
 
 
-class ServerError(OAuthError):
-    error = "server_error"
-    status_code = 500
-    default_result_code = "A245101"
-
-
 # --- API errors: the Authlete `ResultError` body ``{"resultCode", "resultMessage"}`` at /api ---------
 
 

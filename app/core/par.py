@@ -23,7 +23,14 @@ from app.core.client_auth import (
     authenticate_client,
     claimed_client_id,
 )
-from app.core.dpop import DpopPolicy, UseDpopNonce, replay_expires_at, replay_key, verify_dpop_proof
+from app.core.dpop import (
+    DpopPolicy,
+    UseDpopNonce,
+    replay_expires_at,
+    replay_key,
+    validate_dpop_jkt,
+    verify_dpop_proof,
+)
 from app.core.errors import (
     InvalidAuthorizationDetails,
     InvalidClient,
@@ -47,8 +54,6 @@ MAX_REDIRECT_URI_LENGTH = 2000
 MTLS_AUTH_METHODS = frozenset({ClientAuthMethod.TLS_CLIENT_AUTH, ClientAuthMethod.SELF_SIGNED_TLS_CLIENT_AUTH})
 # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
-# RFC 9449 §10: dpop_jkt is a base64url SHA-256 JWK thumbprint (RFC 7638): 43 characters.
-_JWK_THUMBPRINT = re.compile(r"[A-Za-z0-9\-_]{43}")
 
 
 class PushAction(StrEnum):
@@ -267,8 +272,8 @@ def validate_authorization_request(
         # RFC 9126 §2.3 / PAR-22: a request that is not a signed request object is rejected with invalid_request.
         raise InvalidRequest("this client must push a signed request object (request parameter)", result_code="A008309")
     dpop_jkt = params.get("dpop_jkt")
-    if dpop_jkt is not None and not _JWK_THUMBPRINT.fullmatch(dpop_jkt):
-        raise InvalidRequest("dpop_jkt must be a base64url SHA-256 JWK thumbprint (RFC 7638)")
+    if dpop_jkt is not None:
+        validate_dpop_jkt(dpop_jkt)
     if client.dpop_required and dpop_jkt is None:
         raise InvalidRequest(
             "this client must bind its request to a DPoP key (DPoP proof or dpop_jkt)", result_code="A001301"

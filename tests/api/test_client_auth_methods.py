@@ -12,7 +12,6 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from joserfc.jwk import ECKey, OctKey, RSAKey
 
 from app.core.client_assertion import CLIENT_ASSERTION_TYPE
@@ -379,7 +378,3 @@ async def test_metadata_advertises_methods_and_signing_algorithms(
     )
     algorithms = metadata["token_endpoint_auth_signing_alg_values_supported"]
     assert {"ES256", "PS256", "EdDSA", "HS256"} <= set(algorithms) and "none" not in algorithms
-
-
-async def test_app_state_closes_cleanly(app: FastAPI) -> None:
-    await app.state.par.aclose()
