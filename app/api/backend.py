@@ -14,12 +14,11 @@ from fastapi.responses import JSONResponse
 from app.api.bodies import read_body
 from app.api.deps import IdPath, StateDep, authorize_service_call
 from app.api.errors import NO_STORE
-from app.api.par import Throttle, peek_client_id, too_many_requests
+from app.api.par import Throttle, execute_push, peek_client_id, too_many_requests
 from app.api.schemas import API_ERRORS, PushedAuthReqIn, PushedAuthReqOut
 from app.core.client_auth import BasicCredentials
 from app.core.errors import ApiBadRequest
-from app.core.par import PushRequest, push
-from app.db.repositories import SqlParStore
+from app.core.par import PushRequest
 
 router = APIRouter(prefix="/api/{service_id}", tags=["Authlete-compatible backend API"], responses=API_ERRORS)
 
@@ -41,37 +40,28 @@ router = APIRouter(prefix="/api/{service_id}", tags=["Authlete-compatible backen
 )
 async def pushed_auth_req(service_id: IdPath, request: Request, state: StateDep) -> JSONResponse:
     body = await read_body(request, PushedAuthReqIn, allow_form=True)
-    async with state.sessions() as session:
+    async with state.request_session() as session:
         service = await authorize_service_call(request, state, session, service_id)
-    call = body.get()
-    if call.parameters is None:
-        raise ApiBadRequest("the request body does not contain 'parameters'", result_code="A245201")
-    basic = BasicCredentials(call.client_id, call.client_secret or "") if call.client_id is not None else None
-    throttle = Throttle.of(
-        state, "backend", service_id, request, peek_client_id(call.parameters, basic, state.parameter_limits)
-    )
-    refusal = await throttle.admit()
-    if refusal is not None:
-        return too_many_requests(request.url.path, refusal)
-    async with state.sessions() as session:  # committed explicitly: see app.api.par.execute_push
-        outcome = await push(
-            PushRequest(
-                parameters=call.parameters,
-                basic=basic,
-                dpop_proof=call.dpop,
-                htm=call.htm,
-                htu=call.htu,
-                dpop_nonce_required=bool(call.dpop_nonce_required),
-                client_certificate=call.client_certificate,
-            ),
-            service=state.service_record(service),
-            store=SqlParStore(session),
-            auth=state.client_auth_for(session),
-            limits=state.parameter_limits,
-            now=state.clock(),
+        call = body.get()  # after authorization: an unauthenticated caller learns nothing about its body
+        if call.parameters is None:
+            raise ApiBadRequest("the request body does not contain 'parameters'", result_code="A245201")
+        basic = BasicCredentials(call.client_id, call.client_secret or "") if call.client_id is not None else None
+        client_id = peek_client_id(call.parameters, basic, state.parameter_limits)
+        throttle = Throttle.of(state, session, "backend", service_id, request, client_id)
+        refusal = await throttle.admit()
+        if refusal is not None:
+            return too_many_requests(request.url.path, refusal)
+        push_request = PushRequest(
+            parameters=call.parameters,
+            basic=basic,
+            dpop_proof=call.dpop,
+            htm=call.htm,
+            htu=call.htu,
+            dpop_nonce_required=bool(call.dpop_nonce_required),
+            client_certificate=call.client_certificate,
         )
-        await session.commit()
-    await throttle.record(outcome)
+        outcome = await execute_push(state, session, service, push_request)
+        await throttle.record(outcome)
     answer = PushedAuthReqOut(
         result_code=outcome.result_code,
         result_message=outcome.result_message,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -54,8 +55,19 @@ class AppState:
     metrics: Metrics
     schema_head: frozenset[str]  # the migrations' head revisions, for readiness
     rate_limits: RateLimits
-    rate_limit_storage: Storage
     clock: Callable[[], datetime] = utc_now  # replaceable so tests can stand at an expiry boundary
+
+    @asynccontextmanager
+    async def request_session(self) -> AsyncIterator[AsyncSession]:
+        """A session on one connection held for the whole request.
+
+        A push runs several short transactions (rate-limit counters, a replay entry, the push itself);
+        on one connection they cost no further pool checkouts, which on a slow or saturated database
+        would each wait again.
+        """
+        async with self.engine.connect() as connection:
+            async with AsyncSession(bind=connection, expire_on_commit=False) as session:
+                yield session
 
     def client_auth_for(self, session: AsyncSession) -> ClientAuthContext:
         """The client authentication context of one request, recording replays on its session."""
@@ -79,9 +91,9 @@ class AppState:
         await self.jwks_fetcher.aclose()
         if isinstance(self.replay_store, RedisReplayStore):
             await self.replay_store.aclose()
-        if isinstance(self.rate_limit_storage, RedisStorage):
+        if isinstance(self.rate_limits.storage, RedisStorage):
             # limits has no close(); its redis-py bridge keeps the client in .storage (untyped).
-            client: Redis = getattr(self.rate_limit_storage.bridge, "storage")  # noqa: B009
+            client: Redis = getattr(self.rate_limits.storage.bridge, "storage")  # noqa: B009
             await client.aclose()
         await self.engine.dispose()
 
@@ -146,7 +158,6 @@ def build_state(settings: Settings) -> AppState:
             failed_authentication=settings.rate_limit_failed_authentication,
             metrics=metrics,
         ),
-        rate_limit_storage=rate_limit_storage,
     )
 
 

@@ -138,10 +138,17 @@ class UnhandledErrorMiddleware:
         except ClientDisconnect:
             return  # the client left before sending its whole request: nobody to answer, nothing broken
         except Exception as exc:
-            logger.error("unhandled %s on %s %s", type(exc).__name__, scope.get("method"), scope.get("path"))
+            database_unavailable = isinstance(exc, DATABASE_UNAVAILABLE)
+            logger.error(
+                "%s %s on %s %s",
+                "database unavailable:" if database_unavailable else "unhandled",
+                type(exc).__name__,
+                scope.get("method"),
+                scope.get("path"),
+            )
             if started:
                 raise
-            if isinstance(exc, DATABASE_UNAVAILABLE):
+            if database_unavailable:
                 response = error_response(
                     scope.get("path", ""),
                     503,

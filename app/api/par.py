@@ -6,42 +6,40 @@ from dataclasses import dataclass
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.deps import AppState, IdPath, StateDep, audit
 from app.api.errors import BASIC_CHALLENGE, NO_STORE, error_response
-from app.api.rate_limit import Caller, Refusal
+from app.api.rate_limit import Caller, Refusal, RequestRateLimits
 from app.api.schemas import OAUTH_ERRORS
 from app.core.client_auth import BasicCredentials, parse_basic_authorization
 from app.core.errors import InvalidClient, InvalidDpopProof, InvalidRequest, OAuthError
 from app.core.par import PushAction, PushOutcome, PushRequest, push
 from app.core.params import ParameterLimits, parse_parameters
 from app.core.urls import PAR_PATH
+from app.db.models import Service
 from app.db.repositories import ServiceRepository, SqlParStore
 
 router = APIRouter(tags=["RFC 9126"], responses=OAUTH_ERRORS)
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 
 
-async def execute_push(state: AppState, service_id: int, request: PushRequest) -> PushOutcome | None:
-    """Run one push; None when the service does not exist.
+async def execute_push(state: AppState, session: AsyncSession, service: Service, request: PushRequest) -> PushOutcome:
+    """Run one push on the request's session and commit it.
 
-    The session commits before the caller answers, so a 201 is only sent for a stored request; an
+    The commit comes before the caller answers, so a 201 is only sent for a stored request; an
     exception closes the session, which rolls back. (Not ``sessions.begin()``: a replay entry commits
     mid-request, see ``app.db.replay.SessionReplayStore``.)
     """
-    async with state.sessions() as session:
-        row = await ServiceRepository(session).get_or_none(service_id)
-        if row is None:
-            return None
-        outcome = await push(
-            request,
-            service=state.service_record(row),
-            store=SqlParStore(session),
-            auth=state.client_auth_for(session),
-            limits=state.parameter_limits,
-            now=state.clock(),
-        )
-        await session.commit()
+    outcome = await push(
+        request,
+        service=state.service_record(service),
+        store=SqlParStore(session),
+        auth=state.client_auth_for(session),
+        limits=state.parameter_limits,
+        now=state.clock(),
+    )
+    await session.commit()
     return outcome
 
 
@@ -49,17 +47,26 @@ async def execute_push(state: AppState, service_id: int, request: PushRequest) -
 class Throttle:
     """The rate limits of one push, at either front door."""
 
-    state: AppState
+    limits: RequestRateLimits
     caller: Caller
     request: Request
 
     @classmethod
-    def of(cls, state: AppState, front_door: str, service_id: int, request: Request, client_id: str | None) -> Throttle:
+    def of(
+        cls,
+        state: AppState,
+        session: AsyncSession,
+        front_door: str,
+        service_id: int,
+        request: Request,
+        client_id: str | None,
+    ) -> Throttle:
+        """The limits of a push by ``client_id`` (as claimed), counted on the request's session."""
         address = request.client.host if request.client else None
-        return cls(state, Caller(front_door, service_id, address, client_id), request)
+        return cls(state.rate_limits.bound(session), Caller(front_door, service_id, address, client_id), request)
 
     async def admit(self) -> Refusal | None:
-        return await self.state.rate_limits.admit(self.caller)
+        return await self.limits.admit(self.caller)
 
     async def record(self, outcome: PushOutcome) -> None:
         """Spend from the budgets the outcome concerns, and describe it for the log line and metrics."""
@@ -73,9 +80,9 @@ class Throttle:
             error=outcome.error,
         )
         if outcome.action is PushAction.UNAUTHORIZED:
-            await self.state.rate_limits.failed_authentication(self.caller)
+            await self.limits.failed_authentication(self.caller)
         elif outcome.client_auth_method is not None and outcome.client_id is not None:
-            await self.state.rate_limits.authenticated(self.caller, outcome.client_id)
+            await self.limits.authenticated(self.caller, outcome.client_id)
 
 
 def peek_client_id(parameters: str | bytes, basic: BasicCredentials | None, limits: ParameterLimits) -> str | None:
@@ -126,23 +133,23 @@ async def pushed_authorization_request(service_id: IdPath, request: Request, sta
         raise InvalidRequest("the request body must be encoded in UTF-8")
     body = await request.body()
     basic = _basic_credentials(request)
-    throttle = Throttle.of(state, "rfc9126", service_id, request, peek_client_id(body, basic, state.parameter_limits))
-    refusal = await throttle.admit()
-    if refusal is not None:
-        return too_many_requests(request.url.path, refusal)
-    outcome = await execute_push(
-        state,
-        service_id,
-        PushRequest(
+    client_id = peek_client_id(body, basic, state.parameter_limits)
+    async with state.request_session() as session:
+        throttle = Throttle.of(state, session, "rfc9126", service_id, request, client_id)
+        refusal = await throttle.admit()
+        if refusal is not None:
+            return too_many_requests(request.url.path, refusal)
+        service = await ServiceRepository(session).get_or_none(service_id)
+        if service is None:
+            return error_response(request.url.path, 404, f"service {service_id} does not exist")
+        push_request = PushRequest(
             parameters=body,
             basic=basic,
             dpop_proof=_dpop_proof(request),
             client_certificate=_client_certificate(request, state),
-        ),
-    )
-    if outcome is None:
-        return error_response(request.url.path, 404, f"service {service_id} does not exist")
-    await throttle.record(outcome)
+        )
+        outcome = await execute_push(state, session, service, push_request)
+        await throttle.record(outcome)
     return outcome_response(outcome)
 
 

@@ -10,7 +10,8 @@ Three budgets, each a fixed window from ``limits``:
   locking a client out.
 
 Budgets are checked before a request reaches the push logic, so a throttled request costs a few
-counter reads.
+counter reads. With the database as the store, a request counts on its own connection and reads all
+the counters it tests in one query (``app.db.rate_limits``).
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from dataclasses import dataclass
 from limits import RateLimitItem, parse
 from limits.aio.storage import Storage
 from limits.aio.strategies import FixedWindowRateLimiter
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.observability import Metrics
+from app.db.rate_limits import SessionRateLimitStorage, SqlRateLimitStorage
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,49 +51,73 @@ class Caller:
         return tuple(parts)
 
 
+@dataclass(frozen=True, slots=True)
+class Budgets:
+    per_address: RateLimitItem
+    per_client: RateLimitItem
+    failed_authentication: RateLimitItem
+
+
 class RateLimits:
+    """The budgets and their store; :meth:`bound` gives the limiter of one request."""
+
     def __init__(
         self, storage: Storage, *, per_address: str, per_client: str, failed_authentication: str, metrics: Metrics
     ) -> None:
+        self.storage = storage
+        self._budgets = Budgets(parse(per_address), parse(per_client), parse(failed_authentication))
+        self._metrics = metrics
+
+    def bound(self, session: AsyncSession) -> RequestRateLimits:
+        """The limiter of the request holding ``session``; a database store counts on its connection."""
+        storage = self.storage.bound(session) if isinstance(self.storage, SqlRateLimitStorage) else self.storage
+        return RequestRateLimits(storage, self._budgets, self._metrics)
+
+
+class RequestRateLimits:
+    def __init__(self, storage: Storage, budgets: Budgets, metrics: Metrics) -> None:
+        self._storage = storage
         self._limiter = FixedWindowRateLimiter(storage)
-        self._per_address = parse(per_address)
-        self._per_client = parse(per_client)
-        self._failed_authentication = parse(failed_authentication)
+        self._budgets = budgets
         self._metrics = metrics
 
     async def admit(self, caller: Caller) -> Refusal | None:
         """Refuse when a budget is spent; otherwise spend from the address budget."""
+        budgets = self._budgets
         checks: list[tuple[str, RateLimitItem, tuple[str, ...]]] = []
         if caller.address:
-            checks.append(("failed_authentication", self._failed_authentication, caller.key("failed_authentication")))
+            checks.append(("failed_authentication", budgets.failed_authentication, caller.key("failed_authentication")))
         if caller.client_id:
             checks.append(
                 (
                     "failed_authentication",
-                    self._failed_authentication,
+                    budgets.failed_authentication,
                     caller.key("failed_authentication", with_client=True),
                 )
             )
-            checks.append(("client", self._per_client, caller.key("client", with_client=True, with_address=False)))
+            checks.append(("client", budgets.per_client, caller.key("client", with_client=True, with_address=False)))
+        if isinstance(self._storage, SessionRateLimitStorage):
+            await self._storage.preload(item.key_for(*identifiers) for _, item, identifiers in checks)
         for scope, item, identifiers in checks:
             if not await self._limiter.test(item, *identifiers):
                 return await self._refuse(caller, scope, item, identifiers)
         if caller.address:
             identifiers = caller.key("address")
-            if not await self._limiter.hit(self._per_address, *identifiers):
-                return await self._refuse(caller, "address", self._per_address, identifiers)
+            if not await self._limiter.hit(budgets.per_address, *identifiers):
+                return await self._refuse(caller, "address", budgets.per_address, identifiers)
         return None
 
     async def authenticated(self, caller: Caller, client_id: int) -> None:
         """Spend from the budget of the client the request proved to be."""
         proven = Caller(caller.front_door, caller.service_id, caller.address, str(client_id))
-        await self._limiter.hit(self._per_client, *proven.key("client", with_client=True, with_address=False))
+        await self._limiter.hit(self._budgets.per_client, *proven.key("client", with_client=True, with_address=False))
 
     async def failed_authentication(self, caller: Caller) -> None:
+        item = self._budgets.failed_authentication
         if caller.address:
-            await self._limiter.hit(self._failed_authentication, *caller.key("failed_authentication"))
+            await self._limiter.hit(item, *caller.key("failed_authentication"))
         if caller.client_id:
-            await self._limiter.hit(self._failed_authentication, *caller.key("failed_authentication", with_client=True))
+            await self._limiter.hit(item, *caller.key("failed_authentication", with_client=True))
 
     async def _refuse(self, caller: Caller, scope: str, item: RateLimitItem, identifiers: tuple[str, ...]) -> Refusal:
         self._metrics.rate_limited.labels(caller.front_door, scope).inc()

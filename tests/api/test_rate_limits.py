@@ -107,7 +107,7 @@ async def test_refusals_are_counted(
 async def redis_replicas(database_url: str, redis_url: str) -> AsyncIterator[list[httpx.AsyncClient]]:
     settings = make_settings(database_url, redis_url=redis_url, rate_limit_per_client="2/minute")
     apps = [create_app(settings) for _ in range(2)]
-    await apps[0].state.par.rate_limit_storage.reset()
+    await apps[0].state.par.rate_limits.storage.reset()
     clients = [httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL) for app in apps]
     yield clients
     for http, app in zip(clients, apps, strict=True):

@@ -5,7 +5,7 @@ returns, without a restart."
 The app runs under uvicorn in this process, on a PostgreSQL database reached through a TCP proxy
 (``support.TcpProxy``) that the tests stop (down: refused and reset), black-hole (unreachable: nothing
 answers) or slow down (latency on every answer). A small pool (2 connections, 1 s wait) makes the
-bounds short. The tests marked ``xfail`` state behaviour the app does not have yet (see their reasons).
+bounds short.
 """
 
 from __future__ import annotations
@@ -40,12 +40,6 @@ CLIENT_TIMEOUT_SECONDS = FAIL_FAST_SECONDS + 1.5  # past this the server is hang
 RECOVERY_SECONDS = 5.0
 LATENCY_SECONDS = 0.3
 CONCURRENT_REQUESTS = 8
-
-RATE_LIMITER_ROUND_TRIPS = (
-    "the database-backed rate limiter (app/api/rate_limit.py, app/db/rate_limits.py) runs 4 transactions of its "
-    "own per request, each a pool checkout with pre-ping, BEGIN and COMMIT: a push costs about 22 database round "
-    "trips instead of 6 (6.7 s instead of 1.8 s at 0.3 s latency), and each checkout may wait a pool timeout again"
-)
 
 
 class TooSlow(Exception):
@@ -260,7 +254,6 @@ async def test_exhausted_pool_fails_fast(live: Live, database_url: str) -> None:
         created_request_uri(response, backend=n % 2 == 1)
 
 
-@pytest.mark.xfail(reason=RATE_LIMITER_ROUND_TRIPS, raises=(TooSlow, httpx.ReadTimeout), strict=True)
 async def test_slow_database_answers_in_bounded_time(live: Live) -> None:
     """Every answer from PostgreSQL arrives ``LATENCY_SECONDS`` late (a distant or overloaded server).
     Pushes that get one of the 2 connections complete; the others give up after the pool wait; each
