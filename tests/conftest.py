@@ -73,12 +73,17 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
 
 
 @pytest.fixture
-async def second_replica(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+async def second_replica_app(settings: Settings) -> AsyncIterator[FastAPI]:
     """Another app instance on the same database, as a second replica behind a load balancer would be."""
     replica = create_app(settings)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=replica), base_url=BASE_URL) as http:
-        yield http
+    yield replica
     await replica.state.par.aclose()
+
+
+@pytest.fixture
+async def second_replica(second_replica_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=second_replica_app), base_url=BASE_URL) as http:
+        yield http
 
 
 @pytest.fixture

@@ -9,9 +9,10 @@ Three budgets, each a fixed window from ``limits``:
   that address for that client) is refused for the window. Keying by address keeps a stranger from
   locking a client out.
 
-Budgets are checked before a request reaches the push logic, so a throttled request costs a few
-counter reads. With the database as the store, a request counts on its own connection and reads all
-the counters it tests in one query (``app.db.rate_limits``).
+Budgets are checked before a request reaches the push logic. Counters live in the process and are
+synchronised with the shared store (the database or Redis) in the background
+(``app.db.rate_limits.SyncedCounters``), so checking and spending costs a request no round trip
+unless it names a counter this replica has not seen lately.
 """
 
 from __future__ import annotations
@@ -21,12 +22,10 @@ import time
 from dataclasses import dataclass
 
 from limits import RateLimitItem, parse
-from limits.aio.storage import Storage
 from limits.aio.strategies import FixedWindowRateLimiter
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.observability import Metrics
-from app.db.rate_limits import SessionRateLimitStorage, SqlRateLimitStorage
+from app.db.rate_limits import SyncedCounters
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,26 +58,18 @@ class Budgets:
 
 
 class RateLimits:
-    """The budgets and their store; :meth:`bound` gives the limiter of one request."""
-
     def __init__(
-        self, storage: Storage, *, per_address: str, per_client: str, failed_authentication: str, metrics: Metrics
+        self,
+        storage: SyncedCounters,
+        *,
+        per_address: str,
+        per_client: str,
+        failed_authentication: str,
+        metrics: Metrics,
     ) -> None:
         self.storage = storage
-        self._budgets = Budgets(parse(per_address), parse(per_client), parse(failed_authentication))
-        self._metrics = metrics
-
-    def bound(self, session: AsyncSession) -> RequestRateLimits:
-        """The limiter of the request holding ``session``; a database store counts on its connection."""
-        storage = self.storage.bound(session) if isinstance(self.storage, SqlRateLimitStorage) else self.storage
-        return RequestRateLimits(storage, self._budgets, self._metrics)
-
-
-class RequestRateLimits:
-    def __init__(self, storage: Storage, budgets: Budgets, metrics: Metrics) -> None:
-        self._storage = storage
         self._limiter = FixedWindowRateLimiter(storage)
-        self._budgets = budgets
+        self._budgets = Budgets(parse(per_address), parse(per_client), parse(failed_authentication))
         self._metrics = metrics
 
     async def admit(self, caller: Caller) -> Refusal | None:
@@ -96,8 +87,10 @@ class RequestRateLimits:
                 )
             )
             checks.append(("client", budgets.per_client, caller.key("client", with_client=True, with_address=False)))
-        if isinstance(self._storage, SessionRateLimitStorage):
-            await self._storage.preload(item.key_for(*identifiers) for _, item, identifiers in checks)
+        keys = [item.key_for(*identifiers) for _, item, identifiers in checks]
+        if caller.address:
+            keys.append(budgets.per_address.key_for(*caller.key("address")))
+        await self.storage.prefetch(keys)  # one read for every counter this replica does not know yet
         for scope, item, identifiers in checks:
             if not await self._limiter.test(item, *identifiers):
                 return await self._refuse(caller, scope, item, identifiers)

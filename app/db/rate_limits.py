@@ -1,21 +1,23 @@
 """A ``limits`` storage over the shared database, so rate limits hold across replicas without Redis.
 
-The library provides the strategy (fixed windows) and the API; this provides only the counter: one
-atomic upsert per hit (``INSERT ... ON CONFLICT DO UPDATE ... RETURNING``, SQLite >= 3.35 and
+The library provides the strategy (fixed windows) and the API; this provides only the counter: an
+atomic upsert per counter (``INSERT ... ON CONFLICT DO UPDATE ... RETURNING``, SQLite >= 3.35 and
 PostgreSQL alike), in a short transaction of its own so that no counter row stays locked while a
 push runs.
 
-A request uses :meth:`SqlRateLimitStorage.bound` to count on its own connection (a second pooled
-connection per request would double the pool waits, and on a slow database every checkout, BEGIN and
-COMMIT costs a round trip), and :meth:`SessionRateLimitStorage.preload` to read every counter it will
-test in one SELECT instead of one transaction each.
+Requests do not count here directly: :class:`SyncedCounters` counts in the process and adds its hits
+here in the background, so a push costs the database no counter work of its own.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
-from collections.abc import AsyncIterator, Iterable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from limits.aio.storage import Storage
@@ -26,146 +28,267 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db.models import RateLimitCounter, UTCDateTime
 
+logger = logging.getLogger("par_server")
 
-class _SqlCounters(Storage):
+
+class SqlRateLimitStorage(Storage):
+    """Fixed-window counters in the database; besides the ``limits`` API, batch reads and adds for
+    :class:`SyncedCounters`, one statement or transaction for many counters."""
+
     STORAGE_SCHEME = ["par+sql"]
 
-    def __init__(self, *, dialect: str) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, dialect: str) -> None:
         super().__init__(uri=None, wrap_exceptions=False)
-        self._dialect = dialect
+        self._sessions = sessions
         self._insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
 
     @property
     def base_exceptions(self) -> type[Exception] | tuple[type[Exception], ...]:
         return SQLAlchemyError
 
-    def _transaction(self) -> AbstractAsyncContextManager[AsyncSession]:
-        """A session whose work commits when the block ends."""
-        raise NotImplementedError
-
-    def _reading(self) -> AbstractAsyncContextManager[AsyncSession]:
-        """A session to read from."""
-        raise NotImplementedError
-
-    async def incr(self, key: str, expiry: int | float, amount: int = 1) -> int:
-        count, _ = await self._increment(key, expiry, amount)
+    async def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        count, _ = (await self.add_many({key: (amount, expiry)}))[key]
         return count
 
-    async def _increment(self, key: str, expiry: int | float, amount: int) -> tuple[int, datetime]:
-        now = datetime.now(UTC)
-        renewed = now + timedelta(seconds=expiry)
-        expired = RateLimitCounter.expires_at <= now
-        statement = (
-            self._insert(RateLimitCounter)
-            .values(key=_digest(key), count=amount, expires_at=renewed)
-            .on_conflict_do_update(
-                index_elements=[RateLimitCounter.key],
-                set_={
-                    "count": case((expired, amount), else_=RateLimitCounter.count + amount),
-                    "expires_at": case((expired, literal(renewed, UTCDateTime())), else_=RateLimitCounter.expires_at),
-                },
-            )
-            .returning(RateLimitCounter.count, RateLimitCounter.expires_at)
-        )
-        async with self._transaction() as session:
-            count, expires_at = (await session.execute(statement)).one()
-        return int(count), expires_at
-
     async def get(self, key: str) -> int:
-        count, _ = (await self._read([key]))[key]
+        count, _ = (await self.read_many([key]))[key]
         return count
 
     async def get_expiry(self, key: str) -> float:
-        _, expires_at = (await self._read([key]))[key]
-        return expires_at.timestamp()
+        _, window_end = (await self.read_many([key]))[key]
+        return window_end
 
-    async def _read(self, keys: Iterable[str]) -> dict[str, tuple[int, datetime]]:
-        """Each key's live count and window end (0 and now for a missing or expired counter)."""
+    async def add_many(self, hits: dict[str, tuple[int, int]]) -> dict[str, tuple[int, float]]:
+        """Add ``amount`` to each counter (a new window of ``expiry`` seconds where the last one ended), in
+        one transaction; each counter's new count and window end (epoch seconds)."""
+        now = datetime.now(UTC)
+        expired = RateLimitCounter.expires_at <= now
+        counts = {}
+        async with self._sessions.begin() as session:
+            for key, (amount, expiry) in hits.items():
+                renewed = now + timedelta(seconds=expiry)
+                statement = (
+                    self._insert(RateLimitCounter)
+                    .values(key=_digest(key), count=amount, expires_at=renewed)
+                    .on_conflict_do_update(
+                        index_elements=[RateLimitCounter.key],
+                        set_={
+                            "count": case((expired, amount), else_=RateLimitCounter.count + amount),
+                            "expires_at": case(
+                                (expired, literal(renewed, UTCDateTime())), else_=RateLimitCounter.expires_at
+                            ),
+                        },
+                    )
+                    .returning(RateLimitCounter.count, RateLimitCounter.expires_at)
+                )
+                count, expires_at = (await session.execute(statement)).one()
+                counts[key] = (int(count), expires_at.timestamp())
+        return counts
+
+    async def read_many(self, keys: Iterable[str]) -> dict[str, tuple[int, float]]:
+        """Each counter's live count and window end, in one SELECT (0 and now when it has none)."""
         by_digest = {_digest(key): key for key in keys}
         statement = select(RateLimitCounter.key, RateLimitCounter.count, RateLimitCounter.expires_at).where(
             RateLimitCounter.key.in_(by_digest)
         )
-        async with self._reading() as session:
+        async with self._sessions() as session:
             rows = (await session.execute(statement)).all()
         now = datetime.now(UTC)
-        found = {by_digest[digest]: (count, expires_at) for digest, count, expires_at in rows if expires_at > now}
-        return {key: found.get(key, (0, now)) for key in by_digest.values()}
+        found = {
+            by_digest[digest]: (count, expires_at.timestamp()) for digest, count, expires_at in rows if expires_at > now
+        }
+        return {key: found.get(key, (0, now.timestamp())) for key in by_digest.values()}
 
     async def check(self) -> bool:
         return True
 
     async def reset(self) -> int | None:
-        async with self._transaction() as session:
+        async with self._sessions.begin() as session:
             await session.execute(delete(RateLimitCounter))
         return None
 
     async def clear(self, key: str) -> None:
-        async with self._transaction() as session:
+        async with self._sessions.begin() as session:
             await session.execute(delete(RateLimitCounter).where(RateLimitCounter.key == _digest(key)))
 
-
-class SqlRateLimitStorage(_SqlCounters):
-    """The counters on connections of their own (purging, resetting); requests use :meth:`bound`."""
-
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, dialect: str) -> None:
-        super().__init__(dialect=dialect)
-        self._sessions = sessions
-
-    def bound(self, session: AsyncSession) -> SessionRateLimitStorage:
-        return SessionRateLimitStorage(session, dialect=self._dialect)
-
-    def _transaction(self) -> AbstractAsyncContextManager[AsyncSession]:
-        return self._sessions.begin()
-
-    def _reading(self) -> AbstractAsyncContextManager[AsyncSession]:
-        return self._sessions()
-
     async def purge_expired(self, *, before: datetime) -> None:
-        async with self._transaction() as session:
+        async with self._sessions.begin() as session:
             await session.execute(delete(RateLimitCounter).where(RateLimitCounter.expires_at <= before))
-
-
-class SessionRateLimitStorage(_SqlCounters):
-    """The counters on one request's session, each operation committed at once.
-
-    The request must have nothing of its own pending when it counts (it counts before its push starts
-    and after the push has committed).
-    """
-
-    def __init__(self, session: AsyncSession, *, dialect: str) -> None:
-        super().__init__(dialect=dialect)
-        self._session = session
-        self._snapshot: dict[str, tuple[int, datetime]] = {}
-
-    async def preload(self, keys: Iterable[str]) -> None:
-        """Read these counters in one SELECT; ``get`` and ``get_expiry`` then answer from it."""
-        self._snapshot.update(await super()._read(keys))
-
-    async def _read(self, keys: Iterable[str]) -> dict[str, tuple[int, datetime]]:
-        wanted = list(keys)
-        missing = [key for key in wanted if key not in self._snapshot]
-        if missing:
-            await self.preload(missing)
-        return {key: self._snapshot[key] for key in wanted}
-
-    async def _increment(self, key: str, expiry: int | float, amount: int) -> tuple[int, datetime]:
-        self._snapshot[key] = counter = await super()._increment(key, expiry, amount)
-        return counter
-
-    @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[AsyncSession]:
-        try:
-            yield self._session
-            await self._session.commit()
-        except BaseException:
-            await self._session.rollback()
-            raise
-
-    @asynccontextmanager
-    async def _reading(self) -> AsyncIterator[AsyncSession]:
-        yield self._session  # in the transaction the next counter write (or the push) commits
 
 
 def _digest(key: str) -> str:
     """Keys contain client ids and addresses; only a digest is stored."""
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(slots=True)
+class _View:
+    count: int  # the shared store's count at the last sync, hits of every replica included
+    window_end: float  # epoch seconds; the count is void after it
+    synced_at: float  # monotonic
+    used_at: float  # monotonic; a view unused for two intervals is dropped
+
+
+@dataclass(slots=True)
+class _Pending:
+    amount: int
+    expiry: int  # the window length in seconds, for the shared store's first hit
+
+
+class SyncedCounters(Storage):
+    """Counters kept in the process and synchronised with a shared store every ``interval`` seconds.
+
+    Why not count in the shared store on every request: that is a database transaction (or a Redis
+    round trip) per budget per request, on the hot path of every push, and a database that slows down
+    slows every push with it. Here a request counts in memory; a background task adds this replica's
+    hits to the shared store and reads back the totals, which include every other replica's hits.
+    ``limits`` keeps the strategy (fixed windows): this is a ``Storage`` like any other.
+
+    Accuracy: a replica's own hits count at once; the other replicas' hits reach it within about two
+    intervals (they add theirs, it reads the totals back; a counter it has not refreshed for two
+    intervals is read from the shared store before it is used). So beyond a budget, the replicas
+    together admit at most what the others admit in those two intervals.
+    While the shared store is unreachable, counts go on locally and are added when it returns.
+    """
+
+    STORAGE_SCHEME = ["par+synced"]
+
+    def __init__(self, shared: Storage, *, interval: float) -> None:
+        super().__init__(uri=None, wrap_exceptions=False)
+        self.shared = shared
+        self._interval = interval
+        self._views: dict[str, _View] = {}
+        self._pending: dict[str, _Pending] = {}
+        self._in_flight: dict[str, int] = {}  # hits being added to the shared store by a running sync
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def base_exceptions(self) -> type[Exception] | tuple[type[Exception], ...]:
+        return self.shared.base_exceptions
+
+    async def incr(self, key: str, expiry: int | float, amount: int = 1) -> int:
+        view = await self._view(key)
+        pending = self._pending.get(key)
+        if pending is None:
+            self._pending[key] = pending = _Pending(0, int(expiry))
+        pending.amount += amount
+        return self._live_count(view) + self._in_flight.get(key, 0) + pending.amount
+
+    async def get(self, key: str) -> int:
+        view = await self._view(key)
+        pending = self._pending.get(key)
+        return self._live_count(view) + self._in_flight.get(key, 0) + (pending.amount if pending else 0)
+
+    async def get_expiry(self, key: str) -> float:
+        view = await self._view(key)
+        now = time.time()
+        if view.window_end > now:
+            return view.window_end
+        pending = self._pending.get(key)
+        return now + (pending.expiry if pending else 0.0)
+
+    async def check(self) -> bool:
+        return await self.shared.check()
+
+    async def reset(self) -> int | None:
+        self._views.clear()
+        self._pending.clear()
+        return await self.shared.reset()
+
+    async def clear(self, key: str) -> None:
+        self._views.pop(key, None)
+        self._pending.pop(key, None)
+        await self.shared.clear(key)
+
+    async def sync(self) -> None:
+        """Add this replica's hits to the shared store and refresh every counter in use."""
+        self._forget_idle()
+        pending, self._pending = self._pending, {}
+        # Until the shared store has them (and its answer is in the view), hits being added still count.
+        self._in_flight = {key: hits.amount for key, hits in pending.items()}
+        try:
+            added = await self._add_shared({key: (hits.amount, hits.expiry) for key, hits in pending.items()})
+            self._in_flight = {}
+            self._store(added)
+            await self.prefetch(self._views.keys() - pending.keys(), refresh=True)
+        except Exception:
+            for key, amount in self._in_flight.items():  # not added: keep them for the next sync
+                self._merge_pending(key, _Pending(amount, pending[key].expiry))
+            raise
+        finally:
+            self._in_flight = {}
+
+    async def run(self) -> None:
+        """Sync every ``interval`` seconds until cancelled; a failed sync is retried next time."""
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self.sync()
+            except Exception as exc:
+                logger.warning("rate-limit counters could not be synchronised: %s", type(exc).__name__)
+
+    def start(self) -> None:
+        """Start syncing (on first use, in the event loop that serves requests)."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self.run())
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        with contextlib.suppress(Exception):
+            await self.sync()  # hand this replica's last hits to the others
+
+    async def prefetch(self, keys: Iterable[str], *, refresh: bool = False) -> None:
+        """Read the counters this replica does not know (or has not refreshed lately), all at once."""
+        stale_before = time.monotonic() - 2 * self._interval
+        wanted = [key for key in keys if refresh or key not in self._views or self._views[key].synced_at < stale_before]
+        if wanted:
+            self._store(await self._read_shared(wanted))
+
+    def _store(self, counters: dict[str, tuple[int, float]]) -> None:
+        now = time.monotonic()
+        for key, (count, window_end) in counters.items():
+            previous = self._views.get(key)
+            self._views[key] = _View(count, window_end, now, previous.used_at if previous else now)
+
+    async def _view(self, key: str) -> _View:
+        self.start()
+        await self.prefetch([key])
+        view = self._views[key]
+        view.used_at = time.monotonic()
+        return view
+
+    async def _read_shared(self, keys: list[str]) -> dict[str, tuple[int, float]]:
+        if isinstance(self.shared, SqlRateLimitStorage):
+            return await self.shared.read_many(keys)
+        return {key: (await self.shared.get(key), await self.shared.get_expiry(key)) for key in keys}
+
+    async def _add_shared(self, hits: dict[str, tuple[int, int]]) -> dict[str, tuple[int, float]]:
+        if isinstance(self.shared, SqlRateLimitStorage):
+            return await self.shared.add_many(hits) if hits else {}
+        added = {}
+        for key, (amount, expiry) in hits.items():
+            count = await self.shared.incr(key, expiry, amount)
+            del self._in_flight[key]
+            added[key] = (count, await self.shared.get_expiry(key))
+        return added
+
+    @staticmethod
+    def _live_count(view: _View) -> int:
+        return view.count if view.window_end > time.time() else 0
+
+    def _merge_pending(self, key: str, hits: _Pending) -> None:
+        current = self._pending.get(key)
+        if current is None:
+            self._pending[key] = hits
+        else:
+            current.amount += hits.amount
+
+    def _forget_idle(self) -> None:
+        """Counters nobody used for two intervals are no longer refreshed (they are read again when needed)."""
+        idle_before = time.monotonic() - 2 * self._interval
+        for key in [key for key, view in self._views.items() if view.used_at < idle_before]:
+            del self._views[key]

@@ -82,16 +82,52 @@ async def test_backend_api_is_limited_with_a_result_error(
     )
 
 
+async def synced(*apps: FastAPI) -> None:
+    """What the replicas' background tasks have done within two PAR_RATE_LIMIT_SYNC_SECONDS: each
+    added its hits to the shared counters, then each read the totals back."""
+    for _ in range(2):
+        for application in apps:
+            await application.state.par.rate_limits.storage.sync()
+
+
 async def test_budgets_are_shared_by_replicas(
-    client: httpx.AsyncClient, second_replica: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle
+    app: FastAPI, second_replica_app: FastAPI, service: ServiceHandle, basic_client: ClientHandle
 ) -> None:
-    for replica in (client, second_replica, client, second_replica, client):
+    """Each replica counts its own hits at once and learns the others' at each sync."""
+    replicas = [
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=a), base_url=BASE_URL) for a in (app, second_replica_app)
+    ]
+    for n in range(5):
+        replica = replicas[n % 2]
         assert (
             await replica.post(service.par_path, data=par_params(basic_client), headers=basic_client.basic())
         ).status_code == 201
-    assert_throttled(
-        await second_replica.post(service.par_path, data=par_params(basic_client), headers=basic_client.basic())
-    )
+        await synced(app, second_replica_app)
+    for replica in replicas:
+        assert_throttled(
+            await replica.post(service.par_path, data=par_params(basic_client), headers=basic_client.basic())
+        )
+
+
+async def test_between_syncs_replicas_overshoot_by_at_most_what_the_others_admitted(
+    app: FastAPI, second_replica_app: FastAPI, service: ServiceHandle, basic_client: ClientHandle
+) -> None:
+    """The documented bound: without a sync, each replica admits up to the budget on its own; after one,
+    both refuse until the window ends."""
+    replicas = [
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=a), base_url=BASE_URL) for a in (app, second_replica_app)
+    ]
+    admitted = 0
+    for replica in replicas:
+        for _ in range(6):
+            response = await replica.post(service.par_path, data=par_params(basic_client), headers=basic_client.basic())
+            admitted += response.status_code == 201
+    assert admitted == 10  # 5 per replica: each saw only its own hits
+    await synced(app, second_replica_app)
+    for replica in replicas:
+        assert_throttled(
+            await replica.post(service.par_path, data=par_params(basic_client), headers=basic_client.basic())
+        )
 
 
 async def test_refusals_are_counted(
@@ -104,14 +140,12 @@ async def test_refusals_are_counted(
 
 
 @pytest.fixture
-async def redis_replicas(database_url: str, redis_url: str) -> AsyncIterator[list[httpx.AsyncClient]]:
+async def redis_replicas(database_url: str, redis_url: str) -> AsyncIterator[list[FastAPI]]:
     settings = make_settings(database_url, redis_url=redis_url, rate_limit_per_client="2/minute")
     apps = [create_app(settings) for _ in range(2)]
     await apps[0].state.par.rate_limits.storage.reset()
-    clients = [httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL) for app in apps]
-    yield clients
-    for http, app in zip(clients, apps, strict=True):
-        await http.aclose()
+    yield apps
+    for app in apps:
         await app.state.par.aclose()
 
 
@@ -137,10 +171,11 @@ async def redis_url() -> str:
     return REDIS_URL
 
 
-async def test_redis_storage_is_shared(redis_replicas: list[httpx.AsyncClient]) -> None:
+async def test_redis_storage_is_shared(redis_replicas: list[FastAPI]) -> None:
     from tests.conftest import ADMIN_TOKEN
 
-    first, second = redis_replicas
+    apps = redis_replicas
+    first, second = (httpx.AsyncClient(transport=httpx.ASGITransport(app=a), base_url=BASE_URL) for a in apps)
     factory = Factory(first, admin_token=ADMIN_TOKEN)
     service = await factory.service()
     par_client = await factory.client(service)
@@ -148,6 +183,7 @@ async def test_redis_storage_is_shared(redis_replicas: list[httpx.AsyncClient]) 
         assert (
             await replica.post(service.par_path, data=par_params(par_client), headers=par_client.basic())
         ).status_code == 201
+        await synced(*apps)
     assert_throttled(await first.post(service.par_path, data=par_params(par_client), headers=par_client.basic()))
 
 

@@ -1,0 +1,115 @@
+"""``SyncedCounters``: per-replica counting synchronised with a shared store (issue 6 / issue 7).
+
+The shared store here is ``limits``' own in-memory storage, with a switch that makes it fail or hold
+its answers, standing for a database that goes away or is slow. The database store is exercised
+through the app in tests/api/test_rate_limits.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from limits.aio.storage import MemoryStorage
+
+from app.db.rate_limits import SyncedCounters
+
+WINDOW = 60
+
+
+class SharedStore(MemoryStorage):
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+        self.gate: asyncio.Event | None = None  # when set, incr waits for it
+
+    async def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        if self.down:
+            raise ConnectionError("shared store unreachable")
+        if self.gate is not None:
+            await self.gate.wait()
+        return await super().incr(key, expiry, amount)
+
+    async def get(self, key: str) -> int:
+        if self.down:
+            raise ConnectionError("shared store unreachable")
+        return await super().get(key)
+
+
+@pytest.fixture
+async def shared() -> SharedStore:
+    return SharedStore()
+
+
+def replica(shared: SharedStore, interval: float = 60.0) -> SyncedCounters:
+    counters = SyncedCounters(shared, interval=interval)
+    counters.start = lambda: None  # type: ignore[method-assign]  # tests call sync() themselves
+    return counters
+
+
+async def test_own_hits_count_at_once_and_reach_the_shared_store_at_sync(shared: SharedStore) -> None:
+    counters = replica(shared)
+    assert [await counters.incr("k", WINDOW) for _ in range(3)] == [1, 2, 3]
+    assert await shared.get("k") == 0
+    await counters.sync()
+    assert await shared.get("k") == 3
+    assert await counters.get("k") == 3  # not counted twice
+
+
+async def test_other_replicas_hits_arrive_with_the_sync(shared: SharedStore) -> None:
+    first, second = replica(shared), replica(shared)
+    await first.incr("k", WINDOW)
+    assert await second.get("k") == 0
+    await second.incr("k", WINDOW, 2)
+    for counters in (first, second, first):
+        await counters.sync()
+    assert await first.get("k") == await second.get("k") == 3
+
+
+async def test_an_unknown_counter_is_read_from_the_shared_store(shared: SharedStore) -> None:
+    await shared.incr("k", WINDOW, 7)
+    assert await replica(shared).get("k") == 7
+
+
+async def test_hits_survive_an_unreachable_shared_store(shared: SharedStore) -> None:
+    counters = replica(shared)
+    await counters.incr("k", WINDOW, 2)
+    shared.down = True
+    with pytest.raises(ConnectionError):
+        await counters.sync()
+    assert await counters.get("k") == 2  # still counted here
+    await counters.incr("k", WINDOW)
+    shared.down = False
+    await counters.sync()
+    assert await shared.get("k") == 3
+
+
+async def test_hits_count_while_a_sync_is_adding_them(shared: SharedStore) -> None:
+    counters = replica(shared)
+    await counters.incr("k", WINDOW, 4)
+    shared.gate = asyncio.Event()
+    sync = asyncio.create_task(counters.sync())
+    await asyncio.sleep(0)  # the sync is now waiting on the shared store with the 4 hits
+    assert await counters.incr("k", WINDOW) == 5
+    shared.gate.set()
+    await sync
+    assert await counters.get("k") == 5 and await shared.get("k") == 4
+
+
+async def test_idle_counters_are_forgotten(shared: SharedStore) -> None:
+    """Memory stays bounded by the counters in use; a forgotten one is read again when needed."""
+    counters = replica(shared, interval=1.0)
+    await counters.incr("k", WINDOW)
+    await counters.sync()
+    views = counters._views  # noqa: SLF001 - the memory bound is the point of this test
+    views["k"].used_at -= 3.0  # unused for three intervals
+    await counters.sync()
+    assert "k" not in views
+    assert await counters.get("k") == 1
+
+
+async def test_closing_hands_the_last_hits_over(shared: SharedStore) -> None:
+    counters = replica(shared)
+    await counters.incr("k", WINDOW, 2)
+    await counters.aclose()
+    assert await shared.get("k") == 2
