@@ -75,8 +75,8 @@ async def purge_expired(state: AppState) -> int:
         removed += batch
         if batch < state.settings.purge_batch_size:
             await state.replay_store.purge_expired(before=utc_now())
-            if isinstance(state.rate_limits.storage, SqlRateLimitStorage):
-                await state.rate_limits.storage.purge_expired(before=utc_now())
+            if isinstance(state.rate_limits.storage.shared, SqlRateLimitStorage):
+                await state.rate_limits.storage.shared.purge_expired(before=utc_now())
             return removed
         await asyncio.sleep(0)  # let requests run between batches
 

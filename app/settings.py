@@ -84,6 +84,18 @@ class Settings(BaseSettings):
     rate_limit_failed_authentication: str = Field(
         default="20/minute", description="Failed client authentications per address and per client"
     )
+    rate_limit_sync_seconds: Annotated[float, Field(gt=0, le=60)] = Field(
+        default=1.0,
+        description="How often each replica adds its hits to the shared counters and reads the others' back",
+    )
+
+    # Service and client records cached in each process (app/db/cache.py).
+    record_cache_seconds: Annotated[float, Field(ge=0, le=300)] = Field(
+        default=5.0,
+        description="How long a replica may use a service or client it has read; a change made through another "
+        "replica (a deleted client, a rotated secret) takes effect here at most this much later. 0 turns it off",
+    )
+    record_cache_max_entries: Annotated[int, Field(gt=0)] = 10_000
 
     # Housekeeping.
     purge_interval_seconds: Annotated[float, Field(gt=0)] = 60.0

@@ -23,11 +23,12 @@ from app.core.errors import ApiBadRequest, ApiForbidden, ApiNotFound, ApiUnautho
 from app.core.model import ClientRecord, ServiceRecord
 from app.core.params import ParameterLimits
 from app.core.secrets import SecretBox, SecretHasher, constant_time_equals
+from app.db.cache import RecordCache
 from app.db.engine import create_engine_from_settings, create_session_factory
 from app.db.models import Service
-from app.db.rate_limits import SqlRateLimitStorage
+from app.db.rate_limits import SqlRateLimitStorage, SyncedCounters
 from app.db.replay import RedisReplayStore, SqlReplayStore
-from app.db.repositories import ServiceRepository, ServiceTokenRepository, service_record
+from app.db.repositories import ServiceRepository, ServiceTokenRepository, SqlParStore, service_record
 from app.db.schema import head_revisions
 from app.jwks_fetcher import JwksFetcher, JwksFetchError
 from app.settings import Settings
@@ -55,6 +56,8 @@ class AppState:
     metrics: Metrics
     schema_head: frozenset[str]  # the migrations' head revisions, for readiness
     rate_limits: RateLimits
+    services: RecordCache[int, ServiceRecord]
+    clients: RecordCache[tuple[int, str], ClientRecord]
     clock: Callable[[], datetime] = utc_now  # replaceable so tests can stand at an expiry boundary
 
     @asynccontextmanager
@@ -91,9 +94,11 @@ class AppState:
         await self.jwks_fetcher.aclose()
         if isinstance(self.replay_store, RedisReplayStore):
             await self.replay_store.aclose()
-        if isinstance(self.rate_limits.storage, RedisStorage):
+        await self.rate_limits.storage.aclose()
+        shared = self.rate_limits.storage.shared
+        if isinstance(shared, RedisStorage):
             # limits has no close(); its redis-py bridge keeps the client in .storage (untyped).
-            client: Redis = getattr(self.rate_limits.storage.bridge, "storage")  # noqa: B009
+            client: Redis = getattr(shared.bridge, "storage")  # noqa: B009
             await client.aclose()
         await self.engine.dispose()
 
@@ -104,6 +109,25 @@ class AppState:
             max_parameter_bytes=self.settings.max_parameter_bytes,
             max_total_bytes=self.settings.max_body_bytes,
         )
+
+    async def find_service(self, session: AsyncSession, service_id: int) -> ServiceRecord | None:
+        """The service as the protocol rules see it (cached, ``app.db.cache``); None if it does not exist."""
+        service = self.services.get(service_id)
+        if service is None:
+            row = await ServiceRepository(session).get_or_none(service_id)
+            if row is None:
+                return None
+            service = self.service_record(row)
+            self.services.put(service_id, service)
+        return service
+
+    def par_store(self, session: AsyncSession) -> SqlParStore:
+        return SqlParStore(session, clients=self.clients)
+
+    def forget_records(self) -> None:
+        """After a management change: this replica sees it at once (others within the cache's ttl)."""
+        self.services.clear()
+        self.clients.clear()
 
     def service_record(self, row: Service) -> ServiceRecord:
         return service_record(
@@ -136,7 +160,7 @@ def build_state(settings: Settings) -> AppState:
         RedisReplayStore(Redis.from_url(settings.redis_url)) if settings.redis_url else SqlReplayStore(sessions)
     )
     metrics = Metrics()
-    rate_limit_storage: Storage = (
+    shared_counters: Storage = (
         RedisStorage(f"async+{settings.redis_url}", implementation="redispy")
         if settings.redis_url
         else SqlRateLimitStorage(sessions, dialect=engine.dialect.name)
@@ -151,8 +175,10 @@ def build_state(settings: Settings) -> AppState:
         replay_store=replay_store,
         metrics=metrics,
         schema_head=_schema_head(),
+        services=RecordCache(ttl=settings.record_cache_seconds, max_entries=settings.record_cache_max_entries),
+        clients=RecordCache(ttl=settings.record_cache_seconds, max_entries=settings.record_cache_max_entries),
         rate_limits=RateLimits(
-            rate_limit_storage,
+            SyncedCounters(shared_counters, interval=settings.rate_limit_sync_seconds),
             per_address=settings.rate_limit_per_address,
             per_client=settings.rate_limit_per_client,
             failed_authentication=settings.rate_limit_failed_authentication,

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic.alias_generators import to_camel
 
-from app.api.deps import AppState, IdPath, PageQuery, StateDep, authorize_service_call, require_admin, utc_now
+from app.api.deps import (
+    AppState,
+    IdPath,
+    PageQuery,
+    StateDep,
+    authorize_service_call,
+    get_state,
+    require_admin,
+    utc_now,
+)
 from app.api.schemas import (
     API_ERRORS,
     ClientExtension,
@@ -46,7 +57,20 @@ def no_store(response: Response) -> None:
     response.headers["Pragma"] = "no-cache"
 
 
-router = APIRouter(prefix="/api", tags=["Management API"], dependencies=[Depends(no_store)], responses=API_ERRORS)
+async def forget_cached_records(request: Request) -> AsyncIterator[None]:
+    """Whatever a management call changed, this replica's pushes see it from the next one on."""
+    try:
+        yield
+    finally:
+        get_state(request).forget_records()
+
+
+router = APIRouter(
+    prefix="/api",
+    tags=["Management API"],
+    dependencies=[Depends(no_store), Depends(forget_cached_records)],
+    responses=API_ERRORS,
+)
 AdminDep = Depends(require_admin)
 MAX_PAGE = 1000
 

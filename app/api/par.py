@@ -10,21 +10,22 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.deps import AppState, IdPath, StateDep, audit
 from app.api.errors import BASIC_CHALLENGE, NO_STORE, error_response
-from app.api.rate_limit import Caller, Refusal, RequestRateLimits
+from app.api.rate_limit import Caller, RateLimits, Refusal
 from app.api.schemas import OAUTH_ERRORS
 from app.core.client_auth import BasicCredentials, parse_basic_authorization
 from app.core.errors import InvalidClient, InvalidDpopProof, InvalidRequest, OAuthError
+from app.core.model import ServiceRecord
 from app.core.par import PushAction, PushOutcome, PushRequest, push
 from app.core.params import ParameterLimits, parse_parameters
 from app.core.urls import PAR_PATH
-from app.db.models import Service
-from app.db.repositories import ServiceRepository, SqlParStore
 
 router = APIRouter(tags=["RFC 9126"], responses=OAUTH_ERRORS)
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 
 
-async def execute_push(state: AppState, session: AsyncSession, service: Service, request: PushRequest) -> PushOutcome:
+async def execute_push(
+    state: AppState, session: AsyncSession, service: ServiceRecord, request: PushRequest
+) -> PushOutcome:
     """Run one push on the request's session and commit it.
 
     The commit comes before the caller answers, so a 201 is only sent for a stored request; an
@@ -33,8 +34,8 @@ async def execute_push(state: AppState, session: AsyncSession, service: Service,
     """
     outcome = await push(
         request,
-        service=state.service_record(service),
-        store=SqlParStore(session),
+        service=service,
+        store=state.par_store(session),
         auth=state.client_auth_for(session),
         limits=state.parameter_limits,
         now=state.clock(),
@@ -47,23 +48,15 @@ async def execute_push(state: AppState, session: AsyncSession, service: Service,
 class Throttle:
     """The rate limits of one push, at either front door."""
 
-    limits: RequestRateLimits
+    limits: RateLimits
     caller: Caller
     request: Request
 
     @classmethod
-    def of(
-        cls,
-        state: AppState,
-        session: AsyncSession,
-        front_door: str,
-        service_id: int,
-        request: Request,
-        client_id: str | None,
-    ) -> Throttle:
-        """The limits of a push by ``client_id`` (as claimed), counted on the request's session."""
+    def of(cls, state: AppState, front_door: str, service_id: int, request: Request, client_id: str | None) -> Throttle:
+        """The limits of a push by ``client_id`` (as claimed)."""
         address = request.client.host if request.client else None
-        return cls(state.rate_limits.bound(session), Caller(front_door, service_id, address, client_id), request)
+        return cls(state.rate_limits, Caller(front_door, service_id, address, client_id), request)
 
     async def admit(self) -> Refusal | None:
         return await self.limits.admit(self.caller)
@@ -133,13 +126,12 @@ async def pushed_authorization_request(service_id: IdPath, request: Request, sta
         raise InvalidRequest("the request body must be encoded in UTF-8")
     body = await request.body()
     basic = _basic_credentials(request)
-    client_id = peek_client_id(body, basic, state.parameter_limits)
+    throttle = Throttle.of(state, "rfc9126", service_id, request, peek_client_id(body, basic, state.parameter_limits))
+    refusal = await throttle.admit()
+    if refusal is not None:
+        return too_many_requests(request.url.path, refusal)
     async with state.request_session() as session:
-        throttle = Throttle.of(state, session, "rfc9126", service_id, request, client_id)
-        refusal = await throttle.admit()
-        if refusal is not None:
-            return too_many_requests(request.url.path, refusal)
-        service = await ServiceRepository(session).get_or_none(service_id)
+        service = await state.find_service(session, service_id)
         if service is None:
             return error_response(request.url.path, 404, f"service {service_id} does not exist")
         push_request = PushRequest(
@@ -149,7 +141,7 @@ async def pushed_authorization_request(service_id: IdPath, request: Request, sta
             client_certificate=_client_certificate(request, state),
         )
         outcome = await execute_push(state, session, service, push_request)
-        await throttle.record(outcome)
+    await throttle.record(outcome)
     return outcome_response(outcome)
 
 

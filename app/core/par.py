@@ -138,7 +138,9 @@ class PushStore(Protocol):
 
     async def get_client(self, service_id: int, client_identifier: str) -> ClientRecord | None: ...
 
-    async def add_pushed_request(self, record: PushedRequestRecord) -> None: ...
+    async def add_pushed_request(self, record: PushedRequestRecord) -> bool:
+        """Store the request; False if its client no longer exists (deleted since it was read)."""
+        ...
 
 
 async def push(
@@ -196,7 +198,7 @@ async def push(
             stored = stored.with_value("dpop_jkt", proof_jkt)
         normalised = validate_authorization_request(stored, service=service, client=client, pushed=True, signed=signed)
         reference = new_request_reference()
-        await store.add_pushed_request(
+        stored_request = await store.add_pushed_request(
             PushedRequestRecord(
                 reference_hash=reference_hash(reference),
                 service_id=service.id,
@@ -207,6 +209,12 @@ async def push(
                 expires_at=now + timedelta(seconds=service.pushed_auth_req_duration),
             )
         )
+        if not stored_request:
+            raise InvalidClient(
+                "the client is not registered with this service",
+                result_code="A247307",
+                used_authorization_header=request.basic is not None,
+            )
     except UseDpopNonce as error:
         return PushOutcome.from_error(error, auth_method, dpop_nonce=error.nonce, client_id=client_id)
     except OAuthError as error:

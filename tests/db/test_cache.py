@@ -1,0 +1,79 @@
+"""Cached service and client records (app/db/cache.py): what a change made through one replica does on
+another, with the documented bound PAR_RECORD_CACHE_SECONDS (issue 7: "no caching that lets a deleted
+client or a rotated secret keep working for longer than a documented, configurable bound")."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from app.db.cache import RecordCache
+from app.main import create_app
+from tests.conftest import ADMIN_TOKEN, BASE_URL, make_settings
+from tests.factories import ClientHandle, Factory, ServiceHandle, par_params
+
+
+@pytest.fixture(params=[0.0, 300.0], ids=["cache-off", "cache-300s"])
+async def replicas(request: pytest.FixtureRequest, database_url: str) -> AsyncIterator[list[httpx.AsyncClient]]:
+    settings = make_settings(database_url, record_cache_seconds=request.param)
+    apps: list[FastAPI] = [create_app(settings) for _ in range(2)]
+    clients = [httpx.AsyncClient(transport=httpx.ASGITransport(app=a), base_url=BASE_URL) for a in apps]
+    yield clients
+    for http, application in zip(clients, apps, strict=True):
+        await http.aclose()
+        await application.state.par.aclose()
+
+
+async def push(replica: httpx.AsyncClient, service: ServiceHandle, client: ClientHandle) -> int:
+    return (await replica.post(service.par_path, data=par_params(client), headers=client.basic())).status_code
+
+
+async def setup(replicas: list[httpx.AsyncClient]) -> tuple[ServiceHandle, ClientHandle]:
+    factory = Factory(replicas[0], admin_token=ADMIN_TOKEN)
+    service = await factory.service()
+    client = await factory.client(service)
+    assert [await push(replica, service, client) for replica in replicas] == [201, 201]  # both have cached it
+    return service, client
+
+
+async def test_a_deleted_client_stops_at_once_everywhere(replicas: list[httpx.AsyncClient]) -> None:
+    """Even where it is still cached: the stored request's foreign key refuses it (invalid_client, and
+    nothing stored)."""
+    service, client = await setup(replicas)
+    first = replicas[0]
+    deleted = await first.delete(f"/api/{service.id}/client/delete/{client.id}", headers=service.bearer)
+    assert deleted.status_code == 204
+    for replica in replicas:
+        response = await replica.post(service.par_path, data=par_params(client), headers=client.basic())
+        assert response.status_code == 401 and response.json()["error"] == "invalid_client", response.text
+        assert response.headers["www-authenticate"].startswith("Basic")
+
+
+async def test_a_rotated_secret_works_where_it_was_rotated(replicas: list[httpx.AsyncClient]) -> None:
+    service, client = await setup(replicas)
+    first, second = replicas
+    refreshed = await first.post(f"/api/{service.id}/client/secret/refresh/{client.id}", headers=service.bearer)
+    rotated = ClientHandle(client.id, refreshed.json()["newClientSecret"], client.body)
+    assert await push(first, service, rotated) == 201
+    assert await push(first, service, client) == 401
+    # The other replica: at once without a cache; with one, until its entry is older than the bound.
+    assert await push(second, service, client) == (401 if replicas_cache_off(second) else 201)
+
+
+def replicas_cache_off(replica: httpx.AsyncClient) -> bool:
+    transport = replica._transport  # noqa: SLF001 - which app this client drives
+    assert isinstance(transport, httpx.ASGITransport)
+    return float(transport.app.state.par.settings.record_cache_seconds) == 0.0  # type: ignore[attr-defined]
+
+
+def test_entries_expire_and_the_cache_is_bounded() -> None:
+    cache: RecordCache[int, str] = RecordCache(ttl=-1.0, max_entries=2)
+    cache.put(1, "a")
+    assert cache.get(1) is None  # ttl <= 0: nothing is kept
+    cache = RecordCache(ttl=60.0, max_entries=2)
+    for key in (1, 2, 3):
+        cache.put(key, str(key))
+    assert [cache.get(key) for key in (1, 2, 3)] == [None, "2", "3"]
