@@ -154,6 +154,9 @@ class ClientRepository:
         await self.session.delete(client)
 
 
+INSERT_PUSHED_REQUEST = insert(PushedRequest)
+
+
 class PushedRequestRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -165,18 +168,20 @@ class PushedRequestRepository:
         foreign keys refuse it, so a client deleted through another replica cannot push even while that
         replica's cache (app.db.cache) still holds it.
         """
-        statement = insert(PushedRequest).values(
-            reference_hash=record.reference_hash,
-            service_id=record.service_id,
-            client_id=record.client_id,
-            parameters=record.parameters,
-            request=record.request,
-            state="pushed",
-            created_at=record.created_at,
-            expires_at=record.expires_at,
-        )
+        values = {
+            "reference_hash": record.reference_hash,
+            "service_id": record.service_id,
+            "client_id": record.client_id,
+            "parameters": record.parameters,
+            "request": record.request,
+            "state": "pushed",
+            "created_at": record.created_at,
+            "expires_at": record.expires_at,
+        }
         try:
-            await self.session.execute(statement)
+            # One Core statement with bound values on the session's connection: its compiled form is reused,
+            # where .values(...) through the ORM session builds and cache-keys a new statement per push.
+            await (await self.session.connection()).execute(INSERT_PUSHED_REQUEST, values)
         except IntegrityError:
             await self.session.rollback()
             return False
