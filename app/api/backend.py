@@ -61,8 +61,8 @@ async def pushed_auth_req(service_id: IdPath, request: Request, state: StateDep)
         dpop_nonce_required=bool(call.dpop_nonce_required),
         client_certificate=call.client_certificate,
     )
-    async with state.request_session() as session:
-        outcome = await execute_push(state, session, state.service_record(service), push_request)
+    async with state.push_connection() as connection:
+        outcome = await execute_push(state, connection, state.service_record(service), push_request)
     await throttle.record(outcome)
     answer = PushedAuthReqOut(
         result_code=outcome.result_code,

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Path, Query, Request
 from limits.aio.storage import RedisStorage, Storage
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.api.observability import Metrics
 from app.api.rate_limit import RateLimits
@@ -28,7 +28,13 @@ from app.db.engine import create_engine_from_settings, create_session_factory
 from app.db.models import Service
 from app.db.rate_limits import SqlRateLimitStorage, SyncedCounters
 from app.db.replay import RedisReplayStore, SqlReplayStore
-from app.db.repositories import ServiceRepository, ServiceTokenRepository, SqlParStore, service_record
+from app.db.repositories import (
+    PushConnectionStore,
+    ServiceRepository,
+    ServiceTokenRepository,
+    find_service_row,
+    service_record,
+)
 from app.db.schema import head_revisions
 from app.jwks_fetcher import JwksFetcher, JwksFetchError
 from app.settings import Settings
@@ -61,24 +67,21 @@ class AppState:
     clock: Callable[[], datetime] = utc_now  # replaceable so tests can stand at an expiry boundary
 
     @asynccontextmanager
-    async def request_session(self) -> AsyncIterator[AsyncSession]:
-        """A session on one connection held for the whole request.
-
-        A push runs several short transactions (rate-limit counters, a replay entry, the push itself);
-        on one connection they cost no further pool checkouts, which on a slow or saturated database
-        would each wait again.
-        """
+    async def push_connection(self) -> AsyncIterator[AsyncConnection]:
+        """The one connection a push uses, in autocommit mode: its writes (a replay entry, the pushed
+        request) are single statements that each commit as they run, with no BEGIN and COMMIT round
+        trips, and a push never waits for a second pooled connection while holding one."""
         async with self.engine.connect() as connection:
-            async with AsyncSession(bind=connection, expire_on_commit=False) as session:
-                yield session
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+            yield connection
 
-    def client_auth_for(self, session: AsyncSession) -> ClientAuthContext:
-        """The client authentication context of one request, recording replays on its session."""
+    def client_auth_for(self, connection: AsyncConnection) -> ClientAuthContext:
+        """The client authentication context of one push, recording replays on its connection."""
         return ClientAuthContext(
             hasher=self.hasher,
             secret_box=self.secret_box,
             client_keys=client_keys_from(self.jwks_fetcher),
-            replay_store=self.replay_store.bound(session),
+            replay_store=self.replay_store.bound(connection),
             clock_skew=timedelta(seconds=self.settings.clock_skew_seconds),
             max_assertion_lifetime=timedelta(seconds=self.settings.max_assertion_lifetime_seconds),
             dpop_nonce_key=self.dpop_nonce_key,
@@ -110,19 +113,19 @@ class AppState:
             max_total_bytes=self.settings.max_body_bytes,
         )
 
-    async def find_service(self, session: AsyncSession, service_id: int) -> ServiceRecord | None:
+    async def find_service(self, connection: AsyncConnection, service_id: int) -> ServiceRecord | None:
         """The service as the protocol rules see it (cached, ``app.db.cache``); None if it does not exist."""
         service = self.services.get(service_id)
         if service is None:
-            row = await ServiceRepository(session).get_or_none(service_id)
+            row = await find_service_row(connection, service_id)
             if row is None:
                 return None
             service = self.service_record(row)
             self.services.put(service_id, service)
         return service
 
-    def par_store(self, session: AsyncSession) -> SqlParStore:
-        return SqlParStore(session, clients=self.clients)
+    def push_store(self, connection: AsyncConnection) -> PushConnectionStore:
+        return PushConnectionStore(connection, clients=self.clients)
 
     def forget_records(self) -> None:
         """After a management change: this replica sees it at once (others within the cache's ttl)."""

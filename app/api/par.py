@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.api.deps import AppState, IdPath, StateDep, audit
 from app.api.errors import BASIC_CHALLENGE, NO_STORE, error_response
@@ -24,24 +24,18 @@ FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 
 
 async def execute_push(
-    state: AppState, session: AsyncSession, service: ServiceRecord, request: PushRequest
+    state: AppState, connection: AsyncConnection, service: ServiceRecord, request: PushRequest
 ) -> PushOutcome:
-    """Run one push on the request's session and commit it.
-
-    The commit comes before the caller answers, so a 201 is only sent for a stored request; an
-    exception closes the session, which rolls back. (Not ``sessions.begin()``: a replay entry commits
-    mid-request, see ``app.db.replay.SessionReplayStore``.)
-    """
-    outcome = await push(
+    """Run one push on the request's connection (autocommit: the pushed request is committed by its
+    INSERT, before the caller answers, so a 201 is only sent for a stored request)."""
+    return await push(
         request,
         service=service,
-        store=state.par_store(session),
-        auth=state.client_auth_for(session),
+        store=state.push_store(connection),
+        auth=state.client_auth_for(connection),
         limits=state.parameter_limits,
         now=state.clock(),
     )
-    await session.commit()
-    return outcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,8 +124,8 @@ async def pushed_authorization_request(service_id: IdPath, request: Request, sta
     refusal = await throttle.admit()
     if refusal is not None:
         return too_many_requests(request.url.path, refusal)
-    async with state.request_session() as session:
-        service = await state.find_service(session, service_id)
+    async with state.push_connection() as connection:
+        service = await state.find_service(connection, service_id)
         if service is None:
             return error_response(request.url.path, 404, f"service {service_id} does not exist")
         push_request = PushRequest(
@@ -140,7 +134,7 @@ async def pushed_authorization_request(service_id: IdPath, request: Request, sta
             dpop_proof=_dpop_proof(request),
             client_certificate=_client_certificate(request, state),
         )
-        outcome = await execute_push(state, session, service, push_request)
+        outcome = await execute_push(state, connection, service, push_request)
     await throttle.record(outcome)
     return outcome_response(outcome)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from redis.asyncio import Redis
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from app.db.models import ReplayEntry
 
@@ -19,8 +19,8 @@ class SqlReplayStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
-    def bound(self, session: AsyncSession) -> SessionReplayStore:
-        return SessionReplayStore(session)
+    def bound(self, connection: AsyncConnection) -> ConnectionReplayStore:
+        return ConnectionReplayStore(connection)
 
     @staticmethod
     async def count(session: AsyncSession) -> int:
@@ -32,26 +32,27 @@ class SqlReplayStore:
         return int(getattr(result, "rowcount", 0) or 0)
 
 
-class SessionReplayStore:
-    """``app.core.client_assertion.ReplayStore`` on the request's own session.
+class ConnectionReplayStore:
+    """``app.core.client_assertion.ReplayStore`` on the request's own connection (autocommit).
 
-    The entry commits at once, together with the request's transaction so far (which has only read):
-    a value is used once even when the request that used it fails later (OIDC Core §9: the JWT "MUST
-    only be used once"). Using the request's connection rather than a second one matters: a request
-    waiting for a second pooled connection while holding one deadlocks a saturated pool.
+    The entry commits at once, whatever becomes of the request: a value is used once even when the
+    request that used it fails later (OIDC Core §9: the JWT "MUST only be used once"). Using the
+    request's connection rather than a second one matters: a request waiting for a second pooled
+    connection while holding one deadlocks a saturated pool.
     """
 
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._connection = connection
 
     async def remember(self, key: str, *, expires_at: datetime) -> bool:
-        self._session.add(ReplayEntry(key=key, expires_at=expires_at))
         try:
-            await self._session.commit()
+            await self._connection.execute(INSERT_REPLAY_ENTRY, {"key": key, "expires_at": expires_at})
         except IntegrityError:
-            await self._session.rollback()
             return False
         return True
+
+
+INSERT_REPLAY_ENTRY = insert(ReplayEntry)
 
 
 class RedisReplayStore:
@@ -62,7 +63,7 @@ class RedisReplayStore:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
 
-    def bound(self, _session: AsyncSession) -> RedisReplayStore:
+    def bound(self, _connection: AsyncConnection) -> RedisReplayStore:
         return self
 
     async def remember(self, key: str, *, expires_at: datetime) -> bool:

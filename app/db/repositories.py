@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.core.model import (
     FAPI2_AUTH_METHODS,
@@ -104,6 +104,20 @@ class ServiceTokenRepository:
         return bool(getattr(result, "rowcount", 0))
 
 
+def client_lookup(service_id: int, identifier: str) -> ColumnElement[bool] | None:
+    """The client a request names, by numeric id (canonical decimal only) or by alias, within one
+    service; None when the identifier cannot name any client."""
+    if identifier.isascii() and identifier.isdigit():
+        # Canonical decimal within BIGINT only: "0123" names nothing, and a longer number cannot be
+        # bound (nor, past 4300 digits, even converted by int()).
+        if len(identifier) > 19 or str(int(identifier)) != identifier or int(identifier) > 2**63 - 1:
+            return None
+        return and_(Client.service_id == service_id, Client.id == int(identifier))
+    if "\x00" in identifier:
+        return None  # PostgreSQL text cannot hold NUL; no alias has one (app/core/registration.py)
+    return and_(Client.service_id == service_id, Client.client_id_alias == identifier)
+
+
 class ClientRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -115,19 +129,8 @@ class ClientRepository:
 
     async def get_or_none(self, service_id: int, identifier: str) -> Client | None:
         """By numeric client id (canonical decimal only) or by alias, within one service."""
-        if identifier.isascii() and identifier.isdigit():
-            # Canonical decimal within BIGINT only: "0123" names nothing, and a longer number cannot be
-            # bound (nor, past 4300 digits, even converted by int()).
-            if len(identifier) > 19 or str(int(identifier)) != identifier or int(identifier) > 2**63 - 1:
-                return None
-            return await self.session.scalar(
-                select(Client).where(Client.service_id == service_id, Client.id == int(identifier))
-            )
-        if "\x00" in identifier:
-            return None  # PostgreSQL text cannot hold NUL; no alias has one (app/core/registration.py)
-        return await self.session.scalar(
-            select(Client).where(Client.service_id == service_id, Client.client_id_alias == identifier)
-        )
+        condition = client_lookup(service_id, identifier)
+        return None if condition is None else await self.session.scalar(select(Client).where(condition))
 
     async def alias_taken(self, service_id: int, alias: str, *, except_id: int | None = None) -> bool:
         query = select(Client.id).where(Client.service_id == service_id, Client.client_id_alias == alias)
@@ -160,32 +163,6 @@ INSERT_PUSHED_REQUEST = insert(PushedRequest)
 class PushedRequestRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
-
-    async def add(self, record: PushedRequestRecord) -> bool:
-        """INSERT the request (a Core statement: the ORM's unit of work cost a push more than the INSERT).
-
-        False, with the transaction rolled back, when its client or service no longer exists: the
-        foreign keys refuse it, so a client deleted through another replica cannot push even while that
-        replica's cache (app.db.cache) still holds it.
-        """
-        values = {
-            "reference_hash": record.reference_hash,
-            "service_id": record.service_id,
-            "client_id": record.client_id,
-            "parameters": record.parameters,
-            "request": record.request,
-            "state": "pushed",
-            "created_at": record.created_at,
-            "expires_at": record.expires_at,
-        }
-        try:
-            # One Core statement with bound values on the session's connection: its compiled form is reused,
-            # where .values(...) through the ORM session builds and cache-keys a new statement per push.
-            await (await self.session.connection()).execute(INSERT_PUSHED_REQUEST, values)
-        except IntegrityError:
-            await self.session.rollback()
-            return False
-        return True
 
     async def get_or_none(self, service_id: int, reference_hash: str) -> PushedRequestRecord | None:
         row = await self.session.scalar(
@@ -251,14 +228,16 @@ class PushedRequestRepository:
         return int(getattr(result, "rowcount", 0) or 0)
 
 
-class SqlParStore:
-    """``app.core.par.PushStore`` and ``app.core.authorization.AuthorizationStore`` over one session."""
+class PushConnectionStore:
+    """``app.core.par.PushStore`` on one connection in autocommit mode: each statement commits as it
+    runs, so storing a push is one round trip (no BEGIN and COMMIT), and nothing is stored by a push
+    that fails before its INSERT. Core statements throughout: the ORM's sessions and unit of work cost
+    a push more CPU than the database did."""
 
     def __init__(
-        self, session: AsyncSession, *, clients: RecordCache[tuple[int, str], ClientRecord] | None = None
+        self, connection: AsyncConnection, *, clients: RecordCache[tuple[int, str], ClientRecord] | None = None
     ) -> None:
-        self._clients = ClientRepository(session)
-        self._pushed = PushedRequestRepository(session)
+        self._connection = connection
         self._cache = clients
 
     async def get_client(self, service_id: int, client_identifier: str) -> ClientRecord | None:
@@ -266,16 +245,55 @@ class SqlParStore:
         cached = self._cache.get(key) if self._cache is not None else None
         if cached is not None:
             return cached
-        row = await self._clients.get_or_none(service_id, client_identifier)
+        condition = client_lookup(service_id, client_identifier)
+        if condition is None:
+            return None
+        row = (await self._connection.execute(select(*Client.__table__.c).where(condition))).first()
         if row is None:
             return None
-        client = client_record(row)
+        client = client_record(cast(Client, row))  # a Row with the model's attribute names
         if self._cache is not None:
             self._cache.put(key, client)
         return client
 
     async def add_pushed_request(self, record: PushedRequestRecord) -> bool:
-        return await self._pushed.add(record)
+        """INSERT the request; False when its client or service no longer exists: the foreign keys refuse
+        it, so a client deleted through another replica cannot push even while that replica's cache
+        (app.db.cache) still holds it."""
+        values = {
+            "reference_hash": record.reference_hash,
+            "service_id": record.service_id,
+            "client_id": record.client_id,
+            "parameters": record.parameters,
+            "request": record.request,
+            "state": "pushed",
+            "created_at": record.created_at,
+            "expires_at": record.expires_at,
+        }
+        try:
+            # One statement object with bound values: its compiled form is reused.
+            await self._connection.execute(INSERT_PUSHED_REQUEST, values)
+        except IntegrityError:
+            return False
+        return True
+
+
+async def find_service_row(connection: AsyncConnection, service_id: int) -> Service | None:
+    row = (await connection.execute(select(*Service.__table__.c).where(Service.id == service_id))).first()
+    return cast(Service, row) if row is not None else None  # a Row with the model's attribute names
+
+
+class SqlParStore:
+    """``app.core.authorization.AuthorizationStore`` over one session (clients read fresh: resolve and
+    consume apply the client's current registration, PAR-33)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._clients = ClientRepository(session)
+        self._pushed = PushedRequestRepository(session)
+
+    async def get_client(self, service_id: int, client_identifier: str) -> ClientRecord | None:
+        row = await self._clients.get_or_none(service_id, client_identifier)
+        return client_record(row) if row is not None else None
 
     async def get_pushed_request(self, service_id: int, reference_hash: str) -> PushedRequestRecord | None:
         return await self._pushed.get_or_none(service_id, reference_hash)

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from app.core.model import PushedRequestRecord
 from app.db.models import Client, PushedRequest
-from app.db.repositories import PushedRequestRepository
+from app.db.repositories import PushConnectionStore
 from app.main import purge_expired
 from tests.factories import ClientHandle, ServiceHandle
 
@@ -19,10 +19,10 @@ from tests.factories import ClientHandle, ServiceHandle
 async def add_requests(
     app: FastAPI, service: ServiceHandle, client: ClientHandle, *, count: int, expires_at: datetime
 ) -> None:
-    async with app.state.par.sessions.begin() as session:
-        repository = PushedRequestRepository(session)
+    async with app.state.par.push_connection() as connection:
+        store = PushConnectionStore(connection)
         for index in range(count):
-            await repository.add(
+            await store.add_pushed_request(
                 PushedRequestRecord(
                     reference_hash=f"{expires_at.timestamp()}-{index}".ljust(64, "0")[:64],
                     service_id=service.id,
