@@ -217,7 +217,8 @@ def client_keys_from(fetcher: JwksFetcher) -> ClientKeys:
     return client_keys
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
+    # async on purpose: FastAPI runs a plain-def dependency in a thread pool, a thread hand-off per request.
     state: AppState = request.app.state.par
     return state
 

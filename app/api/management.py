@@ -51,7 +51,7 @@ from app.db.models import Client, Service, ServiceAccessToken
 from app.db.repositories import ClientRepository, ServiceRepository, ServiceTokenRepository
 
 
-def no_store(response: Response) -> None:
+async def no_store(response: Response) -> None:
     """Answers here may show a secret or token once; none may be cached (RFC 9111 §5.2.2.5)."""
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"
@@ -62,7 +62,7 @@ async def forget_cached_records(request: Request) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        get_state(request).forget_records()
+        (await get_state(request)).forget_records()
 
 
 router = APIRouter(
