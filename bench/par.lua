@@ -2,6 +2,7 @@
 --
 --   SERVICE_ID=1 CLIENT_ID=... CLIENT_SECRET=... \
 --     wrk -t1 -c32 -d20s --latency -s bench/par.lua http://127.0.0.1:8000
+--   PAR_PATH=/request CLIENT_ID=... CLIENT_SECRET=... wrk ... -s bench/par.lua http://127.0.0.1:PORT  (the peer)
 --
 -- Each request is a POST /services/{SERVICE_ID}/par authenticated with client_secret_basic, carrying a
 -- PKCE S256 challenge and a `state` unique per request (run id, thread number, per-thread counter).
@@ -41,7 +42,6 @@ local function urlencode(s)
 end
 
 local client_id = require_env("CLIENT_ID")
-local service_id = require_env("SERVICE_ID")
 local auth = os.getenv("AUTH")
 if auth == nil or auth == "" then
   auth = "Basic " .. base64(urlencode(client_id) .. ":" .. urlencode(require_env("CLIENT_SECRET")))
@@ -51,7 +51,11 @@ local scope = os.getenv("SCOPE") or "openid"
 -- RFC 7636 Appendix B: the S256 challenge of "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk".
 local code_challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
 
-local path = "/services/" .. service_id .. "/par"
+-- PAR_PATH points the same requests at another server's PAR endpoint (the peer's is /request).
+local path = os.getenv("PAR_PATH")
+if path == nil or path == "" then
+  path = "/services/" .. require_env("SERVICE_ID") .. "/par"
+end
 local headers = {
   ["Authorization"] = auth,
   ["Content-Type"] = "application/x-www-form-urlencoded",
@@ -75,8 +79,8 @@ function setup(thread)
 end
 
 local counter = 0
-local non201 = 0
-local by_status = {}
+non201 = 0  -- global: done() reads it with thread:get(), which sees globals only
+by_status = {}
 local state_prefix = ""
 
 function init(_args)

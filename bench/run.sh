@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Benchmark POST /services/{id}/par (RFC 9126) on SQLite and/or PostgreSQL with wrk.
+# Benchmark POST /services/{id}/par (RFC 9126) on SQLite and/or PostgreSQL with wrk, and the peer,
+# node-oidc-provider (bench/peer), with the same client, body and wrk script; prints our/peer ratios.
 #
-#   bash bench/run.sh [sqlite|postgresql|all]      (default: all)
+#   bash bench/run.sh [sqlite|postgresql|peer|all]      (default: all)
 #
 # For each database: a fresh store, `par-server migrate`, a service and a client seeded with the CLI,
 # `par-server serve --workers 1 --no-access-log` on a free loopback port, a warm-up, then RUNS wrk runs
@@ -11,7 +12,8 @@
 # PostgreSQL processes alive at its end (postgres_cpu_s), the PostgreSQL backends that exited during it
 # (postgres_exited_cpu_s, may include other databases'), everything else on the machine (other_cpu_s,
 # by difference: concurrent test suites), the machine's busy % and the load average.
-# Tunables (env): THREADS=1 CONNECTIONS=32 DURATION=20 WARMUP=5 RUNS=3 PG_DB=par_server_bench PAR_SERVER;
+# Tunables (env): THREADS=1 CONNECTIONS=32 DURATION=20 WARMUP=5 RUNS=3 WORKERS=1 (par-server's uvicorn
+# workers) FILL=0 (live pushed requests stored before the runs, bench/fill.py) PG_DB=par_server_bench PAR_SERVER;
 # PAR_* settings (e.g. PAR_DB_POOL_SIZE) reach the server.
 set -euo pipefail
 
@@ -24,6 +26,8 @@ CONNECTIONS=${CONNECTIONS:-32}
 DURATION=${DURATION:-20}
 WARMUP=${WARMUP:-5}
 RUNS=${RUNS:-3}
+WORKERS=${WORKERS:-1}  # uvicorn worker processes of par-server (the peer is one Node process)
+FILL=${FILL:-0}  # live pushed requests put in the store before the runs (bench/fill.py)
 PG_HOST=127.0.0.1
 PG_USER=postgres
 PG_DB=${PG_DB:-par_server_bench}
@@ -35,9 +39,14 @@ target=${1:-all}
 case "$target" in
   sqlite) databases=(sqlite) ;;
   postgresql) databases=(postgresql) ;;
-  all) databases=(sqlite postgresql) ;;
-  *) die "usage: bash bench/run.sh [sqlite|postgresql|all]" ;;
+  peer) databases=(peer) ;;
+  all) databases=(sqlite postgresql peer) ;;
+  *) die "usage: bash bench/run.sh [sqlite|postgresql|peer|all]" ;;
 esac
+declare -A SUMMARIES=()  # target -> its MEDIAN line
+if [[ " ${databases[*]} " == *" peer "* ]]; then
+  command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || die "the peer needs Node.js >= 20 and npm"
+fi
 
 command -v wrk >/dev/null 2>&1 \
   || die "wrk is not installed; install it with: apt-get update && apt-get install -y wrk"
@@ -142,6 +151,16 @@ machine_ticks() {  # "busy total" jiffies summed over all CPUs, from /proc/stat
   echo "$(( user + nice + system + irq + softirq + steal )) $(( user + nice + system + idle + iowait + irq + softirq + steal ))"
 }
 
+server_pids() {  # the server and its worker processes (uvicorn --workers N forks them)
+  echo "$SERVER_PID" $(pgrep -P "$SERVER_PID" 2>/dev/null || true)
+}
+
+server_ticks() {  # CPU ticks of the server and its workers
+  local total=0 pid
+  for pid in $(server_pids); do total=$(( total + $(pid_cpu_ticks "$pid") )); done
+  echo "$total"
+}
+
 ticks_to_s() { awk -v t="$1" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", t / hz }'; }
 
 CHILD_MS=0
@@ -199,6 +218,142 @@ field() {  # field NAME LINE -> the value of NAME=value in a RESULT line
   echo "NA"
 }
 
+measure() {  # measure NAME URL SERVER_LOG: warm-up, RUNS wrk runs against the server $SERVER_PID, medians
+  local db=$1 url=$2 log=$3
+  local wrk_cmd=(wrk "-t$THREADS" "-c$CONNECTIONS" "-d${DURATION}s" --latency -s "$BENCH_DIR/par.lua" "$url")
+  echo "$db: warm-up ${WARMUP}s"
+  run_wrk "$OUT/$db-warmup.txt" "-t$THREADS" "-c$CONNECTIONS" "-d${WARMUP}s" --latency -s "$BENCH_DIR/par.lua" "$url" \
+    || die "$db: warm-up wrk failed (see $OUT/$db-warmup.txt)"
+
+  local run results=() srv_cpu=() wrk_cpu=() pg_cpu=() pg_exited_cpu=() other_cpu=() busy=() load_during=()
+  local s0 s1 p1 px m0 m1 w0 w1 line wrk_ticks
+  for run in $(seq 1 "$RUNS"); do
+    p1=0; px=0
+    if [[ "$db" == postgresql ]]; then snapshot_postgres; fi
+    s0=$(server_ticks); m0=$(machine_ticks)
+    children_cpu_ms; w0=$CHILD_MS
+    run_wrk "$OUT/$db-run$run.txt" "${wrk_cmd[@]:1}" || die "$db: wrk run $run failed (see $OUT/$db-run$run.txt)"
+    s1=$(server_ticks); m1=$(machine_ticks); children_cpu_ms; w1=$CHILD_MS
+    if [[ "$db" == postgresql ]]; then
+      p1=$(postgres_live_ticks_since_snapshot); px=$(postgres_exited_ticks_since_snapshot)
+    fi
+    load_during+=("$(loadavg)")
+    kill -0 "$SERVER_PID" 2>/dev/null || die "$db: the server died during run $run (see $log)"
+    line=$(grep '^RESULT ' "$OUT/$db-run$run.txt") || die "$db: no RESULT line in $OUT/$db-run$run.txt"
+    grep '^NON201 ' "$OUT/$db-run$run.txt" || true
+    srv_cpu+=("$(ticks_to_s $(( s1 - s0 )))")
+    wrk_cpu+=("$(awk -v ms=$(( w1 - w0 )) 'BEGIN { printf "%.2f", ms / 1000 }')")
+    pg_cpu+=("$(ticks_to_s "$p1")"); pg_exited_cpu+=("$(ticks_to_s "$px")")
+    wrk_ticks=$(awk -v c="${wrk_cpu[-1]}" -v hz="$CLK_TCK" 'BEGIN { printf "%d", c * hz }')
+    # shellcheck disable=SC2086  # "busy total" pairs
+    set -- $m0 $m1
+    busy+=("$(awk -v b=$(( $3 - $1 )) -v t=$(( $4 - $2 )) 'BEGIN { printf "%.0f", 100 * b / t }')")
+    # Everything else the 2 cores did meanwhile (other processes, kernel), by difference.
+    other_cpu+=("$(ticks_to_s $(( $3 - $1 - (s1 - s0) - wrk_ticks - p1 - px )))")
+    line="$line server_cpu_s=${srv_cpu[-1]} wrk_cpu_s=${wrk_cpu[-1]} postgres_cpu_s=${pg_cpu[-1]}"
+    line="$line postgres_exited_cpu_s=${pg_exited_cpu[-1]}"
+    line="$line other_cpu_s=${other_cpu[-1]} machine_busy_pct=${busy[-1]} load=${load_during[-1]// /,}"
+    results+=("$line")
+    echo "$db run $run: $line" | tee -a "$OUT/results.txt"
+  done
+
+  local hwm cpu_total
+  # Peak RSS summed over the server's processes (each worker's own peak).
+  hwm=$(for pid in $(server_pids); do cat "/proc/$pid/status" 2>/dev/null; done \
+    | awk '/^VmHWM:/ { kb += $2 } END { printf "%.1f", kb / 1024 }')
+  cpu_total=$(ticks_to_s "$(server_ticks)")
+  stop_server
+
+  local workers=$WORKERS
+  [[ "$db" == peer ]] && workers=1
+  local metric values summary="MEDIAN db=$db runs=$RUNS connections=$CONNECTIONS workers=$workers fill=$FILL"
+  for metric in rps p50_ms p90_ms p99_ms non201 errors; do
+    values=()
+    for line in "${results[@]}"; do values+=("$(field "$metric" "$line")"); done
+    summary="$summary $metric=$(median "${values[@]}")"
+  done
+  local non201_total=0 errors_total=0
+  for line in "${results[@]}"; do
+    non201_total=$(( non201_total + $(field non201 "$line") ))
+    errors_total=$(( errors_total + $(field errors "$line") ))
+  done
+  summary="$summary non201_total=$non201_total errors_total=$errors_total"
+  summary="$summary server_cpu_s_per_run=$(median "${srv_cpu[@]}") wrk_cpu_s_per_run=$(median "${wrk_cpu[@]}")"
+  summary="$summary postgres_cpu_s_per_run=$(median "${pg_cpu[@]}")"
+  summary="$summary postgres_exited_cpu_s_per_run=$(median "${pg_exited_cpu[@]}") other_cpu_s_per_run=$(median "${other_cpu[@]}")"
+  summary="$summary machine_busy_pct=$(median "${busy[@]}") load_during=${load_during[*]// /,}"
+  summary="$summary server_cpu_total_s=$cpu_total server_peak_rss_mb=$hwm"
+  echo "$summary" | tee -a "$OUT/results.txt"
+  SUMMARIES[$db]=$summary
+
+  local warnings
+  warnings=$(grep -v '"POST /services/' "$log" | grep -ciE 'warn|error|traceback|exception|unhandled' || true)
+  echo "$db: server log $log: $(wc -l < "$log") lines, $warnings matching warn/error/traceback/exception/unhandled" \
+    | tee -a "$OUT/results.txt"
+  if (( warnings > 0 )); then
+    grep -v '"POST /services/' "$log" | grep -iE 'warn|error|traceback|exception|unhandled' | sort | uniq -c | sort -rn \
+      | head -5 | sed "s/^/$db:   /" | tee -a "$OUT/results.txt"
+  fi
+  local access_lines
+  access_lines=$(grep -c '"POST /services/' "$log" || true)
+  if (( access_lines > 0 )); then
+    echo "$db: WARNING: $access_lines access-log lines in the server log although --no-access-log was given" \
+      "(the figures include the cost of access logging)" | tee -a "$OUT/results.txt"
+  fi
+}
+
+wait_ready() {  # wait_ready NAME URL LOG: until URL answers, or die
+  local name=$1 url=$2 log=$3
+  for _ in $(seq 1 300); do  # up to 30 s
+    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$log" >&2; die "$name: the server exited during start-up"; }
+    if curl -fsS --max-time 1 -o /dev/null "$url" 2>/dev/null; then return; fi
+    sleep 0.1
+  done
+  cat "$log" >&2
+  die "$name: $url did not answer within 30 s"
+}
+
+probe() {  # probe NAME PAR_URL CLIENT_ID CLIENT_SECRET: one push by hand, so a misconfiguration fails loudly
+  local name=$1 par_url=$2 client_id=$3 client_secret=$4 status
+  status=$(curl -sS --max-time 10 -o "$OUT/$name-probe.json" -w '%{http_code}' -u "$client_id:$client_secret" \
+    --data-urlencode response_type=code --data-urlencode "client_id=$client_id" \
+    --data-urlencode redirect_uri=https://client.example.org/cb --data-urlencode scope=openid \
+    --data-urlencode state=probe --data-urlencode code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM \
+    --data-urlencode code_challenge_method=S256 "$par_url")
+  [[ "$status" == 201 ]] || { cat "$OUT/$name-probe.json" >&2; echo >&2; die "$name: probe push answered $status"; }
+}
+
+bench_peer() {
+  # node-oidc-provider (bench/peer), PAR on, the same client_secret_basic client, body and wrk script.
+  local port url log="$OUT/peer-server.log"
+  echo "=== peer: oidc-provider $(cd "$BENCH_DIR/peer" && node -p 'require("./package.json").dependencies["oidc-provider"]')  (load average before: $(loadavg)) ==="
+  [[ -d "$BENCH_DIR/peer/node_modules" ]] || (cd "$BENCH_DIR/peer" && npm ci --no-audit --no-fund --silent)
+  port=$(free_port)
+  url="http://127.0.0.1:$port"
+  export CLIENT_ID=bench-client CLIENT_SECRET
+  CLIENT_SECRET=$("$PY" -c 'import secrets; print(secrets.token_urlsafe(32))')
+  (cd "$BENCH_DIR/peer" && exec node server.mjs --port "$port" --client-id "$CLIENT_ID" \
+    --client-secret "$CLIENT_SECRET" --redirect-uri https://client.example.org/cb) > "$log" 2>&1 &
+  SERVER_PID=$!
+  wait_ready peer "$url/.well-known/openid-configuration" "$log"
+  (cd "$BENCH_DIR/peer" && node -p 'require("oidc-provider/package.json").version') > "$OUT/peer-version.txt"
+  probe peer "$url/request" "$CLIENT_ID" "$CLIENT_SECRET"
+  PAR_PATH=/request measure peer "$url" "$log"
+  echo "=== peer done (load average after: $(loadavg)) ==="
+}
+
+ratios() {  # ours/peer for each database measured in this run
+  local db peer=${SUMMARIES[peer]:-}
+  [[ -n "$peer" ]] || return 0
+  for db in sqlite postgresql; do
+    [[ -n "${SUMMARIES[$db]:-}" ]] || continue
+    awk -v ours_rps="$(field rps "${SUMMARIES[$db]}")" -v peer_rps="$(field rps "$peer")" \
+        -v ours_p99="$(field p99_ms "${SUMMARIES[$db]}")" -v peer_p99="$(field p99_ms "$peer")" -v db="$db" \
+      'BEGIN { printf "RATIO db=%s rps_ours_over_peer=%.2f p99_ours_over_peer=%.2f (ours %.1f req/s p99 %.1f ms; peer %.1f req/s p99 %.1f ms)\n", db, ours_rps / peer_rps, ours_p99 / peer_p99, ours_rps, ours_p99, peer_rps, peer_p99 }' \
+      | tee -a "$OUT/results.txt"
+  done
+}
+
 bench_database() {
   local db=$1 port url service_json client_json service_id client_id client_secret
   local log="$OUT/$db-server.log"
@@ -224,110 +379,28 @@ bench_database() {
     || die "$db: client create failed (see $OUT/$db-seed.log)"
   client_id=$(json_field clientId <<<"$client_json")
   client_secret=$(json_field clientSecret <<<"$client_json")
-  export SERVICE_ID=$service_id CLIENT_ID=$client_id CLIENT_SECRET=$client_secret
+  export SERVICE_ID=$service_id CLIENT_ID=$client_id CLIENT_SECRET=$client_secret PAR_PATH=""
+  if (( FILL > 0 )); then
+    (cd "$ROOT" && timeout 1800 "$PY" bench/fill.py "$FILL" "$service_id" "$client_id") 2>&1 | tee -a "$OUT/$db-fill.log" \
+      || die "$db: filling the store failed"
+  fi
+  # The limiter runs and counts every push, but wrk from one address must not reach its budgets.
+  export PAR_RATE_LIMIT_PER_ADDRESS=1000000000/minute PAR_RATE_LIMIT_PER_CLIENT=1000000000/minute
 
-  (cd "$ROOT" && exec "$PAR_SERVER" serve --host 127.0.0.1 --port "$port" --workers 1 --no-access-log) \
+  (cd "$ROOT" && exec "$PAR_SERVER" serve --host 127.0.0.1 --port "$port" --workers "$WORKERS" --no-access-log) \
     > "$log" 2>&1 &
   SERVER_PID=$!
-  local ready=""
-  for _ in $(seq 1 300); do  # up to 30 s
-    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$log" >&2; die "$db: the server exited during start-up"; }
-    if curl -fsS --max-time 1 "$url/healthz" >/dev/null 2>&1; then ready=1; break; fi
-    sleep 0.1
-  done
-  [[ -n "$ready" ]] || { cat "$log" >&2; die "$db: GET /healthz did not answer within 30 s"; }
+  wait_ready "$db" "$url/healthz" "$log"
 
-  # One request by hand, so a misconfiguration fails loudly instead of as 100% non-201.
-  local probe_status
-  probe_status=$(curl -sS --max-time 10 -o "$OUT/$db-probe.json" -w '%{http_code}' -u "$client_id:$client_secret" \
-    --data-urlencode response_type=code --data-urlencode "client_id=$client_id" \
-    --data-urlencode redirect_uri=https://client.example.org/cb --data-urlencode scope=openid \
-    --data-urlencode state=probe --data-urlencode code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM \
-    --data-urlencode code_challenge_method=S256 "$url/services/$service_id/par")
-  [[ "$probe_status" == 201 ]] || { cat "$OUT/$db-probe.json" >&2; echo >&2; die "$db: probe push answered $probe_status"; }
-
-  local wrk_cmd=(wrk "-t$THREADS" "-c$CONNECTIONS" "-d${DURATION}s" --latency -s "$BENCH_DIR/par.lua" "$url")
-  echo "$db: warm-up ${WARMUP}s"
-  run_wrk "$OUT/$db-warmup.txt" "-t$THREADS" "-c$CONNECTIONS" "-d${WARMUP}s" --latency -s "$BENCH_DIR/par.lua" "$url" \
-    || die "$db: warm-up wrk failed (see $OUT/$db-warmup.txt)"
-
-  local run results=() srv_cpu=() wrk_cpu=() pg_cpu=() pg_exited_cpu=() other_cpu=() busy=() load_during=()
-  local s0 s1 p1 px m0 m1 w0 w1 line wrk_ticks
-  for run in $(seq 1 "$RUNS"); do
-    p1=0; px=0
-    if [[ "$db" == postgresql ]]; then snapshot_postgres; fi
-    s0=$(pid_cpu_ticks "$SERVER_PID"); m0=$(machine_ticks)
-    children_cpu_ms; w0=$CHILD_MS
-    run_wrk "$OUT/$db-run$run.txt" "${wrk_cmd[@]:1}" || die "$db: wrk run $run failed (see $OUT/$db-run$run.txt)"
-    s1=$(pid_cpu_ticks "$SERVER_PID"); m1=$(machine_ticks); children_cpu_ms; w1=$CHILD_MS
-    if [[ "$db" == postgresql ]]; then
-      p1=$(postgres_live_ticks_since_snapshot); px=$(postgres_exited_ticks_since_snapshot)
-    fi
-    load_during+=("$(loadavg)")
-    kill -0 "$SERVER_PID" 2>/dev/null || die "$db: the server died during run $run (see $log)"
-    line=$(grep '^RESULT ' "$OUT/$db-run$run.txt") || die "$db: no RESULT line in $OUT/$db-run$run.txt"
-    grep '^NON201 ' "$OUT/$db-run$run.txt" || true
-    srv_cpu+=("$(ticks_to_s $(( s1 - s0 )))")
-    wrk_cpu+=("$(awk -v ms=$(( w1 - w0 )) 'BEGIN { printf "%.2f", ms / 1000 }')")
-    pg_cpu+=("$(ticks_to_s "$p1")"); pg_exited_cpu+=("$(ticks_to_s "$px")")
-    wrk_ticks=$(awk -v c="${wrk_cpu[-1]}" -v hz="$CLK_TCK" 'BEGIN { printf "%d", c * hz }')
-    # shellcheck disable=SC2086  # "busy total" pairs
-    set -- $m0 $m1
-    busy+=("$(awk -v b=$(( $3 - $1 )) -v t=$(( $4 - $2 )) 'BEGIN { printf "%.0f", 100 * b / t }')")
-    # Everything else the 2 cores did meanwhile (other processes, kernel), by difference.
-    other_cpu+=("$(ticks_to_s $(( $3 - $1 - (s1 - s0) - wrk_ticks - p1 - px )))")
-    line="$line server_cpu_s=${srv_cpu[-1]} wrk_cpu_s=${wrk_cpu[-1]} postgres_cpu_s=${pg_cpu[-1]}"
-    line="$line postgres_exited_cpu_s=${pg_exited_cpu[-1]}"
-    line="$line other_cpu_s=${other_cpu[-1]} machine_busy_pct=${busy[-1]} load=${load_during[-1]// /,}"
-    results+=("$line")
-    echo "$db run $run: $line" | tee -a "$OUT/results.txt"
-  done
-
-  local hwm cpu_total
-  hwm=$(awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$SERVER_PID/status")
-  cpu_total=$(ticks_to_s "$(pid_cpu_ticks "$SERVER_PID")")
-  stop_server
-
-  local metric values summary="MEDIAN db=$db runs=$RUNS connections=$CONNECTIONS workers=1"
-  for metric in rps p50_ms p90_ms p99_ms non201 errors; do
-    values=()
-    for line in "${results[@]}"; do values+=("$(field "$metric" "$line")"); done
-    summary="$summary $metric=$(median "${values[@]}")"
-  done
-  local non201_total=0 errors_total=0
-  for line in "${results[@]}"; do
-    non201_total=$(( non201_total + $(field non201 "$line") ))
-    errors_total=$(( errors_total + $(field errors "$line") ))
-  done
-  summary="$summary non201_total=$non201_total errors_total=$errors_total"
-  summary="$summary server_cpu_s_per_run=$(median "${srv_cpu[@]}") wrk_cpu_s_per_run=$(median "${wrk_cpu[@]}")"
-  summary="$summary postgres_cpu_s_per_run=$(median "${pg_cpu[@]}")"
-  summary="$summary postgres_exited_cpu_s_per_run=$(median "${pg_exited_cpu[@]}") other_cpu_s_per_run=$(median "${other_cpu[@]}")"
-  summary="$summary machine_busy_pct=$(median "${busy[@]}") load_during=${load_during[*]// /,}"
-  summary="$summary server_cpu_total_s=$cpu_total server_peak_rss_mb=$hwm"
-  echo "$summary" | tee -a "$OUT/results.txt"
-
-  local warnings
-  warnings=$(grep -v '"POST /services/' "$log" | grep -ciE 'warn|error|traceback|exception|unhandled' || true)
-  echo "$db: server log $log: $(wc -l < "$log") lines, $warnings matching warn/error/traceback/exception/unhandled" \
-    | tee -a "$OUT/results.txt"
-  if (( warnings > 0 )); then
-    grep -v '"POST /services/' "$log" | grep -iE 'warn|error|traceback|exception|unhandled' | sort | uniq -c | sort -rn \
-      | head -5 | sed "s/^/$db:   /" | tee -a "$OUT/results.txt"
-  fi
-  local access_lines
-  access_lines=$(grep -c '"POST /services/' "$log" || true)
-  if (( access_lines > 0 )); then
-    echo "$db: WARNING: $access_lines access-log lines in the server log although --no-access-log was given" \
-      "(the figures include the cost of access logging)" | tee -a "$OUT/results.txt"
-  fi
+  probe "$db" "$url/services/$service_id/par" "$client_id" "$client_secret"
+  measure "$db" "$url" "$log"
   uptime > "$OUT/$db-uptime-after.txt"
   echo "=== $db done (load average after: $(loadavg)) ==="
 }
 
 {
   echo "date: $(date -u '+%Y-%m-%dT%H:%M:%SZ')"
-  echo "command: bash bench/run.sh $target  (wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency, $RUNS runs, ${WARMUP}s warm-up)"
+  echo "command: bash bench/run.sh $target  (wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency, $RUNS runs, ${WARMUP}s warm-up, WORKERS=$WORKERS FILL=$FILL)"
   echo "nproc: $(nproc)"
   lscpu | grep 'Model name' || true
   grep MemTotal /proc/meminfo
@@ -338,6 +411,7 @@ bench_database() {
 } | tee "$OUT/machine.txt"
 
 for db in "${databases[@]}"; do
-  bench_database "$db"
+  if [[ "$db" == peer ]]; then bench_peer; else bench_database "$db"; fi
 done
+ratios
 echo "raw outputs: $OUT"
