@@ -97,6 +97,13 @@ class Settings(BaseSettings):
     )
     record_cache_max_entries: Annotated[int, Field(gt=0)] = 10_000
 
+    push_write_batch_max: Annotated[int, Field(gt=0, le=10_000)] = Field(
+        default=500, description="Most pushed requests one INSERT transaction of the batched writer holds"
+    )
+    push_write_concurrency: Annotated[int, Field(gt=0, le=64)] = Field(
+        default=4, description="Batches of pushed requests written at once, each on a pooled connection"
+    )
+
     # Housekeeping.
     purge_interval_seconds: Annotated[float, Field(gt=0)] = 60.0
     purge_batch_size: Annotated[int, Field(gt=0)] = 1000

@@ -9,7 +9,6 @@ from sqlalchemy import func, select
 
 from app.core.model import PushedRequestRecord
 from app.db.models import PushedRequest
-from app.db.repositories import PushConnectionStore
 from app.main import create_app
 from app.settings import Settings
 from tests.conftest import make_settings
@@ -23,7 +22,7 @@ async def test_lifespan_purges_expired_requests(
     app = create_app(make_settings(settings.database_url, purge_interval_seconds=0.05))
     state = app.state.par
     async with state.push_connection() as connection:
-        await PushConnectionStore(connection).add_pushed_request(
+        await state.push_store(connection).add_pushed_request(
             PushedRequestRecord(
                 reference_hash="e" * 64,
                 service_id=service.id,

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Path, Query, Request
 from limits.aio.storage import RedisStorage, Storage
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.api.observability import Metrics
 from app.api.rate_limit import RateLimits
@@ -24,7 +24,7 @@ from app.core.model import ClientRecord, ServiceRecord
 from app.core.params import ParameterLimits
 from app.core.secrets import SecretBox, SecretHasher, constant_time_equals
 from app.db.cache import RecordCache
-from app.db.engine import create_engine_from_settings, create_session_factory
+from app.db.engine import RequestConnection, create_engine_from_settings, create_session_factory
 from app.db.models import Service
 from app.db.rate_limits import SqlRateLimitStorage, SyncedCounters
 from app.db.replay import RedisReplayStore, SqlReplayStore
@@ -36,6 +36,7 @@ from app.db.repositories import (
     service_record,
 )
 from app.db.schema import head_revisions
+from app.db.writer import PushedRequestWriter
 from app.jwks_fetcher import JwksFetcher, JwksFetchError
 from app.settings import Settings
 
@@ -64,18 +65,20 @@ class AppState:
     rate_limits: RateLimits
     services: RecordCache[int, ServiceRecord]
     clients: RecordCache[tuple[int, str], ClientRecord]
+    writer: PushedRequestWriter
     clock: Callable[[], datetime] = utc_now  # replaceable so tests can stand at an expiry boundary
 
     @asynccontextmanager
-    async def push_connection(self) -> AsyncIterator[AsyncConnection]:
-        """The one connection a push uses, in autocommit mode: its writes (a replay entry, the pushed
-        request) are single statements that each commit as they run, with no BEGIN and COMMIT round
-        trips, and a push never waits for a second pooled connection while holding one."""
-        async with self.engine.connect() as connection:
-            await connection.execution_options(isolation_level="AUTOCOMMIT")
+    async def push_connection(self) -> AsyncIterator[RequestConnection]:
+        """The connection a push reads and records replays on, checked out only if it needs one
+        (``app.db.engine.RequestConnection``)."""
+        connection = RequestConnection(self.engine)
+        try:
             yield connection
+        finally:
+            await connection.release()
 
-    def client_auth_for(self, connection: AsyncConnection) -> ClientAuthContext:
+    def client_auth_for(self, connection: RequestConnection) -> ClientAuthContext:
         """The client authentication context of one push, recording replays on its connection."""
         return ClientAuthContext(
             hasher=self.hasher,
@@ -113,7 +116,7 @@ class AppState:
             max_total_bytes=self.settings.max_body_bytes,
         )
 
-    async def find_service(self, connection: AsyncConnection, service_id: int) -> ServiceRecord | None:
+    async def find_service(self, connection: RequestConnection, service_id: int) -> ServiceRecord | None:
         """The service as the protocol rules see it (cached, ``app.db.cache``); None if it does not exist."""
         service = self.services.get(service_id)
         if service is None:
@@ -124,8 +127,8 @@ class AppState:
             self.services.put(service_id, service)
         return service
 
-    def push_store(self, connection: AsyncConnection) -> PushConnectionStore:
-        return PushConnectionStore(connection, clients=self.clients)
+    def push_store(self, connection: RequestConnection) -> PushConnectionStore:
+        return PushConnectionStore(connection, self.writer, clients=self.clients)
 
     def forget_records(self) -> None:
         """After a management change: this replica sees it at once (others within the cache's ttl)."""
@@ -178,6 +181,12 @@ def build_state(settings: Settings) -> AppState:
         replay_store=replay_store,
         metrics=metrics,
         schema_head=_schema_head(),
+        writer=PushedRequestWriter(
+            engine,
+            max_batch=settings.push_write_batch_max,
+            concurrency=settings.push_write_concurrency,
+            queue_timeout=settings.db_pool_timeout_seconds,
+        ),
         services=RecordCache(ttl=settings.record_cache_seconds, max_entries=settings.record_cache_max_entries),
         clients=RecordCache(ttl=settings.record_cache_seconds, max_entries=settings.record_cache_max_entries),
         rate_limits=RateLimits(

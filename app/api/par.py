@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.api.deps import AppState, IdPath, StateDep, audit
 from app.api.errors import BASIC_CHALLENGE, NO_STORE, error_response
@@ -18,16 +17,17 @@ from app.core.model import ServiceRecord
 from app.core.par import PushAction, PushOutcome, PushRequest, push
 from app.core.params import ParameterLimits, parse_parameters
 from app.core.urls import PAR_PATH
+from app.db.engine import RequestConnection
 
 router = APIRouter(tags=["RFC 9126"], responses=OAUTH_ERRORS)
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 
 
 async def execute_push(
-    state: AppState, connection: AsyncConnection, service: ServiceRecord, request: PushRequest
+    state: AppState, connection: RequestConnection, service: ServiceRecord, request: PushRequest
 ) -> PushOutcome:
-    """Run one push on the request's connection (autocommit: the pushed request is committed by its
-    INSERT, before the caller answers, so a 201 is only sent for a stored request)."""
+    """Run one push. Its pushed request is committed (``app.db.writer``) before the caller answers, so
+    a 201 is only sent for a stored request."""
     return await push(
         request,
         service=service,

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from app.settings import Settings
 
@@ -68,3 +68,34 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+class RequestConnection:
+    """One request's connection, checked out on first use (in autocommit mode) and given back as soon
+    as the request is done with it, or when it ends.
+
+    A push that finds its service and client cached and authenticates with a secret never checks one
+    out: its row goes through the batched writer (``app.db.writer``). A push that must read or record
+    something (a cache miss, a replay entry) gives the connection back before waiting for the writer,
+    so no request waits for a second pooled connection while holding one.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._connection: AsyncConnection | None = None
+
+    async def get(self) -> AsyncConnection:
+        if self._connection is None:
+            connection = await self._engine.connect()
+            try:
+                await connection.execution_options(isolation_level="AUTOCOMMIT")
+            except BaseException:
+                await connection.close()
+                raise
+            self._connection = connection
+        return self._connection
+
+    async def release(self) -> None:
+        if self._connection is not None:
+            connection, self._connection = self._connection, None
+            await connection.close()

@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 from redis.asyncio import Redis
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.db.engine import RequestConnection
 from app.db.models import ReplayEntry
 
 
@@ -19,7 +20,7 @@ class SqlReplayStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
-    def bound(self, connection: AsyncConnection) -> ConnectionReplayStore:
+    def bound(self, connection: RequestConnection) -> ConnectionReplayStore:
         return ConnectionReplayStore(connection)
 
     @staticmethod
@@ -41,12 +42,13 @@ class ConnectionReplayStore:
     connection while holding one deadlocks a saturated pool.
     """
 
-    def __init__(self, connection: AsyncConnection) -> None:
+    def __init__(self, connection: RequestConnection) -> None:
         self._connection = connection
 
     async def remember(self, key: str, *, expires_at: datetime) -> bool:
+        connection = await self._connection.get()
         try:
-            await self._connection.execute(INSERT_REPLAY_ENTRY, {"key": key, "expires_at": expires_at})
+            await connection.execute(INSERT_REPLAY_ENTRY, {"key": key, "expires_at": expires_at})
         except IntegrityError:
             return False
         return True
@@ -63,7 +65,7 @@ class RedisReplayStore:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
 
-    def bound(self, _connection: AsyncConnection) -> RedisReplayStore:
+    def bound(self, _connection: RequestConnection) -> RedisReplayStore:
         return self
 
     async def remember(self, key: str, *, expires_at: datetime) -> bool:

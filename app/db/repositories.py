@@ -7,9 +7,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, delete, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy import ColumnElement, and_, delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.model import (
     FAPI2_AUTH_METHODS,
@@ -28,7 +27,9 @@ from app.core.model import (
 from app.core.secrets import new_numeric_id
 from app.core.urls import default_issuer, default_par_endpoint
 from app.db.cache import RecordCache
+from app.db.engine import RequestConnection
 from app.db.models import Client, PushedRequest, Service, ServiceAccessToken
+from app.db.writer import PushedRequestWriter
 
 
 class ServiceRepository:
@@ -157,9 +158,6 @@ class ClientRepository:
         await self.session.delete(client)
 
 
-INSERT_PUSHED_REQUEST = insert(PushedRequest)
-
-
 class PushedRequestRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -229,15 +227,19 @@ class PushedRequestRepository:
 
 
 class PushConnectionStore:
-    """``app.core.par.PushStore`` on one connection in autocommit mode: each statement commits as it
-    runs, so storing a push is one round trip (no BEGIN and COMMIT), and nothing is stored by a push
-    that fails before its INSERT. Core statements throughout: the ORM's sessions and unit of work cost
-    a push more CPU than the database did."""
+    """``app.core.par.PushStore`` of one push: reads on the request's connection (autocommit, Core
+    statements: the ORM's sessions and unit of work cost a push more CPU than the database did), the
+    pushed request through the batched writer."""
 
     def __init__(
-        self, connection: AsyncConnection, *, clients: RecordCache[tuple[int, str], ClientRecord] | None = None
+        self,
+        connection: RequestConnection,
+        writer: PushedRequestWriter,
+        *,
+        clients: RecordCache[tuple[int, str], ClientRecord] | None = None,
     ) -> None:
         self._connection = connection
+        self._writer = writer
         self._cache = clients
 
     async def get_client(self, service_id: int, client_identifier: str) -> ClientRecord | None:
@@ -248,7 +250,8 @@ class PushConnectionStore:
         condition = client_lookup(service_id, client_identifier)
         if condition is None:
             return None
-        row = (await self._connection.execute(select(*Client.__table__.c).where(condition))).first()
+        connection = await self._connection.get()
+        row = (await connection.execute(select(*Client.__table__.c).where(condition))).first()
         if row is None:
             return None
         client = client_record(cast(Client, row))  # a Row with the model's attribute names
@@ -257,28 +260,26 @@ class PushConnectionStore:
         return client
 
     async def add_pushed_request(self, record: PushedRequestRecord) -> bool:
-        """INSERT the request; False when its client or service no longer exists: the foreign keys refuse
+        """Store the request; False when its client or service no longer exists: the foreign keys refuse
         it, so a client deleted through another replica cannot push even while that replica's cache
         (app.db.cache) still holds it."""
-        values = {
-            "reference_hash": record.reference_hash,
-            "service_id": record.service_id,
-            "client_id": record.client_id,
-            "parameters": record.parameters,
-            "request": record.request,
-            "state": "pushed",
-            "created_at": record.created_at,
-            "expires_at": record.expires_at,
-        }
-        try:
-            # One statement object with bound values: its compiled form is reused.
-            await self._connection.execute(INSERT_PUSHED_REQUEST, values)
-        except IntegrityError:
-            return False
-        return True
+        await self._connection.release()  # not held while waiting for the writer's connection
+        return await self._writer.add(
+            {
+                "reference_hash": record.reference_hash,
+                "service_id": record.service_id,
+                "client_id": record.client_id,
+                "parameters": record.parameters,
+                "request": record.request,
+                "state": "pushed",
+                "created_at": record.created_at,
+                "expires_at": record.expires_at,
+            }
+        )
 
 
-async def find_service_row(connection: AsyncConnection, service_id: int) -> Service | None:
+async def find_service_row(request_connection: RequestConnection, service_id: int) -> Service | None:
+    connection = await request_connection.get()
     row = (await connection.execute(select(*Service.__table__.c).where(Service.id == service_id))).first()
     return cast(Service, row) if row is not None else None  # a Row with the model's attribute names
 

@@ -11,7 +11,6 @@ from sqlalchemy import func, select
 
 from app.core.model import PushedRequestRecord
 from app.db.models import Client, PushedRequest
-from app.db.repositories import PushConnectionStore
 from app.main import purge_expired
 from tests.factories import ClientHandle, ServiceHandle
 
@@ -20,7 +19,7 @@ async def add_requests(
     app: FastAPI, service: ServiceHandle, client: ClientHandle, *, count: int, expires_at: datetime
 ) -> None:
     async with app.state.par.push_connection() as connection:
-        store = PushConnectionStore(connection)
+        store = app.state.par.push_store(connection)
         for index in range(count):
             await store.add_pushed_request(
                 PushedRequestRecord(

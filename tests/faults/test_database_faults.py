@@ -228,13 +228,16 @@ async def wait_for_lock_waiters(locker: psycopg.AsyncConnection[Any], count: int
 # A statement timeout (once the app has one) must not end the blocked pushes during this test.
 @pytest.mark.parametrize("setting_overrides", [{"db_statement_timeout_seconds": 30}])
 async def test_exhausted_pool_fails_fast(live: Live, database_url: str) -> None:
-    """Both pool connections are held by pushes stuck in the database: further requests wait at most
-    the pool timeout for a connection, then fail in the endpoint's error format."""
+    """Both pool connections are held by pushes stuck in the database (each in a batch of the writer):
+    further requests wait at most the pool timeout for a connection or a batch, then fail in the
+    endpoint's error format."""
     created_request_uri((await live.push())[0])
     async with table_locked(database_url, "pushed_request") as locker:
-        holders = [asyncio.ensure_future(live.push(backend=n % 2 == 1)) for n in range(POOL_SIZE)]
+        holders = []
         try:
-            await wait_for_lock_waiters(locker, POOL_SIZE)
+            for n in range(POOL_SIZE):  # one at a time: each in a batch of its own (app.db.writer)
+                holders.append(asyncio.ensure_future(live.push(backend=n % 2 == 1)))
+                await wait_for_lock_waiters(locker, n + 1)
             results = await asyncio.gather(*(live.push(backend=n % 2 == 1) for n in range(CONCURRENT_REQUESTS)))
             for n, (response, took) in enumerate(results):
                 assert_push_failed(response, backend=n % 2 == 1)
