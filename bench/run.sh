@@ -28,6 +28,7 @@ WARMUP=${WARMUP:-5}
 RUNS=${RUNS:-3}
 WORKERS=${WORKERS:-1}  # uvicorn worker processes of par-server (the peer is one Node process)
 FILL=${FILL:-0}  # live pushed requests put in the store before the runs (bench/fill.py)
+RSS_SAMPLE_SECONDS=${RSS_SAMPLE_SECONDS:-5}
 PG_HOST=127.0.0.1
 PG_USER=postgres
 PG_DB=${PG_DB:-par_server_bench}
@@ -151,6 +152,18 @@ machine_ticks() {  # "busy total" jiffies summed over all CPUs, from /proc/stat
   echo "$(( user + nice + system + irq + softirq + steal )) $(( user + nice + system + idle + iowait + irq + softirq + steal ))"
 }
 
+sample_rss() {  # sample_rss FILE: "seconds rss_kb" lines until killed
+  local started=$SECONDS kb pid
+  while true; do
+    kb=0
+    for pid in $(server_pids); do
+      kb=$(( kb + $(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status" 2>/dev/null || echo 0) ))
+    done
+    echo "$(( SECONDS - started )) $kb" >> "$1"
+    sleep "$RSS_SAMPLE_SECONDS"
+  done
+}
+
 server_pids() {  # the server and its worker processes (uvicorn --workers N forks them)
   echo "$SERVER_PID" $(pgrep -P "$SERVER_PID" 2>/dev/null || true)
 }
@@ -232,7 +245,11 @@ measure() {  # measure NAME URL SERVER_LOG: warm-up, RUNS wrk runs against the s
     if [[ "$db" == postgresql ]]; then snapshot_postgres; fi
     s0=$(server_ticks); m0=$(machine_ticks)
     children_cpu_ms; w0=$CHILD_MS
+    sample_rss "$OUT/$db-run$run-rss.txt" &
+    local sampler=$!
     run_wrk "$OUT/$db-run$run.txt" "${wrk_cmd[@]:1}" || die "$db: wrk run $run failed (see $OUT/$db-run$run.txt)"
+    kill "$sampler" 2>/dev/null || true
+    wait "$sampler" 2>/dev/null || true
     s1=$(server_ticks); m1=$(machine_ticks); children_cpu_ms; w1=$CHILD_MS
     if [[ "$db" == postgresql ]]; then
       p1=$(postgres_live_ticks_since_snapshot); px=$(postgres_exited_ticks_since_snapshot)
@@ -253,6 +270,10 @@ measure() {  # measure NAME URL SERVER_LOG: warm-up, RUNS wrk runs against the s
     line="$line server_cpu_s=${srv_cpu[-1]} wrk_cpu_s=${wrk_cpu[-1]} postgres_cpu_s=${pg_cpu[-1]}"
     line="$line postgres_exited_cpu_s=${pg_exited_cpu[-1]}"
     line="$line other_cpu_s=${other_cpu[-1]} machine_busy_pct=${busy[-1]} load=${load_during[-1]// /,}"
+    # RSS over the run (summed over the server's processes), sampled every RSS_SAMPLE_SECONDS.
+    line="$line $(awk 'NR == 1 { first = $2 } { last = $2; if ($2 > max) max = $2 }
+      END { printf "rss_first_mb=%.1f rss_last_mb=%.1f rss_max_mb=%.1f", first / 1024, last / 1024, max / 1024 }' \
+      "$OUT/$db-run$run-rss.txt")"
     results+=("$line")
     echo "$db run $run: $line" | tee -a "$OUT/results.txt"
   done
