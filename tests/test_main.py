@@ -21,7 +21,7 @@ async def test_lifespan_purges_expired_requests(
     """Issue 2 §8: expired rows are purged periodically without a request having to trigger it."""
     app = create_app(make_settings(settings.database_url, purge_interval_seconds=0.05))
     state = app.state.par
-    async with state.push_connection() as connection:
+    async with state.request_connection() as connection:
         await state.push_store(connection).add_pushed_request(
             PushedRequestRecord(
                 reference_hash="e" * 64,

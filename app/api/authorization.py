@@ -6,13 +6,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from app.api.bodies import read_body
-from app.api.deps import IdPath, StateDep, audit, authorize_service_call
+from app.api.deps import IdPath, StateDep, audit, authorize_backend_call
 from app.api.errors import NO_STORE
 from app.api.schemas import API_ERRORS, AuthorizationOut, ConsumeIn, ResolveIn, epoch_millis
 from app.core import authorization
 from app.core.authorization import AuthorizationOutcome
 from app.core.errors import ApiBadRequest
-from app.db.repositories import SqlParStore
+from app.db.repositories import ConnectionAuthorizationStore
 
 router = APIRouter(
     prefix="/api/{service_id}/pushed_auth_req", tags=["Authorization endpoint API"], responses=API_ERRORS
@@ -29,15 +29,15 @@ async def resolve(service_id: IdPath, request: Request, state: StateDep) -> JSON
     """Repeatable until the request is consumed or its window closes; does not consume unless the
     service sets ``consumeRequestUriOnResolve``."""
     body = await read_body(request, ResolveIn)
-    async with state.sessions.begin() as session:
-        service = state.service_record(await authorize_service_call(request, state, session, service_id))
+    async with state.request_connection() as connection:
+        service = await authorize_backend_call(request, state, connection, service_id)
         parameters = body.get().parameters
         if parameters is None:
             raise ApiBadRequest("the request body does not contain 'parameters'", result_code="A004201")
         outcome = await authorization.resolve(
             parameters,
             service=service,
-            store=SqlParStore(session),
+            store=ConnectionAuthorizationStore(connection),
             limits=state.parameter_limits,
             now=state.clock(),
         )
@@ -53,8 +53,8 @@ async def resolve(service_id: IdPath, request: Request, state: StateDep) -> JSON
 )
 async def consume(service_id: IdPath, request: Request, state: StateDep) -> JSONResponse:
     body = await read_body(request, ConsumeIn)
-    async with state.sessions.begin() as session:
-        service = state.service_record(await authorize_service_call(request, state, session, service_id))
+    async with state.request_connection() as connection:
+        service = await authorize_backend_call(request, state, connection, service_id)
         consumption = body.get()
         if not consumption.client_id or not consumption.request_uri:
             raise ApiBadRequest("the request body must contain 'clientId' and 'requestUri'")
@@ -62,7 +62,7 @@ async def consume(service_id: IdPath, request: Request, state: StateDep) -> JSON
             consumption.client_id,
             consumption.request_uri,
             service=service,
-            store=SqlParStore(session),
+            store=ConnectionAuthorizationStore(connection),
             now=state.clock(),
         )
     _audit(request, "consume", service_id, outcome)

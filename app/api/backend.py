@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from app.api.bodies import read_body
-from app.api.deps import IdPath, StateDep, authorize_service_call
+from app.api.deps import IdPath, StateDep, authorize_backend_call
 from app.api.errors import NO_STORE
 from app.api.par import Throttle, execute_push, peek_client_id, too_many_requests
 from app.api.schemas import API_ERRORS, PushedAuthReqIn, PushedAuthReqOut
@@ -40,29 +40,29 @@ router = APIRouter(prefix="/api/{service_id}", tags=["Authlete-compatible backen
 )
 async def pushed_auth_req(service_id: IdPath, request: Request, state: StateDep) -> JSONResponse:
     body = await read_body(request, PushedAuthReqIn, allow_form=True)
-    async with state.sessions() as session:
-        service = await authorize_service_call(request, state, session, service_id)
-    call = body.get()  # after authorization: an unauthenticated caller learns nothing about its body
-    if call.parameters is None:
-        raise ApiBadRequest("the request body does not contain 'parameters'", result_code="A245201")
-    basic = BasicCredentials(call.client_id, call.client_secret or "") if call.client_id is not None else None
-    throttle = Throttle.of(
-        state, "backend", service_id, request, peek_client_id(call.parameters, basic, state.parameter_limits)
-    )
-    refusal = await throttle.admit()
-    if refusal is not None:
-        return too_many_requests(request.url.path, refusal)
-    push_request = PushRequest(
-        parameters=call.parameters,
-        basic=basic,
-        dpop_proof=call.dpop,
-        htm=call.htm,
-        htu=call.htu,
-        dpop_nonce_required=bool(call.dpop_nonce_required),
-        client_certificate=call.client_certificate,
-    )
-    async with state.push_connection() as connection:
-        outcome = await execute_push(state, connection, state.service_record(service), push_request)
+    async with state.request_connection() as connection:
+        service = await authorize_backend_call(request, state, connection, service_id)
+        call = body.get()  # after authorization: an unauthenticated caller learns nothing about its body
+        if call.parameters is None:
+            raise ApiBadRequest("the request body does not contain 'parameters'", result_code="A245201")
+        basic = BasicCredentials(call.client_id, call.client_secret or "") if call.client_id is not None else None
+        throttle = Throttle.of(
+            state, "backend", service_id, request, peek_client_id(call.parameters, basic, state.parameter_limits)
+        )
+        await connection.release()  # not held while the limiter may read counters it has not seen
+        refusal = await throttle.admit()
+        if refusal is not None:
+            return too_many_requests(request.url.path, refusal)
+        push_request = PushRequest(
+            parameters=call.parameters,
+            basic=basic,
+            dpop_proof=call.dpop,
+            htm=call.htm,
+            htu=call.htu,
+            dpop_nonce_required=bool(call.dpop_nonce_required),
+            client_certificate=call.client_certificate,
+        )
+        outcome = await execute_push(state, connection, service, push_request)
     await throttle.record(outcome)
     answer = PushedAuthReqOut(
         result_code=outcome.result_code,

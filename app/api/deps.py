@@ -32,6 +32,7 @@ from app.db.repositories import (
     PushConnectionStore,
     ServiceRepository,
     ServiceTokenRepository,
+    find_service_id_by_token,
     find_service_row,
     service_record,
 )
@@ -65,12 +66,13 @@ class AppState:
     rate_limits: RateLimits
     services: RecordCache[int, ServiceRecord]
     clients: RecordCache[tuple[int, str], ClientRecord]
+    tokens: RecordCache[str, int]  # service access token digest -> its service
     writer: PushedRequestWriter
     clock: Callable[[], datetime] = utc_now  # replaceable so tests can stand at an expiry boundary
 
     @asynccontextmanager
-    async def push_connection(self) -> AsyncIterator[RequestConnection]:
-        """The connection a push reads and records replays on, checked out only if it needs one
+    async def request_connection(self) -> AsyncIterator[RequestConnection]:
+        """The connection a push, resolve or consume uses, checked out only if it needs one
         (``app.db.engine.RequestConnection``)."""
         connection = RequestConnection(self.engine)
         try:
@@ -134,6 +136,7 @@ class AppState:
         """After a management change: this replica sees it at once (others within the cache's ttl)."""
         self.services.clear()
         self.clients.clear()
+        self.tokens.clear()
 
     def service_record(self, row: Service) -> ServiceRecord:
         return service_record(
@@ -189,6 +192,7 @@ def build_state(settings: Settings) -> AppState:
         ),
         services=RecordCache(ttl=settings.record_cache_seconds, max_entries=settings.record_cache_max_entries),
         clients=RecordCache(ttl=settings.record_cache_seconds, max_entries=settings.record_cache_max_entries),
+        tokens=RecordCache(ttl=settings.record_cache_seconds, max_entries=settings.record_cache_max_entries),
         rate_limits=RateLimits(
             SyncedCounters(shared_counters, interval=settings.rate_limit_sync_seconds),
             per_address=settings.rate_limit_per_address,
@@ -275,6 +279,30 @@ async def authorize_service_call(
         if token_service_id != service_id:
             raise ApiForbidden("the access token does not grant access to this service", result_code="A003204")
     service = await ServiceRepository(session).get_or_none(service_id)
+    if service is None:
+        raise ApiNotFound(f"service {service_id} does not exist", result_code="A003202")
+    return service
+
+
+async def authorize_backend_call(
+    request: Request, state: AppState, connection: RequestConnection, service_id: int
+) -> ServiceRecord:
+    """``authorize_service_call`` for the calls an authorization server makes on every authorization
+    (push, resolve, consume): the same checks and answers, with the token's service and the service
+    itself from the caches (``app.db.cache``). A revoked token stops at once on the replica that revoked
+    it and within ``PAR_RECORD_CACHE_SECONDS`` on the others."""
+    token = bearer_token(request)
+    if not is_admin_token(state, token):
+        digest = state.hasher.lookup_digest(token)
+        token_service_id = state.tokens.get(digest)
+        if token_service_id is None:
+            token_service_id = await find_service_id_by_token(connection, digest)
+            if token_service_id is None:
+                raise ApiUnauthorized("the access token is unknown or revoked", result_code="A003201")
+            state.tokens.put(digest, token_service_id)
+        if token_service_id != service_id:
+            raise ApiForbidden("the access token does not grant access to this service", result_code="A003204")
+    service = await state.find_service(connection, service_id)
     if service is None:
         raise ApiNotFound(f"service {service_id} does not exist", result_code="A003202")
     return service

@@ -124,7 +124,7 @@ async def pushed_authorization_request(service_id: IdPath, request: Request, sta
     refusal = await throttle.admit()
     if refusal is not None:
         return too_many_requests(request.url.path, refusal)
-    async with state.push_connection() as connection:
+    async with state.request_connection() as connection:
         service = await state.find_service(connection, service_id)
         if service is None:
             return error_response(request.url.path, 404, f"service {service_id} does not exist")

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, delete, func, select, update
+from sqlalchemy import ColumnElement, CursorResult, Executable, and_, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.model import (
@@ -162,50 +162,6 @@ class PushedRequestRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def get_or_none(self, service_id: int, reference_hash: str) -> PushedRequestRecord | None:
-        row = await self.session.scalar(
-            select(PushedRequest).where(
-                PushedRequest.reference_hash == reference_hash, PushedRequest.service_id == service_id
-            )
-        )
-        return pushed_request_record(row) if row is not None else None
-
-    async def mark_resolved(self, reference_hash: str, *, now: datetime, expires_at: datetime) -> None:
-        """Record the first resolve and extend the validity; a concurrent first resolve or a consume that
-        got there first makes this a no-op."""
-        await self.session.execute(
-            update(PushedRequest)
-            .where(
-                PushedRequest.reference_hash == reference_hash,
-                PushedRequest.resolved_at.is_(None),
-                PushedRequest.consumed_at.is_(None),
-                PushedRequest.expires_at > now,
-            )
-            .values(state="resolved", resolved_at=now, expires_at=expires_at)
-        )
-
-    async def consume(
-        self, service_id: int, reference_hash: str, *, client_id: int, now: datetime
-    ) -> PushedRequestRecord | None:
-        """Consume in one statement: among any number of concurrent callers, on any number of replicas,
-        exactly one gets the row back. The client binding is part of the condition, so a wrong client
-        changes nothing. Setting ``expires_at`` to now hands the row to the purger."""
-        statement = (
-            update(PushedRequest)
-            .where(
-                PushedRequest.reference_hash == reference_hash,
-                PushedRequest.service_id == service_id,
-                PushedRequest.client_id == client_id,
-                PushedRequest.consumed_at.is_(None),
-                PushedRequest.expires_at > now,
-            )
-            .values(state="consumed", consumed_at=now, expires_at=now)
-            .returning(PushedRequest)
-            .execution_options(populate_existing=True, synchronize_session=False)
-        )
-        row = (await self.session.scalars(statement)).one_or_none()
-        return pushed_request_record(row) if row is not None else None
-
     async def count_live(self, now: datetime) -> int:
         return (
             await self.session.scalar(
@@ -284,28 +240,76 @@ async def find_service_row(request_connection: RequestConnection, service_id: in
     return cast(Service, row) if row is not None else None  # a Row with the model's attribute names
 
 
-class SqlParStore:
-    """``app.core.authorization.AuthorizationStore`` over one session (clients read fresh: resolve and
-    consume apply the client's current registration, PAR-33)."""
+class ConnectionAuthorizationStore:
+    """``app.core.authorization.AuthorizationStore`` on the request's connection (autocommit, Core).
 
-    def __init__(self, session: AsyncSession) -> None:
-        self._clients = ClientRepository(session)
-        self._pushed = PushedRequestRepository(session)
+    Clients are read fresh: resolve and consume apply the client's current registration (PAR-33).
+    Each write is one conditional statement, atomic on its own.
+    """
+
+    def __init__(self, connection: RequestConnection) -> None:
+        self._connection = connection
 
     async def get_client(self, service_id: int, client_identifier: str) -> ClientRecord | None:
-        row = await self._clients.get_or_none(service_id, client_identifier)
-        return client_record(row) if row is not None else None
+        condition = client_lookup(service_id, client_identifier)
+        if condition is None:
+            return None
+        row = (await self._execute(select(*Client.__table__.c).where(condition))).first()
+        return client_record(cast(Client, row)) if row is not None else None
 
     async def get_pushed_request(self, service_id: int, reference_hash: str) -> PushedRequestRecord | None:
-        return await self._pushed.get_or_none(service_id, reference_hash)
+        statement = select(*PushedRequest.__table__.c).where(
+            PushedRequest.reference_hash == reference_hash, PushedRequest.service_id == service_id
+        )
+        row = (await self._execute(statement)).first()
+        return pushed_request_record(cast(PushedRequest, row)) if row is not None else None
 
     async def mark_resolved(self, reference_hash: str, *, now: datetime, expires_at: datetime) -> None:
-        await self._pushed.mark_resolved(reference_hash, now=now, expires_at=expires_at)
+        """Record the first resolve and extend the validity; a concurrent first resolve or a consume that
+        got there first makes this a no-op."""
+        await self._execute(
+            update(PushedRequest)
+            .where(
+                PushedRequest.reference_hash == reference_hash,
+                PushedRequest.resolved_at.is_(None),
+                PushedRequest.consumed_at.is_(None),
+                PushedRequest.expires_at > now,
+            )
+            .values(state="resolved", resolved_at=now, expires_at=expires_at)
+        )
 
     async def consume(
         self, service_id: int, reference_hash: str, *, client_id: int, now: datetime
     ) -> PushedRequestRecord | None:
-        return await self._pushed.consume(service_id, reference_hash, client_id=client_id, now=now)
+        """Consume in one statement: among any number of concurrent callers, on any number of replicas,
+        exactly one gets the row back. The client binding is part of the condition, so a wrong client
+        changes nothing. Setting ``expires_at`` to now hands the row to the purger."""
+        statement = (
+            update(PushedRequest)
+            .where(
+                PushedRequest.reference_hash == reference_hash,
+                PushedRequest.service_id == service_id,
+                PushedRequest.client_id == client_id,
+                PushedRequest.consumed_at.is_(None),
+                PushedRequest.expires_at > now,
+            )
+            .values(state="consumed", consumed_at=now, expires_at=now)
+            .returning(*PushedRequest.__table__.c)
+        )
+        row = (await self._execute(statement)).first()
+        return pushed_request_record(cast(PushedRequest, row)) if row is not None else None
+
+    async def _execute(self, statement: Executable) -> CursorResult[Any]:
+        return await (await self._connection.get()).execute(statement)
+
+
+async def find_service_id_by_token(request_connection: RequestConnection, token_digest: str) -> int | None:
+    """The service a live (unrevoked) service access token belongs to."""
+    connection = await request_connection.get()
+    statement = select(ServiceAccessToken.service_id).where(
+        ServiceAccessToken.token_digest == token_digest, ServiceAccessToken.revoked_at.is_(None)
+    )
+    return (await connection.execute(statement)).scalar_one_or_none()
 
 
 # --- rows to domain records -------------------------------------------------------------------------

@@ -80,7 +80,7 @@ async def test_a_new_caller_costs_one_counter_read_first(
     assert counts == {"checkouts": 3, "transactions": 3, "statements": 4, "commits": 1}
 
 
-async def test_a_backend_push_checks_the_token_then_pushes(
+async def test_a_backend_push_is_one_insert_too(
     app: FastAPI, client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle
 ) -> None:
     parameters = httpx.QueryParams(par_params(basic_client))
@@ -90,5 +90,26 @@ async def test_a_backend_push_checks_the_token_then_pushes(
     with database_work(app) as counts:
         response = await client.post(url, json=body, headers=service.bearer)
     assert response.status_code == 200 and response.json()["action"] == "CREATED", response.text
-    # the caller's token and service; then the INSERT
-    assert counts == {"checkouts": 2, "transactions": 2, "statements": 3, "commits": 1}
+    # the caller's token and its service are cached too (app.api.deps.authorize_backend_call)
+    assert counts == {"checkouts": 1, "transactions": 1, "statements": 1, "commits": 1}
+
+
+async def test_resolve_and_consume_read_and_write_the_request_only(
+    app: FastAPI, client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle
+) -> None:
+    """Token and service cached; the client read fresh (PAR-33); each write one conditional statement."""
+    pushed = await client.post(service.par_path, data=par_params(basic_client), headers=basic_client.basic())
+    request_uri = pushed.json()["request_uri"]
+    resolve_body = {"parameters": str(httpx.QueryParams(client_id=basic_client.id, request_uri=request_uri))}
+    base = f"/api/{service.id}/pushed_auth_req"
+    with database_work(app) as resolving:
+        resolved = await client.post(f"{base}/resolve", json=resolve_body, headers=service.bearer)
+    assert resolved.json()["action"] == "OK", resolved.text
+    # the token's service, the request, the client, the first-resolve UPDATE; autocommit: no COMMIT
+    assert resolving == {"checkouts": 1, "transactions": 1, "statements": 4}
+    consume_body = {"clientId": str(basic_client.id), "requestUri": request_uri}
+    with database_work(app) as consuming:
+        consumed = await client.post(f"{base}/consume", json=consume_body, headers=service.bearer)
+    assert consumed.json()["action"] == "OK", consumed.text
+    # the client, then UPDATE ... RETURNING (one winner among concurrent consumes)
+    assert consuming == {"checkouts": 1, "transactions": 1, "statements": 2}

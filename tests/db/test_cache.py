@@ -77,3 +77,21 @@ def test_entries_expire_and_the_cache_is_bounded() -> None:
     for key in (1, 2, 3):
         cache.put(key, str(key))
     assert [cache.get(key) for key in (1, 2, 3)] == [None, "2", "3"]
+
+
+async def test_a_revoked_service_token_stops_where_it_was_revoked(replicas: list[httpx.AsyncClient]) -> None:
+    """The backend API caches which service a token belongs to (app.api.deps.authorize_backend_call)."""
+    first, second = replicas
+    factory = Factory(first, admin_token=ADMIN_TOKEN)
+    service = await factory.service()
+    url = f"/api/{service.id}/pushed_auth_req/resolve"
+    body = {"parameters": "client_id=1&request_uri=urn:ietf:params:oauth:request_uri:x"}
+    for replica in replicas:
+        assert (await replica.post(url, json=body, headers=service.bearer)).status_code == 200
+    tokens = await first.get(f"/api/{service.id}/service/token/get/list", headers=factory.admin)
+    for token in tokens.json():
+        revoked = await first.delete(f"/api/{service.id}/service/token/delete/{token['id']}", headers=factory.admin)
+        assert revoked.status_code == 204
+    assert (await first.post(url, json=body, headers=service.bearer)).status_code == 401
+    expected = 401 if replicas_cache_off(second) else 200
+    assert (await second.post(url, json=body, headers=service.bearer)).status_code == expected

@@ -18,7 +18,7 @@ from tests.factories import ClientHandle, ServiceHandle
 async def add_requests(
     app: FastAPI, service: ServiceHandle, client: ClientHandle, *, count: int, expires_at: datetime
 ) -> None:
-    async with app.state.par.push_connection() as connection:
+    async with app.state.par.request_connection() as connection:
         store = app.state.par.push_store(connection)
         for index in range(count):
             await store.add_pushed_request(
