@@ -13,7 +13,8 @@
 # (postgres_exited_cpu_s, may include other databases'), everything else on the machine (other_cpu_s,
 # by difference: concurrent test suites), the machine's busy % and the load average.
 # Tunables (env): THREADS=1 CONNECTIONS=32 DURATION=20 WARMUP=5 RUNS=3 WORKERS=1 (par-server's uvicorn
-# workers) FILL=0 (live pushed requests stored before the runs, bench/fill.py) PG_DB=par_server_bench PAR_SERVER;
+# workers) FILL=0 (live pushed requests stored before the runs, bench/fill.py) SCENARIO=push or flow
+# (bench/flow.lua: the backend API push, resolve and consume) RSS_SAMPLE_SECONDS=5 PG_DB=par_server_bench PAR_SERVER;
 # PAR_* settings (e.g. PAR_DB_POOL_SIZE) reach the server.
 set -euo pipefail
 
@@ -29,6 +30,14 @@ RUNS=${RUNS:-3}
 WORKERS=${WORKERS:-1}  # uvicorn worker processes of par-server (the peer is one Node process)
 FILL=${FILL:-0}  # live pushed requests put in the store before the runs (bench/fill.py)
 RSS_SAMPLE_SECONDS=${RSS_SAMPLE_SECONDS:-5}
+# push: the RFC 9126 endpoint (bench/par.lua); flow: the backend API's push, resolve and consume
+# (bench/flow.lua; par-server only, the peer has no such API).
+SCENARIO=${SCENARIO:-push}
+case "$SCENARIO" in
+  push) SCRIPT=$BENCH_DIR/par.lua ;;
+  flow) SCRIPT=$BENCH_DIR/flow.lua ;;
+  *) echo "run.sh: SCENARIO must be push or flow" >&2; exit 1 ;;
+esac
 PG_HOST=127.0.0.1
 PG_USER=postgres
 PG_DB=${PG_DB:-par_server_bench}
@@ -233,9 +242,9 @@ field() {  # field NAME LINE -> the value of NAME=value in a RESULT line
 
 measure() {  # measure NAME URL SERVER_LOG: warm-up, RUNS wrk runs against the server $SERVER_PID, medians
   local db=$1 url=$2 log=$3
-  local wrk_cmd=(wrk "-t$THREADS" "-c$CONNECTIONS" "-d${DURATION}s" --latency -s "$BENCH_DIR/par.lua" "$url")
+  local wrk_cmd=(wrk "-t$THREADS" "-c$CONNECTIONS" "-d${DURATION}s" --latency -s "$SCRIPT" "$url")
   echo "$db: warm-up ${WARMUP}s"
-  run_wrk "$OUT/$db-warmup.txt" "-t$THREADS" "-c$CONNECTIONS" "-d${WARMUP}s" --latency -s "$BENCH_DIR/par.lua" "$url" \
+  run_wrk "$OUT/$db-warmup.txt" "-t$THREADS" "-c$CONNECTIONS" "-d${WARMUP}s" --latency -s "$SCRIPT" "$url" \
     || die "$db: warm-up wrk failed (see $OUT/$db-warmup.txt)"
 
   local run results=() srv_cpu=() wrk_cpu=() pg_cpu=() pg_exited_cpu=() other_cpu=() busy=() load_during=()
@@ -287,7 +296,7 @@ measure() {  # measure NAME URL SERVER_LOG: warm-up, RUNS wrk runs against the s
 
   local workers=$WORKERS
   [[ "$db" == peer ]] && workers=1
-  local metric values summary="MEDIAN db=$db runs=$RUNS connections=$CONNECTIONS workers=$workers fill=$FILL"
+  local metric values summary="MEDIAN db=$db scenario=$SCENARIO runs=$RUNS connections=$CONNECTIONS workers=$workers fill=$FILL"
   for metric in rps p50_ms p90_ms p99_ms non201 errors; do
     values=()
     for line in "${results[@]}"; do values+=("$(field "$metric" "$line")"); done
@@ -395,6 +404,8 @@ bench_database() {
   service_json=$(cd "$ROOT" && timeout 60 "$PAR_SERVER" service create --name bench --scope openid 2>>"$OUT/$db-seed.log") \
     || die "$db: service create failed (see $OUT/$db-seed.log)"
   service_id=$(json_field apiKey <<<"$service_json")
+  export SERVICE_TOKEN
+  SERVICE_TOKEN=$(json_field serviceAccessToken <<<"$service_json")
   client_json=$(cd "$ROOT" && timeout 60 "$PAR_SERVER" client create --service "$service_id" \
     --redirect-uri https://client.example.org/cb 2>>"$OUT/$db-seed.log") \
     || die "$db: client create failed (see $OUT/$db-seed.log)"
@@ -421,7 +432,7 @@ bench_database() {
 
 {
   echo "date: $(date -u '+%Y-%m-%dT%H:%M:%SZ')"
-  echo "command: bash bench/run.sh $target  (wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency, $RUNS runs, ${WARMUP}s warm-up, WORKERS=$WORKERS FILL=$FILL)"
+  echo "command: bash bench/run.sh $target  (wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency, $RUNS runs, ${WARMUP}s warm-up, WORKERS=$WORKERS FILL=$FILL SCENARIO=$SCENARIO)"
   echo "nproc: $(nproc)"
   lscpu | grep 'Model name' || true
   grep MemTotal /proc/meminfo
@@ -432,7 +443,13 @@ bench_database() {
 } | tee "$OUT/machine.txt"
 
 for db in "${databases[@]}"; do
-  if [[ "$db" == peer ]]; then bench_peer; else bench_database "$db"; fi
+  if [[ "$db" == peer && "$SCENARIO" != push ]]; then
+    echo "=== peer skipped: SCENARIO=$SCENARIO is par-server's backend API ==="
+  elif [[ "$db" == peer ]]; then
+    bench_peer
+  else
+    bench_database "$db"
+  fi
 done
 ratios
 echo "raw outputs: $OUT"
