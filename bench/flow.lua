@@ -6,20 +6,10 @@
 -- An authorization server's calls: POST /api/{id}/pushed_auth_req with the client's parameters and
 -- credentials (a unique `state` each), then .../resolve with client_id and the request_uri it got, then
 -- .../consume. Requests are taken from a queue, so once running the mix is about a third of each.
--- done() prints the same RESULT line as par.lua; its non201 counts every answer that is not a 200 with
+-- done() (bench/report.lua) prints the RESULT line; non201 counts every answer that is not a 200 with
 -- the expected outcome (CREATED, then "was resolved", then "was consumed").
 
-local function require_env(name)
-  local value = os.getenv(name)
-  if value == nil or value == "" then
-    error("flow.lua: environment variable " .. name .. " is required")
-  end
-  return value
-end
-
-local function urlencode(s)
-  return (s:gsub("[^%w%-%._~]", function(ch) return string.format("%%%02X", ch:byte()) end))
-end
+dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "report.lua")
 
 local service_id = require_env("SERVICE_ID")
 local client_id = require_env("CLIENT_ID")
@@ -34,23 +24,12 @@ local parameters = "response_type=code&client_id=" .. urlencode(client_id)
   .. "&redirect_uri=" .. urlencode("https://client.example.org/cb") .. "&scope=openid"
   .. "&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256&state="
 
-local threads = {}
-local main_run_id = tostring(os.time())
-
-function setup(thread)
-  thread:set("thread_no", #threads + 1)
-  thread:set("run_id", main_run_id)
-  threads[#threads + 1] = thread
-end
-
 local counter = 0
-non201 = 0  -- global: done() reads it with thread:get(), which sees globals only
-by_status = {}
 local state_prefix = ""
 local to_resolve, to_consume = {}, {}
 
 function init(_args)
-  state_prefix = "flow-" .. tostring(run_id) .. "-" .. tostring(thread_no) .. "-"
+  state_prefix = unique_prefix("flow")
 end
 
 function request()
@@ -69,11 +48,6 @@ function request()
     .. '","clientId":"' .. client_id .. '","clientSecret":"' .. client_secret .. '"}')
 end
 
-local function unexpected(kind)
-  non201 = non201 + 1
-  by_status[kind] = (by_status[kind] or 0) + 1
-end
-
 function response(status, _headers, body)
   if status ~= 200 then
     unexpected(tostring(status))
@@ -86,31 +60,5 @@ function response(status, _headers, body)
     to_consume[#to_consume + 1] = uri
   elseif not body:find("was consumed", 1, true) then
     unexpected("200-" .. (body:match('"action":"([A-Z_]+)"') or "?"))
-  end
-end
-
-function done(summary, latency, _requests)
-  local total, statuses = 0, {}
-  for _, thread in ipairs(threads) do
-    total = total + (thread:get("non201") or 0)
-    local counts = thread:get("by_status")
-    if counts then
-      for status, count in pairs(counts) do statuses[status] = (statuses[status] or 0) + count end
-    end
-  end
-  local e = summary.errors
-  local duration_s = summary.duration / 1e6
-  io.write(string.format(
-    "RESULT rps=%.1f requests=%d duration_s=%.2f p50_ms=%.2f p90_ms=%.2f p99_ms=%.2f max_ms=%.2f"
-      .. " non201=%d errors=%d connect_errors=%d read_errors=%d write_errors=%d timeouts=%d status_errors=%d\n",
-    summary.requests / duration_s, summary.requests, duration_s,
-    latency:percentile(50) / 1000, latency:percentile(90) / 1000, latency:percentile(99) / 1000,
-    latency.max / 1000, total, e.connect + e.read + e.write + e.timeout, e.connect, e.read, e.write, e.timeout,
-    e.status))
-  if total > 0 then
-    local parts = {}
-    for status, count in pairs(statuses) do parts[#parts + 1] = tostring(status) .. "=" .. tostring(count) end
-    table.sort(parts)
-    io.write("NON201 " .. table.concat(parts, " ") .. "\n")
   end
 end
