@@ -190,9 +190,9 @@ def build_state(settings: Settings) -> AppState:
             concurrency=settings.push_write_concurrency,
             queue_timeout=settings.db_pool_timeout_seconds,
         ),
-        services=RecordCache(ttl=settings.record_cache_seconds, max_entries=settings.record_cache_max_entries),
-        clients=RecordCache(ttl=settings.record_cache_seconds, max_entries=settings.record_cache_max_entries),
-        tokens=RecordCache(ttl=settings.record_cache_seconds, max_entries=settings.record_cache_max_entries),
+        services=RecordCache.from_settings(settings),
+        clients=RecordCache.from_settings(settings),
+        tokens=RecordCache.from_settings(settings),
         rate_limits=RateLimits(
             SyncedCounters(shared_counters, interval=settings.rate_limit_sync_seconds),
             per_address=settings.rate_limit_per_address,

@@ -15,6 +15,8 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from typing import Generic, TypeVar
 
+from app.settings import Settings
+
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
@@ -24,6 +26,10 @@ class RecordCache(Generic[K, V]):
         self._ttl = ttl
         self._max_entries = max_entries
         self._entries: OrderedDict[K, tuple[V, float]] = OrderedDict()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RecordCache[K, V]:
+        return cls(ttl=settings.record_cache_seconds, max_entries=settings.record_cache_max_entries)
 
     def get(self, key: K) -> V | None:
         entry = self._entries.get(key)

@@ -203,15 +203,8 @@ class PushConnectionStore:
         cached = self._cache.get(key) if self._cache is not None else None
         if cached is not None:
             return cached
-        condition = client_lookup(service_id, client_identifier)
-        if condition is None:
-            return None
-        connection = await self._connection.get()
-        row = (await connection.execute(select(*Client.__table__.c).where(condition))).first()
-        if row is None:
-            return None
-        client = client_record(cast(Client, row))  # a Row with the model's attribute names
-        if self._cache is not None:
+        client = await read_client(self._connection, service_id, client_identifier)
+        if client is not None and self._cache is not None:
             self._cache.put(key, client)
         return client
 
@@ -234,6 +227,18 @@ class PushConnectionStore:
         )
 
 
+async def read_client(
+    request_connection: RequestConnection, service_id: int, client_identifier: str
+) -> ClientRecord | None:
+    """The client a request names (``client_lookup``), read with a Core statement."""
+    condition = client_lookup(service_id, client_identifier)
+    if condition is None:
+        return None
+    connection = await request_connection.get()
+    row = (await connection.execute(select(*Client.__table__.c).where(condition))).first()
+    return client_record(cast(Client, row)) if row is not None else None  # a Row with the model's names
+
+
 async def find_service_row(request_connection: RequestConnection, service_id: int) -> Service | None:
     connection = await request_connection.get()
     row = (await connection.execute(select(*Service.__table__.c).where(Service.id == service_id))).first()
@@ -251,11 +256,7 @@ class ConnectionAuthorizationStore:
         self._connection = connection
 
     async def get_client(self, service_id: int, client_identifier: str) -> ClientRecord | None:
-        condition = client_lookup(service_id, client_identifier)
-        if condition is None:
-            return None
-        row = (await self._execute(select(*Client.__table__.c).where(condition))).first()
-        return client_record(cast(Client, row)) if row is not None else None
+        return await read_client(self._connection, service_id, client_identifier)
 
     async def get_pushed_request(self, service_id: int, reference_hash: str) -> PushedRequestRecord | None:
         statement = select(*PushedRequest.__table__.c).where(

@@ -1,5 +1,5 @@
 """What one push costs the database: connections checked out, transactions and statements (issue 7:
-three statements per push were a third of its CPU).
+each round trip costs the worker CPU as well as time; bench/RESULTS.md).
 
 Issue 6: on a slow database every round trip multiplies its latency, and every pool checkout may
 wait the pool timeout again (tests/faults/test_database_faults.py measures the bound with a real
