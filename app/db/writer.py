@@ -16,14 +16,18 @@ of its own: a row waits at most ``queue_timeout`` (the pool timeout) for a batch
 fails as on an unavailable database (503); a batch waits for a connection at most the pool timeout,
 and its statements are bounded by the statement timeout. A push that gave up is never acknowledged,
 so a row written after all is never used and expires like any other.
+
+The batching itself (``BatchWriter``) is shared with the Redis store of pushed requests
+(``app.db.redis_pushed_requests``), whose batches are pipelines instead of transactions.
 """
 
 from __future__ import annotations
 
 import asyncio
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
@@ -37,9 +41,14 @@ Row = dict[str, Any]
 INSERT_PUSHED_REQUEST = insert(PushedRequest)
 
 
+Item = TypeVar("Item")
+
+
 @dataclass(slots=True)
-class _Waiting:
-    row: Row
+class Waiting(Generic[Item]):
+    """One caller's item, waiting for a batch to write it; ``stored`` answers the caller."""
+
+    item: Item
     stored: asyncio.Future[bool] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     taken: bool = False  # a batch holds it: from here on the pool and statement timeouts bound the wait
 
@@ -48,19 +57,21 @@ class WriteTimeout(PoolTimeoutError):
     """A pushed request was not written in time (answered like an unavailable database: 503)."""
 
 
-class PushedRequestWriter:
-    def __init__(self, engine: AsyncEngine, *, max_batch: int, concurrency: int, queue_timeout: float) -> None:
-        self._engine = engine
+class BatchWriter(ABC, Generic[Item]):
+    """Concurrent callers' items written in shared batches; each caller is answered only once the write
+    holding its item is acknowledged (or failed). Subclasses write one batch (:meth:`_write`)."""
+
+    def __init__(self, *, max_batch: int, concurrency: int, queue_timeout: float) -> None:
         self._max_batch = max_batch
         self._concurrency = concurrency
         self._queue_timeout = queue_timeout
-        self._queue: list[_Waiting] = []
+        self._queue: list[Waiting[Item]] = []
         self._flushers: set[asyncio.Task[None]] = set()
 
-    async def add(self, row: Row) -> bool:
-        """Store one pushed request; False when the database refuses it (its client or service is gone).
-        Database errors propagate to every request of the failed batch."""
-        waiting = _Waiting(row)
+    async def add(self, item: Item) -> bool:
+        """Write one item; what the result means, and which errors propagate, is the subclass's to say.
+        An error of a failed batch propagates to every caller whose item it held."""
+        waiting = Waiting(item)
         self._queue.append(waiting)
         if len(self._flushers) < self._concurrency:
             flusher = asyncio.get_running_loop().create_task(self._flush())
@@ -79,15 +90,29 @@ class PushedRequestWriter:
                 waiting.taken = True
             try:
                 await self._write(batch)
-            except Exception as error:  # the database is away or refused the batch: each caller hears it
+            except Exception as error:  # the store is away or refused the batch: each caller hears it
                 for waiting in batch:
                     if not waiting.stored.done():
                         waiting.stored.set_exception(error)
 
-    async def _write(self, batch: Sequence[_Waiting]) -> None:
+    @abstractmethod
+    async def _write(self, batch: Sequence[Waiting[Item]]) -> None:
+        """Write the batch and answer each of its callers (``stored``); raising answers the rest."""
+
+
+class PushedRequestWriter(BatchWriter[Row]):
+    """Pushed-request rows in shared INSERT transactions (this module's docstring). ``add`` answers
+    False when the database refuses the row (its client or service is gone); database errors
+    propagate to every request of the failed batch."""
+
+    def __init__(self, engine: AsyncEngine, *, max_batch: int, concurrency: int, queue_timeout: float) -> None:
+        super().__init__(max_batch=max_batch, concurrency=concurrency, queue_timeout=queue_timeout)
+        self._engine = engine
+
+    async def _write(self, batch: Sequence[Waiting[Row]]) -> None:
         try:
             async with self._engine.begin() as connection:
-                await connection.execute(INSERT_PUSHED_REQUEST, [waiting.row for waiting in batch])
+                await connection.execute(INSERT_PUSHED_REQUEST, [waiting.item for waiting in batch])
         except IntegrityError:
             if len(batch) == 1:
                 batch[0].stored.set_result(False)
