@@ -65,7 +65,8 @@ def app_from_environment() -> FastAPI:
 
 
 async def purge_expired(state: AppState) -> int:
-    """Delete expired pushed requests in short batches; returns how many went."""
+    """Delete expired pushed requests in short batches; returns how many went. Pushed requests in Redis
+    expire with their keys: the table is then purged only of rows left from before the switch."""
     removed = 0
     while True:
         async with state.sessions.begin() as session:
@@ -98,7 +99,8 @@ async def update_gauges(state: AppState) -> None:
     """Gauges that need a count are refreshed with the purge, not on every scrape."""
     try:
         async with state.sessions() as session:
-            state.metrics.live_pushed_requests.set(await PushedRequestRepository(session).count_live(utc_now()))
+            if state.pushed_requests is None:  # Redis has no cheap count of one key prefix: not reported
+                state.metrics.live_pushed_requests.set(await PushedRequestRepository(session).count_live(utc_now()))
             if isinstance(state.replay_store, SqlReplayStore):
                 state.metrics.replay_entries.set(await state.replay_store.count(session))
     except Exception as exc:  # the database may be briefly away; try again next round

@@ -5,9 +5,9 @@ from __future__ import annotations
 import base64
 import binascii
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal, Self
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path("data")
@@ -76,7 +76,19 @@ class Settings(BaseSettings):
         default=False, description="Take the TLS client certificate from a header set by a TLS-terminating proxy"
     )
     client_certificate_header: str = "Client-Cert"  # RFC 9440
-    redis_url: str | None = Field(default=None, description="redis://host:port/db for the shared replay store")
+    redis_url: str | None = Field(
+        default=None, description="redis://host:port/db for the shared replay store (and pushed requests, see below)"
+    )
+    pushed_request_store: Literal["database", "redis"] = Field(
+        default="database",
+        description="Where pushed requests live: the database, or Redis at redis_url (each key expiring with its "
+        "request; durability is then Redis's, app/db/redis_pushed_requests.py)",
+    )
+    redis_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = Field(
+        default=5.0,
+        description="Bounds each Redis connect and command (replay entries, pushed requests); an unreachable or "
+        "stuck Redis is then answered 503 like an unavailable database",
+    )
 
     # Rate limiting (fixed windows, `limits` notation), shared through the database or Redis.
     rate_limit_per_address: str = "600/minute"
@@ -143,6 +155,13 @@ class Settings(BaseSettings):
         if value is not None and len(decode_key(value.get_secret_value()) or b"") != 32:
             raise ValueError("secret_encryption_key must be 32 bytes in base64url (e.g. secrets.token_urlsafe(32))")
         return value
+
+    @model_validator(mode="after")
+    def _redis_store_needs_redis(self) -> Self:
+        """Pushed requests in Redis need a Redis to keep them in."""
+        if self.pushed_request_store == "redis" and not self.redis_url:
+            raise ValueError("pushed_request_store 'redis' needs redis_url (PAR_REDIS_URL) to be set")
+        return self
 
     @property
     def secret_encryption_key_bytes(self) -> bytes | None:

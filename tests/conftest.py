@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+import redis
 from fastapi import FastAPI
+from sqlalchemy import select
 
+from app.api.deps import AppState
 from app.cli import run_migrations
+from app.db.models import Service
+from app.db.redis_pushed_requests import KEY_PREFIX
 from app.main import create_app
 from app.settings import Settings
 from tests import databases
@@ -18,6 +24,10 @@ from tests.factories import ClientHandle, Factory, ServiceHandle
 ADMIN_TOKEN = "test-admin-token-0123456789abcdefghijklmnop"
 PEPPER = "test-pepper-0123456789abcdefghijklmnopqrstuv"
 BASE_URL = "http://par.test"
+# Redis tests use their own database (15) and touch only the keys of their own services or references:
+# other test runs may share it.
+REDIS_URL = os.environ.get("PAR_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+REQUIRE_REDIS = os.environ.get("PAR_TEST_REQUIRE_REDIS") == "1"
 
 
 @pytest.fixture(scope="session")
@@ -43,6 +53,34 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         url = request.getfixturevalue("postgres_url")
         databases.truncate_postgres(url)
         yield url
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The test Redis; its tests are skipped when it is not reachable, or fail with PAR_TEST_REQUIRE_REDIS=1."""
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except (redis.exceptions.ConnectionError, OSError) as error:
+        message = f"Redis is not reachable at {REDIS_URL}: {error}"
+        if REQUIRE_REDIS:
+            pytest.fail(message)
+        pytest.skip(message)
+    finally:
+        client.close()
+    return REDIS_URL
+
+
+async def forget_pushed_requests(state: AppState) -> None:
+    """Delete the Redis keys of the pushed requests of this app's services (their keys may be set to
+    expire years ahead by a test clock)."""
+    assert state.redis is not None
+    async with state.sessions() as session:
+        service_ids = (await session.scalars(select(Service.id))).all()
+    for service_id in service_ids:
+        keys = [key async for key in state.redis.scan_iter(match=f"{KEY_PREFIX}{service_id}:*", count=1000)]
+        if keys:
+            await state.redis.delete(*keys)
 
 
 def make_settings(database_url: str, **overrides: object) -> Settings:

@@ -12,7 +12,6 @@ from app.api.schemas import API_ERRORS, AuthorizationOut, ConsumeIn, ResolveIn, 
 from app.core import authorization
 from app.core.authorization import AuthorizationOutcome
 from app.core.errors import ApiBadRequest
-from app.db.repositories import ConnectionAuthorizationStore
 
 router = APIRouter(
     prefix="/api/{service_id}/pushed_auth_req", tags=["Authorization endpoint API"], responses=API_ERRORS
@@ -37,7 +36,7 @@ async def resolve(service_id: IdPath, request: Request, state: StateDep) -> JSON
         outcome = await authorization.resolve(
             parameters,
             service=service,
-            store=ConnectionAuthorizationStore(connection),
+            store=state.authorization_store(connection),
             limits=state.parameter_limits,
             now=state.clock(),
         )
@@ -62,7 +61,7 @@ async def consume(service_id: IdPath, request: Request, state: StateDep) -> JSON
             consumption.client_id,
             consumption.request_uri,
             service=service,
-            store=ConnectionAuthorizationStore(connection),
+            store=state.authorization_store(connection),
             now=state.clock(),
         )
     _audit(request, "consume", service_id, outcome)

@@ -17,18 +17,22 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.api.observability import Metrics
 from app.api.rate_limit import RateLimits
+from app.core.authorization import AuthorizationStore
 from app.core.client_assertion import ClientKeys
 from app.core.client_auth import ClientAuthContext
 from app.core.errors import ApiBadRequest, ApiForbidden, ApiNotFound, ApiUnauthorized, InvalidClient
 from app.core.model import ClientRecord, ServiceRecord
+from app.core.par import PushStore
 from app.core.params import ParameterLimits
 from app.core.secrets import SecretBox, SecretHasher, constant_time_equals
 from app.db.cache import RecordCache
 from app.db.engine import RequestConnection, create_engine_from_settings, create_session_factory
 from app.db.models import Service
 from app.db.rate_limits import SqlRateLimitStorage, SyncedCounters
+from app.db.redis_pushed_requests import RedisAuthorizationStore, RedisPushedRequests, RedisPushStore, redis_client
 from app.db.replay import RedisReplayStore, SqlReplayStore
 from app.db.repositories import (
+    ConnectionAuthorizationStore,
     PushConnectionStore,
     ServiceRepository,
     ServiceTokenRepository,
@@ -68,6 +72,8 @@ class AppState:
     clients: RecordCache[tuple[int, str], ClientRecord]
     tokens: RecordCache[str, int]  # service access token digest -> its service
     writer: PushedRequestWriter
+    redis: Redis | None = None  # PAR_REDIS_URL: one client for replay entries and pushed requests
+    pushed_requests: RedisPushedRequests | None = None  # PAR_PUSHED_REQUEST_STORE=redis; None: the database
     clock: Callable[[], datetime] = utc_now  # replaceable so tests can stand at an expiry boundary
 
     @asynccontextmanager
@@ -100,8 +106,8 @@ class AppState:
 
     async def aclose(self) -> None:
         await self.jwks_fetcher.aclose()
-        if isinstance(self.replay_store, RedisReplayStore):
-            await self.replay_store.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()
         await self.rate_limits.storage.aclose()
         shared = self.rate_limits.storage.shared
         if isinstance(shared, RedisStorage):
@@ -129,8 +135,17 @@ class AppState:
             self.services.put(service_id, service)
         return service
 
-    def push_store(self, connection: RequestConnection) -> PushConnectionStore:
+    def push_store(self, connection: RequestConnection) -> PushStore:
+        """Where a push stores its request: the database (batched writer) or Redis (``pushed_requests``)."""
+        if self.pushed_requests is not None:
+            return RedisPushStore(connection, self.pushed_requests, clients=self.clients)
         return PushConnectionStore(connection, self.writer, clients=self.clients)
+
+    def authorization_store(self, connection: RequestConnection) -> AuthorizationStore:
+        """What resolve and consume use: clients from the database, pushed requests where pushes put them."""
+        if self.pushed_requests is not None:
+            return RedisAuthorizationStore(connection, self.pushed_requests)
+        return ConnectionAuthorizationStore(connection)
 
     def forget_records(self) -> None:
         """After a management change: this replica sees it at once (others within the cache's ttl)."""
@@ -165,8 +180,19 @@ def build_state(settings: Settings) -> AppState:
         max_cache_entries=settings.jwks_cache_max_entries,
         allow_private_addresses=settings.jwks_allow_private_addresses,
     )
+    redis = redis_client(settings.redis_url, timeout=settings.redis_timeout_seconds) if settings.redis_url else None
     replay_store: SqlReplayStore | RedisReplayStore = (
-        RedisReplayStore(Redis.from_url(settings.redis_url)) if settings.redis_url else SqlReplayStore(sessions)
+        RedisReplayStore(redis) if redis is not None else SqlReplayStore(sessions)
+    )
+    pushed_requests = (
+        RedisPushedRequests(
+            redis,
+            max_batch=settings.push_write_batch_max,
+            concurrency=settings.push_write_concurrency,
+            queue_timeout=settings.db_pool_timeout_seconds,
+        )
+        if redis is not None and settings.pushed_request_store == "redis"
+        else None
     )
     metrics = Metrics()
     shared_counters: Storage = (
@@ -190,6 +216,8 @@ def build_state(settings: Settings) -> AppState:
             concurrency=settings.push_write_concurrency,
             queue_timeout=settings.db_pool_timeout_seconds,
         ),
+        redis=redis,
+        pushed_requests=pushed_requests,
         services=RecordCache.from_settings(settings),
         clients=RecordCache.from_settings(settings),
         tokens=RecordCache.from_settings(settings),

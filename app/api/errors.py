@@ -11,6 +11,8 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException
@@ -21,8 +23,9 @@ from app.core.errors import InvalidClient, OAuthError, ParServerError, clean_des
 
 logger = logging.getLogger("par_server")
 
-# The database is unreachable, stuck (statement_timeout) or the pool is exhausted: a transient condition.
-DATABASE_UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeoutError)
+# The database is unreachable, stuck (statement_timeout) or the pool is exhausted, or Redis (PAR_REDIS_URL)
+# is unreachable or stuck (its timeout): a transient condition.
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeoutError, RedisConnectionError, RedisTimeoutError)
 RETRY_AFTER_SECONDS = "5"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 BASIC_CHALLENGE = 'Basic realm="par-server", charset="UTF-8"'
@@ -79,13 +82,18 @@ def error_response(path: str, status_code: int, message: str, headers: dict[str,
     )
 
 
+def par_server_error_response(path: str, error: ParServerError) -> JSONResponse:
+    """A protocol error raised while handling ``path``, in that path's format."""
+    if is_api_path(path):
+        return result_error_response(error.status_code, error.result_code, error.description)
+    if isinstance(error, OAuthError):
+        return oauth_error_response(error)
+    return error_response(path, error.status_code, error.description)
+
+
 async def _handle_par_server_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ParServerError)
-    if is_api_path(request.url.path):
-        return result_error_response(exc.status_code, exc.result_code, exc.description)
-    if isinstance(exc, OAuthError):
-        return oauth_error_response(exc)
-    return error_response(request.url.path, exc.status_code, exc.description)
+    return par_server_error_response(request.url.path, exc)
 
 
 async def _handle_http_exception(request: Request, exc: Exception) -> JSONResponse:

@@ -87,7 +87,9 @@ class AuthorizationStore(Protocol):
 
     async def get_pushed_request(self, service_id: int, reference_hash: str) -> PushedRequestRecord | None: ...
 
-    async def mark_resolved(self, reference_hash: str, *, now: datetime, expires_at: datetime) -> None: ...
+    async def mark_resolved(
+        self, service_id: int, reference_hash: str, *, now: datetime, expires_at: datetime
+    ) -> None: ...
 
     async def consume(
         self, service_id: int, reference_hash: str, *, client_id: int, now: datetime
@@ -174,7 +176,7 @@ async def _resolve_pushed(
         # The first resolve opens the authorization session: the request now outlives expires_in for as
         # long as a login may take (spec-requirements A.12-2, Keycloak #51761, Spring #2043).
         expires_at = max(record.expires_at, now + timedelta(seconds=service.authorization_session_duration))
-        await store.mark_resolved(record.reference_hash, now=now, expires_at=expires_at)
+        await store.mark_resolved(service.id, record.reference_hash, now=now, expires_at=expires_at)
     return AuthorizationOutcome.pushed(RESOLVED_RESULT_CODE, "resolved", record, client, request_uri, expires_at)
 
 

@@ -199,14 +199,7 @@ class PushConnectionStore:
         self._cache = clients
 
     async def get_client(self, service_id: int, client_identifier: str) -> ClientRecord | None:
-        key = (service_id, client_identifier)
-        cached = self._cache.get(key) if self._cache is not None else None
-        if cached is not None:
-            return cached
-        client = await read_client(self._connection, service_id, client_identifier)
-        if client is not None and self._cache is not None:
-            self._cache.put(key, client)
-        return client
+        return await read_cached_client(self._connection, self._cache, service_id, client_identifier)
 
     async def add_pushed_request(self, record: PushedRequestRecord) -> bool:
         """Store the request; False when its client or service no longer exists: the foreign keys refuse
@@ -239,6 +232,23 @@ async def read_client(
     return client_record(cast(Client, row)) if row is not None else None  # a Row with the model's names
 
 
+async def read_cached_client(
+    request_connection: RequestConnection,
+    cache: RecordCache[tuple[int, str], ClientRecord] | None,
+    service_id: int,
+    client_identifier: str,
+) -> ClientRecord | None:
+    """The client a push names: from the cache (``app.db.cache``) when it holds it, else read and cached."""
+    key = (service_id, client_identifier)
+    cached = cache.get(key) if cache is not None else None
+    if cached is not None:
+        return cached
+    client = await read_client(request_connection, service_id, client_identifier)
+    if client is not None and cache is not None:
+        cache.put(key, client)
+    return client
+
+
 async def find_service_row(request_connection: RequestConnection, service_id: int) -> Service | None:
     connection = await request_connection.get()
     row = (await connection.execute(select(*Service.__table__.c).where(Service.id == service_id))).first()
@@ -265,13 +275,14 @@ class ConnectionAuthorizationStore:
         row = (await self._execute(statement)).first()
         return pushed_request_record(cast(PushedRequest, row)) if row is not None else None
 
-    async def mark_resolved(self, reference_hash: str, *, now: datetime, expires_at: datetime) -> None:
+    async def mark_resolved(self, service_id: int, reference_hash: str, *, now: datetime, expires_at: datetime) -> None:
         """Record the first resolve and extend the validity; a concurrent first resolve or a consume that
         got there first makes this a no-op."""
         await self._execute(
             update(PushedRequest)
             .where(
                 PushedRequest.reference_hash == reference_hash,
+                PushedRequest.service_id == service_id,
                 PushedRequest.resolved_at.is_(None),
                 PushedRequest.consumed_at.is_(None),
                 PushedRequest.expires_at > now,

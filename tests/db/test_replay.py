@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -11,30 +10,11 @@ import httpx
 import pytest
 from joserfc.jwk import ECKey
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from app.db.replay import RedisReplayStore
 from app.main import create_app
 from tests.conftest import ADMIN_TOKEN, BASE_URL, make_settings
 from tests.factories import Factory, client_assertion, par_params, public_jwks
-
-REDIS_URL = os.environ.get("PAR_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-REQUIRE_REDIS = os.environ.get("PAR_TEST_REQUIRE_REDIS") == "1"
-
-
-@pytest.fixture
-async def redis_url() -> str:
-    client = Redis.from_url(REDIS_URL)
-    try:
-        await client.ping()
-    except (RedisConnectionError, OSError) as error:
-        message = f"Redis is not reachable at {REDIS_URL}: {error}"
-        if REQUIRE_REDIS:
-            pytest.fail(message)
-        pytest.skip(message)
-    finally:
-        await client.aclose()
-    return REDIS_URL
 
 
 async def test_redis_store_remembers_once_and_expires(redis_url: str) -> None:

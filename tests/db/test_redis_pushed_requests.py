@@ -1,0 +1,240 @@
+"""The Redis store of pushed requests (app/db/redis_pushed_requests.py, issue 7), against a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import secrets
+import socket
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from app.core.model import PushedRequestRecord
+from app.core.secrets import new_numeric_id
+from app.db.redis_pushed_requests import (
+    KEY_PREFIX,
+    RedisPushedRequests,
+    ReferenceCollision,
+    key_expiry_ms,
+    pushed_request_key,
+    redis_client,
+)
+
+NOW = datetime.now(UTC).replace(microsecond=123456)
+SERVICE = new_numeric_id()
+CLIENT = 2**63 - 2  # past 2^53: must not lose precision anywhere (Lua numbers are doubles)
+
+
+def make_store(redis: Redis) -> RedisPushedRequests:
+    return RedisPushedRequests(redis, max_batch=500, concurrency=4, queue_timeout=5)
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = redis_client(redis_url, timeout=5)
+    yield client
+    keys = [key async for key in client.scan_iter(match=f"{KEY_PREFIX}{SERVICE}:*", count=1000)]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+
+
+@pytest.fixture
+def store(redis: Redis) -> RedisPushedRequests:
+    return make_store(redis)
+
+
+def record(*, expires_in: float = 60, client_id: int = CLIENT, **fields: Any) -> PushedRequestRecord:
+    values: dict[str, Any] = {
+        "reference_hash": secrets.token_hex(32),
+        "service_id": SERVICE,
+        "client_id": client_id,
+        "parameters": "response_type=code&scope=openid+caf%C3%A9&redirect_uri=https%3A%2F%2Fclient.example.org%2Fcb",
+        # What JSON can hold, including what Lua's cjson would change (empty arrays, 63-bit integers).
+        "request": {
+            "scopes": ["openid", "café"],
+            "authorizationDetails": [],
+            "claims": {},
+            "maxAge": 2**62 + 1,
+            "ratio": 0.1,
+            "none": None,
+            "nested": [{"a": [1, [2, []]]}],
+        },
+        "created_at": NOW,
+        "expires_at": NOW + timedelta(seconds=expires_in),
+    }
+    values.update(fields)
+    return PushedRequestRecord(**values)
+
+
+async def test_round_trip_keeps_every_field(store: RedisPushedRequests) -> None:
+    pushed = record()
+    await store.add(pushed)
+    assert await store.get(SERVICE, pushed.reference_hash) == pushed
+
+
+async def test_the_key_expires_with_the_request(store: RedisPushedRequests, redis: Redis) -> None:
+    """The key's expiry is the request's, rounded up to the millisecond (PXAT): nothing to purge."""
+    pushed = record(expires_in=30)
+    await store.add(pushed)
+    key = pushed_request_key(SERVICE, pushed.reference_hash)
+    assert await redis.pexpiretime(key) == key_expiry_ms(pushed.expires_at)
+    whole_seconds = int(pushed.expires_at.replace(microsecond=0).timestamp())
+    assert key_expiry_ms(pushed.expires_at) == whole_seconds * 1000 + 124  # .123456 s: rounded up
+    assert 25_000 < await redis.pttl(key) <= 30_000
+
+
+async def test_a_taken_reference_is_never_overwritten(store: RedisPushedRequests) -> None:
+    """SET NX: a collision fails the push (it cannot happen with 256-bit references, PAR-14)."""
+    first = record()
+    await store.add(first)
+    with pytest.raises(ReferenceCollision):
+        await store.add(dataclasses.replace(first, client_id=1, parameters="response_type=code"))
+    assert await store.get(SERVICE, first.reference_hash) == first
+
+
+async def test_requests_are_per_service(store: RedisPushedRequests) -> None:
+    """Tenant isolation: another service neither sees, resolves nor consumes the request."""
+    pushed = record()
+    await store.add(pushed)
+    other = SERVICE + 1
+    assert await store.get(other, pushed.reference_hash) is None
+    await store.mark_resolved(other, pushed.reference_hash, now=NOW, expires_at=NOW + timedelta(hours=1))
+    assert await store.consume(other, pushed.reference_hash, client_id=CLIENT, now=NOW) is None
+    assert await store.get(SERVICE, pushed.reference_hash) == pushed
+    assert await store.get(other, pushed.reference_hash) is None  # mark_resolved created nothing
+
+
+async def test_first_resolve_is_recorded_and_moves_the_expiry(store: RedisPushedRequests, redis: Redis) -> None:
+    """A.12-2: the first resolve extends the validity, the key's expiry with it; later ones change nothing."""
+    pushed = record(expires_in=60)
+    await store.add(pushed)
+    first, session_end = NOW + timedelta(seconds=10), NOW + timedelta(seconds=610, microseconds=1)
+    await store.mark_resolved(SERVICE, pushed.reference_hash, now=first, expires_at=session_end)
+    resolved = dataclasses.replace(pushed, resolved_at=first, expires_at=session_end)
+    assert await store.get(SERVICE, pushed.reference_hash) == resolved
+    assert await redis.pexpiretime(pushed_request_key(SERVICE, pushed.reference_hash)) == key_expiry_ms(session_end)
+    await store.mark_resolved(
+        SERVICE, pushed.reference_hash, now=first + timedelta(seconds=1), expires_at=session_end + timedelta(hours=1)
+    )
+    assert await store.get(SERVICE, pushed.reference_hash) == resolved
+
+
+async def test_an_expired_request_is_neither_resolved_nor_consumed(store: RedisPushedRequests) -> None:
+    """PAR-32: at its expiry instant, to the microsecond, the request is unusable."""
+    pushed = record(expires_in=60)
+    await store.add(pushed)
+    await store.mark_resolved(
+        SERVICE, pushed.reference_hash, now=pushed.expires_at, expires_at=pushed.expires_at + timedelta(hours=1)
+    )
+    assert await store.get(SERVICE, pushed.reference_hash) == pushed
+    assert await store.consume(SERVICE, pushed.reference_hash, client_id=CLIENT, now=pushed.expires_at) is None
+    just_before = pushed.expires_at - timedelta(microseconds=1)
+    consumed = await store.consume(SERVICE, pushed.reference_hash, client_id=CLIENT, now=just_before)
+    assert consumed == dataclasses.replace(pushed, expires_at=just_before, consumed_at=just_before)
+
+
+async def test_consume_happens_once_among_concurrent_callers(store: RedisPushedRequests, redis_url: str) -> None:
+    """PAR-31 (RFC 9126 §7.3, one-time use): 20 consumers on 4 clients (replicas), one winner."""
+    pushed = record()
+    await store.add(pushed)
+    replicas = [redis_client(redis_url, timeout=5) for _ in range(4)]
+    try:
+        stores = [make_store(replica) for replica in replicas]
+        results = await asyncio.gather(
+            *(
+                stores[n % 4].consume(SERVICE, pushed.reference_hash, client_id=CLIENT, now=NOW + timedelta(seconds=1))
+                for n in range(20)
+            )
+        )
+    finally:
+        for replica in replicas:
+            await replica.aclose()
+    winners = [result for result in results if result is not None]
+    assert len(winners) == 1
+    assert winners[0].consumed_at == winners[0].expires_at == NOW + timedelta(seconds=1)
+    assert await store.get(SERVICE, pushed.reference_hash) is None  # consumed: gone, like an unknown one
+    await store.mark_resolved(SERVICE, pushed.reference_hash, now=NOW, expires_at=NOW + timedelta(hours=1))
+    assert await store.get(SERVICE, pushed.reference_hash) is None  # and not brought back
+
+
+async def test_another_client_consumes_nothing(store: RedisPushedRequests) -> None:
+    """PAR-16 (RFC 9126 §2.2): the binding is part of the script's condition; a wrong client changes nothing.
+    Ids differing only below double precision are told apart."""
+    pushed = record()
+    await store.add(pushed)
+    for intruder in (CLIENT - 1, CLIENT + 1, 1):
+        assert await store.consume(SERVICE, pushed.reference_hash, client_id=intruder, now=NOW) is None
+    assert await store.get(SERVICE, pushed.reference_hash) == pushed
+
+
+async def test_concurrent_pushes_share_one_pipeline(
+    store: RedisPushedRequests, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every push is acknowledged by Redis before it returns, and the queued ones travel together."""
+    pipelines = 0
+    original: Callable[..., Pipeline] = redis.pipeline
+
+    def counting(*args: Any, **kwargs: Any) -> Pipeline:
+        nonlocal pipelines
+        pipelines += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(redis, "pipeline", counting)
+    pushed = [record() for _ in range(300)]
+    await asyncio.gather(*(store.add(one) for one in pushed))
+    assert pipelines == 1  # all 300 queued before the writer ran: one round trip
+    values = await redis.mget([pushed_request_key(SERVICE, one.reference_hash) for one in pushed])
+    assert all(value is not None for value in values)
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_redis_down_fails_every_operation() -> None:
+    """Connection refused propagates (the API answers it 503, tests/api/test_redis_pushed_requests.py)."""
+    redis = redis_client(f"redis://127.0.0.1:{closed_port()}/0", timeout=1)
+    store = make_store(redis)
+    pushed = record()
+    try:
+        for operation in (
+            store.add(pushed),
+            store.get(SERVICE, pushed.reference_hash),
+            store.mark_resolved(SERVICE, pushed.reference_hash, now=NOW, expires_at=NOW),
+            store.consume(SERVICE, pushed.reference_hash, client_id=CLIENT, now=NOW),
+        ):
+            with pytest.raises(RedisConnectionError):
+                await operation
+    finally:
+        await redis.aclose()
+
+
+async def test_a_stuck_redis_times_out() -> None:
+    """A Redis that accepts but never answers is bounded by PAR_REDIS_TIMEOUT_SECONDS."""
+    connections: list[asyncio.StreamWriter] = []
+
+    async def silent(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    redis = redis_client(f"redis://127.0.0.1:{port}/0", timeout=0.2)
+    try:
+        with pytest.raises(RedisTimeoutError):
+            await make_store(redis).add(record())
+    finally:
+        await redis.aclose()
+        for writer in connections:
+            writer.close()
+        server.close()
+        await server.wait_closed()
