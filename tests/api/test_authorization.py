@@ -1,9 +1,13 @@
-"""The authorization endpoint's half of PAR: /api/{id}/pushed_auth_req/resolve and /consume (issue 3)."""
+"""The authorization endpoint's half of PAR: /api/{id}/pushed_auth_req/resolve and /consume (issue 3).
+
+Every test runs with pushed requests in the database and in Redis (PAR_PUSHED_REQUEST_STORE, issue 7).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -13,10 +17,27 @@ import pytest
 from fastapi import FastAPI
 
 from app.core.authorization import UNUSABLE_REQUEST_URI
-from tests.conftest import BASE_URL
+from app.settings import Settings
+from tests.conftest import BASE_URL, forget_pushed_requests, make_settings
 from tests.factories import REDIRECT_URI, ClientHandle, Factory, ServiceHandle, par_params
 
 T0 = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["database", "redis"])
+def settings(request: pytest.FixtureRequest, database_url: str) -> Settings:
+    """The app's settings, once per store of pushed requests."""
+    if request.param == "redis":
+        redis_url = request.getfixturevalue("redis_url")
+        return make_settings(database_url, redis_url=redis_url, pushed_request_store="redis")
+    return make_settings(database_url)
+
+
+@pytest.fixture(autouse=True)
+async def forget_redis_keys(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    if app.state.par.pushed_requests is not None:
+        await forget_pushed_requests(app.state.par)
 
 
 class Clock:
@@ -244,11 +265,12 @@ async def test_session_lifetime_ends_too(client: httpx.AsyncClient, factory: Fac
 async def test_consumed_requests_are_purged(
     client: httpx.AsyncClient, app: FastAPI, service: ServiceHandle, basic_client: ClientHandle
 ) -> None:
+    """With Redis the consumed request's key is gone at once: nothing is left to purge."""
     from app.main import purge_expired
 
     request_uri = await push(client, service, basic_client)
     await consume(client, service, basic_client.id, request_uri)
-    assert await purge_expired(app.state.par) == 1
+    assert await purge_expired(app.state.par) == (0 if app.state.par.pushed_requests else 1)
 
 
 # --- errors ---------------------------------------------------------------------------------------------
