@@ -145,3 +145,22 @@ def test_secret_encryption_key_accepts_token_urlsafe() -> None:
 
     settings = Settings(secret_encryption_key=secrets.token_urlsafe(32))  # type: ignore[arg-type]
     assert settings.secret_encryption_key_bytes is not None and len(settings.secret_encryption_key_bytes) == 32
+
+
+def test_pushed_requests_in_redis_need_a_redis_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 7: PAR_PUSHED_REQUEST_STORE=redis without PAR_REDIS_URL is refused when the settings are read."""
+    monkeypatch.setenv("PAR_PUSHED_REQUEST_STORE", "redis")
+    with pytest.raises(ValidationError, match=r"pushed_request_store 'redis' needs redis_url \(PAR_REDIS_URL\)"):
+        Settings()
+    monkeypatch.setenv("PAR_REDIS_URL", "redis://127.0.0.1:6379/0")
+    assert Settings().pushed_request_store == "redis"
+
+
+def test_pushed_requests_stay_in_the_database_by_default() -> None:
+    assert Settings().pushed_request_store == "database"
+    assert Settings(redis_url="redis://127.0.0.1:6379/0").pushed_request_store == "database"
+
+
+def test_the_pushed_request_store_is_database_or_redis() -> None:
+    with pytest.raises(ValidationError, match="'database' or 'redis'"):
+        Settings(pushed_request_store="memcached")  # type: ignore[arg-type]

@@ -45,7 +45,7 @@ async def forget_redis_keys(app: FastAPI) -> AsyncIterator[None]:
 
 
 def redis_of(app: FastAPI) -> Redis:
-    redis = app.state.par.redis
+    redis: Redis | None = app.state.par.redis
     assert redis is not None
     return redis
 
