@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
-from app.api import authorization, backend, health, management, metadata, par
+from app.api import authorization, backend, health, management, metadata
 from app.api.deps import AppState, build_state, utc_now
+from app.api.direct import ParServerApp
 from app.api.errors import install_error_handlers
 from app.api.limits import BodySizeLimitMiddleware
 from app.api.observability import RequestObservationMiddleware, configure_logging
+from app.api.par import push_route
 from app.db.rate_limits import SqlRateLimitStorage
 from app.db.replay import SqlReplayStore
 from app.db.repositories import PushedRequestRepository
@@ -23,13 +27,17 @@ logger = logging.getLogger("par_server")
 VERSION = "0.1.0"
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings) -> ParServerApp:
     settings.require_production_secrets()
     configure_logging(settings.log_level)
     state = build_state(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Everything built so far (modules, the app, its routes and models) lives as long as the process:
+        # keep it out of the cyclic collector, whose full collections otherwise scanned it all and
+        # stalled every request in flight for up to 100 ms (bench/RESULTS.md).
+        gc.freeze()
         purger = asyncio.create_task(purge_expired_forever(state), name="purge-expired-pushed-requests")
         try:
             yield
@@ -39,27 +47,31 @@ def create_app(settings: Settings) -> FastAPI:
                 await purger
             await state.aclose()
 
-    app = FastAPI(
+    app = ParServerApp(
         title="par-server",
         version=VERSION,
         summary="OAuth 2.0 Pushed Authorization Requests (RFC 9126) with an Authlete-compatible backend API",
         lifespan=lifespan,
     )
     app.state.par = state
-    for module in (par, backend, authorization, management, metadata, health):
+    for module in (backend, authorization, management, metadata, health):
         app.include_router(module.router)
     install_error_handlers(app)
-    app.add_middleware(
-        BodySizeLimitMiddleware,
-        max_body_bytes=settings.max_body_bytes,
-        max_api_body_bytes=settings.max_api_body_bytes,
-        max_header_bytes=settings.max_header_bytes,
-    )
-    app.add_middleware(RequestObservationMiddleware, metrics=state.metrics)  # outermost: sees every answer
+
+    def middlewares(inner: ASGIApp) -> ASGIApp:
+        limited = BodySizeLimitMiddleware(
+            inner,
+            max_body_bytes=settings.max_body_bytes,
+            max_api_body_bytes=settings.max_api_body_bytes,
+            max_header_bytes=settings.max_header_bytes,
+        )
+        return RequestObservationMiddleware(limited, metrics=state.metrics)  # outermost: sees every answer
+
+    app.serve_in_front([push_route(state)], middlewares)
     return app
 
 
-def app_from_environment() -> FastAPI:
+def app_from_environment() -> ParServerApp:
     """Entry point for ``uvicorn --factory``: settings from the environment."""
     return create_app(Settings())
 
