@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import re
+import secrets
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -72,7 +72,7 @@ class RequestObservationMiddleware:
             await self.app(scope, receive, send)
             return
         offered = _header(scope, REQUEST_ID_HEADER)
-        request_id = offered if offered and _ACCEPTABLE_REQUEST_ID.fullmatch(offered) else uuid.uuid4().hex
+        request_id = offered if offered and _ACCEPTABLE_REQUEST_ID.fullmatch(offered) else secrets.token_hex(16)
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status = 500

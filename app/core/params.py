@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import unquote_plus, urlencode
+from urllib.parse import quote_plus, unquote_plus
 
 from app.core.errors import InvalidRequest, RequestTooLarge
 
@@ -18,6 +18,8 @@ _BAD_PERCENT_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 # Control characters other than TAB, LF and CR (which JSON-valued parameters may carry).
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 MAX_REPORTED_NAME_LENGTH = 40
+# What quote_plus leaves as it is: most names and values (codes, scopes without spaces, PKCE challenges).
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +56,7 @@ class RequestParameters:
         return RequestParameters((*((k, v) for k, v in self.pairs if k != name), (name, value)))
 
     def encode(self) -> str:
-        return urlencode(self.pairs)
+        return "&".join(f"{_form_encode(key)}={_form_encode(value)}" for key, value in self.pairs)
 
 
 def parse_parameters(raw: str | bytes, limits: ParameterLimits) -> RequestParameters:
@@ -106,6 +108,11 @@ def _decode(component: str) -> str:
     if _CONTROL_CHARACTERS.search(decoded):
         raise InvalidRequest("a parameter contains control characters")
     return decoded
+
+
+def _form_encode(text: str) -> str:
+    """``urlencode``'s encoding of one name or value; the common case of nothing to escape is checked first."""
+    return text if _UNRESERVED.fullmatch(text) else quote_plus(text)
 
 
 def _reportable(name: str) -> str:

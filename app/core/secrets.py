@@ -50,8 +50,10 @@ class SecretHasher:
         if not pepper:
             raise ValueError("a pepper is required")
         self._pepper = pepper
+        keyed = _keyed_handler(pepper)
+        self._own_prefix: str = keyed._hash_prefix
         self._context = CryptContext(
-            schemes=[_keyed_handler(pepper), "argon2", "bcrypt", "pbkdf2_sha256"],
+            schemes=[keyed, "argon2", "bcrypt", "pbkdf2_sha256"],
             default="par_hmac_sha256",
             deprecated="auto",
         )
@@ -62,9 +64,18 @@ class SecretHasher:
         return str(self._context.hash(secret))
 
     def verify(self, secret: str, stored_hash: str | None) -> bool:
-        """Constant-time verification; an absent or unreadable hash verifies nothing."""
+        """Constant-time verification; an absent or unreadable hash verifies nothing.
+
+        Our own format is checked here: the same HMAC as its passlib handler, without the context's
+        scheme lookup and checksum parsing, which cost five times the HMAC on every push. Every other
+        format goes through the ``CryptContext``."""
+        checked = stored_hash or self._decoy_hash  # an unknown client costs what a known one does
+        if checked.startswith(self._own_prefix):
+            expected = hmac.new(self._pepper, secret.encode(), hashlib.sha256).hexdigest()
+            presented = checked[len(self._own_prefix) :].encode()
+            return hmac.compare_digest(expected.encode(), presented) and stored_hash is not None
         try:
-            return bool(self._context.verify(secret, stored_hash or self._decoy_hash)) and stored_hash is not None
+            return bool(self._context.verify(secret, checked)) and stored_hash is not None
         except (ValueError, TypeError):
             return False
 

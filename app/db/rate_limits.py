@@ -256,8 +256,10 @@ class SyncedCounters(Storage):
 
     async def _view(self, key: str) -> _View:
         self.start()
-        await self.prefetch([key])
-        view = self._views[key]
+        view = self._views.get(key)
+        if view is None or view.synced_at < time.monotonic() - 2 * self._interval:
+            await self.prefetch([key])
+            view = self._views[key]
         view.used_at = time.monotonic()
         return view
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from passlib.hash import pbkdf2_sha256
 
 from app.core.secrets import SecretHasher, new_numeric_id, new_request_reference, reference_hash
@@ -30,6 +31,22 @@ def test_hash_depends_on_the_pepper() -> None:
 def test_absent_or_garbage_hash_verifies_nothing() -> None:
     assert not HASHER.verify("anything", None)
     assert not HASHER.verify("anything", "not-a-hash")
+
+
+@pytest.mark.parametrize(
+    "secret",
+    ["", "s", "par_cs_" + "A" * 43, "ünïcødé secret", "x" * 4000, "with\x00nul"],
+    ids=["empty", "one", "generated", "non-ascii", "long", "nul"],
+)
+def test_own_format_check_agrees_with_its_passlib_handler(secret: str) -> None:
+    """SecretHasher.verify checks our format itself; it must accept and refuse exactly what the
+    CryptContext's handler does."""
+    stored = HASHER.hash(secret)
+    context_verdict = HASHER._context.verify
+    for candidate, hashed in [(secret, stored), (secret + "x", stored), (secret, stored[:-1] + "0")]:
+        assert HASHER.verify(candidate, hashed) == context_verdict(candidate, hashed)
+    for damaged in [stored[:-1], stored + "0", stored.upper(), "$par-hmac-sha256$", "$par-hmac-sha256$ü" * 3]:
+        assert not HASHER.verify(secret, damaged)
 
 
 def test_legacy_slow_hash_still_verifies() -> None:
