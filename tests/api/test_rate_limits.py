@@ -149,28 +149,6 @@ async def redis_replicas(database_url: str, redis_url: str) -> AsyncIterator[lis
         await app.state.par.aclose()
 
 
-@pytest.fixture
-async def redis_url() -> str:
-    from redis.asyncio import Redis
-
-    from tests.db.test_replay import REDIS_URL, REQUIRE_REDIS
-
-    connection = Redis.from_url(REDIS_URL)
-    try:
-        await connection.ping()
-    except OSError as error:
-        if REQUIRE_REDIS:
-            pytest.fail(f"Redis is not reachable: {error}")
-        pytest.skip(f"Redis is not reachable: {error}")
-    except Exception as error:  # redis' ConnectionError is not an OSError
-        if REQUIRE_REDIS:
-            pytest.fail(f"Redis is not reachable: {error}")
-        pytest.skip(f"Redis is not reachable: {error}")
-    finally:
-        await connection.aclose()
-    return REDIS_URL
-
-
 async def test_redis_storage_is_shared(redis_replicas: list[FastAPI]) -> None:
     from tests.conftest import ADMIN_TOKEN
 

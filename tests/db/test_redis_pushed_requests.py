@@ -27,7 +27,6 @@ from app.db.redis_pushed_requests import (
     redis_client,
 )
 
-NOW = datetime.now(UTC).replace(microsecond=123456)
 SERVICE = new_numeric_id()
 CLIENT = 2**63 - 2  # past 2^53: must not lose precision anywhere (Lua numbers are doubles)
 
@@ -51,7 +50,14 @@ def store(redis: Redis) -> RedisPushedRequests:
     return make_store(redis)
 
 
-def record(*, expires_in: float = 60, client_id: int = CLIENT, **fields: Any) -> PushedRequestRecord:
+@pytest.fixture
+def now() -> datetime:
+    """Within the coming second, at .123456 s past a whole second: the expiry's rounding shows."""
+    present = datetime.now(UTC)
+    return present.replace(microsecond=123456) + timedelta(seconds=present.microsecond > 123456)
+
+
+def record(now: datetime, *, expires_in: float = 60, client_id: int = CLIENT, **fields: Any) -> PushedRequestRecord:
     values: dict[str, Any] = {
         "reference_hash": secrets.token_hex(32),
         "service_id": SERVICE,
@@ -67,56 +73,58 @@ def record(*, expires_in: float = 60, client_id: int = CLIENT, **fields: Any) ->
             "none": None,
             "nested": [{"a": [1, [2, []]]}],
         },
-        "created_at": NOW,
-        "expires_at": NOW + timedelta(seconds=expires_in),
+        "created_at": now,
+        "expires_at": now + timedelta(seconds=expires_in),
     }
     values.update(fields)
     return PushedRequestRecord(**values)
 
 
-async def test_round_trip_keeps_every_field(store: RedisPushedRequests) -> None:
-    pushed = record()
+async def test_round_trip_keeps_every_field(store: RedisPushedRequests, now: datetime) -> None:
+    pushed = record(now)
     await store.add(pushed)
     assert await store.get(SERVICE, pushed.reference_hash) == pushed
 
 
-async def test_the_key_expires_with_the_request(store: RedisPushedRequests, redis: Redis) -> None:
+async def test_the_key_expires_with_the_request(store: RedisPushedRequests, redis: Redis, now: datetime) -> None:
     """The key's expiry is the request's, rounded up to the millisecond (PXAT): nothing to purge."""
-    pushed = record(expires_in=30)
+    pushed = record(now, expires_in=30)
     await store.add(pushed)
     key = pushed_request_key(SERVICE, pushed.reference_hash)
     assert await redis.pexpiretime(key) == key_expiry_ms(pushed.expires_at)
     whole_seconds = int(pushed.expires_at.replace(microsecond=0).timestamp())
     assert key_expiry_ms(pushed.expires_at) == whole_seconds * 1000 + 124  # .123456 s: rounded up
-    assert 25_000 < await redis.pttl(key) <= 30_000
+    assert 25_000 < await redis.pttl(key) <= 31_000  # now is up to a second ahead
 
 
-async def test_a_taken_reference_is_never_overwritten(store: RedisPushedRequests) -> None:
+async def test_a_taken_reference_is_never_overwritten(store: RedisPushedRequests, now: datetime) -> None:
     """SET NX: a collision fails the push (it cannot happen with 256-bit references, PAR-14)."""
-    first = record()
+    first = record(now)
     await store.add(first)
     with pytest.raises(ReferenceCollision):
         await store.add(dataclasses.replace(first, client_id=1, parameters="response_type=code"))
     assert await store.get(SERVICE, first.reference_hash) == first
 
 
-async def test_requests_are_per_service(store: RedisPushedRequests) -> None:
+async def test_requests_are_per_service(store: RedisPushedRequests, now: datetime) -> None:
     """Tenant isolation: another service neither sees, resolves nor consumes the request."""
-    pushed = record()
+    pushed = record(now)
     await store.add(pushed)
     other = SERVICE + 1
     assert await store.get(other, pushed.reference_hash) is None
-    await store.mark_resolved(other, pushed.reference_hash, now=NOW, expires_at=NOW + timedelta(hours=1))
-    assert await store.consume(other, pushed.reference_hash, client_id=CLIENT, now=NOW) is None
+    await store.mark_resolved(other, pushed.reference_hash, now=now, expires_at=now + timedelta(hours=1))
+    assert await store.consume(other, pushed.reference_hash, client_id=CLIENT, now=now) is None
     assert await store.get(SERVICE, pushed.reference_hash) == pushed
     assert await store.get(other, pushed.reference_hash) is None  # mark_resolved created nothing
 
 
-async def test_first_resolve_is_recorded_and_moves_the_expiry(store: RedisPushedRequests, redis: Redis) -> None:
+async def test_first_resolve_is_recorded_and_moves_the_expiry(
+    store: RedisPushedRequests, redis: Redis, now: datetime
+) -> None:
     """A.12-2: the first resolve extends the validity, the key's expiry with it; later ones change nothing."""
-    pushed = record(expires_in=60)
+    pushed = record(now, expires_in=60)
     await store.add(pushed)
-    first, session_end = NOW + timedelta(seconds=10), NOW + timedelta(seconds=610, microseconds=1)
+    first, session_end = now + timedelta(seconds=10), now + timedelta(seconds=610, microseconds=1)
     await store.mark_resolved(SERVICE, pushed.reference_hash, now=first, expires_at=session_end)
     resolved = dataclasses.replace(pushed, resolved_at=first, expires_at=session_end)
     assert await store.get(SERVICE, pushed.reference_hash) == resolved
@@ -127,9 +135,9 @@ async def test_first_resolve_is_recorded_and_moves_the_expiry(store: RedisPushed
     assert await store.get(SERVICE, pushed.reference_hash) == resolved
 
 
-async def test_an_expired_request_is_neither_resolved_nor_consumed(store: RedisPushedRequests) -> None:
+async def test_an_expired_request_is_neither_resolved_nor_consumed(store: RedisPushedRequests, now: datetime) -> None:
     """PAR-32: at its expiry instant, to the microsecond, the request is unusable."""
-    pushed = record(expires_in=60)
+    pushed = record(now, expires_in=60)
     await store.add(pushed)
     await store.mark_resolved(
         SERVICE, pushed.reference_hash, now=pushed.expires_at, expires_at=pushed.expires_at + timedelta(hours=1)
@@ -141,16 +149,18 @@ async def test_an_expired_request_is_neither_resolved_nor_consumed(store: RedisP
     assert consumed == dataclasses.replace(pushed, expires_at=just_before, consumed_at=just_before)
 
 
-async def test_consume_happens_once_among_concurrent_callers(store: RedisPushedRequests, redis_url: str) -> None:
+async def test_consume_happens_once_among_concurrent_callers(
+    store: RedisPushedRequests, redis_url: str, now: datetime
+) -> None:
     """PAR-31 (RFC 9126 §7.3, one-time use): 20 consumers on 4 clients (replicas), one winner."""
-    pushed = record()
+    pushed = record(now)
     await store.add(pushed)
     replicas = [redis_client(redis_url, timeout=5) for _ in range(4)]
     try:
         stores = [make_store(replica) for replica in replicas]
         results = await asyncio.gather(
             *(
-                stores[n % 4].consume(SERVICE, pushed.reference_hash, client_id=CLIENT, now=NOW + timedelta(seconds=1))
+                stores[n % 4].consume(SERVICE, pushed.reference_hash, client_id=CLIENT, now=now + timedelta(seconds=1))
                 for n in range(20)
             )
         )
@@ -159,24 +169,24 @@ async def test_consume_happens_once_among_concurrent_callers(store: RedisPushedR
             await replica.aclose()
     winners = [result for result in results if result is not None]
     assert len(winners) == 1
-    assert winners[0].consumed_at == winners[0].expires_at == NOW + timedelta(seconds=1)
+    assert winners[0].consumed_at == winners[0].expires_at == now + timedelta(seconds=1)
     assert await store.get(SERVICE, pushed.reference_hash) is None  # consumed: gone, like an unknown one
-    await store.mark_resolved(SERVICE, pushed.reference_hash, now=NOW, expires_at=NOW + timedelta(hours=1))
+    await store.mark_resolved(SERVICE, pushed.reference_hash, now=now, expires_at=now + timedelta(hours=1))
     assert await store.get(SERVICE, pushed.reference_hash) is None  # and not brought back
 
 
-async def test_another_client_consumes_nothing(store: RedisPushedRequests) -> None:
+async def test_another_client_consumes_nothing(store: RedisPushedRequests, now: datetime) -> None:
     """PAR-16 (RFC 9126 §2.2): the binding is part of the script's condition; a wrong client changes nothing.
     Ids differing only below double precision are told apart."""
-    pushed = record()
+    pushed = record(now)
     await store.add(pushed)
     for intruder in (CLIENT - 1, CLIENT + 1, 1):
-        assert await store.consume(SERVICE, pushed.reference_hash, client_id=intruder, now=NOW) is None
+        assert await store.consume(SERVICE, pushed.reference_hash, client_id=intruder, now=now) is None
     assert await store.get(SERVICE, pushed.reference_hash) == pushed
 
 
 async def test_concurrent_pushes_share_one_pipeline(
-    store: RedisPushedRequests, redis: Redis, monkeypatch: pytest.MonkeyPatch
+    store: RedisPushedRequests, redis: Redis, monkeypatch: pytest.MonkeyPatch, now: datetime
 ) -> None:
     """Every push is acknowledged by Redis before it returns, and the queued ones travel together."""
     pipelines = 0
@@ -188,7 +198,7 @@ async def test_concurrent_pushes_share_one_pipeline(
         return original(*args, **kwargs)
 
     monkeypatch.setattr(redis, "pipeline", counting)
-    pushed = [record() for _ in range(300)]
+    pushed = [record(now) for _ in range(300)]
     await asyncio.gather(*(store.add(one) for one in pushed))
     assert pipelines == 1  # all 300 queued before the writer ran: one round trip
     values = await redis.mget([pushed_request_key(SERVICE, one.reference_hash) for one in pushed])
@@ -201,17 +211,17 @@ def closed_port() -> int:
         return int(probe.getsockname()[1])
 
 
-async def test_redis_down_fails_every_operation() -> None:
+async def test_redis_down_fails_every_operation(now: datetime) -> None:
     """Connection refused propagates (the API answers it 503, tests/api/test_redis_pushed_requests.py)."""
     redis = redis_client(f"redis://127.0.0.1:{closed_port()}/0", timeout=1)
     store = make_store(redis)
-    pushed = record()
+    pushed = record(now)
     try:
         for operation in (
             store.add(pushed),
             store.get(SERVICE, pushed.reference_hash),
-            store.mark_resolved(SERVICE, pushed.reference_hash, now=NOW, expires_at=NOW),
-            store.consume(SERVICE, pushed.reference_hash, client_id=CLIENT, now=NOW),
+            store.mark_resolved(SERVICE, pushed.reference_hash, now=now, expires_at=now),
+            store.consume(SERVICE, pushed.reference_hash, client_id=CLIENT, now=now),
         ):
             with pytest.raises(RedisConnectionError):
                 await operation
@@ -219,7 +229,7 @@ async def test_redis_down_fails_every_operation() -> None:
         await redis.aclose()
 
 
-async def test_a_stuck_redis_times_out() -> None:
+async def test_a_stuck_redis_times_out(now: datetime) -> None:
     """A Redis that accepts but never answers is bounded by PAR_REDIS_TIMEOUT_SECONDS."""
     connections: list[asyncio.StreamWriter] = []
 
@@ -231,7 +241,7 @@ async def test_a_stuck_redis_times_out() -> None:
     redis = redis_client(f"redis://127.0.0.1:{port}/0", timeout=0.2)
     try:
         with pytest.raises(RedisTimeoutError):
-            await make_store(redis).add(record())
+            await make_store(redis).add(record(now))
     finally:
         await redis.aclose()
         for writer in connections:
