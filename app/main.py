@@ -11,13 +11,12 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
-from app.api import authorization, backend, health, management, metadata
+from app.api import authorization, backend, health, management, metadata, par
 from app.api.deps import AppState, build_state, utc_now
-from app.api.direct import ParServerApp
+from app.api.direct import ParServerApp, direct_routes
 from app.api.errors import install_error_handlers
 from app.api.limits import BodySizeLimitMiddleware
 from app.api.observability import RequestObservationMiddleware, configure_logging
-from app.api.par import push_route
 from app.db.rate_limits import SqlRateLimitStorage
 from app.db.replay import SqlReplayStore
 from app.db.repositories import PushedRequestRepository
@@ -54,7 +53,7 @@ def create_app(settings: Settings) -> ParServerApp:
         lifespan=lifespan,
     )
     app.state.par = state
-    for module in (backend, authorization, management, metadata, health):
+    for module in (par, backend, authorization, management, metadata, health):
         app.include_router(module.router)
     install_error_handlers(app)
 
@@ -67,7 +66,8 @@ def create_app(settings: Settings) -> ParServerApp:
         )
         return RequestObservationMiddleware(limited, metrics=state.metrics)  # outermost: sees every answer
 
-    app.serve_in_front([push_route(state)], middlewares)
+    hot = [route for module in (par, backend, authorization) for route in direct_routes(module.router)]
+    app.serve_in_front(hot, middlewares)
     return app
 
 

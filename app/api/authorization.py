@@ -1,4 +1,5 @@
-"""The authorization endpoint's half of PAR: resolve and consume a request_uri (service token, JSON)."""
+"""The authorization endpoint's half of PAR: resolve and consume a request_uri (service token, JSON);
+served directly (``app.api.direct``)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The Authlete-compatible backend API: ``POST /api/{serviceId}/pushed_auth_req``.
+"""The Authlete-compatible backend API: ``POST /api/{serviceId}/pushed_auth_req`` (served directly,
+``app.api.direct``).
 
 An authorization server forwards its client's PAR request here and relays ``responseContent`` with
 the HTTP status that ``action`` names (reference/authlete-api.md §2.2).
@@ -52,7 +53,7 @@ async def pushed_auth_req(service_id: IdPath, request: Request, state: StateDep)
         await connection.release()  # not held while the limiter may read counters it has not seen
         refusal = await throttle.admit()
         if refusal is not None:
-            return too_many_requests(request.url.path, refusal)
+            return too_many_requests(request.scope["path"], refusal)
         push_request = PushRequest(
             parameters=call.parameters,
             basic=basic,

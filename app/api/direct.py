@@ -1,97 +1,104 @@
-"""Endpoints served as plain ASGI applications, in front of FastAPI's routing.
+"""The hot endpoints reached without FastAPI's routing and request handling.
 
-Why: a push is the request every authorization starts with, and in FastAPI it paid for the
-framework more than for the protocol. Profiled under load (bench/RESULTS.md), routing, dependency
-injection, the exception-handler and middleware layers and the per-request telemetry check took
-about a third of a push's CPU. A direct route is matched by one regular expression, gets a
-Starlette ``Request`` and returns a ``Response``; the rest of the app is unchanged, FastAPI serves
-every other path, and ``ParServerApp.openapi`` documents the direct routes with the others.
+Why: the calls every authorization makes (the RFC 9126 push; the backend API's push, resolve and
+consume) paid more CPU for the framework than for the protocol. Profiled under load
+(bench/RESULTS.md), routing, dependency injection and the exception-handler and middleware layers
+took about a third of a push. These endpoints take only ``(service_id, request, state)`` and read
+their bodies themselves, so they can be called directly: one regular expression picks the route,
+the id is parsed as FastAPI parses it, and the endpoint's ``Response`` is sent.
 
-What a route answers does not change: protocol errors go through ``app.api.errors`` like
-everywhere else, the observation and size-limit middlewares wrap both, and anything unexpected is
-answered by ``UnhandledErrorMiddleware``.
+They stay declared as FastAPI routes, which document them (OpenAPI) and answer every other method
+on their paths; a direct route is only a shorter way to the same endpoint function. Protocol errors
+go through ``app.api.errors`` as everywhere else, the observation and size-limit middlewares wrap
+both ways in, and anything unexpected is answered by ``UnhandledErrorMiddleware``.
 """
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute, APIRouter
 from pydantic import TypeAdapter, ValidationError, conint
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.api.deps import DB_INT_MAX
-from app.api.errors import UnhandledErrorMiddleware, error_response, par_server_error_response
+from app.api.deps import DB_INT_MAX, AppState
+from app.api.errors import UnhandledErrorMiddleware, par_server_error_response
 from app.core.errors import InvalidRequest, ParServerError
 
-# Ids are BIGINT columns; parsed like FastAPI parses its ``IdPath`` (pydantic's lax int), so a direct
-# route and a FastAPI route accept the same ids.
+# The constraints of ``app.api.deps.IdPath``, in pydantic's lax mode as FastAPI applies them, so both
+# ways in accept the same ids.
 _DATABASE_ID = TypeAdapter(conint(ge=0, le=DB_INT_MAX))
+ServiceEndpoint = Callable[[int, Request, AppState], Awaitable[Response]]
 
 
 @dataclass(frozen=True, slots=True)
 class DirectRoute:
     method: str
     path: str  # the template, e.g. /services/{service_id}/par: the route label of metrics and log lines
-    endpoint: Callable[[Request], Awaitable[Response]]
-    openapi_operation: dict[str, Any]
-
-    @property
-    def pattern(self) -> re.Pattern[str]:
-        return re.compile(re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.path))
+    endpoint: ServiceEndpoint
 
 
-def path_id(request: Request, name: str) -> int:
-    """A numeric id from the path; a malformed one is a 400, as FastAPI would answer it."""
+def direct_routes(router: APIRouter) -> list[DirectRoute]:
+    """The routes of ``router``, whose endpoints must take exactly ``(service_id, request, state)``."""
+    routes = []
+    for route in router.routes:
+        assert isinstance(route, APIRoute) and route.methods is not None and len(route.methods) == 1
+        assert list(inspect.signature(route.endpoint).parameters) == ["service_id", "request", "state"], route.path
+        routes.append(DirectRoute(next(iter(route.methods)), route.path, route.endpoint))
+    return routes
+
+
+def path_id(text: str, name: str) -> int:
+    """A numeric id from the path; a malformed one is a 400, worded as FastAPI's routes word it."""
     try:
-        return _DATABASE_ID.validate_python(request.path_params[name])
+        return _DATABASE_ID.validate_python(text)
     except ValidationError as error:
         raise InvalidRequest(f"invalid path.{name}: {error.errors()[0]['msg']}") from None
 
 
 class DirectRoutes:
-    """ASGI: the direct routes, then ``fallback`` (FastAPI) for every other request."""
+    """ASGI: ``routes`` for their method and path, ``fallback`` (FastAPI) for every other request."""
 
-    def __init__(self, routes: Sequence[DirectRoute], fallback: ASGIApp) -> None:
-        self._routes = [(route.pattern, route) for route in routes]
+    def __init__(self, routes: Sequence[DirectRoute], state: Callable[[], AppState], fallback: ASGIApp) -> None:
+        self._routes = {
+            (route.method, re.compile(re.sub(r"\{service_id\}", r"(?P<service_id>[^/]+)", route.path))): route
+            for route in routes
+        }
+        self._state = state
         self._fallback = fallback
         self._guarded = UnhandledErrorMiddleware(self._serve)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            path = scope["path"]
-            for pattern, route in self._routes:
-                match = pattern.fullmatch(path)
-                if match is None:
-                    continue
-                if scope["method"] != route.method:
-                    response = error_response(path, 405, "method not allowed", {"Allow": route.method})
-                    await response(scope, receive, send)
+            for (method, pattern), route in self._routes.items():
+                match = pattern.fullmatch(scope["path"]) if scope["method"] == method else None
+                if match is not None:
+                    scope["route"] = route  # the observation middleware labels by route.path
+                    scope["path_params"] = match.groupdict()
+                    await self._guarded(scope, receive, send)
                     return
-                scope["route"] = route
-                scope["path_params"] = match.groupdict()
-                await self._guarded(scope, receive, send)
-                return
         await self._fallback(scope, receive, send)
 
-    @staticmethod
-    async def _serve(scope: Scope, receive: Receive, send: Send) -> None:
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         route: DirectRoute = scope["route"]
         request = Request(scope, receive)
         try:
-            response = await route.endpoint(request)
+            service_id = path_id(scope["path_params"]["service_id"], "service_id")
+            response = await route.endpoint(service_id, request, self._state())
         except ParServerError as error:
             response = par_server_error_response(scope["path"], error)
         await response(scope, receive, send)
 
 
 class ParServerApp(FastAPI):
-    """FastAPI with ``front`` (the middlewares and the direct routes) in front of its own stack."""
+    """FastAPI with ``front`` (the middlewares, then the direct routes) in front of its own stack."""
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -99,16 +106,14 @@ class ParServerApp(FastAPI):
         self._front: ASGIApp = super().__call__
 
     def serve_in_front(self, routes: Sequence[DirectRoute], wrap: Callable[[ASGIApp], ASGIApp]) -> None:
-        """Serve ``routes`` directly, with ``wrap`` (the middlewares) around them and FastAPI."""
+        """Serve ``routes`` directly, with ``wrap`` (the middlewares) around them and FastAPI. Their state
+        is read from ``self.state.par`` on each request, as FastAPI's ``get_state`` reads it."""
         self.direct_routes = list(routes)
-        self._front = wrap(DirectRoutes(self.direct_routes, fallback=super().__call__))
+        self._front = wrap(DirectRoutes(self.direct_routes, self._app_state, fallback=super().__call__))
+
+    def _app_state(self) -> AppState:
+        state: AppState = self.state.par
+        return state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._front(scope, receive, send)
-
-    def openapi(self) -> dict[str, Any]:
-        if self.openapi_schema is None:
-            schema = super().openapi()
-            for route in self.direct_routes:
-                schema["paths"].setdefault(route.path, {})[route.method.lower()] = route.openapi_operation
-        return self.openapi_schema or {}

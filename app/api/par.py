@@ -4,16 +4,14 @@ directly (``app.api.direct``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
-from fastapi import Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from starlette.responses import Response
 
-from app.api.deps import DB_INT_MAX, AppState, audit
-from app.api.direct import DirectRoute, path_id
+from app.api.deps import AppState, IdPath, StateDep, audit
 from app.api.errors import BASIC_CHALLENGE, NO_STORE, error_response
 from app.api.rate_limit import Caller, RateLimits, Refusal
+from app.api.schemas import OAUTH_ERRORS
 from app.core.client_auth import BasicCredentials, parse_basic_authorization
 from app.core.errors import InvalidClient, InvalidDpopProof, InvalidRequest, OAuthError
 from app.core.model import ServiceRecord
@@ -22,6 +20,7 @@ from app.core.params import ParameterLimits, parse_parameters
 from app.core.urls import PAR_PATH
 from app.db.engine import RequestConnection
 
+router = APIRouter(tags=["RFC 9126"], responses=OAUTH_ERRORS)
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 
 
@@ -104,16 +103,14 @@ def outcome_response(outcome: PushOutcome) -> JSONResponse:
     return JSONResponse(outcome.response_content, status_code=outcome.http_status, headers=headers)
 
 
-def push_route(state: AppState) -> DirectRoute:
-    """The RFC 9126 endpoint, served directly (``app.api.direct``)."""
-
-    async def endpoint(request: Request) -> Response:
-        return await pushed_authorization_request(path_id(request, "service_id"), request, state)
-
-    return DirectRoute("POST", PAR_PATH, endpoint, PUSH_OPENAPI_OPERATION)
-
-
-async def pushed_authorization_request(service_id: int, request: Request, state: AppState) -> Response:
+@router.post(
+    PAR_PATH,
+    status_code=201,
+    summary="Push an authorization request (RFC 9126 §2)",
+    response_description='`{"request_uri": "urn:ietf:params:oauth:request_uri:...", "expires_in": 60}`',
+    openapi_extra={"requestBody": {"required": True, "content": {FORM_MEDIA_TYPE: {"schema": {"type": "object"}}}}},
+)
+async def pushed_authorization_request(service_id: IdPath, request: Request, state: StateDep) -> JSONResponse:
     """RFC 9126 §2.1: "The client sends the parameters that comprise an authorization request directly to
     the PAR endpoint ... using the application/x-www-form-urlencoded format"."""
     media_type, _, media_params = request.headers.get("content-type", "").partition(";")
@@ -141,35 +138,6 @@ async def pushed_authorization_request(service_id: int, request: Request, state:
         outcome = await execute_push(state, connection, service, push_request)
     await throttle.record(outcome)
     return outcome_response(outcome)
-
-
-_OAUTH_ERROR = {
-    "description": "RFC 6749 §5.2 error",
-    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OAuthErrorOut"}}},
-}
-PUSH_OPENAPI_OPERATION: dict[str, Any] = {
-    "tags": ["RFC 9126"],
-    "summary": "Push an authorization request (RFC 9126 §2)",
-    "description": (pushed_authorization_request.__doc__ or "").strip(),
-    "operationId": "pushed_authorization_request_services__service_id__par_post",
-    "parameters": [
-        {
-            "name": "service_id",
-            "in": "path",
-            "required": True,
-            "schema": {"type": "integer", "minimum": 0, "maximum": DB_INT_MAX, "title": "Service Id"},
-        }
-    ],
-    "requestBody": {"required": True, "content": {FORM_MEDIA_TYPE: {"schema": {"type": "object"}}}},
-    "responses": {
-        "201": {
-            "description": '`{"request_uri": "urn:ietf:params:oauth:request_uri:...", "expires_in": 60}`',
-            "content": {"application/json": {"schema": {}}},
-        },
-        "4XX": _OAUTH_ERROR,
-        "5XX": _OAUTH_ERROR,
-    },
-}
 
 
 def _basic_credentials(request: Request) -> BasicCredentials | None:

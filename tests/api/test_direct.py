@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
-from app.api.direct import DirectRoute, DirectRoutes, path_id
+from app.api.deps import AppState
+from app.api.direct import DirectRoute, DirectRoutes, direct_routes
 from tests.factories import ClientHandle, ServiceHandle, par_params
+
+DIRECT_PATHS = [
+    "/services/{service_id}/par",
+    "/api/{service_id}/pushed_auth_req",
+    "/api/{service_id}/pushed_auth_req/resolve",
+    "/api/{service_id}/pushed_auth_req/consume",
+]
 
 
 async def test_other_methods_on_a_direct_route_are_405_in_the_rfc_format(
@@ -35,13 +46,23 @@ async def test_malformed_service_ids_are_400_invalid_request(
     assert "path.service_id" in response.json()["error_description"]
 
 
-async def test_the_openapi_document_describes_the_direct_push_route(app: FastAPI) -> None:
-    operation = app.openapi()["paths"]["/services/{service_id}/par"]["post"]
-    assert "application/x-www-form-urlencoded" in operation["requestBody"]["content"]
-    assert set(operation["responses"]) == {"201", "4XX", "5XX"}
-    assert operation["parameters"][0]["name"] == "service_id"
-    ref = operation["responses"]["4XX"]["content"]["application/json"]["schema"]["$ref"]
-    assert ref.removeprefix("#/components/schemas/") in app.openapi()["components"]["schemas"]
+def test_the_hot_endpoints_are_direct_routes_and_documented(app: FastAPI) -> None:
+    """Each direct route is also a FastAPI route, so the OpenAPI document describes it."""
+    documented = {(method.upper(), path) for path, item in app.openapi()["paths"].items() for method in item}
+    direct = {("POST", path) for path in DIRECT_PATHS}
+    assert direct <= documented
+    assert {(route.method, route.path) for route in app.direct_routes} == direct
+
+
+def test_only_endpoints_of_the_direct_shape_can_be_direct_routes() -> None:
+    router = APIRouter()
+
+    @router.post("/x/{service_id}")
+    async def other_shape(service_id: int, request: Request) -> Response:
+        return Response()
+
+    with pytest.raises(AssertionError):
+        direct_routes(router)
 
 
 async def test_the_observation_middleware_labels_direct_routes_by_template(
@@ -54,22 +75,23 @@ async def test_the_observation_middleware_labels_direct_routes_by_template(
     assert f"/services/{service.id}/par" not in metrics
 
 
-async def _boom(request: Request) -> Response:
+async def _boom(service_id: int, request: Request, state: AppState) -> Response:
     raise RuntimeError("a bug")
 
 
-async def _echo_id(request: Request) -> Response:
-    return Response(str(path_id(request, "item_id")), media_type="text/plain")
+async def _echo_id(service_id: int, request: Request, state: AppState) -> Response:
+    return Response(str(service_id), media_type="text/plain")
 
 
-async def _not_found(scope: object, receive: object, send: object) -> None:
-    raise AssertionError("the fallback must not be called for a direct route")
+async def _fallback(scope: Scope, receive: Receive, send: Send) -> None:
+    await Response("fallback", status_code=404)(scope, receive, send)
 
 
 async def test_an_unexpected_error_in_a_direct_route_is_a_json_500_without_details() -> None:
     routes = DirectRoutes(
-        [DirectRoute("POST", "/things/{item_id}", _boom, {}), DirectRoute("GET", "/ids/{item_id}", _echo_id, {})],
-        fallback=_not_found,  # type: ignore[arg-type]
+        [DirectRoute("POST", "/things/{service_id}", _boom), DirectRoute("GET", "/ids/{service_id}", _echo_id)],
+        lambda: cast(AppState, None),
+        fallback=_fallback,
     )
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=routes), base_url="http://test") as http:
         response = await http.post("/things/1")
@@ -79,4 +101,6 @@ async def test_an_unexpected_error_in_a_direct_route_is_a_json_500_without_detai
             "error_description": "the server could not process the request",
         }
         assert "a bug" not in response.text
-        assert (await http.get("/ids/0042")).text == "42"
+        assert (await http.get("/ids/0042")).text == "42"  # pydantic's lax int, as FastAPI's IdPath
+        assert (await http.post("/ids/42")).text == "fallback"  # another method: not the direct route
+        assert (await http.get("/ids/42/more")).text == "fallback"
