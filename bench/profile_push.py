@@ -47,7 +47,8 @@ async def main(settings: Settings, arguments: argparse.Namespace) -> None:
     transport = httpx.ASGITransport(app=app)
     async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://b") as http:
         admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-        service = (await http.post("/api/service/create", json={"serviceName": "b", "supportedScopes": [{"name": "openid"}]}, headers=admin)).json()
+        service_body = {"serviceName": "b", "supportedScopes": [{"name": "openid"}]}
+        service = (await http.post("/api/service/create", json=service_body, headers=admin)).json()
         bearer = {"Authorization": f"Bearer {service['serviceAccessToken']}"}
         client = (
             await http.post(
@@ -110,18 +111,22 @@ async def main(settings: Settings, arguments: argparse.Namespace) -> None:
 
             await app(scope, receive, send)
 
-        async def worker(first: int, count: int) -> None:
-            for body in [push_body(number) for number in range(first, first + count)]:
+        async def worker(bodies: list[bytes]) -> None:
+            for body in bodies:
                 await one_push(body)
 
+        def bodies(first: int, count: int) -> list[bytes]:
+            return [push_body(number) for number in range(first, first + count)]
+
         per_worker = arguments.pushes // arguments.concurrency
-        await asyncio.gather(*(worker(i * per_worker, 50) for i in range(arguments.concurrency)))  # warm-up
+        await asyncio.gather(*(worker(bodies(i * per_worker, 50)) for i in range(arguments.concurrency)))  # warm-up
+        measured = [bodies(10**9 + i * per_worker, per_worker) for i in range(arguments.concurrency)]
         statuses.clear()
         profiler = cProfile.Profile() if arguments.profile else None
         started_cpu, started_wall = time.process_time(), time.perf_counter()
         if profiler:
             profiler.enable()
-        await asyncio.gather(*(worker(10**9 + i * per_worker, per_worker) for i in range(arguments.concurrency)))
+        await asyncio.gather(*(worker(worker_bodies) for worker_bodies in measured))
         if profiler:
             profiler.disable()
             profiler.dump_stats(arguments.profile)
