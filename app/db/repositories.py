@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, Executable, and_, delete, func, select, update
+from sqlalchemy import ColumnElement, CursorResult, Executable, Table, and_, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.model import (
@@ -105,18 +105,28 @@ class ServiceTokenRepository:
         return bool(getattr(result, "rowcount", 0))
 
 
-def client_lookup(service_id: int, identifier: str) -> ColumnElement[bool] | None:
-    """The client a request names, by numeric id (canonical decimal only) or by alias, within one
-    service; None when the identifier cannot name any client."""
+def client_identifier(identifier: str) -> int | str | None:
+    """What a request's client identifier names: a numeric client id (canonical decimal only), an alias,
+    or nothing (None) when it cannot name any client."""
     if identifier.isascii() and identifier.isdigit():
         # Canonical decimal within BIGINT only: "0123" names nothing, and a longer number cannot be
         # bound (nor, past 4300 digits, even converted by int()).
         if len(identifier) > 19 or str(int(identifier)) != identifier or int(identifier) > 2**63 - 1:
             return None
-        return and_(Client.service_id == service_id, Client.id == int(identifier))
+        return int(identifier)
     if "\x00" in identifier:
         return None  # PostgreSQL text cannot hold NUL; no alias has one (app/core/registration.py)
-    return and_(Client.service_id == service_id, Client.client_id_alias == identifier)
+    return identifier
+
+
+def client_lookup(service_id: int, identifier: str) -> ColumnElement[bool] | None:
+    """The client a request names (``client_identifier``) within one service, as a condition."""
+    named = client_identifier(identifier)
+    if named is None:
+        return None
+    if isinstance(named, int):
+        return and_(Client.service_id == service_id, Client.id == named)
+    return and_(Client.service_id == service_id, Client.client_id_alias == named)
 
 
 class ClientRepository:
@@ -182,6 +192,51 @@ class PushedRequestRepository:
         return int(getattr(result, "rowcount", 0) or 0)
 
 
+# The statements of the hot paths (push, resolve, consume), built once: building a statement and
+# computing its cache key cost a resolve more CPU than running it (bench/RESULTS.md). In an UPDATE a
+# parameter may not be named like a column (SQLAlchemy would take it for a SET value): match_*.
+_clients = cast(Table, Client.__table__)
+_services = cast(Table, Service.__table__)
+_pushed = cast(Table, PushedRequest.__table__)
+_tokens = cast(Table, ServiceAccessToken.__table__)
+READ_CLIENT_BY_ID = select(*_clients.c).where(
+    _clients.c.service_id == bindparam("service_id"), _clients.c.id == bindparam("client")
+)
+READ_CLIENT_BY_ALIAS = select(*_clients.c).where(
+    _clients.c.service_id == bindparam("service_id"), _clients.c.client_id_alias == bindparam("client")
+)
+READ_SERVICE = select(*_services.c).where(_services.c.id == bindparam("service_id"))
+READ_TOKEN_SERVICE = select(_tokens.c.service_id).where(
+    _tokens.c.token_digest == bindparam("token_digest"), _tokens.c.revoked_at.is_(None)
+)
+READ_PUSHED_REQUEST = select(*_pushed.c).where(
+    _pushed.c.reference_hash == bindparam("reference_hash"), _pushed.c.service_id == bindparam("service_id")
+)
+MARK_RESOLVED = (
+    update(_pushed)
+    .where(
+        _pushed.c.reference_hash == bindparam("match_reference_hash"),
+        _pushed.c.service_id == bindparam("match_service_id"),
+        _pushed.c.resolved_at.is_(None),
+        _pushed.c.consumed_at.is_(None),
+        _pushed.c.expires_at > bindparam("now"),
+    )
+    .values(state="resolved", resolved_at=bindparam("now"), expires_at=bindparam("new_expires_at"))
+)
+CONSUME = (
+    update(_pushed)
+    .where(
+        _pushed.c.reference_hash == bindparam("match_reference_hash"),
+        _pushed.c.service_id == bindparam("match_service_id"),
+        _pushed.c.client_id == bindparam("match_client_id"),
+        _pushed.c.consumed_at.is_(None),
+        _pushed.c.expires_at > bindparam("now"),
+    )
+    .values(state="consumed", consumed_at=bindparam("now"), expires_at=bindparam("now"))
+    .returning(*_pushed.c)
+)
+
+
 class PushConnectionStore:
     """``app.core.par.PushStore`` of one push: reads on the request's connection (autocommit, Core
     statements: the ORM's sessions and unit of work cost a push more CPU than the database did), the
@@ -221,14 +276,15 @@ class PushConnectionStore:
 
 
 async def read_client(
-    request_connection: RequestConnection, service_id: int, client_identifier: str
+    request_connection: RequestConnection, service_id: int, client_identifier_text: str
 ) -> ClientRecord | None:
-    """The client a request names (``client_lookup``), read with a Core statement."""
-    condition = client_lookup(service_id, client_identifier)
-    if condition is None:
+    """The client a request names (``client_identifier``), read with a Core statement."""
+    named = client_identifier(client_identifier_text)
+    if named is None:
         return None
+    statement = READ_CLIENT_BY_ID if isinstance(named, int) else READ_CLIENT_BY_ALIAS
     connection = await request_connection.get()
-    row = (await connection.execute(select(*Client.__table__.c).where(condition))).first()
+    row = (await connection.execute(statement, {"service_id": service_id, "client": named})).first()
     return client_record(cast(Client, row)) if row is not None else None  # a Row with the model's names
 
 
@@ -251,7 +307,7 @@ async def read_cached_client(
 
 async def find_service_row(request_connection: RequestConnection, service_id: int) -> Service | None:
     connection = await request_connection.get()
-    row = (await connection.execute(select(*Service.__table__.c).where(Service.id == service_id))).first()
+    row = (await connection.execute(READ_SERVICE, {"service_id": service_id})).first()
     return cast(Service, row) if row is not None else None  # a Row with the model's attribute names
 
 
@@ -269,25 +325,18 @@ class ConnectionAuthorizationStore:
         return await read_client(self._connection, service_id, client_identifier)
 
     async def get_pushed_request(self, service_id: int, reference_hash: str) -> PushedRequestRecord | None:
-        statement = select(*PushedRequest.__table__.c).where(
-            PushedRequest.reference_hash == reference_hash, PushedRequest.service_id == service_id
-        )
-        row = (await self._execute(statement)).first()
+        row = (await self._execute(READ_PUSHED_REQUEST, reference_hash=reference_hash, service_id=service_id)).first()
         return pushed_request_record(cast(PushedRequest, row)) if row is not None else None
 
     async def mark_resolved(self, service_id: int, reference_hash: str, *, now: datetime, expires_at: datetime) -> None:
         """Record the first resolve and extend the validity; a concurrent first resolve or a consume that
         got there first makes this a no-op."""
         await self._execute(
-            update(PushedRequest)
-            .where(
-                PushedRequest.reference_hash == reference_hash,
-                PushedRequest.service_id == service_id,
-                PushedRequest.resolved_at.is_(None),
-                PushedRequest.consumed_at.is_(None),
-                PushedRequest.expires_at > now,
-            )
-            .values(state="resolved", resolved_at=now, expires_at=expires_at)
+            MARK_RESOLVED,
+            match_reference_hash=reference_hash,
+            match_service_id=service_id,
+            now=now,
+            new_expires_at=expires_at,
         )
 
     async def consume(
@@ -296,32 +345,25 @@ class ConnectionAuthorizationStore:
         """Consume in one statement: among any number of concurrent callers, on any number of replicas,
         exactly one gets the row back. The client binding is part of the condition, so a wrong client
         changes nothing. Setting ``expires_at`` to now hands the row to the purger."""
-        statement = (
-            update(PushedRequest)
-            .where(
-                PushedRequest.reference_hash == reference_hash,
-                PushedRequest.service_id == service_id,
-                PushedRequest.client_id == client_id,
-                PushedRequest.consumed_at.is_(None),
-                PushedRequest.expires_at > now,
+        row = (
+            await self._execute(
+                CONSUME,
+                match_reference_hash=reference_hash,
+                match_service_id=service_id,
+                match_client_id=client_id,
+                now=now,
             )
-            .values(state="consumed", consumed_at=now, expires_at=now)
-            .returning(*PushedRequest.__table__.c)
-        )
-        row = (await self._execute(statement)).first()
+        ).first()
         return pushed_request_record(cast(PushedRequest, row)) if row is not None else None
 
-    async def _execute(self, statement: Executable) -> CursorResult[Any]:
-        return await (await self._connection.get()).execute(statement)
+    async def _execute(self, statement: Executable, **parameters: Any) -> CursorResult[Any]:
+        return await (await self._connection.get()).execute(statement, parameters)
 
 
 async def find_service_id_by_token(request_connection: RequestConnection, token_digest: str) -> int | None:
     """The service a live (unrevoked) service access token belongs to."""
     connection = await request_connection.get()
-    statement = select(ServiceAccessToken.service_id).where(
-        ServiceAccessToken.token_digest == token_digest, ServiceAccessToken.revoked_at.is_(None)
-    )
-    return (await connection.execute(statement)).scalar_one_or_none()
+    return (await connection.execute(READ_TOKEN_SERVICE, {"token_digest": token_digest})).scalar_one_or_none()
 
 
 # --- rows to domain records -------------------------------------------------------------------------
