@@ -2,7 +2,11 @@
 # Benchmark POST /services/{id}/par (RFC 9126) on SQLite and/or PostgreSQL with wrk, and the peer,
 # node-oidc-provider (bench/peer), with the same client, body and wrk script; prints our/peer ratios.
 #
-#   bash bench/run.sh [sqlite|postgresql|peer|all]      (default: all)
+#   bash bench/run.sh [sqlite|postgresql|redis|peer|all]      (default: all)
+#
+# redis: PostgreSQL for services and clients, pushed requests in Redis (PAR_PUSHED_REQUEST_STORE=redis,
+# PAR_REDIS_URL from BENCH_REDIS_URL, default redis://127.0.0.1:6379/14; its keys expire by themselves;
+# Redis's own CPU is part of other_cpu_s). all: sqlite, postgresql, redis and peer.
 #
 # For each database: a fresh store, `par-server migrate`, a service and a client seeded with the CLI,
 # `par-server serve --workers 1 --no-access-log` on a free loopback port, a warm-up, then RUNS wrk runs
@@ -49,9 +53,10 @@ target=${1:-all}
 case "$target" in
   sqlite) databases=(sqlite) ;;
   postgresql) databases=(postgresql) ;;
+  redis) databases=(redis) ;;
   peer) databases=(peer) ;;
-  all) databases=(sqlite postgresql peer) ;;
-  *) die "usage: bash bench/run.sh [sqlite|postgresql|peer|all]" ;;
+  all) databases=(sqlite postgresql redis peer) ;;
+  *) die "usage: bash bench/run.sh [sqlite|postgresql|redis|peer|all]" ;;
 esac
 declare -A SUMMARIES=()  # target -> its MEDIAN line
 if [[ " ${databases[*]} " == *" peer "* ]]; then
@@ -64,7 +69,7 @@ command -v curl >/dev/null 2>&1 || die "curl is not installed (apt-get install -
 command -v timeout >/dev/null 2>&1 || die "timeout (coreutils) is required"
 [[ -x "$PAR_SERVER" ]] || die "$PAR_SERVER not found; install the project in $ROOT/.venv (pip install -e .)"
 [[ -x "$PY" ]] || die "$PY not found"
-if [[ " ${databases[*]} " == *" postgresql "* ]]; then
+if [[ " ${databases[*]} " == *" postgresql "* || " ${databases[*]} " == *" redis "* ]]; then
   command -v psql >/dev/null 2>&1 || die "psql is not installed (apt-get install -y postgresql-client)"
 fi
 
@@ -207,8 +212,14 @@ run_wrk() {  # run_wrk OUTFILE WRK-ARGS...: in the background and waited for, so
 
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 
-prepare_store() {  # sets PAR_DATABASE_URL for $1
+prepare_store() {  # sets PAR_DATABASE_URL (and, for redis, the Redis store of pushed requests) for $1
+  unset PAR_PUSHED_REQUEST_STORE PAR_REDIS_URL
   case "$1" in
+    redis)
+      prepare_store postgresql
+      export PAR_PUSHED_REQUEST_STORE=redis PAR_REDIS_URL="${BENCH_REDIS_URL:-redis://127.0.0.1:6379/14}"
+      echo "redis: pushed requests in $PAR_REDIS_URL" | tee "$OUT/redis-settings.txt"
+      ;;
     sqlite)
       mkdir -p "$TMP/sqlite"
       rm -f "$TMP/sqlite/par.db" "$TMP/sqlite/par.db-wal" "$TMP/sqlite/par.db-shm"
@@ -251,7 +262,7 @@ measure() {  # measure NAME URL SERVER_LOG: warm-up, RUNS wrk runs against the s
   local s0 s1 p1 px m0 m1 w0 w1 line wrk_ticks
   for run in $(seq 1 "$RUNS"); do
     p1=0; px=0
-    if [[ "$db" == postgresql ]]; then snapshot_postgres; fi
+    if [[ "$db" == postgresql || "$db" == redis ]]; then snapshot_postgres; fi
     s0=$(server_ticks); m0=$(machine_ticks)
     children_cpu_ms; w0=$CHILD_MS
     sample_rss "$OUT/$db-run$run-rss.txt" &
@@ -260,7 +271,7 @@ measure() {  # measure NAME URL SERVER_LOG: warm-up, RUNS wrk runs against the s
     kill "$sampler" 2>/dev/null || true
     wait "$sampler" 2>/dev/null || true
     s1=$(server_ticks); m1=$(machine_ticks); children_cpu_ms; w1=$CHILD_MS
-    if [[ "$db" == postgresql ]]; then
+    if [[ "$db" == postgresql || "$db" == redis ]]; then
       p1=$(postgres_live_ticks_since_snapshot); px=$(postgres_exited_ticks_since_snapshot)
     fi
     load_during+=("$(loadavg)")
@@ -375,7 +386,7 @@ bench_peer() {
 ratios() {  # ours/peer for each database measured in this run
   local db peer=${SUMMARIES[peer]:-}
   [[ -n "$peer" ]] || return 0
-  for db in sqlite postgresql; do
+  for db in sqlite postgresql redis; do
     [[ -n "${SUMMARIES[$db]:-}" ]] || continue
     awk -v ours_rps="$(field rps "${SUMMARIES[$db]}")" -v peer_rps="$(field rps "$peer")" \
         -v ours_p99="$(field p99_ms "${SUMMARIES[$db]}")" -v peer_p99="$(field p99_ms "$peer")" -v db="$db" \
