@@ -17,16 +17,24 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="The database answers and its schema is at the migrations' head")
+@router.get(
+    "/readyz", summary="The database (and Redis, when configured) answers and the schema is at the migrations' head"
+)
 async def readyz(state: StateDep) -> JSONResponse:
     try:
         async with state.engine.connect() as connection:
             current = await connection.run_sync(current_revisions)
     except Exception as exc:  # any driver or pool failure means "not ready"
         return JSONResponse({"status": "unavailable", "database": type(exc).__name__}, status_code=503)
-    if current != state.schema_head:
-        return JSONResponse({"status": "unavailable", "database": "ok", "migrations": "pending"}, status_code=503)
-    return JSONResponse({"status": "ok", "database": "ok", "migrations": "current"})
+    report = {"database": "ok", "migrations": "current" if current == state.schema_head else "pending"}
+    if state.redis is not None:  # replay entries, rate-limit counters and perhaps pushed requests live there
+        try:
+            await state.redis.ping()
+            report["redis"] = "ok"
+        except Exception as exc:  # refused, timed out (PAR_REDIS_TIMEOUT_SECONDS): not ready
+            report["redis"] = type(exc).__name__
+    ready = report["migrations"] == "current" and report.get("redis", "ok") == "ok"
+    return JSONResponse({"status": "ok" if ready else "unavailable", **report}, status_code=200 if ready else 503)
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

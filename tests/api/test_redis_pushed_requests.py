@@ -200,3 +200,13 @@ async def test_redis_outage_is_answered_503_and_stores_nothing(
     assert await keys_of(app, service) == [key_of(service, earlier).encode()]
     assert await rows_in_database(app) == 0
     assert action(await consume(client, service, basic_client.id, earlier)) == "OK"
+
+
+async def test_readiness_reports_redis(client: httpx.AsyncClient, cut_off_replica: httpx.AsyncClient) -> None:
+    """A replica whose Redis is away is taken out of the load balancer's rotation (503), not sent pushes."""
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["redis"] == "ok"
+    cut_off = await cut_off_replica.get("/readyz")
+    assert cut_off.status_code == 503
+    assert cut_off.json()["status"] == "unavailable" and cut_off.json()["database"] == "ok"
+    assert cut_off.json()["redis"] != "ok"
