@@ -227,6 +227,7 @@ def build_state(settings: Settings) -> AppState:
             per_client=settings.rate_limit_per_client,
             failed_authentication=settings.rate_limit_failed_authentication,
             metrics=metrics,
+            max_remembered_keys=settings.record_cache_max_entries,
         ),
     )
 

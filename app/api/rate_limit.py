@@ -66,11 +66,14 @@ class RateLimits:
         per_client: str,
         failed_authentication: str,
         metrics: Metrics,
+        max_remembered_keys: int,
     ) -> None:
         self.storage = storage
         self._limiter = FixedWindowRateLimiter(storage)
         self._budgets = Budgets(parse(per_address), parse(per_client), parse(failed_authentication))
         self._metrics = metrics
+        self._keys: dict[tuple[RateLimitItem, tuple[str, ...]], str] = {}
+        self._max_keys = max_remembered_keys
 
     async def admit(self, caller: Caller) -> Refusal | None:
         """Refuse when a budget is spent; otherwise spend from the address budget."""
@@ -87,11 +90,10 @@ class RateLimits:
                 )
             )
             checks.append(("client", budgets.per_client, caller.key("client", with_client=True, with_address=False)))
-        keys = [item.key_for(*identifiers) for _, item, identifiers in checks]
-        address_key = budgets.per_address.key_for(*caller.key("address")) if caller.address else None
+        keys = [self._key(item, identifiers) for _, item, identifiers in checks]
+        address_key = self._key(budgets.per_address, caller.key("address")) if caller.address else None
         await self.storage.prefetch([*keys, address_key] if address_key else keys)  # one read for all unknown
-        # What FixedWindowRateLimiter.test and .hit do, on keys computed once: building a key is most of
-        # the cost of a check.
+        # What FixedWindowRateLimiter.test and .hit do, on remembered keys (``_key``).
         for (scope, item, identifiers), key in zip(checks, keys, strict=True):
             if await self.storage.get(key) >= item.amount:
                 return await self._refuse(caller, scope, item, identifiers)
@@ -103,14 +105,28 @@ class RateLimits:
     async def authenticated(self, caller: Caller, client_id: int) -> None:
         """Spend from the budget of the client the request proved to be."""
         proven = Caller(caller.front_door, caller.service_id, caller.address, str(client_id))
-        await self._limiter.hit(self._budgets.per_client, *proven.key("client", with_client=True, with_address=False))
+        await self._hit(self._budgets.per_client, proven.key("client", with_client=True, with_address=False))
 
     async def failed_authentication(self, caller: Caller) -> None:
         item = self._budgets.failed_authentication
         if caller.address:
-            await self._limiter.hit(item, *caller.key("failed_authentication"))
+            await self._hit(item, caller.key("failed_authentication"))
         if caller.client_id:
-            await self._limiter.hit(item, *caller.key("failed_authentication", with_client=True))
+            await self._hit(item, caller.key("failed_authentication", with_client=True))
+
+    async def _hit(self, item: RateLimitItem, identifiers: tuple[str, ...]) -> None:
+        """``FixedWindowRateLimiter.hit`` on a remembered key."""
+        await self.storage.incr(self._key(item, identifiers), item.get_expiry())
+
+    def _key(self, item: RateLimitItem, identifiers: tuple[str, ...]) -> str:
+        """``item.key_for(*identifiers)``, remembered: building a key cost more than counting on it. At
+        most as many are remembered as the record caches hold records (``PAR_RECORD_CACHE_MAX_ENTRIES``)."""
+        key = self._keys.get((item, identifiers))
+        if key is None:
+            if len(self._keys) >= self._max_keys:
+                self._keys.clear()
+            key = self._keys[(item, identifiers)] = item.key_for(*identifiers)
+        return key
 
     async def _refuse(self, caller: Caller, scope: str, item: RateLimitItem, identifiers: tuple[str, ...]) -> Refusal:
         self._metrics.rate_limited.labels(caller.front_door, scope).inc()

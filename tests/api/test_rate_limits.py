@@ -8,7 +8,11 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 from fastapi import FastAPI
+from limits.aio.storage import MemoryStorage
 
+from app.api.observability import Metrics
+from app.api.rate_limit import Caller, RateLimits
+from app.db.rate_limits import SyncedCounters
 from app.main import create_app
 from app.settings import Settings
 from tests.conftest import BASE_URL, make_settings
@@ -184,3 +188,24 @@ async def test_a_stranger_cannot_lock_a_client_out(
         assert (
             await client.post(service.par_path, data=par_params(basic_client), headers=basic_client.basic())
         ).status_code == 201
+
+
+async def test_remembered_counter_keys_are_bounded() -> None:
+    """Counter keys are remembered to save rebuilding them, but never more than the bound: a flood of
+    distinct addresses or client ids cannot grow the process."""
+    limits = RateLimits(
+        SyncedCounters(MemoryStorage(), interval=60),
+        per_address="100/minute",
+        per_client="100/minute",
+        failed_authentication="100/minute",
+        metrics=Metrics(),
+        max_remembered_keys=10,
+    )
+    for number in range(200):
+        assert await limits.admit(Caller("rfc9126", 1, f"10.0.0.{number}", f"client-{number}")) is None
+    assert len(limits._keys) <= 10
+    refused = Caller("rfc9126", 1, "10.9.9.9", None)
+    for _ in range(100):
+        assert await limits.admit(refused) is None
+    assert await limits.admit(refused) is not None  # counting is unaffected by forgetting keys
+    await limits.storage.aclose()
