@@ -29,7 +29,7 @@ from app.db.cache import RecordCache
 from app.db.engine import RequestConnection, create_engine_from_settings, create_session_factory
 from app.db.models import Service
 from app.db.rate_limits import SqlRateLimitStorage, SyncedCounters
-from app.db.redis_pushed_requests import RedisAuthorizationStore, RedisPushedRequests, RedisPushStore, redis_client
+from app.db.redis_pushed_requests import RedisAuthorizationStore, RedisPushedRequests, redis_client
 from app.db.replay import RedisReplayStore, SqlReplayStore
 from app.db.repositories import (
     ConnectionAuthorizationStore,
@@ -137,9 +137,8 @@ class AppState:
 
     def push_store(self, connection: RequestConnection) -> PushStore:
         """Where a push stores its request: the database (batched writer) or Redis (``pushed_requests``)."""
-        if self.pushed_requests is not None:
-            return RedisPushStore(connection, self.pushed_requests, clients=self.clients)
-        return PushConnectionStore(connection, self.writer, clients=self.clients)
+        sink = self.writer if self.pushed_requests is None else self.pushed_requests
+        return PushConnectionStore(connection, sink, clients=self.clients)
 
     def authorization_store(self, connection: RequestConnection) -> AuthorizationStore:
         """What resolve and consume use: clients from the database, pushed requests where pushes put them."""

@@ -53,9 +53,8 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from app.core.model import ClientRecord, PushedRequestRecord
-from app.db.cache import RecordCache
 from app.db.engine import RequestConnection
-from app.db.repositories import read_cached_client, read_client
+from app.db.repositories import read_client
 from app.db.writer import BatchWriter, Waiting
 
 KEY_PREFIX = "par:pushed:"
@@ -177,8 +176,11 @@ class RedisPushedRequests:
         self._mark_resolved = redis.register_script(MARK_RESOLVED)
         self._consume = redis.register_script(CONSUME)
 
-    async def add(self, record: PushedRequestRecord) -> None:
-        """Store the request; returns once Redis acknowledged it."""
+    async def add_record(self, record: PushedRequestRecord) -> bool:
+        """Store the request (``app.db.repositories.PushedRequestSink``): True once Redis acknowledged it;
+        errors propagate. No foreign key refuses it: a client deleted through another replica can push
+        until this replica's cache forgets it (``PAR_RECORD_CACHE_SECONDS``), but nobody can resolve or
+        consume what it pushed (``RedisAuthorizationStore`` reads the client fresh)."""
         await self._writer.add(
             PendingSet(
                 pushed_request_key(record.service_id, record.reference_hash),
@@ -186,6 +188,7 @@ class RedisPushedRequests:
                 key_expiry_ms(record.expires_at),
             )
         )
+        return True
 
     async def get(self, service_id: int, reference_hash: str) -> PushedRequestRecord | None:
         value = cast(bytes | None, await self._redis.get(pushed_request_key(service_id, reference_hash)))  # raw bytes
@@ -210,33 +213,6 @@ class RedisPushedRequests:
         if value is None:
             return None
         return dataclasses.replace(decode(service_id, reference_hash, value), expires_at=now, consumed_at=now)
-
-
-class RedisPushStore:
-    """``app.core.par.PushStore`` with the pushed request in Redis; the client read as
-    ``PushConnectionStore`` reads it (cached, ``app.db.cache``)."""
-
-    def __init__(
-        self,
-        connection: RequestConnection,
-        pushed_requests: RedisPushedRequests,
-        *,
-        clients: RecordCache[tuple[int, str], ClientRecord] | None = None,
-    ) -> None:
-        self._connection = connection
-        self._pushed_requests = pushed_requests
-        self._cache = clients
-
-    async def get_client(self, service_id: int, client_identifier: str) -> ClientRecord | None:
-        return await read_cached_client(self._connection, self._cache, service_id, client_identifier)
-
-    async def add_pushed_request(self, record: PushedRequestRecord) -> bool:
-        """Store the request: always True once stored (errors propagate). No foreign key refuses it: a
-        client deleted through another replica can push until this replica's cache forgets it
-        (``PAR_RECORD_CACHE_SECONDS``), but nobody can resolve or consume what it pushed."""
-        await self._connection.release()  # not held while waiting for Redis
-        await self._pushed_requests.add(record)
-        return True
 
 
 class RedisAuthorizationStore:

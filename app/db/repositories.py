@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from sqlalchemy import ColumnElement, CursorResult, Executable, Table, and_, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,7 +29,6 @@ from app.core.urls import default_issuer, default_par_endpoint
 from app.db.cache import RecordCache
 from app.db.engine import RequestConnection
 from app.db.models import Client, PushedRequest, Service, ServiceAccessToken
-from app.db.writer import PushedRequestWriter
 
 
 class ServiceRepository:
@@ -237,42 +236,45 @@ CONSUME = (
 )
 
 
+class PushedRequestSink(Protocol):
+    """Where pushed requests go: the database (``app.db.writer.PushedRequestWriter``) or Redis
+    (``app.db.redis_pushed_requests.RedisPushedRequests``)."""
+
+    async def add_record(self, record: PushedRequestRecord) -> bool:
+        """Store the request once acknowledged; False when its client or service no longer exists."""
+        ...
+
+
 class PushConnectionStore:
-    """``app.core.par.PushStore`` of one push: reads on the request's connection (autocommit, Core
-    statements: the ORM's sessions and unit of work cost a push more CPU than the database did), the
-    pushed request through the batched writer."""
+    """``app.core.par.PushStore`` of one push: the client read on the request's connection (autocommit,
+    Core statements: the ORM's sessions and unit of work cost a push more CPU than the database did;
+    cached, ``app.db.cache``), the pushed request handed to its sink, which writes it in batches."""
 
     def __init__(
         self,
         connection: RequestConnection,
-        writer: PushedRequestWriter,
+        sink: PushedRequestSink,
         *,
         clients: RecordCache[tuple[int, str], ClientRecord] | None = None,
     ) -> None:
         self._connection = connection
-        self._writer = writer
+        self._sink = sink
         self._cache = clients
 
     async def get_client(self, service_id: int, client_identifier: str) -> ClientRecord | None:
-        return await read_cached_client(self._connection, self._cache, service_id, client_identifier)
+        """From the cache when it holds the client, else read and cached."""
+        key = (service_id, client_identifier)
+        cached = self._cache.get(key) if self._cache is not None else None
+        if cached is not None:
+            return cached
+        client = await read_client(self._connection, service_id, client_identifier)
+        if client is not None and self._cache is not None:
+            self._cache.put(key, client)
+        return client
 
     async def add_pushed_request(self, record: PushedRequestRecord) -> bool:
-        """Store the request; False when its client or service no longer exists: the foreign keys refuse
-        it, so a client deleted through another replica cannot push even while that replica's cache
-        (app.db.cache) still holds it."""
-        await self._connection.release()  # not held while waiting for the writer's connection
-        return await self._writer.add(
-            {
-                "reference_hash": record.reference_hash,
-                "service_id": record.service_id,
-                "client_id": record.client_id,
-                "parameters": record.parameters,
-                "request": record.request,
-                "state": "pushed",
-                "created_at": record.created_at,
-                "expires_at": record.expires_at,
-            }
-        )
+        await self._connection.release()  # not held while waiting for the sink's batch
+        return await self._sink.add_record(record)
 
 
 async def read_client(
@@ -286,23 +288,6 @@ async def read_client(
     connection = await request_connection.get()
     row = (await connection.execute(statement, {"service_id": service_id, "client": named})).first()
     return client_record(cast(Client, row)) if row is not None else None  # a Row with the model's names
-
-
-async def read_cached_client(
-    request_connection: RequestConnection,
-    cache: RecordCache[tuple[int, str], ClientRecord] | None,
-    service_id: int,
-    client_identifier: str,
-) -> ClientRecord | None:
-    """The client a push names: from the cache (``app.db.cache``) when it holds it, else read and cached."""
-    key = (service_id, client_identifier)
-    cached = cache.get(key) if cache is not None else None
-    if cached is not None:
-        return cached
-    client = await read_client(request_connection, service_id, client_identifier)
-    if client is not None and cache is not None:
-        cache.put(key, client)
-    return client
 
 
 async def find_service_row(request_connection: RequestConnection, service_id: int) -> Service | None:

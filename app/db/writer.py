@@ -34,6 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.core.model import PushedRequestRecord
 from app.db.models import PushedRequest
 
 Row = dict[str, Any]
@@ -108,6 +109,23 @@ class PushedRequestWriter(BatchWriter[Row]):
     def __init__(self, engine: AsyncEngine, *, max_batch: int, concurrency: int, queue_timeout: float) -> None:
         super().__init__(max_batch=max_batch, concurrency=concurrency, queue_timeout=queue_timeout)
         self._engine = engine
+
+    async def add_record(self, record: PushedRequestRecord) -> bool:
+        """Store the request (``app.db.repositories.PushedRequestSink``); False when its client or service
+        no longer exists: the foreign keys refuse it, so a client deleted through another replica cannot
+        push even while that replica's cache (``app.db.cache``) still holds it."""
+        return await self.add(
+            {
+                "reference_hash": record.reference_hash,
+                "service_id": record.service_id,
+                "client_id": record.client_id,
+                "parameters": record.parameters,
+                "request": record.request,
+                "state": "pushed",
+                "created_at": record.created_at,
+                "expires_at": record.expires_at,
+            }
+        )
 
     async def _write(self, batch: Sequence[Waiting[Row]]) -> None:
         try:

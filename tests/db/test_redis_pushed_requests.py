@@ -82,14 +82,14 @@ def record(now: datetime, *, expires_in: float = 60, client_id: int = CLIENT, **
 
 async def test_round_trip_keeps_every_field(store: RedisPushedRequests, now: datetime) -> None:
     pushed = record(now)
-    await store.add(pushed)
+    await store.add_record(pushed)
     assert await store.get(SERVICE, pushed.reference_hash) == pushed
 
 
 async def test_the_key_expires_with_the_request(store: RedisPushedRequests, redis: Redis, now: datetime) -> None:
     """The key's expiry is the request's, rounded up to the millisecond (PXAT): nothing to purge."""
     pushed = record(now, expires_in=30)
-    await store.add(pushed)
+    await store.add_record(pushed)
     key = pushed_request_key(SERVICE, pushed.reference_hash)
     assert await redis.pexpiretime(key) == key_expiry_ms(pushed.expires_at)
     whole_seconds = int(pushed.expires_at.replace(microsecond=0).timestamp())
@@ -100,16 +100,16 @@ async def test_the_key_expires_with_the_request(store: RedisPushedRequests, redi
 async def test_a_taken_reference_is_never_overwritten(store: RedisPushedRequests, now: datetime) -> None:
     """SET NX: a collision fails the push (it cannot happen with 256-bit references, PAR-14)."""
     first = record(now)
-    await store.add(first)
+    await store.add_record(first)
     with pytest.raises(ReferenceCollision):
-        await store.add(dataclasses.replace(first, client_id=1, parameters="response_type=code"))
+        await store.add_record(dataclasses.replace(first, client_id=1, parameters="response_type=code"))
     assert await store.get(SERVICE, first.reference_hash) == first
 
 
 async def test_requests_are_per_service(store: RedisPushedRequests, now: datetime) -> None:
     """Tenant isolation: another service neither sees, resolves nor consumes the request."""
     pushed = record(now)
-    await store.add(pushed)
+    await store.add_record(pushed)
     other = SERVICE + 1
     assert await store.get(other, pushed.reference_hash) is None
     await store.mark_resolved(other, pushed.reference_hash, now=now, expires_at=now + timedelta(hours=1))
@@ -123,7 +123,7 @@ async def test_first_resolve_is_recorded_and_moves_the_expiry(
 ) -> None:
     """A.12-2: the first resolve extends the validity, the key's expiry with it; later ones change nothing."""
     pushed = record(now, expires_in=60)
-    await store.add(pushed)
+    await store.add_record(pushed)
     first, session_end = now + timedelta(seconds=10), now + timedelta(seconds=610, microseconds=1)
     await store.mark_resolved(SERVICE, pushed.reference_hash, now=first, expires_at=session_end)
     resolved = dataclasses.replace(pushed, resolved_at=first, expires_at=session_end)
@@ -138,7 +138,7 @@ async def test_first_resolve_is_recorded_and_moves_the_expiry(
 async def test_an_expired_request_is_neither_resolved_nor_consumed(store: RedisPushedRequests, now: datetime) -> None:
     """PAR-32: at its expiry instant, to the microsecond, the request is unusable."""
     pushed = record(now, expires_in=60)
-    await store.add(pushed)
+    await store.add_record(pushed)
     await store.mark_resolved(
         SERVICE, pushed.reference_hash, now=pushed.expires_at, expires_at=pushed.expires_at + timedelta(hours=1)
     )
@@ -154,7 +154,7 @@ async def test_consume_happens_once_among_concurrent_callers(
 ) -> None:
     """PAR-31 (RFC 9126 §7.3, one-time use): 20 consumers on 4 clients (replicas), one winner."""
     pushed = record(now)
-    await store.add(pushed)
+    await store.add_record(pushed)
     replicas = [redis_client(redis_url, timeout=5) for _ in range(4)]
     try:
         stores = [make_store(replica) for replica in replicas]
@@ -179,7 +179,7 @@ async def test_another_client_consumes_nothing(store: RedisPushedRequests, now: 
     """PAR-16 (RFC 9126 §2.2): the binding is part of the script's condition; a wrong client changes nothing.
     Ids differing only below double precision are told apart."""
     pushed = record(now)
-    await store.add(pushed)
+    await store.add_record(pushed)
     for intruder in (CLIENT - 1, CLIENT + 1, 1):
         assert await store.consume(SERVICE, pushed.reference_hash, client_id=intruder, now=now) is None
     assert await store.get(SERVICE, pushed.reference_hash) == pushed
@@ -199,7 +199,7 @@ async def test_concurrent_pushes_share_one_pipeline(
 
     monkeypatch.setattr(redis, "pipeline", counting)
     pushed = [record(now) for _ in range(300)]
-    await asyncio.gather(*(store.add(one) for one in pushed))
+    await asyncio.gather(*(store.add_record(one) for one in pushed))
     assert pipelines == 1  # all 300 queued before the writer ran: one round trip
     values = await redis.mget([pushed_request_key(SERVICE, one.reference_hash) for one in pushed])
     assert all(value is not None for value in values)
@@ -218,7 +218,7 @@ async def test_redis_down_fails_every_operation(now: datetime) -> None:
     pushed = record(now)
     try:
         for operation in (
-            store.add(pushed),
+            store.add_record(pushed),
             store.get(SERVICE, pushed.reference_hash),
             store.mark_resolved(SERVICE, pushed.reference_hash, now=now, expires_at=now),
             store.consume(SERVICE, pushed.reference_hash, client_id=CLIENT, now=now),
@@ -241,7 +241,7 @@ async def test_a_stuck_redis_times_out(now: datetime) -> None:
     redis = redis_client(f"redis://127.0.0.1:{port}/0", timeout=0.2)
     try:
         with pytest.raises(RedisTimeoutError):
-            await make_store(redis).add(record(now))
+            await make_store(redis).add_record(record(now))
     finally:
         await redis.aclose()
         for writer in connections:
