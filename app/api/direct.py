@@ -49,8 +49,10 @@ def direct_routes(router: APIRouter) -> list[DirectRoute]:
     """The routes of ``router``, whose endpoints must take exactly ``(service_id, request, state)``."""
     routes = []
     for route in router.routes:
-        assert isinstance(route, APIRoute) and route.methods is not None and len(route.methods) == 1
-        assert list(inspect.signature(route.endpoint).parameters) == ["service_id", "request", "state"], route.path
+        if not isinstance(route, APIRoute) or route.methods is None or len(route.methods) != 1:
+            raise TypeError(f"{route}: a direct route is an APIRoute with one method")
+        if list(inspect.signature(route.endpoint).parameters) != ["service_id", "request", "state"]:
+            raise TypeError(f"{route.path}: a direct route's endpoint takes (service_id, request, state)")
         routes.append(DirectRoute(next(iter(route.methods)), route.path, route.endpoint))
     return routes
 
@@ -77,8 +79,12 @@ class DirectRoutes:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            # Routes are matched below the root path, as Starlette's router matches them.
+            path, root_path = scope["path"], scope.get("root_path", "")
+            if root_path and path.startswith(root_path):
+                path = path[len(root_path) :]
             for (method, pattern), route in self._routes.items():
-                match = pattern.fullmatch(scope["path"]) if scope["method"] == method else None
+                match = pattern.fullmatch(path) if scope["method"] == method else None
                 if match is not None:
                     scope["route"] = route  # the observation middleware labels by route.path
                     scope["path_params"] = match.groupdict()
