@@ -160,10 +160,9 @@ async def push(
     """
     auth_method: ClientAuthMethod | None = None
     client_id: int | None = None
-    nonces = auth.dpop_nonces_for(service)
     nonce_required = service.dpop_nonce_required or request.dpop_nonce_required
     # RFC 9449 §8.2: a fresh nonce "MAY" accompany every answer; we send one whenever nonces are in use.
-    fresh_nonce = nonces.issue(now) if nonce_required else None
+    fresh_nonce = auth.dpop_nonces_for(service).issue(now) if nonce_required else None
     try:
         params = parse_parameters(request.parameters, limits)
         proof_jkt = await _verify_dpop(request, service=service, auth=auth, nonce_required=nonce_required, now=now)
