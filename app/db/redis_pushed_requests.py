@@ -158,11 +158,11 @@ class RedisPushedRequestWriter(BatchWriter[PendingSet]):
             replies = await pipeline.execute(raise_on_error=False)
         for waiting, reply in zip(batch, replies, strict=True):
             if isinstance(reply, Exception):
-                waiting.stored.set_exception(reply)
+                waiting.fail(reply)
             elif not reply:
-                waiting.stored.set_exception(ReferenceCollision("a pushed request with this reference exists"))
+                waiting.fail(ReferenceCollision("a pushed request with this reference exists"))
             else:
-                waiting.stored.set_result(True)
+                waiting.answer(True)
 
 
 class RedisPushedRequests:

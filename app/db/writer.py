@@ -53,6 +53,15 @@ class Waiting(Generic[Item]):
     stored: asyncio.Future[bool] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     taken: bool = False  # a batch holds it: from here on the pool and statement timeouts bound the wait
 
+    def answer(self, result: bool) -> None:
+        """Tell the caller; one that is gone (its request cancelled) is skipped, not the rest of the batch."""
+        if not self.stored.done():
+            self.stored.set_result(result)
+
+    def fail(self, error: BaseException) -> None:
+        if not self.stored.done():
+            self.stored.set_exception(error)
+
 
 class WriteTimeout(PoolTimeoutError):
     """A pushed request was not written in time (answered like an unavailable database: 503)."""
@@ -93,8 +102,7 @@ class BatchWriter(ABC, Generic[Item]):
                 await self._write(batch)
             except Exception as error:  # the store is away or refused the batch: each caller hears it
                 for waiting in batch:
-                    if not waiting.stored.done():
-                        waiting.stored.set_exception(error)
+                    waiting.fail(error)
 
     @abstractmethod
     async def _write(self, batch: Sequence[Waiting[Item]]) -> None:
@@ -133,10 +141,10 @@ class PushedRequestWriter(BatchWriter[Row]):
                 await connection.execute(INSERT_PUSHED_REQUEST, [waiting.item for waiting in batch])
         except IntegrityError:
             if len(batch) == 1:
-                batch[0].stored.set_result(False)
+                batch[0].answer(False)
                 return
             for waiting in batch:  # find the refused row(s): each on its own
                 await self._write([waiting])
             return
         for waiting in batch:
-            waiting.stored.set_result(True)
+            waiting.answer(True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,6 +12,7 @@ from fastapi import FastAPI
 from sqlalchemy import event, func, select
 
 from app.db.models import PushedRequest
+from app.db.writer import BatchWriter, Waiting
 from tests.factories import ClientHandle, ServiceHandle
 
 
@@ -60,3 +62,30 @@ async def test_a_refused_row_fails_alone(app: FastAPI, service: ServiceHandle, b
     results = await asyncio.gather(*(app.state.par.writer.add(r) for r in rows))
     assert results == [True, True, False, True, True]
     assert await stored(app) == 4
+
+
+class GatedWriter(BatchWriter[str]):
+    """A batch writer whose write waits for ``gate``, then stores every item."""
+
+    def __init__(self) -> None:
+        super().__init__(max_batch=10, concurrency=1, queue_timeout=0.01)
+        self.gate = asyncio.Event()
+
+    async def _write(self, batch: Sequence[Waiting[str]]) -> None:
+        await self.gate.wait()
+        for waiting in batch:
+            waiting.answer(True)
+
+
+async def test_a_caller_that_left_does_not_fail_the_rest_of_its_batch() -> None:
+    """A request cancelled (its client gone) while its row was being written: the others of the batch
+    are still answered, not failed by the answer nobody waits for any more."""
+    writer = GatedWriter()
+    gone = asyncio.create_task(writer.add("gone"))
+    staying = asyncio.create_task(writer.add("staying"))
+    await asyncio.sleep(0.05)  # both taken by the batch, past the queue timeout
+    gone.cancel()
+    await asyncio.sleep(0)
+    writer.gate.set()
+    assert await staying is True
+    assert gone.cancelled()
