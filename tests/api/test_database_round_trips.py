@@ -53,6 +53,16 @@ def database_work(app: FastAPI) -> Iterator[Counter[str]]:
             event.remove(target, name, listener)
 
 
+async def counted_push(
+    app: FastAPI, client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle
+) -> Counter[str]:
+    """One push at the RFC 9126 endpoint, which must succeed, and what it cost the database."""
+    with database_work(app) as counts:
+        response = await client.post(service.par_path, data=par_params(basic_client), headers=basic_client.basic())
+    assert response.status_code == 201, response.text
+    return counts
+
+
 async def test_a_push_is_one_insert(
     app: FastAPI, client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle
 ) -> None:
@@ -60,11 +70,8 @@ async def test_a_push_is_one_insert(
     row in a batched INSERT transaction (app.db.writer; alone here, so a batch of one) and checks out no
     connection of its own. Rate-limit counters cost it nothing: they are counted in the process and
     synchronised in the background (app.db.rate_limits.SyncedCounters)."""
-    first = await client.post(service.par_path, data=par_params(basic_client), headers=basic_client.basic())
-    assert first.status_code == 201, first.text
-    with database_work(app) as counts:
-        response = await client.post(service.par_path, data=par_params(basic_client), headers=basic_client.basic())
-    assert response.status_code == 201, response.text
+    await counted_push(app, client, service, basic_client)
+    counts = await counted_push(app, client, service, basic_client)
     assert counts == {"checkouts": 1, "transactions": 1, "statements": 1, "commits": 1}
 
 
@@ -74,9 +81,7 @@ async def test_a_new_caller_costs_one_counter_read_first(
     """Counters this replica has not seen are read together (one SELECT) before the push takes its
     connection, so a request never waits for a second connection while holding one; then the service
     and the client on the request's connection, given back before the writer's INSERT."""
-    with database_work(app) as counts:
-        response = await client.post(service.par_path, data=par_params(basic_client), headers=basic_client.basic())
-    assert response.status_code == 201, response.text
+    counts = await counted_push(app, client, service, basic_client)
     assert counts == {"checkouts": 3, "transactions": 3, "statements": 4, "commits": 1}
 
 
