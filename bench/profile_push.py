@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import base64
 import cProfile
+import logging
 import os
 import tempfile
 import time
@@ -22,6 +23,7 @@ from typing import Any
 from urllib.parse import quote_plus, urlencode
 
 import httpx
+import uvloop
 
 from app.cli import run_migrations
 from app.main import create_app
@@ -150,4 +152,7 @@ if __name__ == "__main__":
         parsed.database_url = f"sqlite+aiosqlite:///{tempfile.mkdtemp()}/profile.db"
     migrated = bench_settings(parsed)
     run_migrations(migrated)
-    asyncio.run(main(migrated, parsed))
+    # alembic.ini's logging setup gives the root logger a handler: drop it, so each request is logged
+    # once, as by `par-server serve`.
+    logging.getLogger().handlers.clear()
+    uvloop.run(main(migrated, parsed))  # the event loop `par-server serve` runs

@@ -8,11 +8,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from fastapi import FastAPI
 from sqlalchemy import event, func, select
 
 from app.db.models import PushedRequest
-from app.db.writer import BatchWriter, Waiting
+from app.db.writer import BatchWriter, Waiting, WriteTimeout
 from tests.factories import ClientHandle, ServiceHandle
 
 
@@ -89,3 +90,46 @@ async def test_a_caller_that_left_does_not_fail_the_rest_of_its_batch() -> None:
     writer.gate.set()
     assert await staying is True
     assert gone.cancelled()
+
+
+class RecordingWriter(GatedWriter):
+    """One item per batch; remembers what it wrote."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._max_batch = 1
+        self.written: list[str] = []
+
+    async def _write(self, batch: Sequence[Waiting[str]]) -> None:
+        await self.gate.wait()
+        self.written.extend(waiting.item for waiting in batch)
+        for waiting in batch:
+            waiting.answer(True)
+
+
+async def test_an_item_no_batch_takes_in_time_fails_and_is_never_written() -> None:
+    """The queue timeout (the pool timeout): a push waits no longer for a batch than it would have for a
+    connection of its own, and a push answered 503 is not stored afterwards."""
+    writer = RecordingWriter()
+    first = asyncio.create_task(writer.add("first"))  # taken by the only batch, which waits on the gate
+    await asyncio.sleep(0)
+    with pytest.raises(WriteTimeout):
+        await writer.add("late")
+    writer.gate.set()
+    assert await first is True
+    await asyncio.sleep(0.02)
+    assert writer.written == ["first"]
+
+
+async def test_a_caller_that_left_before_its_item_was_taken_is_not_written() -> None:
+    writer = RecordingWriter()
+    first = asyncio.create_task(writer.add("first"))
+    gone = asyncio.create_task(writer.add("gone"))
+    await asyncio.sleep(0)
+    gone.cancel()
+    await asyncio.sleep(0)
+    writer.gate.set()
+    assert await first is True
+    assert gone.cancelled()
+    await asyncio.sleep(0.02)
+    assert writer.written == ["first"]
