@@ -6,8 +6,9 @@ import hashlib
 import hmac
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import Depends, Path, Query, Request
@@ -75,6 +76,30 @@ class AppState:
     redis: Redis | None = None  # PAR_REDIS_URL: one client for replay entries and pushed requests
     pushed_requests: RedisPushedRequests | None = None  # PAR_PUSHED_REQUEST_STORE=redis; None: the database
     clock: Callable[[], datetime] = utc_now  # replaceable so tests can stand at an expiry boundary
+    # Derived from the fields above once, not per request (a push used to pay an HMAC for the nonce key).
+    parameter_limits: ParameterLimits = field(init=False)
+    _client_auth: partial[ClientAuthContext] = field(init=False)  # all but the request's replay store
+
+    def __post_init__(self) -> None:
+        settings = self.settings
+        limits = ParameterLimits(
+            max_parameters=settings.max_parameters,
+            max_parameter_bytes=settings.max_parameter_bytes,
+            max_total_bytes=settings.max_body_bytes,
+        )
+        client_auth = partial(
+            ClientAuthContext,
+            hasher=self.hasher,
+            secret_box=self.secret_box,
+            client_keys=client_keys_from(self.jwks_fetcher),
+            clock_skew=timedelta(seconds=settings.clock_skew_seconds),
+            max_assertion_lifetime=timedelta(seconds=settings.max_assertion_lifetime_seconds),
+            dpop_nonce_key=hmac.new(settings.pepper_bytes, b"par-server dpop nonces", hashlib.sha256).digest(),
+            dpop_max_age=timedelta(seconds=settings.dpop_proof_max_age_seconds),
+            max_request_object_lifetime=timedelta(seconds=settings.max_request_object_lifetime_seconds),
+        )
+        object.__setattr__(self, "parameter_limits", limits)  # frozen: set once, here
+        object.__setattr__(self, "_client_auth", client_auth)
 
     @asynccontextmanager
     async def request_connection(self) -> AsyncIterator[RequestConnection]:
@@ -88,21 +113,7 @@ class AppState:
 
     def client_auth_for(self, connection: RequestConnection) -> ClientAuthContext:
         """The client authentication context of one push, recording replays on its connection."""
-        return ClientAuthContext(
-            hasher=self.hasher,
-            secret_box=self.secret_box,
-            client_keys=client_keys_from(self.jwks_fetcher),
-            replay_store=self.replay_store.bound(connection),
-            clock_skew=timedelta(seconds=self.settings.clock_skew_seconds),
-            max_assertion_lifetime=timedelta(seconds=self.settings.max_assertion_lifetime_seconds),
-            dpop_nonce_key=self.dpop_nonce_key,
-            dpop_max_age=timedelta(seconds=self.settings.dpop_proof_max_age_seconds),
-            max_request_object_lifetime=timedelta(seconds=self.settings.max_request_object_lifetime_seconds),
-        )
-
-    @property
-    def dpop_nonce_key(self) -> bytes:
-        return hmac.new(self.settings.pepper_bytes, b"par-server dpop nonces", hashlib.sha256).digest()
+        return self._client_auth(replay_store=self.replay_store.bound(connection))
 
     async def aclose(self) -> None:
         await self.jwks_fetcher.aclose()
@@ -115,14 +126,6 @@ class AppState:
             client: Redis = getattr(shared.bridge, "storage")  # noqa: B009
             await client.aclose()
         await self.engine.dispose()
-
-    @property
-    def parameter_limits(self) -> ParameterLimits:
-        return ParameterLimits(
-            max_parameters=self.settings.max_parameters,
-            max_parameter_bytes=self.settings.max_parameter_bytes,
-            max_total_bytes=self.settings.max_body_bytes,
-        )
 
     async def find_service(self, connection: RequestConnection, service_id: int) -> ServiceRecord | None:
         """The service as the protocol rules see it (cached, ``app.db.cache``); None if it does not exist."""
