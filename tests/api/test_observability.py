@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -12,6 +13,8 @@ import pytest
 from alembic import command
 from alembic.config import Config
 from fastapi import FastAPI
+from hypothesis import given
+from hypothesis import strategies as st
 
 from app.api.observability import JsonFormatter
 from app.db.schema import alembic_config_path
@@ -39,6 +42,32 @@ async def test_pushes_are_counted_by_outcome_and_error(
     assert (
         metric_value(text, "par_request_duration_seconds_count", route="/services/{service_id}/par", status="201") == 1
     )
+
+
+async def test_repeated_requests_count_into_the_same_series(
+    client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle
+) -> None:
+    """The per-request metrics remember their label children: the same labels keep adding up."""
+    for _ in range(3):
+        await client.post(service.par_path, data=par_params(basic_client), headers=basic_client.basic())
+    await client.post(service.par_path, data=par_params(basic_client, scope="admin"), headers=basic_client.basic())
+    text = (await client.get("/metrics")).text
+    labels = {"operation": "push", "service": str(service.id)}
+    assert metric_value(text, "par_operations_total", **labels, outcome="created") == 3
+    assert metric_value(text, "par_operations_total", **labels, outcome="bad_request", error="invalid_scope") == 1
+    route = "/services/{service_id}/par"
+    assert metric_value(text, "par_request_duration_seconds_count", route=route, status="201") == 3
+    assert metric_value(text, "par_request_duration_seconds_count", route=route, status="400") == 1
+
+
+@given(st.floats(min_value=0, max_value=2**32, allow_nan=False) | st.integers(0, 2**32).map(lambda s: s + 0.9999995))
+def test_log_timestamps_read_as_datetime_writes_them(created: float) -> None:
+    """The formatter's per-second shortcut writes what datetime.isoformat(timespec="milliseconds") does,
+    rounding included."""
+    record = logging.LogRecord("par_server", logging.INFO, __file__, 1, "m", (), None)
+    record.created = created
+    expected = datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
+    assert json.loads(JsonFormatter().format(record))["ts"] == expected
 
 
 async def test_request_id_is_echoed_or_assigned(client: httpx.AsyncClient) -> None:
