@@ -99,12 +99,15 @@ def parse_parameters(raw: str | bytes, limits: ParameterLimits) -> RequestParame
 
 
 def _decode(component: str) -> str:
-    if _BAD_PERCENT_ESCAPE.search(component):
-        raise InvalidRequest("the request contains a malformed percent-encoding")
-    try:
-        decoded = unquote_plus(component, encoding="utf-8", errors="strict")
-    except UnicodeDecodeError:
-        raise InvalidRequest("a parameter is not valid percent-encoded UTF-8") from None
+    if "%" not in component and "+" not in component:
+        decoded = component  # nothing to decode, as most names and values
+    else:
+        if _BAD_PERCENT_ESCAPE.search(component):
+            raise InvalidRequest("the request contains a malformed percent-encoding")
+        try:
+            decoded = unquote_plus(component, encoding="utf-8", errors="strict")
+        except UnicodeDecodeError:
+            raise InvalidRequest("a parameter is not valid percent-encoded UTF-8") from None
     if _CONTROL_CHARACTERS.search(decoded):
         raise InvalidRequest("a parameter contains control characters")
     return decoded

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
+import re
+from urllib.parse import unquote_plus, urlencode
 
 import pytest
 from hypothesis import given, settings
@@ -108,3 +109,28 @@ def test_encode_is_urlencode(pairs: list[tuple[str, str]]) -> None:
     """RequestParameters.encode skips escaping where there is nothing to escape; the result must be
     exactly urlencode's, which the stored parameters were written with before."""
     assert RequestParameters(tuple(pairs)).encode() == urlencode(pairs)
+
+
+def _decoded_the_general_way(component: str) -> str | None:
+    """What ``_decode`` answered before its shortcut for components with nothing to decode."""
+    if re.search(r"%(?![0-9A-Fa-f]{2})", component):
+        return None
+    try:
+        decoded = unquote_plus(component, encoding="utf-8", errors="strict")
+    except UnicodeDecodeError:
+        return None
+    return None if re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", decoded) else decoded
+
+
+@settings(max_examples=1000)
+@given(st.text(alphabet=st.sampled_from("ab%+=2F0\x01\x7f\t é"), max_size=12) | st.text(max_size=12))
+def test_decoding_takes_no_shortcut_that_changes_the_answer(component: str) -> None:
+    """Names and values without '%' or '+' are taken as they are: the same value or refusal as decoding."""
+    value = component.replace("&", "").replace("=", "")
+    body = f"name={value}"
+    expected = _decoded_the_general_way(value)
+    if expected is None:
+        with pytest.raises(InvalidRequest):
+            parse_parameters(body, LIMITS)
+    else:
+        assert parse_parameters(body, LIMITS).pairs == (("name", expected),)
