@@ -42,7 +42,7 @@ from app.db.repositories import (
     service_record,
 )
 from app.db.schema import head_revisions
-from app.db.writer import PushedRequestWriter
+from app.db.writer import PushedRequestWriter, pushed_request_writer
 from app.jwks_fetcher import JwksFetcher, JwksFetchError
 from app.settings import Settings
 
@@ -72,7 +72,7 @@ class AppState:
     services: RecordCache[int, ServiceRecord]
     clients: RecordCache[tuple[int, str], ClientRecord]
     tokens: RecordCache[str, int]  # service access token digest -> its service
-    writer: PushedRequestWriter
+    writer: PushedRequestWriter[Any]
     redis: Redis | None = None  # PAR_REDIS_URL: one client for replay entries and pushed requests
     pushed_requests: RedisPushedRequests | None = None  # PAR_PUSHED_REQUEST_STORE=redis; None: the database
     clock: Callable[[], datetime] = utc_now  # replaceable so tests can stand at an expiry boundary
@@ -212,7 +212,7 @@ def build_state(settings: Settings) -> AppState:
         replay_store=replay_store,
         metrics=metrics,
         schema_head=_schema_head(),
-        writer=PushedRequestWriter(
+        writer=pushed_request_writer(
             engine,
             max_batch=settings.push_write_batch_max,
             concurrency=settings.push_write_concurrency,

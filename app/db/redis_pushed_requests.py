@@ -44,7 +44,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple, cast
 
@@ -142,7 +143,7 @@ def decode(service_id: int, reference_hash: str, value: bytes) -> PushedRequestR
     )
 
 
-class RedisPushedRequestWriter(BatchWriter[PendingSet]):
+class RedisPushedRequestWriter(BatchWriter[PendingSet, None]):
     """Concurrent pushes' ``SET NX PXAT`` commands in one pipeline (``transaction=False``: no MULTI,
     each command stands alone). ``add`` answers True once Redis acknowledged the caller's command; a
     Redis error, or a taken key (``ReferenceCollision``), propagates to that caller."""
@@ -151,7 +152,11 @@ class RedisPushedRequestWriter(BatchWriter[PendingSet]):
         super().__init__(max_batch=max_batch, concurrency=concurrency, queue_timeout=queue_timeout)
         self._redis = redis
 
-    async def _write(self, batch: Sequence[Waiting[PendingSet]]) -> None:
+    @asynccontextmanager
+    async def _holding(self) -> AsyncIterator[None]:
+        yield None  # each pipeline takes a connection from the client's pool
+
+    async def _write(self, batch: Sequence[Waiting[PendingSet]], held: None) -> None:  # noqa: ARG002
         async with self._redis.pipeline(transaction=False) as pipeline:
             for waiting in batch:
                 pipeline.set(waiting.item.key, waiting.item.value, pxat=waiting.item.expiry_ms, nx=True)

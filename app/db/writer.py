@@ -17,6 +17,15 @@ fails as on an unavailable database (503); a batch waits for a connection at mos
 and its statements are bounded by the statement timeout. A push that gave up is never acknowledged,
 so a row written after all is never used and expires like any other.
 
+On PostgreSQL a batch is one statement: its rows travel as one JSON parameter (``json_to_recordset``)
+on a connection in autocommit, so writing it is a single round trip, committed by itself, durable as
+any commit (``synchronous_commit``). A writer holds its connection while batches keep coming, and
+returns it to the pool once the queue is empty, so the pool's liveness ping is paid once per burst,
+not per batch. Measured (bench/RESULTS.md), BEGIN, the pipelined per-row INSERT and COMMIT on a
+freshly checked-out connection cost the server about 1.4 ms of CPU per batch of ten, the single
+statement on a held connection about 0.4 ms. SQLite keeps a transaction per batch on a connection
+checked out for it: its pool is one connection, which a held writer would keep from every reader.
+
 The batching itself (``BatchWriter``) is shared with the Redis store of pushed requests
 (``app.db.redis_pushed_requests``), whose batches are pipelines instead of transactions.
 """
@@ -24,15 +33,18 @@ The batching itself (``BatchWriter``) is shared with the Redis store of pushed r
 from __future__ import annotations
 
 import asyncio
+import json
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.core.model import PushedRequestRecord
 from app.db.models import PushedRequest
@@ -42,7 +54,19 @@ Row = dict[str, Any]
 INSERT_PUSHED_REQUEST = insert(PushedRequest)
 
 
+# PostgreSQL: a whole batch in one statement, its rows one JSON array (this module's docstring).
+POSTGRESQL_INSERT_PUSHED_REQUESTS = """
+INSERT INTO pushed_request
+    (reference_hash, service_id, client_id, parameters, request, state, created_at, expires_at)
+SELECT reference_hash, service_id, client_id, parameters, request, state, created_at, expires_at
+FROM json_to_recordset(%s::json) AS batch(
+    reference_hash varchar(64), service_id bigint, client_id bigint, parameters text, request json,
+    state varchar(20), created_at timestamptz, expires_at timestamptz
+)
+"""
+
 Item = TypeVar("Item")
+Held = TypeVar("Held")  # what one flusher holds while it writes batch after batch (a connection, or nothing)
 
 
 @dataclass(slots=True)
@@ -67,9 +91,10 @@ class WriteTimeout(PoolTimeoutError):
     """A pushed request was not written in time (answered like an unavailable database: 503)."""
 
 
-class BatchWriter(ABC, Generic[Item]):
+class BatchWriter(ABC, Generic[Item, Held]):
     """Concurrent callers' items written in shared batches; each caller is answered only once the write
-    holding its item is acknowledged (or failed). Subclasses write one batch (:meth:`_write`)."""
+    holding its item is acknowledged (or failed). Subclasses write one batch (:meth:`_write`) with what
+    :meth:`_holding` gives them for as long as batches keep coming."""
 
     def __init__(self, *, max_batch: int, concurrency: int, queue_timeout: float) -> None:
         self._max_batch = max_batch
@@ -108,24 +133,36 @@ class BatchWriter(ABC, Generic[Item]):
 
     async def _flush(self) -> None:
         while self._queue:
-            batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
-            for waiting in batch:
-                waiting.taken = True
+            batch = self._take()
             try:
-                await self._write(batch)
+                async with self._holding() as held:
+                    await self._write(batch, held)
+                    while self._queue:  # what arrived meanwhile, with the same connection
+                        batch = self._take()
+                        await self._write(batch, held)
             except Exception as error:  # the store is away or refused the batch: each caller hears it
                 for waiting in batch:
                     waiting.fail(error)
 
+    def _take(self) -> list[Waiting[Item]]:
+        batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
+        for waiting in batch:
+            waiting.taken = True
+        return batch
+
     @abstractmethod
-    async def _write(self, batch: Sequence[Waiting[Item]]) -> None:
+    def _holding(self) -> AbstractAsyncContextManager[Held]:
+        """What a flusher holds from its first batch until the queue is empty."""
+
+    @abstractmethod
+    async def _write(self, batch: Sequence[Waiting[Item]], held: Held) -> None:
         """Write the batch and answer each of its callers (``stored``); raising answers the rest."""
 
 
-class PushedRequestWriter(BatchWriter[Row]):
+class PushedRequestWriter(BatchWriter[Row, Held]):
     """Pushed-request rows in shared INSERT transactions (this module's docstring). ``add`` answers
     False when the database refuses the row (its client or service is gone); database errors
-    propagate to every request of the failed batch."""
+    propagate to every request of the failed batch. :func:`pushed_request_writer` picks the dialect's."""
 
     def __init__(self, engine: AsyncEngine, *, max_batch: int, concurrency: int, queue_timeout: float) -> None:
         super().__init__(max_batch=max_batch, concurrency=concurrency, queue_timeout=queue_timeout)
@@ -148,16 +185,67 @@ class PushedRequestWriter(BatchWriter[Row]):
             }
         )
 
-    async def _write(self, batch: Sequence[Waiting[Row]]) -> None:
+    async def _write(self, batch: Sequence[Waiting[Row]], held: Held) -> None:
         try:
-            async with self._engine.begin() as connection:
-                await connection.execute(INSERT_PUSHED_REQUEST, [waiting.item for waiting in batch])
+            await self._insert([waiting.item for waiting in batch], held)
         except IntegrityError:
             if len(batch) == 1:
                 batch[0].answer(False)
                 return
             for waiting in batch:  # find the refused row(s): each on its own
-                await self._write([waiting])
+                await self._write([waiting], held)
             return
         for waiting in batch:
             waiting.answer(True)
+
+    @abstractmethod
+    async def _insert(self, rows: list[Row], held: Held) -> None:
+        """Insert the rows atomically: all of them are committed, or none and the error propagates."""
+
+
+class TransactionPushedRequestWriter(PushedRequestWriter[None]):
+    """Any dialect (SQLite): each batch one transaction on a connection checked out for it."""
+
+    @asynccontextmanager
+    async def _holding(self) -> AsyncIterator[None]:
+        yield None
+
+    async def _insert(self, rows: list[Row], held: None) -> None:  # noqa: ARG002 - holds nothing
+        async with self._engine.begin() as connection:
+            await connection.execute(INSERT_PUSHED_REQUEST, rows)
+
+
+class PostgresPushedRequestWriter(PushedRequestWriter[AsyncConnection]):
+    """PostgreSQL: each batch one statement on a held autocommit connection (this module's docstring)."""
+
+    @asynccontextmanager
+    async def _holding(self) -> AsyncIterator[AsyncConnection]:
+        async with self._engine.connect() as connection:
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+            yield connection
+
+    async def _insert(self, rows: list[Row], held: AsyncConnection) -> None:
+        await held.exec_driver_sql(POSTGRESQL_INSERT_PUSHED_REQUESTS, (_json_rows(rows),))
+
+
+def _json_rows(rows: list[Row]) -> str:
+    """The rows as the JSON array ``json_to_recordset`` reads: times in ISO 8601 with their offset."""
+    return json.dumps(
+        [{**row, "created_at": _utc_iso(row["created_at"]), "expires_at": _utc_iso(row["expires_at"])} for row in rows]
+    )
+
+
+def _utc_iso(moment: datetime) -> str:
+    if moment.tzinfo is None:  # as UTCDateTime refuses them
+        raise ValueError("naive datetimes are ambiguous; pass an aware UTC datetime")
+    return moment.isoformat()
+
+
+def pushed_request_writer(
+    engine: AsyncEngine, *, max_batch: int, concurrency: int, queue_timeout: float
+) -> PushedRequestWriter[Any]:
+    """The batched writer for the engine's dialect."""
+    kind: type[PushedRequestWriter[Any]] = (
+        PostgresPushedRequestWriter if engine.dialect.name == "postgresql" else TransactionPushedRequestWriter
+    )
+    return kind(engine, max_batch=max_batch, concurrency=concurrency, queue_timeout=queue_timeout)

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import event, func, select
+from sqlalchemy.exc import StatementError
 
 from app.db.models import PushedRequest
 from app.db.writer import BatchWriter, Waiting, WriteTimeout
+from app.settings import Settings
+from tests.conftest import make_settings
 from tests.factories import ClientHandle, ServiceHandle
 
 
@@ -65,14 +69,69 @@ async def test_a_refused_row_fails_alone(app: FastAPI, service: ServiceHandle, b
     assert await stored(app) == 4
 
 
-class GatedWriter(BatchWriter[str]):
+async def test_rows_are_stored_exactly(app: FastAPI, service: ServiceHandle, basic_client: ClientHandle) -> None:
+    """Whatever the dialect's way in (on PostgreSQL the batch travels as JSON): text, JSON values and
+    times to the microsecond read back as they were written."""
+    written = row(service.id, basic_client.id)
+    written["parameters"] = "state=%C3%A9t%C3%A9+%F0%9F%98%80&x=\"\\'<>"
+    written["request"] = {"state": 'été 😀 "quoted" \\ \u2028', "scopes": ["openid"], "n": 1, "none": None}
+    written["created_at"] = datetime(2026, 11, 21, 18, 0, 0, 123456, tzinfo=UTC)
+    written["expires_at"] = datetime(2026, 11, 21, 18, 1, 0, 0, tzinfo=UTC)
+    assert await app.state.par.writer.add(written) is True
+    async with app.state.par.sessions() as session:
+        stored_row = await session.get(PushedRequest, written["reference_hash"])
+    assert stored_row is not None
+    assert {name: getattr(stored_row, name) for name in written} == written
+
+
+async def test_a_naive_time_is_refused(app: FastAPI, service: ServiceHandle, basic_client: ClientHandle) -> None:
+    naive = row(service.id, basic_client.id)
+    naive["created_at"] = naive["created_at"].replace(tzinfo=None)
+    with pytest.raises((ValueError, StatementError), match="naive"):  # SQLAlchemy wraps it on SQLite
+        await app.state.par.writer.add(naive)
+    assert await stored(app) == 0
+
+
+class TestBursts:
+    @pytest.fixture
+    def settings(self, database_url: str) -> Settings:
+        return make_settings(database_url, push_write_batch_max=2, push_write_concurrency=2)
+
+    async def test_a_burst_holds_a_connection_per_writer_on_postgresql(
+        self, app: FastAPI, service: ServiceHandle, basic_client: ClientHandle
+    ) -> None:
+        """20 batches of 2: on PostgreSQL each of the 2 writers checks out one connection for the whole
+        burst (one liveness ping each); SQLite checks one out per batch, as its one connection is shared."""
+        checkouts = 0
+
+        def checkout(*_: Any) -> None:
+            nonlocal checkouts
+            checkouts += 1
+
+        pool = app.state.par.engine.sync_engine.pool
+        event.listen(pool, "checkout", checkout)
+        try:
+            rows = [row(service.id, basic_client.id) for _ in range(40)]
+            results = await asyncio.gather(*(app.state.par.writer.add(r) for r in rows))
+        finally:
+            event.remove(pool, "checkout", checkout)
+        assert results == [True] * 40
+        assert await stored(app) == 40
+        assert checkouts == (2 if app.state.par.engine.dialect.name == "postgresql" else 20)
+
+
+class GatedWriter(BatchWriter[str, None]):
     """A batch writer whose write waits for ``gate``, then stores every item."""
 
     def __init__(self) -> None:
         super().__init__(max_batch=10, concurrency=1, queue_timeout=0.01)
         self.gate = asyncio.Event()
 
-    async def _write(self, batch: Sequence[Waiting[str]]) -> None:
+    @asynccontextmanager
+    async def _holding(self) -> AsyncIterator[None]:
+        yield None
+
+    async def _write(self, batch: Sequence[Waiting[str]], held: None) -> None:  # noqa: ARG002
         await self.gate.wait()
         for waiting in batch:
             waiting.answer(True)
@@ -100,7 +159,7 @@ class RecordingWriter(GatedWriter):
         self._max_batch = 1
         self.written: list[str] = []
 
-    async def _write(self, batch: Sequence[Waiting[str]]) -> None:
+    async def _write(self, batch: Sequence[Waiting[str]], held: None) -> None:  # noqa: ARG002
         await self.gate.wait()
         self.written.extend(waiting.item for waiting in batch)
         for waiting in batch:
