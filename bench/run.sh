@@ -16,6 +16,10 @@
 # PostgreSQL processes alive at its end (postgres_cpu_s), the PostgreSQL backends that exited during it
 # (postgres_exited_cpu_s, may include other databases'), everything else on the machine (other_cpu_s,
 # by difference: concurrent test suites), the machine's busy % and the load average.
+# ROUNDS=N (default 1) repeats the whole sequence of targets N times, each round in its own directory
+# (round-1/, ...), and ends with RATIO_MEDIAN lines: the median over the rounds of each round's ratios. This
+# VM's speed drifts by tens of percent within minutes, and the peer (which uses more than one core) drifts
+# more than par-server, so ratios taken minutes apart within a round and repeated are the robust figure.
 # Tunables (env): THREADS=1 CONNECTIONS=32 DURATION=20 WARMUP=5 RUNS=3 WORKERS=1 (par-server's uvicorn
 # workers) FILL=0 (live pushed requests stored before the runs, bench/fill.py) SCENARIO=push or flow
 # (bench/flow.lua: the backend API push, resolve and consume) RSS_SAMPLE_SECONDS=5 PG_DB=par_server_bench PAR_SERVER;
@@ -31,6 +35,7 @@ CONNECTIONS=${CONNECTIONS:-32}
 DURATION=${DURATION:-20}
 WARMUP=${WARMUP:-5}
 RUNS=${RUNS:-3}
+ROUNDS=${ROUNDS:-1}
 WORKERS=${WORKERS:-1}  # uvicorn worker processes of par-server (the peer is one Node process)
 FILL=${FILL:-0}  # live pushed requests put in the store before the runs (bench/fill.py)
 RSS_SAMPLE_SECONDS=${RSS_SAMPLE_SECONDS:-5}
@@ -78,7 +83,8 @@ if [[ " ${databases[*]} " == *" postgresql "* || " ${databases[*]} " == *" redis
   command -v psql >/dev/null 2>&1 || die "psql is not installed (apt-get install -y postgresql-client)"
 fi
 
-OUT="$ROOT/bench/out/$(date -u +%Y%m%dT%H%M%SZ)"
+OUT_BASE="$ROOT/bench/out/$(date -u +%Y%m%dT%H%M%SZ)"
+OUT=$OUT_BASE  # each round's own directory when ROUNDS > 1
 mkdir -p "$OUT"
 TMP=$(mktemp -d /tmp/par-bench.XXXXXX)
 SERVER_PID=""
@@ -396,7 +402,21 @@ ratios() {  # ours/peer for each database measured in this run
     awk -v ours_rps="$(field rps "${SUMMARIES[$db]}")" -v peer_rps="$(field rps "$peer")" \
         -v ours_p99="$(field p99_ms "${SUMMARIES[$db]}")" -v peer_p99="$(field p99_ms "$peer")" -v db="$db" \
       'BEGIN { printf "RATIO db=%s rps_ours_over_peer=%.2f p99_ours_over_peer=%.2f (ours %.1f req/s p99 %.1f ms; peer %.1f req/s p99 %.1f ms)\n", db, ours_rps / peer_rps, ours_p99 / peer_p99, ours_rps, ours_p99, peer_rps, peer_p99 }' \
-      | tee -a "$OUT/results.txt"
+      | tee -a "$OUT/results.txt" | tee -a "$OUT_BASE/ratios.txt"
+  done
+}
+
+median_ratios() {  # RATIO_MEDIAN per database: the median over the rounds of each round's RATIO line
+  local db values_rps values_p99 line
+  [[ -f "$OUT_BASE/ratios.txt" ]] || return 0
+  for db in sqlite postgresql redis; do
+    values_rps=(); values_p99=()
+    while read -r line; do
+      values_rps+=("$(field rps_ours_over_peer "$line")"); values_p99+=("$(field p99_ours_over_peer "$line")")
+    done < <(grep "^RATIO db=$db " "$OUT_BASE/ratios.txt")
+    (( ${#values_rps[@]} > 0 )) || continue
+    echo "RATIO_MEDIAN db=$db rounds=${#values_rps[@]} rps_ours_over_peer=$(median "${values_rps[@]}")" \
+      "p99_ours_over_peer=$(median "${values_p99[@]}") (per round: ${values_rps[*]})" | tee -a "$OUT_BASE/results.txt"
   done
 }
 
@@ -458,14 +478,23 @@ bench_database() {
   echo "uptime: $(uptime)"
 } | tee "$OUT/machine.txt"
 
-for db in "${databases[@]}"; do
-  if [[ "$db" == peer && "$SCENARIO" != push ]]; then
-    echo "=== peer skipped: SCENARIO=$SCENARIO is par-server's backend API ==="
-  elif [[ "$db" == peer ]]; then
-    bench_peer
-  else
-    bench_database "$db"
+for round in $(seq 1 "$ROUNDS"); do
+  if (( ROUNDS > 1 )); then
+    OUT="$OUT_BASE/round-$round"
+    mkdir -p "$OUT"
+    echo "=== round $round of $ROUNDS ==="
   fi
+  SUMMARIES=()
+  for db in "${databases[@]}"; do
+    if [[ "$db" == peer && "$SCENARIO" != push ]]; then
+      echo "=== peer skipped: SCENARIO=$SCENARIO is par-server's backend API ==="
+    elif [[ "$db" == peer ]]; then
+      bench_peer
+    else
+      bench_database "$db"
+    fi
+  done
+  ratios
 done
-ratios
-echo "raw outputs: $OUT"
+if (( ROUNDS > 1 )); then median_ratios; fi
+echo "raw outputs: $OUT_BASE"
