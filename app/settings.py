@@ -115,6 +115,10 @@ class Settings(BaseSettings):
     push_write_concurrency: Annotated[int, Field(gt=0, le=64)] = Field(
         default=4, description="Batches of pushed requests written at once, each on a pooled connection"
     )
+    push_write_linger_seconds: Annotated[float, Field(ge=0, le=1)] = Field(
+        default=0.01,
+        description="How long a batch writer keeps its connection for the next pushes once none is waiting",
+    )
 
     # Housekeeping.
     purge_interval_seconds: Annotated[float, Field(gt=0)] = 60.0

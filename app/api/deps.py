@@ -116,6 +116,7 @@ class AppState:
         return self._client_auth(replay_store=self.replay_store.bound(connection))
 
     async def aclose(self) -> None:
+        await self.writer.aclose()  # its writers give their connections back before the pool closes
         await self.jwks_fetcher.aclose()
         if self.redis is not None:
             await self.redis.aclose()
@@ -217,6 +218,7 @@ def build_state(settings: Settings) -> AppState:
             max_batch=settings.push_write_batch_max,
             concurrency=settings.push_write_concurrency,
             queue_timeout=settings.db_pool_timeout_seconds,
+            linger=settings.push_write_linger_seconds,
         ),
         redis=redis,
         pushed_requests=pushed_requests,

@@ -20,11 +20,12 @@ so a row written after all is never used and expires like any other.
 On PostgreSQL a batch is one statement: its rows travel as one JSON parameter (``json_to_recordset``)
 on a connection in autocommit, so writing it is a single round trip, committed by itself, durable as
 any commit (``synchronous_commit``). A writer holds its connection while batches keep coming, and
-returns it to the pool once the queue is empty, so the pool's liveness ping is paid once per burst,
-not per batch. Measured (bench/RESULTS.md), BEGIN, the pipelined per-row INSERT and COMMIT on a
-freshly checked-out connection cost the server about 1.4 ms of CPU per batch of ten, the single
-statement on a held connection about 0.4 ms. SQLite keeps a transaction per batch on a connection
-checked out for it: its pool is one connection, which a held writer would keep from every reader.
+returns it to the pool once no push has arrived for ``linger`` (``PAR_PUSH_WRITE_LINGER_SECONDS``),
+so the pool's liveness ping is paid once per burst, not per batch. Measured (bench/RESULTS.md),
+BEGIN, the pipelined per-row INSERT and COMMIT on a freshly checked-out connection cost the server
+about 1.4 ms of CPU per batch of ten, the single statement on a held connection about 0.4 ms.
+SQLite keeps a transaction per batch on a connection checked out for it: its pool is one
+connection, which a held writer would keep from every reader.
 
 The batching itself (``BatchWriter``) is shared with the Redis store of pushed requests
 (``app.db.redis_pushed_requests``), whose batches are pipelines instead of transactions.
@@ -33,6 +34,7 @@ The batching itself (``BatchWriter``) is shared with the Redis store of pushed r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
@@ -96,8 +98,12 @@ class BatchWriter(ABC, Generic[Item, Held]):
     holding its item is acknowledged (or failed). Subclasses write one batch (:meth:`_write`) with what
     :meth:`_holding` gives them for as long as batches keep coming."""
 
-    def __init__(self, *, max_batch: int, concurrency: int, queue_timeout: float) -> None:
+    def __init__(self, *, max_batch: int, concurrency: int, queue_timeout: float, linger: float = 0.0) -> None:
         self._max_batch = max_batch
+        self._linger = linger
+        self._arrived = asyncio.Event()
+        self._lingering = 0  # writers waiting for the next item with what they hold
+        self._closing = False
         self._concurrency = concurrency
         self._queue_timeout = queue_timeout
         self._queue: list[Waiting[Item]] = []
@@ -108,7 +114,8 @@ class BatchWriter(ABC, Generic[Item, Held]):
         An error of a failed batch propagates to every caller whose item it held."""
         waiting = Waiting(item)
         self._queue.append(waiting)
-        if len(self._flushers) < self._concurrency:
+        self._arrived.set()
+        if not self._lingering and len(self._flushers) < self._concurrency:  # a lingering writer takes it
             flusher = asyncio.get_running_loop().create_task(self._flush())
             self._flushers.add(flusher)
             flusher.add_done_callback(self._flushers.discard)
@@ -137,12 +144,37 @@ class BatchWriter(ABC, Generic[Item, Held]):
             try:
                 async with self._holding() as held:
                     await self._write(batch, held)
-                    while self._queue:  # what arrived meanwhile, with the same connection
+                    while await self._next_arrival():  # what arrives meanwhile, with the same connection
                         batch = self._take()
                         await self._write(batch, held)
             except Exception as error:  # the store is away or refused the batch: each caller hears it
                 for waiting in batch:
                     waiting.fail(error)
+
+    async def _next_arrival(self) -> bool:
+        """Whether items wait, or arrive within ``linger``: under load the next pushes come while the last
+        batch's callers are being answered, and a writer that gave its connection back at once checked
+        one out again (with the liveness ping) for nearly every batch."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._linger
+        self._lingering += 1
+        try:
+            while not self._queue:
+                remaining = deadline - loop.time()
+                if remaining <= 0 or self._closing:
+                    return False
+                self._arrived.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._arrived.wait(), remaining)
+            return True
+        finally:
+            self._lingering -= 1
+
+    async def aclose(self) -> None:
+        """Let the writers finish what is queued and give back what they hold (at shutdown)."""
+        self._closing = True
+        self._arrived.set()
+        await asyncio.gather(*self._flushers, return_exceptions=True)
 
     def _take(self) -> list[Waiting[Item]]:
         batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
@@ -164,8 +196,10 @@ class PushedRequestWriter(BatchWriter[Row, Held]):
     False when the database refuses the row (its client or service is gone); database errors
     propagate to every request of the failed batch. :func:`pushed_request_writer` picks the dialect's."""
 
-    def __init__(self, engine: AsyncEngine, *, max_batch: int, concurrency: int, queue_timeout: float) -> None:
-        super().__init__(max_batch=max_batch, concurrency=concurrency, queue_timeout=queue_timeout)
+    def __init__(
+        self, engine: AsyncEngine, *, max_batch: int, concurrency: int, queue_timeout: float, linger: float = 0.0
+    ) -> None:
+        super().__init__(max_batch=max_batch, concurrency=concurrency, queue_timeout=queue_timeout, linger=linger)
         self._engine = engine
 
     async def add_record(self, record: PushedRequestRecord) -> bool:
@@ -242,10 +276,10 @@ def _utc_iso(moment: datetime) -> str:
 
 
 def pushed_request_writer(
-    engine: AsyncEngine, *, max_batch: int, concurrency: int, queue_timeout: float
+    engine: AsyncEngine, *, max_batch: int, concurrency: int, queue_timeout: float, linger: float
 ) -> PushedRequestWriter[Any]:
     """The batched writer for the engine's dialect."""
     kind: type[PushedRequestWriter[Any]] = (
         PostgresPushedRequestWriter if engine.dialect.name == "postgresql" else TransactionPushedRequestWriter
     )
-    return kind(engine, max_batch=max_batch, concurrency=concurrency, queue_timeout=queue_timeout)
+    return kind(engine, max_batch=max_batch, concurrency=concurrency, queue_timeout=queue_timeout, linger=linger)

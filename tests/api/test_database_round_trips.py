@@ -14,10 +14,20 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from sqlalchemy import event
 
+from app.settings import Settings
+from tests.conftest import make_settings
 from tests.factories import ClientHandle, ServiceHandle, par_params
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    """No linger: a writer gives its connection back as soon as its batch is written, so each push's
+    budget is counted whole (tests/db/test_writer.py tests the linger)."""
+    return make_settings(database_url, push_write_linger_seconds=0)
 
 
 @contextmanager

@@ -120,6 +120,42 @@ class TestBursts:
         assert checkouts == (2 if app.state.par.engine.dialect.name == "postgresql" else 20)
 
 
+class TestLinger:
+    @pytest.fixture
+    def settings(self, database_url: str) -> Settings:
+        return make_settings(database_url, push_write_linger_seconds=0.5)
+
+    async def test_a_writer_keeps_its_connection_for_pushes_that_follow(
+        self, app: FastAPI, service: ServiceHandle, basic_client: ClientHandle
+    ) -> None:
+        """Pushes one after the other, each answered before the next arrives (as a client's next request
+        follows its last answer): on PostgreSQL the writer waits ``linger`` for the next one with its
+        connection, so five batches cost one checkout; SQLite checks one out per batch."""
+        checkouts = 0
+
+        def checkout(*_: Any) -> None:
+            nonlocal checkouts
+            checkouts += 1
+
+        pool = app.state.par.engine.sync_engine.pool
+        event.listen(pool, "checkout", checkout)
+        try:
+            for _ in range(5):
+                assert await app.state.par.writer.add(row(service.id, basic_client.id)) is True
+        finally:
+            event.remove(pool, "checkout", checkout)
+        assert checkouts == (1 if app.state.par.engine.dialect.name == "postgresql" else 5)
+        assert await stored(app) == 5
+
+    async def test_closing_does_not_wait_out_the_linger(
+        self, app: FastAPI, service: ServiceHandle, basic_client: ClientHandle
+    ) -> None:
+        writer = app.state.par.writer
+        writer._linger = 30.0  # a writer lingering far longer than any test: closing must cut it short
+        assert await writer.add(row(service.id, basic_client.id)) is True
+        await asyncio.wait_for(writer.aclose(), timeout=5)
+
+
 class GatedWriter(BatchWriter[str, None]):
     """A batch writer whose write waits for ``gate``, then stores every item."""
 
