@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -92,6 +92,22 @@ async def test_a_naive_time_is_refused(app: FastAPI, service: ServiceHandle, bas
     assert await stored(app) == 0
 
 
+@contextmanager
+def counted_checkouts(app: FastAPI) -> Iterator[dict[str, int]]:
+    """The pool checkouts made inside the block, in ``["count"]``."""
+    checkouts = {"count": 0}
+
+    def checkout(*_: Any) -> None:
+        checkouts["count"] += 1
+
+    pool = app.state.par.engine.sync_engine.pool
+    event.listen(pool, "checkout", checkout)
+    try:
+        yield checkouts
+    finally:
+        event.remove(pool, "checkout", checkout)
+
+
 class TestBursts:
     @pytest.fixture
     def settings(self, database_url: str) -> Settings:
@@ -102,22 +118,12 @@ class TestBursts:
     ) -> None:
         """20 batches of 2: on PostgreSQL each of the 2 writers checks out one connection for the whole
         burst (one liveness ping each); SQLite checks one out per batch, as its one connection is shared."""
-        checkouts = 0
-
-        def checkout(*_: Any) -> None:
-            nonlocal checkouts
-            checkouts += 1
-
-        pool = app.state.par.engine.sync_engine.pool
-        event.listen(pool, "checkout", checkout)
-        try:
+        with counted_checkouts(app) as checkouts:
             rows = [row(service.id, basic_client.id) for _ in range(40)]
             results = await asyncio.gather(*(app.state.par.writer.add(r) for r in rows))
-        finally:
-            event.remove(pool, "checkout", checkout)
         assert results == [True] * 40
         assert await stored(app) == 40
-        assert checkouts == (2 if app.state.par.engine.dialect.name == "postgresql" else 20)
+        assert checkouts["count"] == (2 if app.state.par.engine.dialect.name == "postgresql" else 20)
 
 
 class TestLinger:
@@ -131,20 +137,10 @@ class TestLinger:
         """Pushes one after the other, each answered before the next arrives (as a client's next request
         follows its last answer): on PostgreSQL the writer waits ``linger`` for the next one with its
         connection, so five batches cost one checkout; SQLite checks one out per batch."""
-        checkouts = 0
-
-        def checkout(*_: Any) -> None:
-            nonlocal checkouts
-            checkouts += 1
-
-        pool = app.state.par.engine.sync_engine.pool
-        event.listen(pool, "checkout", checkout)
-        try:
+        with counted_checkouts(app) as checkouts:
             for _ in range(5):
                 assert await app.state.par.writer.add(row(service.id, basic_client.id)) is True
-        finally:
-            event.remove(pool, "checkout", checkout)
-        assert checkouts == (1 if app.state.par.engine.dialect.name == "postgresql" else 5)
+        assert checkouts["count"] == (1 if app.state.par.engine.dialect.name == "postgresql" else 5)
         assert await stored(app) == 5
 
     async def test_closing_does_not_wait_out_the_linger(
