@@ -15,7 +15,7 @@ from sqlalchemy import event, func, select
 from sqlalchemy.exc import StatementError
 
 from app.db.models import PushedRequest
-from app.db.writer import BatchWriter, Waiting, WriteTimeout
+from app.db.writer import INSERT_PUSHED_REQUEST, BatchWriter, Waiting, WriteTimeout
 from app.settings import Settings
 from tests.conftest import make_settings
 from tests.factories import ClientHandle, ServiceHandle
@@ -82,6 +82,29 @@ async def test_rows_are_stored_exactly(app: FastAPI, service: ServiceHandle, bas
         stored_row = await session.get(PushedRequest, written["reference_hash"])
     assert stored_row is not None
     assert {name: getattr(stored_row, name) for name in written} == written
+
+
+async def test_the_writer_stores_what_sqlalchemy_stores(
+    app: FastAPI, service: ServiceHandle, basic_client: ClientHandle
+) -> None:
+    """Whatever way in the dialect's writer takes (one JSON document on PostgreSQL), the stored values are
+    those of an INSERT through SQLAlchemy, as the driver reads them back."""
+    through_writer = row(service.id, basic_client.id)
+    through_writer["request"] = {"state": 'été 😀 "q"', "n": [1, 2.5, None], "t": True}
+    through_writer["created_at"] = datetime(2026, 11, 21, 18, 0, 0, tzinfo=UTC)  # no microseconds
+    through_sqlalchemy = {**through_writer, "reference_hash": os.urandom(32).hex()}
+    assert await app.state.par.writer.add(through_writer) is True
+    async with app.state.par.engine.begin() as connection:
+        await connection.execute(INSERT_PUSHED_REQUEST, [through_sqlalchemy])
+    columns = "parameters, request, state, created_at, expires_at, service_id, client_id"
+    raw = {}
+    async with app.state.par.engine.connect() as connection:
+        for written in (through_writer, through_sqlalchemy):
+            result = await connection.exec_driver_sql(
+                f"SELECT {columns} FROM pushed_request WHERE reference_hash = '{written['reference_hash']}'"  # noqa: S608
+            )
+            raw[written["reference_hash"]] = result.one()
+    assert raw[through_writer["reference_hash"]] == raw[through_sqlalchemy["reference_hash"]]
 
 
 async def test_a_naive_time_is_refused(app: FastAPI, service: ServiceHandle, basic_client: ClientHandle) -> None:
