@@ -42,10 +42,11 @@ empty JSON arrays into objects and 63-bit ids into doubles). Microseconds since 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple, cast
 
@@ -152,9 +153,8 @@ class RedisPushedRequestWriter(BatchWriter[PendingSet, None]):
         super().__init__(max_batch=max_batch, concurrency=concurrency, queue_timeout=queue_timeout)
         self._redis = redis
 
-    @asynccontextmanager
-    async def _holding(self) -> AsyncIterator[None]:
-        yield None  # each pipeline takes a connection from the client's pool
+    def _holding(self) -> AbstractAsyncContextManager[None]:
+        return contextlib.nullcontext()  # each pipeline takes a connection from the client's pool
 
     async def _write(self, batch: Sequence[Waiting[PendingSet]], held: None) -> None:  # noqa: ARG002
         async with self._redis.pipeline(transaction=False) as pipeline:

@@ -41,7 +41,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
@@ -49,7 +49,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app.core.model import PushedRequestRecord
-from app.db.models import PushedRequest
+from app.db.models import PushedRequest, UTCDateTime
 
 Row = dict[str, Any]
 # One statement object: its compiled form is reused for every batch.
@@ -240,9 +240,8 @@ class PushedRequestWriter(BatchWriter[Row, Held]):
 class TransactionPushedRequestWriter(PushedRequestWriter[None]):
     """Any dialect (SQLite): each batch one transaction on a connection checked out for it."""
 
-    @asynccontextmanager
-    async def _holding(self) -> AsyncIterator[None]:
-        yield None
+    def _holding(self) -> AbstractAsyncContextManager[None]:
+        return contextlib.nullcontext()
 
     async def _insert(self, rows: list[Row], held: None) -> None:  # noqa: ARG002 - holds nothing
         async with self._engine.begin() as connection:
@@ -259,20 +258,23 @@ class PostgresPushedRequestWriter(PushedRequestWriter[AsyncConnection]):
             yield connection
 
     async def _insert(self, rows: list[Row], held: AsyncConnection) -> None:
-        await held.exec_driver_sql(POSTGRESQL_INSERT_PUSHED_REQUESTS, (_json_rows(rows),))
+        await held.exec_driver_sql(POSTGRESQL_INSERT_PUSHED_REQUESTS, (self._json_rows(rows),))
+
+    def _json_rows(self, rows: list[Row]) -> str:
+        """The rows as the JSON array ``json_to_recordset`` reads, times in ISO 8601 with their offset."""
+        return json.dumps(
+            [
+                {**row, "created_at": self._time(row["created_at"]), "expires_at": self._time(row["expires_at"])}
+                for row in rows
+            ]
+        )
+
+    def _time(self, moment: datetime) -> str:
+        """As the column's type binds it (``UTCDateTime``: aware, in UTC; a naive time refused)."""
+        return cast(datetime, _UTC_DATETIME.process_bind_param(moment, self._engine.dialect)).isoformat()
 
 
-def _json_rows(rows: list[Row]) -> str:
-    """The rows as the JSON array ``json_to_recordset`` reads: times in ISO 8601 with their offset."""
-    return json.dumps(
-        [{**row, "created_at": _utc_iso(row["created_at"]), "expires_at": _utc_iso(row["expires_at"])} for row in rows]
-    )
-
-
-def _utc_iso(moment: datetime) -> str:
-    if moment.tzinfo is None:  # as UTCDateTime refuses them
-        raise ValueError("naive datetimes are ambiguous; pass an aware UTC datetime")
-    return moment.isoformat()
+_UTC_DATETIME = UTCDateTime()
 
 
 def pushed_request_writer(

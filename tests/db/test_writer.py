@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -182,9 +183,8 @@ class GatedWriter(BatchWriter[str, None]):
         super().__init__(max_batch=10, concurrency=1, queue_timeout=0.01)
         self.gate = asyncio.Event()
 
-    @asynccontextmanager
-    async def _holding(self) -> AsyncIterator[None]:
-        yield None
+    def _holding(self) -> AbstractAsyncContextManager[None]:
+        return contextlib.nullcontext()
 
     async def _write(self, batch: Sequence[Waiting[str]], held: None) -> None:  # noqa: ARG002
         await self.gate.wait()
