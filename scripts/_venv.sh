@@ -1,11 +1,23 @@
-# Sourced by scripts/demo and scripts/test: a project virtual environment with the given extras.
+# Sourced by scripts/demo, scripts/test and scripts/lock: uv at the version and hashes of
+# scripts/uv-requirements.txt, and virtual environments installed exactly from uv.lock.
 # shellcheck shell=bash
-ensure_venv() {
-    local extras="$1"
-    local python="${PYTHON:-python3}"
-    if [ ! -x .venv/bin/python ]; then
-        "$python" -m venv .venv
+
+# This machine's interpreter (PYTHON, else python3); uv never downloads one.
+export UV_PYTHON="${PYTHON:-python3}" UV_PYTHON_DOWNLOADS=never
+UV=.tools/bin/uv
+
+ensure_uv() {
+    local pinned
+    pinned=$(sed -n 's/^uv==\([^ ]*\).*/\1/p' scripts/uv-requirements.txt)
+    if [ ! -x "$UV" ] || [ "$("$UV" --version | cut -d' ' -f2)" != "$pinned" ]; then
+        "$UV_PYTHON" -m venv --clear .tools
+        PIP_CONFIG_FILE=/dev/null .tools/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes \
+            -r scripts/uv-requirements.txt
     fi
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-    .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".${extras}"
+}
+
+# .venv with exactly what uv.lock pins; the arguments go to `uv sync` (e.g. --no-default-groups).
+ensure_venv() {
+    ensure_uv
+    "$UV" sync --quiet --locked "$@"
 }

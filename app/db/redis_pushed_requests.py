@@ -51,8 +51,8 @@ from datetime import UTC, datetime, timedelta
 from typing import NamedTuple, cast
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry  # redis.retry.Retry is for the synchronous client
 from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from app.core.model import ClientRecord, PushedRequestRecord
 from app.db.engine import RequestConnection
