@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from app.db.schema import alembic_config_path
 from app.settings import Settings, UnsafeSettingsError
 
 DEMO_REDIRECT_URI = "https://client.example.org/cb"
@@ -39,6 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="par-server", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_installed_version()}")
     commands = parser.add_subparsers(title="commands")
 
     serve = commands.add_parser("serve", help="serve HTTP (run `par-server migrate` first)")
@@ -94,6 +94,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _installed_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("par-server")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def _add_server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
@@ -136,13 +145,13 @@ def _migrate(args: argparse.Namespace) -> int:
 
 def run_migrations(settings: Settings, revision: str = "head") -> None:
     from alembic import command
-    from alembic.config import Config
+
+    from app.db.schema import alembic_config
 
     try:
-        config = Config(str(alembic_config_path()))
+        config = alembic_config(settings.database_url)
     except FileNotFoundError as error:
         raise SystemExit(f"par-server: {error}") from error
-    config.set_main_option("sqlalchemy.url", settings.database_url.replace("%", "%%"))
     command.upgrade(config, revision)
 
 

@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import base64
 import cProfile
-import logging
 import os
 import tempfile
 import time
@@ -152,7 +151,4 @@ if __name__ == "__main__":
         parsed.database_url = f"sqlite+aiosqlite:///{tempfile.mkdtemp()}/profile.db"
     migrated = bench_settings(parsed)
     run_migrations(migrated)
-    # alembic.ini's logging setup gives the root logger a handler: drop it, so each request is logged
-    # once, as by `par-server serve`.
-    logging.getLogger().handlers.clear()
     uvloop.run(main(migrated, parsed))  # the event loop `par-server serve` runs

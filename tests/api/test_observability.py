@@ -11,13 +11,12 @@ from pathlib import Path
 import httpx
 import pytest
 from alembic import command
-from alembic.config import Config
 from fastapi import FastAPI
 from hypothesis import given
 from hypothesis import strategies as st
 
 from app.api.observability import JsonFormatter
-from app.db.schema import alembic_config_path
+from app.db.schema import alembic_config
 from app.main import create_app, update_gauges
 from tests.conftest import ADMIN_TOKEN, BASE_URL, make_settings
 from tests.factories import ClientHandle, ServiceHandle, par_params
@@ -94,9 +93,7 @@ async def test_gauges(
 async def test_readyz_reports_pending_migrations(tmp_path: Path, sqlite_template: Path) -> None:
     database = tmp_path / "behind.db"
     database.write_bytes(sqlite_template.read_bytes())
-    config = Config(str(alembic_config_path()))
-    config.set_main_option("sqlalchemy.url", f"sqlite+aiosqlite:///{database}")
-    config.attributes["configure_logger"] = False
+    config = alembic_config(f"sqlite+aiosqlite:///{database}")
     await asyncio.to_thread(command.downgrade, config, "-1")  # alembic runs its own event loop
     app = create_app(make_settings(f"sqlite+aiosqlite:///{database}"))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL) as http:

@@ -101,6 +101,9 @@ class Deployment:
     log_dir: Path
     admin_token: str = field(default_factory=new_secret)
     pepper: str = field(default_factory=new_secret)
+    # The checkout's par-server by default; an installed wheel's runs from a directory of its own.
+    executable: Path = PAR_SERVER
+    cwd: Path = REPO_ROOT
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {name: value for name, value in os.environ.items() if not name.startswith("PAR_")}
@@ -117,8 +120,8 @@ class Deployment:
     def cli(self, *args: str) -> Any:
         """Run ``par-server ARGS`` to completion; returns its JSON output (None when it prints none)."""
         completed = subprocess.run(
-            [str(PAR_SERVER), *args],
-            cwd=REPO_ROOT,
+            [str(self.executable), *args],
+            cwd=self.cwd,
             env=self.env(),
             capture_output=True,
             text=True,
@@ -135,8 +138,8 @@ class Deployment:
         log_path = self.log_dir / f"{name}.log"
         with open(log_path, "wb") as log:  # a file, never a pipe: a full pipe would block the server
             process = subprocess.Popen(
-                [str(PAR_SERVER), "serve", "--port", str(port), "--no-access-log"],
-                cwd=REPO_ROOT,
+                [str(self.executable), "serve", "--port", str(port), "--no-access-log"],
+                cwd=self.cwd,
                 env=self.env(PAR_PUBLIC_BASE_URL=base_url),
                 stdout=log,
                 stderr=subprocess.STDOUT,
