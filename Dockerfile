@@ -1,13 +1,20 @@
 # par-server container image.
 #
 #   docker build -t par-server .
-#   docker run --rm -p 8000:8000 \
+#   docker run --rm -p 8000:8000 --stop-timeout 35 \
 #       -e PAR_DATABASE_URL=postgresql+psycopg://par:par@db:5432/par \
 #       -e PAR_ADMIN_TOKEN=... -e PAR_PEPPER=... \
 #       -e PAR_PUBLIC_BASE_URL=http://localhost:8000 par-server
 #
 # The entrypoint (docker/entrypoint.sh) runs `par-server migrate` and then
-# `exec par-server serve --host 0.0.0.0 --port 8000 "$@"`.
+# `exec par-server serve --host 0.0.0.0 --port ${PAR_PORT:-8000} "$@"`. To
+# listen on another port set PAR_PORT, which the HEALTHCHECK probes too.
+#
+# Stopping: on SIGTERM the server finishes in-flight requests for up to
+# PAR_SHUTDOWN_GRACE_SECONDS (25 s), but `docker stop` and compose kill the
+# container after 10 s. Give them more than the grace: `docker run
+# --stop-timeout 35`, `docker stop --time 35`, compose's `stop_grace_period:
+# 35s` (docker-compose.yml), Kubernetes' terminationGracePeriodSeconds: 35.
 #
 # Several replicas: do not let every replica migrate on start. Run the
 # migration once as a one-off job,
@@ -19,30 +26,36 @@
 # links to /usr/local/bin/python3.11 of this image.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
-# --- builder: install the project and its dependencies into a venv ---------
+# --- builder: the locked dependencies and the project, into a venv ----------
 FROM ${PYTHON_IMAGE} AS builder
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    VIRTUAL_ENV=/opt/venv \
-    PATH=/opt/venv/bin:$PATH
-
-# All dependencies ship manylinux wheels for CPython 3.11, so the builder
-# needs no compiler either.
-RUN python -m venv /opt/venv
+    UV_PROJECT_ENVIRONMENT=/opt/venv \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy \
+    UV_NO_CACHE=1
 
 WORKDIR /src
-# README.md is part of the build: pyproject.toml declares it as the readme.
-COPY pyproject.toml README.md ./
-COPY app ./app
-# pip byte-compiles what it installs; those .pyc files are kept on purpose:
-# at run time the code is read-only for the service user and
-# PYTHONDONTWRITEBYTECODE is set, so they could not be written later.
-RUN pip install --no-cache-dir .
+# uv at the version and hashes the checkout pins; it stays in this stage.
+COPY scripts/uv-requirements.txt ./scripts/
+RUN pip install --no-cache-dir --require-hashes -r scripts/uv-requirements.txt
 
-# --- runtime: the venv, the migrations and nothing else --------------------
+# Exactly what uv.lock pins (hash-checked), without the test group. The
+# dependencies get a layer of their own, rebuilt only when the lock changes.
+COPY pyproject.toml uv.lock README.md LICENSE ./
+RUN uv sync --locked --no-default-groups --no-install-project --no-editable
+# The project itself, as a wheel would install it (migrations included).
+COPY app ./app
+COPY migrations ./migrations
+RUN uv sync --locked --no-default-groups --no-editable
+# The .pyc files are compiled here on purpose: at run time the code is
+# read-only for the service user and PYTHONDONTWRITEBYTECODE is set.
+
+# --- runtime: the venv and nothing else -------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -50,18 +63,19 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH
 
-# Fixed uid/gid so that volume ownership and runAsUser policies are stable.
-RUN groupadd --system --gid 10001 par \
-    && useradd --system --uid 10001 --gid par --no-create-home \
+# The base image's own pip, setuptools and wheel (about 22 MiB) are never used
+# at run time: the venv was built in the other stage.
+# Fixed uid/gid so that volume ownership and runAsUser policies are stable;
+# not --system, whose range (below 1000) 10001 is outside of.
+RUN python -m pip uninstall --yes --no-cache-dir --disable-pip-version-check pip setuptools wheel \
+    && groupadd --gid 10001 par \
+    && useradd --uid 10001 --gid par --no-create-home \
         --home-dir /nonexistent --shell /usr/sbin/nologin par
 
-# `par-server migrate` reads ./alembic.ini, so WORKDIR holds alembic.ini and
-# migrations/. Code stays owned by root (read-only for the service user);
-# only ./data is writable, for a local SQLite database if one is configured.
+# Code stays owned by root (read-only for the service user); only ./data is
+# writable, for a local SQLite database if one is configured.
 WORKDIR /app
 COPY --from=builder /opt/venv /opt/venv
-COPY alembic.ini ./
-COPY migrations ./migrations
 COPY --chmod=0755 docker/entrypoint.sh /usr/local/bin/docker-entrypoint.sh
 RUN install -d -o par -g par -m 0750 /app/data
 
@@ -69,10 +83,9 @@ USER 10001:10001
 
 EXPOSE 8000
 
-# slim has no curl: probe with the interpreter. urlopen raises on non-2xx,
-# which exits non-zero. The port matches the entrypoint's --port 8000.
+# Probes /healthz on PAR_PORT, where the entrypoint serves (slim has no curl).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import sys, urllib.request; r = urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4); sys.exit(0 if r.status == 200 else 1)"]
+    CMD ["par-server", "healthcheck"]
 
 ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]
 CMD []

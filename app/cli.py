@@ -15,6 +15,9 @@ from typing import Any
 
 from app.settings import Settings, UnsafeSettingsError
 
+# The container's port: docker/entrypoint.sh serves on it and `par-server healthcheck` probes it.
+PORT_VARIABLE = "PAR_PORT"
+DEFAULT_PORT = 8000
 DEMO_REDIRECT_URI = "https://client.example.org/cb"
 DEMO_SECRETS_FILE = "demo-secrets.json"
 DEMO_ENV_FILE = "demo.env"
@@ -49,6 +52,13 @@ def _parser() -> argparse.ArgumentParser:
     _add_server_options(demo)
     demo.add_argument("--no-serve", action="store_true", help="prepare and print, but do not serve")
     demo.set_defaults(handler=_demo)
+
+    healthcheck = commands.add_parser(
+        "healthcheck", help="exit 0 when the server on this host answers /healthz (the image's HEALTHCHECK)"
+    )
+    healthcheck.add_argument("--port", type=int, help=f"default: ${PORT_VARIABLE}, else {DEFAULT_PORT}")
+    healthcheck.add_argument("--timeout", type=float, default=4.0, help="seconds (default 4)")
+    healthcheck.set_defaults(handler=_healthcheck)
 
     migrate = commands.add_parser("migrate", help="upgrade the database schema (alembic upgrade)")
     migrate.add_argument("--revision", default="head")
@@ -105,7 +115,7 @@ def _installed_version() -> str:
 
 def _add_server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--proxy-headers", action="store_true", help="trust X-Forwarded-* from --forwarded-allow-ips")
     parser.add_argument("--forwarded-allow-ips", default="127.0.0.1")
@@ -134,6 +144,23 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=not args.no_access_log,
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
     )
+    return 0
+
+
+def _healthcheck(args: argparse.Namespace) -> int:
+    import httpx
+
+    port = args.port if args.port is not None else os.environ.get(PORT_VARIABLE, str(DEFAULT_PORT))
+    url = f"http://127.0.0.1:{port}/healthz"
+    try:
+        # trust_env=False: a proxy configured for the container's outbound traffic must not see this.
+        status = httpx.get(url, timeout=args.timeout, trust_env=False).status_code
+    except (httpx.HTTPError, httpx.InvalidURL) as error:
+        print(f"par-server: {url}: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1
+    if status != 200:
+        print(f"par-server: {url} answered {status}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -1,12 +1,15 @@
 #!/bin/sh
 # Container entrypoint for par-server.
 #
-#   docker run IMAGE                  -> migrate, then serve on 0.0.0.0:8000
+#   docker run IMAGE                  -> migrate, then serve on 0.0.0.0:${PAR_PORT:-8000}
 #   docker run IMAGE --workers 4      -> same; arguments that start with "-"
 #                                        are appended to `par-server serve`
 #   docker run IMAGE par-server migrate
 #   docker run IMAGE sh               -> any other command is exec'd as given
 #                                        (no migration, no server)
+#
+# The port is PAR_PORT, not a --port argument: the image's HEALTHCHECK
+# (`par-server healthcheck`) reads PAR_PORT too, and cannot see arguments.
 #
 # Migrations: by default every container start runs `par-server migrate`
 # (alembic upgrade head) before serving. That is fine for one replica. With
@@ -20,6 +23,14 @@ set -eu
 
 case "${1:-}" in
     '' | -*)
+        for argument in "$@"; do
+            case "$argument" in
+                --port | --port=*)
+                    echo "entrypoint: set PAR_PORT instead of --port (the HEALTHCHECK probes PAR_PORT)" >&2
+                    exit 2
+                    ;;
+            esac
+        done
         case "${PAR_SKIP_MIGRATE:-0}" in
             1 | true | yes)
                 echo "entrypoint: PAR_SKIP_MIGRATE is set, not running migrations" >&2
@@ -29,8 +40,8 @@ case "${1:-}" in
                 par-server migrate
                 ;;
         esac
-        # exec: uvicorn becomes PID 1 and receives SIGTERM from `docker stop`.
-        exec par-server serve --host 0.0.0.0 --port 8000 "$@"
+        # exec: the server becomes PID 1 and receives SIGTERM from `docker stop`.
+        exec par-server serve --host 0.0.0.0 --port "${PAR_PORT:-8000}" "$@"
         ;;
     *)
         exec "$@"

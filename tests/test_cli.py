@@ -8,6 +8,7 @@ import os
 import sqlite3
 import stat
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from app.cli import main
 from app.main import create_app
 from app.settings import Settings
 from tests.factories import ClientHandle, par_params
+from tests.faults.support import Deployment, free_port
 
 PEPPER = "cli-test-pepper-0123456789abcdefghijklmnopq"
 REDIRECT_URI = "https://c.example/cb"
@@ -262,3 +264,31 @@ def test_no_command_prints_help(cli: Cli) -> None:
     code, out, _ = cli.run()
     assert code == 2
     assert "usage: par-server" in out
+
+
+def test_version_names_the_installed_package(cli: Cli) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert cli.capsys.readouterr().out == f"par-server {version('par-server')}\n"
+
+
+# --- healthcheck (the container image's HEALTHCHECK) ----------------------------------------------------
+
+
+def test_healthcheck_passes_against_the_server_on_par_port(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deployment = Deployment(database_url=f"sqlite+aiosqlite:///{cli.database}", log_dir=tmp_path)
+    deployment.cli("migrate")
+    with deployment.server("healthcheck") as server:
+        monkeypatch.setenv("PAR_PORT", str(server.port))
+        assert cli.run("healthcheck") == (0, "", "")
+
+
+@pytest.mark.parametrize("port", ["free", "not-a-port"])
+def test_healthcheck_fails_when_no_server_answers(cli: Cli, monkeypatch: pytest.MonkeyPatch, port: str) -> None:
+    monkeypatch.setenv("PAR_PORT", str(free_port()) if port == "free" else port)
+    code, out, err = cli.run("healthcheck")
+    assert (code, out) == (1, "")
+    assert "/healthz" in err and "Traceback" not in err

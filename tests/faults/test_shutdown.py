@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import re
 import signal
 import socket
+import subprocess
+import threading
 import time
 from pathlib import Path
 from urllib.parse import urlencode
@@ -109,3 +113,70 @@ def test_sigterm_finishes_the_in_flight_request_and_refuses_new_ones(tmp_path: P
             assert exited_after < EXIT_LIMIT_SECONDS
 
         assert support.count_pushed_requests(database_url) == 1  # the in-flight push was stored
+
+
+# --- the container's stop ------------------------------------------------------------------------------
+
+SLOW_REQUEST_SECONDS = 13.0  # longer than the 10 s after which `docker stop` kills by default
+TERMINATE_AFTER_SECONDS = 1.0
+
+
+def compose_stop_grace_seconds() -> float:
+    """What docker-compose.yml gives par-server between SIGTERM and SIGKILL (compose's default: 10 s)."""
+    compose = (support.REPO_ROOT / "docker-compose.yml").read_text()
+    service = compose.split("\n  par-server:\n", 1)[1].split("\n\n", 1)[0]
+    match = re.search(r"^\s+stop_grace_period:\s*(\d+)s\s*$", service, re.MULTILINE)
+    return float(match.group(1)) if match else 10.0
+
+
+def test_a_slow_request_finishes_across_a_compose_stop(tmp_path: Path) -> None:
+    """The image's entrypoint serves; a stop as compose does it (SIGTERM, then SIGKILL after its
+    stop_grace_period) lets a 13-second push finish and the server exit by itself."""
+    grace = compose_stop_grace_seconds()
+    assert grace > Settings().shutdown_grace_seconds, "compose would kill the server inside its own grace"
+    with support.fresh_postgres_database() as database_url:
+        deployment = support.Deployment(database_url, tmp_path)
+        port = support.free_port()
+        path = f"{support.PAR_SERVER.parent}{os.pathsep}{os.environ['PATH']}"
+        log_path = tmp_path / "container.log"
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(
+                ["sh", str(support.REPO_ROOT / "docker" / "entrypoint.sh")],
+                cwd=tmp_path,
+                env=deployment.env(PAR_PORT=str(port), PATH=path, PAR_PUBLIC_BASE_URL=f"http://127.0.0.1:{port}"),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        server = support.ServerProcess(process, f"http://127.0.0.1:{port}", port, log_path)
+        try:
+            server.wait_ready()  # the entrypoint migrated the new database first
+            with httpx.Client(base_url=server.base_url, trust_env=False, timeout=10.0) as http:
+                tenant = support.tenant_from_api(http, deployment.admin_token)
+            body = urlencode(tenant.params("slow")).encode()
+            credentials = base64.b64encode(f"{tenant.client_id}:{tenant.client_secret}".encode()).decode()
+            head = (
+                f"POST {tenant.par_path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                f"Authorization: Basic {credentials}\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            ).encode()
+            with socket.create_connection(("127.0.0.1", port), timeout=SLOW_REQUEST_SECONDS + grace) as sock:
+                sock.sendall(head + body[: len(body) // 2])
+                started = time.monotonic()
+                time.sleep(TERMINATE_AFTER_SECONDS)
+                process.send_signal(signal.SIGTERM)  # `docker stop`
+                # ... and SIGKILL once the stop grace period is over, as docker does.
+                kill = threading.Timer(grace, lambda: os.killpg(process.pid, signal.SIGKILL))
+                kill.start()
+                try:
+                    time.sleep(max(0.0, started + SLOW_REQUEST_SECONDS - time.monotonic()))
+                    sock.sendall(body[len(body) // 2 :])
+                    status, _, content = read_http_response(sock)
+                    returncode = process.wait(timeout=grace)
+                finally:
+                    kill.cancel()
+            assert status == 201, (status, content, server.log())
+            assert returncode in (0, -signal.SIGTERM), (returncode, server.log())
+        finally:
+            server.kill()
+        assert support.count_pushed_requests(database_url) == 1
