@@ -214,6 +214,31 @@ def _traceback_without_messages(error: BaseException) -> str:
     return "".join(reversed(links))
 
 
+def server_log_config(level: str) -> dict[str, Any]:
+    """uvicorn's ``log_config`` (a ``logging.config.dictConfig`` dict, so spawned ``--workers`` apply it
+    too): uvicorn's lines, the app's and any other library's warnings as JSON lines on one stderr handler.
+
+    uvicorn's access log writes nowhere, whatever its ``access_log`` option: its line carries the raw
+    query string, which may hold a client secret, and the app logs each request itself.
+    """
+    level = level.upper()
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": JsonFormatter}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
+        "loggers": {
+            "uvicorn": {"handlers": ["stderr"], "level": level, "propagate": False},
+            "uvicorn.access": {"handlers": [], "propagate": False},
+            # Its own handler here, so configure_logging adds none, and no propagation: the root's handler
+            # would write each line a second time.
+            "par_server": {"handlers": ["stderr"], "level": level, "propagate": False},
+        },
+        # Libraries' warnings and errors (asyncio's, the database pool's) as JSON too, not Python's plain text.
+        "root": {"handlers": ["stderr"], "level": "WARNING"},
+    }
+
+
 def configure_logging(level: str) -> None:
     """JSON lines on stderr for the par_server loggers (idempotent)."""
     root = logging.getLogger("par_server")
