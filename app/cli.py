@@ -119,7 +119,8 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--proxy-headers", action="store_true", help="trust X-Forwarded-* from --forwarded-allow-ips")
     parser.add_argument("--forwarded-allow-ips", default="127.0.0.1")
-    parser.add_argument("--no-access-log", action="store_true", help="do not log each request line")
+    # uvicorn's access log is always off now (the app logs each request); the option stays for old command lines.
+    parser.add_argument("--no-access-log", action="store_true", help=argparse.SUPPRESS)
 
 
 # --- serving ------------------------------------------------------------------------------------------
@@ -127,6 +128,8 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
+
+    from app.api.observability import server_log_config
 
     settings = Settings()
     settings.require_production_secrets()  # a clear message here, not a traceback in each worker
@@ -138,10 +141,11 @@ def _serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         proxy_headers=args.proxy_headers,
         forwarded_allow_ips=args.forwarded_allow_ips,
+        log_config=server_log_config(settings.log_level),
         log_level=settings.log_level.lower(),
         timeout_keep_alive=5,
         server_header=False,
-        access_log=not args.no_access_log,
+        access_log=False,  # its line carries the raw query string; the app's own request line is the access log
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
     )
     return 0

@@ -9,7 +9,7 @@
 # Redis's own CPU is part of other_cpu_s). all: sqlite, postgresql, redis and peer.
 #
 # For each database: a fresh store, `par-server migrate`, a service and a client seeded with the CLI,
-# `par-server serve --workers 1 --no-access-log` on a free loopback port, a warm-up, then RUNS wrk runs
+# `par-server serve --workers 1` on a free loopback port, a warm-up, then RUNS wrk runs
 # of `wrk -t1 -c32 -d20s --latency -s bench/par.lua`. Prints each RESULT line and the per-metric
 # median, with the server's CPU time and peak RSS. Raw outputs go to bench/out/<timestamp>/.
 # Each RESULT line is extended with the CPU seconds used during that run by the server, wrk, the
@@ -339,19 +339,18 @@ measure() {  # measure NAME URL SERVER_LOG: warm-up, RUNS wrk runs against the s
   SUMMARIES[$db]=$summary
 
   local warnings
-  warnings=$(grep -v '"POST /services/' "$log" | grep -ciE 'warn|error|traceback|exception|unhandled' || true)
-  echo "$db: server log $log: $(wc -l < "$log") lines, $warnings matching warn/error/traceback/exception/unhandled" \
-    | tee -a "$OUT/results.txt"
+  warnings=$(warning_lines "$log" | wc -l)
+  echo "$db: server log $log: $(wc -l < "$log") lines, $warnings warnings or errors" | tee -a "$OUT/results.txt"
   if (( warnings > 0 )); then
-    grep -v '"POST /services/' "$log" | grep -iE 'warn|error|traceback|exception|unhandled' | sort | uniq -c | sort -rn \
+    warning_lines "$log" | sed -E 's/"ts":"[^"]*",//' | sort | uniq -c | sort -rn \
       | head -5 | sed "s/^/$db:   /" | tee -a "$OUT/results.txt"
   fi
-  local access_lines
-  access_lines=$(grep -c '"POST /services/' "$log" || true)
-  if (( access_lines > 0 )); then
-    echo "$db: WARNING: $access_lines access-log lines in the server log although --no-access-log was given" \
-      "(the figures include the cost of access logging)" | tee -a "$OUT/results.txt"
-  fi
+}
+
+warning_lines() {  # warning_lines LOG: par-server's lines are JSON and say their level (uvicorn's all name the
+  # logger "uvicorn.error"); other lines (the peer's) are matched by word.
+  { grep -E '^\{' "$1" | grep -E '"level":"(warning|error|critical)"'
+    grep -vE '^\{' "$1" | grep -iE 'warn|error|traceback|exception|unhandled'; } || true
 }
 
 wait_ready() {  # wait_ready NAME URL LOG: until URL answers, or die
@@ -455,7 +454,7 @@ bench_database() {
   # The limiter runs and counts every push, but wrk from one address must not reach its budgets.
   export PAR_RATE_LIMIT_PER_ADDRESS=1000000000/minute PAR_RATE_LIMIT_PER_CLIENT=1000000000/minute
 
-  (cd "$ROOT" && exec "$PAR_SERVER" serve --host 127.0.0.1 --port "$port" --workers "$WORKERS" --no-access-log) \
+  (cd "$ROOT" && exec "$PAR_SERVER" serve --host 127.0.0.1 --port "$port" --workers "$WORKERS") \
     > "$log" 2>&1 &
   SERVER_PID=$!
   wait_ready "$db" "$url/healthz" "$log"

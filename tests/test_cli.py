@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
+import socket
 import sqlite3
 import stat
 from dataclasses import dataclass
@@ -16,15 +18,17 @@ import httpx
 import pytest
 import uvicorn
 
-from app.cli import main
+from app.api.observability import server_log_config
+from app.cli import main, run_migrations
 from app.main import create_app
 from app.settings import Settings
 from tests.factories import ClientHandle, par_params
-from tests.faults.support import Deployment, free_port
+from tests.faults import support
 
 PEPPER = "cli-test-pepper-0123456789abcdefghijklmnopq"
 REDIRECT_URI = "https://c.example/cb"
 APP_TABLES = {"service", "client", "service_access_token", "pushed_request"}
+UNLOGGABLE = "SHOULD-NOT-APPEAR"
 # Variables the CLI reads, or sets for itself (`demo` exports its settings into os.environ).
 CLI_VARIABLES = ("PAR_DATABASE_URL", "PAR_DATA_DIR", "PAR_ADMIN_TOKEN", "PAR_PEPPER", "PAR_PUBLIC_BASE_URL")
 
@@ -244,10 +248,8 @@ def test_serve_refuses_to_start_without_secrets(cli: Cli, monkeypatch: pytest.Mo
     assert "PAR_ADMIN_TOKEN is not set" in err and "PAR_PEPPER is not set" in err
 
 
-@pytest.mark.parametrize(("flags", "access_log"), [([], True), (["--no-access-log"], False)])
-def test_serve_passes_its_options_to_uvicorn(
-    cli: Cli, monkeypatch: pytest.MonkeyPatch, flags: list[str], access_log: bool
-) -> None:
+@pytest.mark.parametrize("flags", [[], ["--no-access-log"]])  # the old option is still accepted
+def test_serve_passes_its_options_to_uvicorn(cli: Cli, monkeypatch: pytest.MonkeyPatch, flags: list[str]) -> None:
     calls: list[dict[str, object]] = []
     monkeypatch.setattr(uvicorn, "run", lambda *_args, **kwargs: calls.append(kwargs))
     monkeypatch.setenv("PAR_ADMIN_TOKEN", "a" * 43)
@@ -255,9 +257,46 @@ def test_serve_passes_its_options_to_uvicorn(
     code, _, _ = cli.run("serve", "--port", "8123", "--workers", "2", *flags)
     assert code == 0
     [options] = calls
-    assert (options["port"], options["workers"], options["access_log"]) == (8123, 2, access_log)
+    assert (options["port"], options["workers"], options["access_log"]) == (8123, 2, False)
+    assert options["log_config"] == server_log_config("INFO")
     assert options["factory"] is True and options["server_header"] is False
     assert options["timeout_graceful_shutdown"] == 25
+
+
+def test_serve_help_does_not_offer_the_access_log_option(cli: Cli) -> None:
+    with pytest.raises(SystemExit):
+        cli.run("serve", "--help")
+    assert "access-log" not in cli.capsys.readouterr().out
+
+
+@pytest.mark.parametrize("options", [[], ["--workers", "2"]])
+def test_serve_writes_one_json_log_stream_without_request_parameters(tmp_path: Path, options: list[str]) -> None:
+    """uvicorn's start-up, warning and shutdown lines are JSON like the app's, in every worker, and
+    neither they nor the request lines carry a query string."""
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'par.db'}"
+    run_migrations(Settings(database_url=database_url))
+    deployment = support.Deployment(database_url, tmp_path)
+    with deployment.server("logs", *options) as server:
+        with httpx.Client(base_url=server.base_url, trust_env=False, timeout=10.0) as http:
+            assert http.get("/healthz", params={"client_secret": UNLOGGABLE}).status_code == 200
+        # A request httptools cannot parse: uvicorn warns about it.
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10.0) as sock:
+            sock.sendall(f"GET /healthz?client_secret={UNLOGGABLE} HTTP/1.1\r\nno colon\r\n\r\n".encode())
+            assert sock.recv(1024).startswith(b"HTTP/1.1 400")
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=30) in (0, -signal.SIGTERM), server.log()
+        output = server.log_path.read_text()
+
+    assert UNLOGGABLE not in output
+    lines = [json.loads(line) for line in output.splitlines() if line.strip()]  # fails on any line not JSON
+    assert all({"ts", "level", "logger", "msg"} <= set(line) for line in lines), output
+    uvicorn_messages = {line["msg"] for line in lines if line["logger"] == "uvicorn.error"}
+    assert {"Application startup complete.", "Application shutdown complete."} <= uvicorn_messages, output
+    assert any(message.startswith("Uvicorn running on") for message in uvicorn_messages), output
+    assert any(message.startswith("Finished server process") for message in uvicorn_messages), output
+    assert any(line["level"] == "warning" and line["msg"] == "Invalid HTTP request received." for line in lines)
+    requests = [line for line in lines if line["logger"] == "par_server.request" and line["route"] == "/healthz"]
+    assert [request["status"] for request in requests] == [200]  # the app's line, and uvicorn's access log is off
 
 
 def test_no_command_prints_help(cli: Cli) -> None:
@@ -279,7 +318,7 @@ def test_version_names_the_installed_package(cli: Cli) -> None:
 def test_healthcheck_passes_against_the_server_on_par_port(
     cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    deployment = Deployment(database_url=f"sqlite+aiosqlite:///{cli.database}", log_dir=tmp_path)
+    deployment = support.Deployment(database_url=f"sqlite+aiosqlite:///{cli.database}", log_dir=tmp_path)
     deployment.cli("migrate")
     with deployment.server("healthcheck") as server:
         monkeypatch.setenv("PAR_PORT", str(server.port))
@@ -288,7 +327,7 @@ def test_healthcheck_passes_against_the_server_on_par_port(
 
 @pytest.mark.parametrize("port", ["free", "not-a-port"])
 def test_healthcheck_fails_when_no_server_answers(cli: Cli, monkeypatch: pytest.MonkeyPatch, port: str) -> None:
-    monkeypatch.setenv("PAR_PORT", str(free_port()) if port == "free" else port)
+    monkeypatch.setenv("PAR_PORT", str(support.free_port()) if port == "free" else port)
     code, out, err = cli.run("healthcheck")
     assert (code, out) == (1, "")
     assert "/healthz" in err and "Traceback" not in err

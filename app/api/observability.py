@@ -12,6 +12,7 @@ import logging
 import re
 import secrets
 import time
+import traceback
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -144,7 +145,8 @@ def _header(scope: Scope, name: str) -> str | None:
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message, and the record's ``fields``."""
+    """One JSON object per line: time, level, logger, message, the exception's type and traceback when
+    there is one, and the record's ``fields``."""
 
     # One encoder for every line: json.dumps with options builds a new one per call.
     _encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
@@ -160,6 +162,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        if record.exc_info and record.exc_info[1] is not None:
+            entry["exception"] = _type_name(record.exc_info[1])
+            entry["traceback"] = _traceback_without_messages(record.exc_info[1])
         entry.update(getattr(record, "fields", {}))
         return self._encode(entry)
 
@@ -174,6 +179,64 @@ class JsonFormatter(logging.Formatter):
         if self._second[0] != second:
             self._second = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
         return f"{self._second[1]}.{microseconds // 1000:03d}+00:00"
+
+
+_CAUSE = "\nThe above exception was the direct cause of the following exception:\n\n"
+_CONTEXT = "\nDuring handling of the above exception, another exception occurred:\n\n"
+
+
+def _type_name(error: BaseException) -> str:
+    kind = type(error)
+    return kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+
+
+def _traceback_without_messages(error: BaseException) -> str:
+    """The traceback as Python prints it, chained exceptions included, but each exception named by its
+    type alone: messages can carry parameter values (a driver's bound parameters, a validation error's
+    input), which no log line may."""
+    links: list[str] = []
+    seen: set[int] = set()
+    current = error
+    while True:
+        seen.add(id(current))
+        frames = "".join(traceback.format_tb(current.__traceback__))
+        header = "Traceback (most recent call last):\n" if frames else ""
+        links.append(f"{header}{frames}{_type_name(current)}\n")
+        if current.__cause__ is not None:
+            current, separator = current.__cause__, _CAUSE
+        elif current.__context__ is not None and not current.__suppress_context__:
+            current, separator = current.__context__, _CONTEXT
+        else:
+            break
+        if id(current) in seen:
+            break
+        links.append(separator)
+    return "".join(reversed(links))
+
+
+def server_log_config(level: str) -> dict[str, Any]:
+    """uvicorn's ``log_config`` (a ``logging.config.dictConfig`` dict, so spawned ``--workers`` apply it
+    too): uvicorn's lines, the app's and any other library's warnings as JSON lines on one stderr handler.
+
+    uvicorn's access log writes nowhere, whatever its ``access_log`` option: its line carries the raw
+    query string, which may hold a client secret, and the app logs each request itself.
+    """
+    level = level.upper()
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": JsonFormatter}},
+        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
+        "loggers": {
+            "uvicorn": {"handlers": ["stderr"], "level": level, "propagate": False},
+            "uvicorn.access": {"handlers": [], "propagate": False},
+            # Its own handler here, so configure_logging adds none, and no propagation: the root's handler
+            # would write each line a second time.
+            "par_server": {"handlers": ["stderr"], "level": level, "propagate": False},
+        },
+        # Libraries' warnings and errors (asyncio's, the database pool's) as JSON too, not Python's plain text.
+        "root": {"handlers": ["stderr"], "level": "WARNING"},
+    }
 
 
 def configure_logging(level: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -53,6 +54,39 @@ def test_log_timestamps_read_as_datetime_writes_them(created: float) -> None:
     record.created = created
     expected = datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")
     assert json.loads(JsonFormatter().format(record))["ts"] == expected
+
+
+def test_an_exception_is_one_line_with_its_traceback_but_no_message() -> None:
+    """Exception messages can carry parameter values (a driver's bound parameters, a validation error's
+    input): the line names each exception of the chain by its type alone."""
+    parameter = "-".join(("client_secret", secrets.token_hex(8)))  # not in the source the traceback quotes
+
+    def fail(value: str) -> None:
+        try:
+            raise KeyError(value)
+        except KeyError as error:
+            raise RuntimeError(value) from error
+
+    try:
+        fail(parameter)
+    except RuntimeError as error:
+        record = logging.LogRecord(
+            "uvicorn.error", logging.ERROR, __file__, 1, "Exception in ASGI application", (), None
+        )
+        record.exc_info = (type(error), error, error.__traceback__)
+    text = JsonFormatter().format(record)
+    assert "\n" not in text and parameter not in text
+    line = json.loads(text)
+    assert (line["level"], line["logger"], line["exception"]) == ("error", "uvicorn.error", "RuntimeError")
+    traceback = line["traceback"]
+    assert traceback.startswith("Traceback (most recent call last):\n") and traceback.endswith("\nRuntimeError\n")
+    assert "\nKeyError\n\nThe above exception was the direct cause of the following exception:\n" in traceback
+    assert ", in fail\n" in traceback
+
+
+def test_a_line_without_an_exception_has_no_traceback() -> None:
+    record = logging.LogRecord("par_server", logging.ERROR, __file__, 1, "m", (), (None, None, None))
+    assert set(json.loads(JsonFormatter().format(record))) == {"ts", "level", "logger", "msg"}
 
 
 async def test_request_id_is_echoed_or_assigned(client: httpx.AsyncClient) -> None:

@@ -131,14 +131,14 @@ class Deployment:
         return json.loads(completed.stdout) if completed.stdout.strip() else None
 
     @contextlib.contextmanager
-    def server(self, name: str) -> Iterator[ServerProcess]:
-        """``par-server serve`` on a free port, ready (``/readyz`` 200) on entry, killed on exit."""
+    def server(self, name: str, *options: str) -> Iterator[ServerProcess]:
+        """``par-server serve OPTIONS`` on a free port, ready (``/readyz`` 200) on entry, killed on exit."""
         port = free_port()
         base_url = f"http://127.0.0.1:{port}"
         log_path = self.log_dir / f"{name}.log"
         with open(log_path, "wb") as log:  # a file, never a pipe: a full pipe would block the server
             process = subprocess.Popen(
-                [str(self.executable), "serve", "--port", str(port), "--no-access-log"],
+                [str(self.executable), "serve", "--port", str(port), *options],
                 cwd=self.cwd,
                 env=self.env(PAR_PUBLIC_BASE_URL=base_url),
                 stdout=log,
