@@ -169,20 +169,31 @@ def _healthcheck(args: argparse.Namespace) -> int:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    run_migrations(Settings(), args.revision)
-    print(f"database at {_redacted_url(Settings().database_url)} is at revision {args.revision}", file=sys.stderr)
+    import logging
+
+    from app.api.observability import configure_logging
+
+    settings = Settings()
+    run_migrations(settings, args.revision)
+    configure_logging(settings.log_level)
+    logging.getLogger("par_server.migrate").info(
+        "database migrated",
+        extra={"fields": {"database": _redacted_url(settings.database_url), "revision": args.revision}},
+    )
     return 0
 
 
 def run_migrations(settings: Settings, revision: str = "head") -> None:
     from alembic import command
 
+    from app.api.observability import configure_logging
     from app.db.schema import alembic_config
 
     try:
         config = alembic_config(settings.database_url)
     except FileNotFoundError as error:
         raise SystemExit(f"par-server: {error}") from error
+    configure_logging("INFO", "alembic")  # "Running upgrade a -> b": the one log stream's JSON lines
     command.upgrade(config, revision)
 
 

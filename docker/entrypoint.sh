@@ -21,22 +21,28 @@
 # other on the schema.
 set -eu
 
+# A JSON line like the server's, so that the container writes one log stream.
+log() {
+    printf '{"ts":"%s","level":"%s","logger":"entrypoint","msg":"%s"}\n' \
+        "$(date -u +%Y-%m-%dT%H:%M:%S.000+00:00)" "$1" "$2" >&2
+}
+
 case "${1:-}" in
     '' | -*)
         for argument in "$@"; do
             case "$argument" in
                 --port | --port=*)
-                    echo "entrypoint: set PAR_PORT instead of --port (the HEALTHCHECK probes PAR_PORT)" >&2
+                    log error "set PAR_PORT instead of --port (the HEALTHCHECK probes PAR_PORT)"
                     exit 2
                     ;;
             esac
         done
         case "${PAR_SKIP_MIGRATE:-0}" in
             1 | true | yes)
-                echo "entrypoint: PAR_SKIP_MIGRATE is set, not running migrations" >&2
+                log info "PAR_SKIP_MIGRATE is set, not running migrations"
                 ;;
             *)
-                echo "entrypoint: running database migrations" >&2
+                log info "running database migrations"
                 par-server migrate
                 ;;
         esac

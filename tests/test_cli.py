@@ -107,10 +107,12 @@ async def push_with_demo_credentials(database: Path, demo: dict[str, Any]) -> in
 # --- migrate ------------------------------------------------------------------------------------------
 
 
-def test_migrate_creates_the_schema(cli: Cli) -> None:
+def test_migrate_creates_the_schema(cli: Cli, caplog: pytest.LogCaptureFixture) -> None:
     code, _, err = cli.run("migrate")
     assert code == 0, err
-    assert "revision head" in err
+    [done] = [record for record in caplog.records if record.name == "par_server.migrate"]
+    assert getattr(done, "fields", None) == {"database": f"sqlite+aiosqlite:///{cli.database}", "revision": "head"}
+    assert any(record.getMessage().startswith("Running upgrade") for record in caplog.records)
     with sqlite3.connect(cli.database) as connection:
         tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert APP_TABLES | {"alembic_version"} <= tables

@@ -11,6 +11,7 @@ import json
 import logging
 import re
 import secrets
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -239,11 +240,25 @@ def server_log_config(level: str) -> dict[str, Any]:
     }
 
 
-def configure_logging(level: str) -> None:
-    """JSON lines on stderr for the par_server loggers (idempotent)."""
-    root = logging.getLogger("par_server")
+class CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to ``sys.stderr`` as it is when a line is written, not as it was when the handler was made
+    (as ``logging.lastResort`` does): a command run in-process, as the tests run the CLI, may see
+    ``sys.stderr`` replaced and closed between two lines."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        """StreamHandler.__init__ assigns a stream; the current one is always used instead."""
+
+
+def configure_logging(level: str, name: str = "par_server") -> None:
+    """JSON lines on stderr for the logger ``name`` and those below it (idempotent)."""
+    root = logging.getLogger(name)
     root.setLevel(level.upper())
     if not any(isinstance(handler.formatter, JsonFormatter) for handler in root.handlers):
-        handler = logging.StreamHandler()
+        handler = CurrentStderrHandler()
         handler.setFormatter(JsonFormatter())
         root.addHandler(handler)
