@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
@@ -280,6 +280,17 @@ def _read_setting_file(variable: str, path: str) -> str:
     if not value:
         raise SettingsError(f"{variable}: {path} is empty")
     return value
+
+
+def settings_error_message(error: ValidationError) -> str:
+    """What is wrong with the settings, naming each variable but never its value."""
+    prefix = Settings.model_config.get("env_prefix", "")
+    problems = []
+    for problem in error.errors(include_url=False, include_context=False, include_input=False):
+        message = problem["msg"].removeprefix("Value error, ")
+        location = problem["loc"]
+        problems.append(f"{prefix}{str(location[0]).upper()}: {message}" if location else message)
+    return "invalid settings: " + "; ".join(problems)
 
 
 def _secret_problem(name: str, secret: SecretStr | None) -> str | None:
