@@ -13,7 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from app.settings import Settings, UnsafeSettingsError
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
+
+from app.settings import FILE_SUFFIX, Settings, UnsafeSettingsError, settings_error_message
 
 # The container's port: docker/entrypoint.sh serves on it and `par-server healthcheck` probes it.
 PORT_VARIABLE = "PAR_PORT"
@@ -35,6 +38,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: int = args.handler(args)
     except UnsafeSettingsError as error:
         print(f"par-server: refusing to start: {error}", file=sys.stderr)
+        return 2
+    except SettingsError as error:  # a PAR_*_FILE that cannot be used; the message names no value
+        print(f"par-server: {error}", file=sys.stderr)
+        return 2
+    except ValidationError as error:
+        if error.title != Settings.__name__:
+            raise
+        print(f"par-server: {settings_error_message(error)}", file=sys.stderr)
         return 2
     return result
 
@@ -215,16 +226,18 @@ def _demo(args: argparse.Namespace) -> int:
     demo: dict[str, Any] = json.loads(secrets_path.read_text()) if secrets_path.exists() else {}
     for name in ("admin_token", "pepper"):
         demo.setdefault(name, secrets.token_urlsafe(32))
-    os.environ.setdefault("PAR_ADMIN_TOKEN", demo["admin_token"])
-    os.environ.setdefault("PAR_PEPPER", demo["pepper"])
+        variable = f"PAR_{name.upper()}"
+        if variable not in os.environ and variable + FILE_SUFFIX not in os.environ:  # both set is refused
+            os.environ[variable] = demo[name]
     settings = Settings()
+    admin_token = settings.admin_token.get_secret_value() if settings.admin_token else demo["admin_token"]
     run_migrations(settings)
     demo.update(asyncio.run(_seed_demo(settings, demo)))
     _write_private(secrets_path, json.dumps(demo, indent=2))
     endpoint = f"{base_url}/services/{demo['service_id']}/par"
     env = {
         "PAR_DEMO_BASE_URL": base_url,
-        "PAR_DEMO_ADMIN_TOKEN": os.environ["PAR_ADMIN_TOKEN"],
+        "PAR_DEMO_ADMIN_TOKEN": admin_token,
         "PAR_DEMO_SERVICE_ID": demo["service_id"],
         "PAR_DEMO_SERVICE_TOKEN": demo["service_token"],
         "PAR_DEMO_CLIENT_ID": demo["client_id"],

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 from pathlib import Path
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 DEFAULT_DATA_DIR = Path("data")
 PLACEHOLDER_SECRETS = frozenset({"changeme", "change-me", "changethis", "secret", "password", "pepper"})
 MIN_SECRET_LENGTH = 32
+# The settings that may also be given as PAR_<NAME>_FILE: the secrets, and the URLs that can carry a password.
+FILE_SETTINGS = ("database_url", "admin_token", "pepper", "secret_encryption_key", "redis_url")
+# A secret or URL is far smaller; a bigger file is the wrong path (a log, a dump, /dev/zero), not a value.
+MAX_SETTING_FILE_BYTES = 64 * 1024
+FILE_SUFFIX = "_FILE"
 
 
 class UnsafeSettingsError(ValueError):
@@ -22,7 +29,8 @@ class UnsafeSettingsError(ValueError):
 class Settings(BaseSettings):
     """par-server settings. Every limit the server enforces is one of these fields."""
 
-    model_config = SettingsConfigDict(env_prefix="PAR_", extra="ignore")
+    # Validation errors never repeat the value given: it may be a secret, or a URL with a password.
+    model_config = SettingsConfigDict(env_prefix="PAR_", extra="ignore", hide_input_in_errors=True)
 
     database_url: str = Field(
         default=f"sqlite+aiosqlite:///{DEFAULT_DATA_DIR / 'par-server.db'}",
@@ -142,6 +150,18 @@ class Settings(BaseSettings):
     # On SIGTERM, in-flight requests get this long to finish; then the server closes them.
     shutdown_grace_seconds: Annotated[int, Field(gt=0, le=300)] = 25
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Init kwargs, then PAR_<NAME>, then PAR_<NAME>_FILE, then the defaults."""
+        return init_settings, env_settings, SettingFilesSource(settings_cls), dotenv_settings, file_secret_settings
+
     @field_validator("database_url")
     @classmethod
     def _normalise_database_url(cls, value: str) -> str:
@@ -196,6 +216,81 @@ class Settings(BaseSettings):
         if self.pepper is None:
             raise UnsafeSettingsError("PAR_PEPPER is not set")
         return self.pepper.get_secret_value().encode()
+
+
+class SettingFilesSource(PydanticBaseSettingsSource):
+    """Reads each setting of ``FILE_SETTINGS`` from the file that ``PAR_<NAME>_FILE`` names.
+
+    Docker and Compose secrets and Kubernetes secret volumes hand secrets over as files; the ``_FILE``
+    convention (as in the official postgres image) lets the operator point at any such path and keeps the
+    secret out of the environment, which ``docker inspect`` shows and child processes inherit.
+    ``PAR_<NAME>`` and ``PAR_<NAME>_FILE`` together are refused as ambiguous. Trailing line endings are
+    dropped (``echo secret > file`` writes one); other whitespace is kept, as a password may end in it.
+    Errors name the variable and the path, never the file's content.
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls)
+        self.prefix = self.config.get("env_prefix", "")
+        # Looked up the way pydantic-settings' environment source looks up PAR_<NAME>.
+        self.case_sensitive = self.config.get("case_sensitive", False)
+        self.environ = {name if self.case_sensitive else name.lower(): value for name, value in os.environ.items()}
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name in FILE_SETTINGS:
+            value, _, _ = self.get_field_value(self.settings_cls.model_fields[name], name)
+            if value is not None:
+                values[name] = value
+        return values
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:  # noqa: ARG002 (the base signature)
+        variable = f"{self.prefix}{field_name}".upper()
+        file_variable = variable + FILE_SUFFIX
+        path = self._getenv(file_variable)
+        if path is None:
+            return None, field_name, False
+        if self._getenv(variable) is not None:
+            raise SettingsError(f"{variable} and {file_variable} are both set; set only one of them")
+        if field_name in self.current_state:  # given to Settings() explicitly, which wins
+            return None, field_name, False
+        return _read_setting_file(file_variable, path), field_name, False
+
+    def _getenv(self, name: str) -> str | None:
+        return self.environ.get(name if self.case_sensitive else name.lower())
+
+
+def _read_setting_file(variable: str, path: str) -> str:
+    """The value in the file at ``path``, less its trailing line endings; ``variable`` names it in errors."""
+    if not path:
+        raise SettingsError(f"{variable} is empty; set it to the path of a file holding the value, or unset it")
+    try:
+        with open(path, "rb") as handle:
+            content = handle.read(MAX_SETTING_FILE_BYTES + 1)
+    except OSError as error:
+        raise SettingsError(f"{variable}: cannot read {path}: {error.strerror or type(error).__name__}") from None
+    if len(content) > MAX_SETTING_FILE_BYTES:
+        raise SettingsError(f"{variable}: {path} is larger than {MAX_SETTING_FILE_BYTES // 1024} KiB")
+    try:
+        value = content.decode("utf-8")
+    except UnicodeDecodeError:
+        # The decode error quotes a byte of the content: not chained, not shown.
+        raise SettingsError(f"{variable}: {path} is not UTF-8 text") from None
+    value = value.rstrip("\r\n")
+    if not value:
+        raise SettingsError(f"{variable}: {path} is empty")
+    return value
+
+
+def settings_error_message(error: ValidationError) -> str:
+    """What is wrong with the settings, naming each variable but never its value."""
+    prefix = Settings.model_config.get("env_prefix", "")
+    problems = []
+    for problem in error.errors(include_url=False, include_context=False, include_input=False):
+        message = problem["msg"].removeprefix("Value error, ")
+        location = problem["loc"]
+        problems.append(f"{prefix}{str(location[0]).upper()}: {message}" if location else message)
+    return "invalid settings: " + "; ".join(problems)
 
 
 def _secret_problem(name: str, secret: SecretStr | None) -> str | None:

@@ -301,6 +301,88 @@ def test_serve_writes_one_json_log_stream_without_request_parameters(tmp_path: P
     assert [request["status"] for request in requests] == [200]  # the app's line, and uvicorn's access log is off
 
 
+# --- settings errors ----------------------------------------------------------------------------------
+
+SENTINEL = "sentinel-secret-that-must-never-be-shown"
+
+
+@pytest.fixture
+def no_uvicorn(monkeypatch: pytest.MonkeyPatch) -> None:
+    def must_not_serve(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("uvicorn.run was called with invalid settings")
+
+    monkeypatch.setattr(uvicorn, "run", must_not_serve)
+
+
+@pytest.mark.parametrize("command", [["serve"], ["migrate"], ["demo"], ["service", "list"]])
+def test_an_invalid_setting_is_a_one_line_error_and_exit_2(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch, no_uvicorn: None, command: list[str]
+) -> None:
+    monkeypatch.setenv("PAR_MAX_PARAMETERS", "abc")
+    code, out, err = cli.run(*command)
+    assert (code, out) == (2, "")
+    assert (
+        err == "par-server: invalid settings: PAR_MAX_PARAMETERS: Input should be a valid integer, unable to "
+        "parse string as an integer\n"
+    )
+
+
+def test_an_invalid_settings_combination_never_shows_the_values(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PAR_PEPPER", SENTINEL)
+    monkeypatch.setenv("PAR_DATABASE_URL", f"postgresql://par:{SENTINEL}@db.example/par")
+    monkeypatch.setenv("PAR_PUSHED_REQUEST_STORE", "redis")
+    (tmp_path / "key").write_text(SENTINEL)
+    code, out, err = cli.run("migrate")
+    assert (code, out) == (2, "")
+    assert err.startswith("par-server: invalid settings: pushed_request_store 'redis' needs redis_url")
+    monkeypatch.setenv("PAR_SECRET_ENCRYPTION_KEY_FILE", str(tmp_path / "key"))
+    code, out, err = cli.run("migrate")
+    assert (code, out) == (2, "")
+    assert err.startswith("par-server: invalid settings: PAR_SECRET_ENCRYPTION_KEY: secret_encryption_key must be")
+    assert SENTINEL not in err
+
+
+@pytest.mark.parametrize("command", [["serve"], ["migrate"], ["demo", "--no-serve"], ["service", "list"]])
+def test_an_unusable_secret_file_is_a_one_line_error_and_exit_2(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, no_uvicorn: None, command: list[str]
+) -> None:
+    missing = tmp_path / "no-such-secret"
+    monkeypatch.setenv("PAR_PEPPER_FILE", str(missing))
+    code, out, err = cli.run(*command)
+    assert (code, out) == (2, "")
+    assert err == f"par-server: PAR_PEPPER_FILE: cannot read {missing}: No such file or directory\n"
+
+
+def test_a_variable_and_its_file_variable_together_are_a_clean_error(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, no_uvicorn: None
+) -> None:
+    (tmp_path / "token").write_text(SENTINEL + "-from-the-file\n")
+    monkeypatch.setenv("PAR_ADMIN_TOKEN_FILE", str(tmp_path / "token"))
+    monkeypatch.setenv("PAR_ADMIN_TOKEN", SENTINEL)
+    code, out, err = cli.run("serve")
+    assert (code, out) == (2, "")
+    assert err == "par-server: PAR_ADMIN_TOKEN and PAR_ADMIN_TOKEN_FILE are both set; set only one of them\n"
+
+
+def test_serve_and_demo_take_their_secrets_from_files(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    calls: list[dict[str, object]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *_args, **kwargs: calls.append(kwargs))
+    (tmp_path / "token").write_text("t" * 43 + "\n")
+    (tmp_path / "pepper").write_text(PEPPER + "\n")
+    monkeypatch.setenv("PAR_ADMIN_TOKEN_FILE", str(tmp_path / "token"))
+    monkeypatch.setenv("PAR_PEPPER_FILE", str(tmp_path / "pepper"))
+    assert cli.run("serve")[0] == 0 and len(calls) == 1  # the production check passed on the files' values
+    code, _, err = cli.run("demo", "--no-serve")  # does not set PAR_ADMIN_TOKEN/PAR_PEPPER beside them
+    assert code == 0, err
+    assert f"export PAR_DEMO_ADMIN_TOKEN={'t' * 43}\n" in (cli.data_dir / "demo.env").read_text()
+    assert "PAR_ADMIN_TOKEN" not in os.environ and "PAR_PEPPER" not in os.environ
+    assert [service["serviceName"] for service in cli.json("service", "list")] == ["demo"]
+
+
 def test_no_command_prints_help(cli: Cli) -> None:
     code, out, _ = cli.run()
     assert code == 2

@@ -1,16 +1,19 @@
-"""``app.settings.Settings``: production-secret checks, URL normalisation, and the app factory's guard."""
+"""``app.settings.Settings``: production-secret checks, URL normalisation, ``PAR_*_FILE`` settings, and the app
+factory's guard."""
 
 from __future__ import annotations
 
 import os
 import secrets
+import traceback
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
+from pydantic_settings import SettingsError
 
-from app.main import create_app
-from app.settings import Settings, UnsafeSettingsError
+from app.main import app_from_environment, create_app
+from app.settings import FILE_SETTINGS, MAX_SETTING_FILE_BYTES, Settings, UnsafeSettingsError
 
 STRONG_TOKEN = secrets.token_urlsafe(32)  # 43 characters
 STRONG_PEPPER = secrets.token_urlsafe(32)
@@ -164,3 +167,190 @@ def test_pushed_requests_stay_in_the_database_by_default() -> None:
 def test_the_pushed_request_store_is_database_or_redis() -> None:
     with pytest.raises(ValidationError, match="'database' or 'redis'"):
         Settings(pushed_request_store="memcached")  # type: ignore[arg-type]
+
+
+# --- PAR_<NAME>_FILE ----------------------------------------------------------------------------------
+
+# A value for each setting that may come from a file, as Settings holds it once read.
+FILE_VALUES = {
+    "database_url": "postgresql+psycopg://par:file-password@db.example:5432/par",
+    "admin_token": STRONG_TOKEN,
+    "pepper": STRONG_PEPPER,
+    "secret_encryption_key": secrets.token_urlsafe(32),
+    "redis_url": "redis://:file-password@redis.example:6379/0",
+}
+SENTINEL = "sentinel-content-that-must-never-be-shown"
+
+
+def plain(value: object) -> object:
+    return value.get_secret_value() if isinstance(value, SecretStr) else value
+
+
+def file_setting(monkeypatch: pytest.MonkeyPatch, path: Path, content: str | bytes, variable: str) -> Path:
+    """Write `content` to `path` and point `variable` (e.g. PAR_PEPPER_FILE) at it."""
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8", newline="")
+    monkeypatch.setenv(variable, str(path))
+    return path
+
+
+def file_error(match: str) -> str:
+    with pytest.raises(SettingsError, match=match) as raised:
+        Settings()
+    return str(raised.value)
+
+
+def test_every_file_setting_has_a_value_here() -> None:
+    assert set(FILE_VALUES) == set(FILE_SETTINGS)
+
+
+@pytest.mark.parametrize("field", FILE_SETTINGS)
+def test_a_setting_is_read_from_the_file_its_file_variable_names(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, field: str
+) -> None:
+    file_setting(monkeypatch, tmp_path / field, FILE_VALUES[field] + "\n", f"PAR_{field.upper()}_FILE")
+    settings = Settings()
+    assert plain(getattr(settings, field)) == FILE_VALUES[field]
+    if isinstance(getattr(settings, field), SecretStr):
+        assert FILE_VALUES[field] not in repr(settings)
+
+
+def test_secrets_from_files_pass_the_production_check(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    file_setting(monkeypatch, tmp_path / "token", STRONG_TOKEN, "PAR_ADMIN_TOKEN_FILE")
+    file_setting(monkeypatch, tmp_path / "pepper", STRONG_PEPPER + "\n", "PAR_PEPPER_FILE")
+    settings = Settings()
+    settings.require_production_secrets()
+    assert settings.pepper_bytes == STRONG_PEPPER.encode()
+
+
+@pytest.mark.parametrize(
+    ("content", "value"),
+    [
+        ("value", "value"),
+        ("value\n", "value"),
+        ("value\r\n", "value"),
+        ("value\n\n", "value"),
+        ("inner \t space\nand lines \n", "inner \t space\nand lines "),  # only line endings go, at the end
+        (" leading", " leading"),
+    ],
+)
+def test_trailing_line_endings_are_dropped_and_nothing_else(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, content: str, value: str
+) -> None:
+    file_setting(monkeypatch, tmp_path / "pepper", content, "PAR_PEPPER_FILE")
+    assert plain(Settings().pepper) == value
+
+
+def test_a_file_database_url_is_normalised_like_any_other(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    file_setting(monkeypatch, tmp_path / "url", "postgres://par:pw@db.example/par\n", "PAR_DATABASE_URL_FILE")
+    assert Settings().database_url == "postgresql+psycopg://par:pw@db.example/par"
+
+
+def test_a_variable_and_its_file_variable_together_are_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    file_setting(monkeypatch, tmp_path / "token", STRONG_TOKEN, "PAR_ADMIN_TOKEN_FILE")
+    monkeypatch.setenv("PAR_ADMIN_TOKEN", SENTINEL)
+    message = file_error("PAR_ADMIN_TOKEN and PAR_ADMIN_TOKEN_FILE are both set")
+    assert SENTINEL not in message and STRONG_TOKEN not in message
+    with pytest.raises(SettingsError, match="both set"):  # an empty variable is set too
+        monkeypatch.setenv("PAR_ADMIN_TOKEN", "")
+        Settings()
+
+
+def test_file_variables_are_looked_up_like_the_others_regardless_of_case(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """pydantic-settings matches PAR_ variables case-insensitively; the _FILE ones match the same way."""
+    file_setting(monkeypatch, tmp_path / "pepper", STRONG_PEPPER, "par_pepper_file")
+    assert plain(Settings().pepper) == STRONG_PEPPER
+    monkeypatch.setenv("PAR_PEPPER", STRONG_PEPPER)
+    file_error("PAR_PEPPER and PAR_PEPPER_FILE are both set")
+
+
+def test_init_kwargs_win_over_a_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    file_setting(monkeypatch, tmp_path / "pepper", STRONG_PEPPER, "PAR_PEPPER_FILE")
+    assert plain(Settings(pepper="given-explicitly").pepper) == "given-explicitly"  # type: ignore[arg-type]
+    (tmp_path / "pepper").unlink()  # a file whose value would be discarded is not read at all
+    assert plain(Settings(pepper="given-explicitly").pepper) == "given-explicitly"  # type: ignore[arg-type]
+    file_error("PAR_PEPPER_FILE: cannot read")
+
+
+def test_a_missing_file_is_an_error_naming_the_variable_and_the_path(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    missing = tmp_path / "no-such-secret"
+    monkeypatch.setenv("PAR_PEPPER_FILE", str(missing))
+    message = file_error("PAR_PEPPER_FILE")
+    assert f"cannot read {missing}: No such file or directory" in message
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"", "is empty"),
+        (b"\n", "is empty"),
+        (SENTINEL.encode() + b"\xff\xfe", "is not UTF-8 text"),
+        (SENTINEL.encode() * (MAX_SETTING_FILE_BYTES // len(SENTINEL) + 1), "is larger than 64 KiB"),
+    ],
+)
+def test_an_unusable_file_is_an_error_that_never_shows_its_content(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, content: bytes, problem: str
+) -> None:
+    path = file_setting(monkeypatch, tmp_path / "secret", content, "PAR_ADMIN_TOKEN_FILE")
+    with pytest.raises(SettingsError) as raised:
+        Settings()
+    assert str(raised.value) == f"PAR_ADMIN_TOKEN_FILE: {path} {problem}"
+    shown = "".join(traceback.format_exception(raised.value))  # the error with whatever it chains
+    assert SENTINEL not in shown and "codec" not in shown
+
+
+def test_a_file_of_exactly_the_bound_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    file_setting(monkeypatch, tmp_path / "secret", "x" * MAX_SETTING_FILE_BYTES, "PAR_ADMIN_TOKEN_FILE")
+    assert plain(Settings().admin_token) == "x" * MAX_SETTING_FILE_BYTES
+
+
+def test_a_directory_or_an_unreadable_file_is_an_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PAR_PEPPER_FILE", str(tmp_path))
+    assert f"cannot read {tmp_path}: Is a directory" in file_error("PAR_PEPPER_FILE")
+    unreadable = file_setting(monkeypatch, tmp_path / "pepper", SENTINEL, "PAR_PEPPER_FILE")
+    unreadable.chmod(0)
+    if os.access(unreadable, os.R_OK):
+        pytest.skip("running as root: file permissions do not apply")
+    message = file_error("PAR_PEPPER_FILE")
+    assert f"cannot read {unreadable}: Permission denied" in message and SENTINEL not in message
+
+
+def test_an_empty_file_variable_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PAR_PEPPER_FILE", "")
+    file_error("PAR_PEPPER_FILE is empty")
+
+
+def test_an_invalid_value_from_a_file_is_not_shown(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    file_setting(monkeypatch, tmp_path / "key", SENTINEL, "PAR_SECRET_ENCRYPTION_KEY_FILE")
+    with pytest.raises(ValidationError, match="32 bytes") as raised:
+        Settings()
+    assert SENTINEL not in str(raised.value)
+
+
+def test_validation_errors_never_show_the_values_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model-level error would otherwise print every input, secrets and URL passwords included."""
+    monkeypatch.setenv("PAR_ADMIN_TOKEN", SENTINEL)
+    monkeypatch.setenv("PAR_DATABASE_URL", f"postgresql://par:{SENTINEL}@db/par")
+    monkeypatch.setenv("PAR_PUSHED_REQUEST_STORE", "redis")
+    with pytest.raises(ValidationError, match="needs redis_url") as raised:
+        Settings()
+    assert SENTINEL not in str(raised.value)
+
+
+async def test_the_app_factory_reads_files_too(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """`uvicorn --factory app.main:app_from_environment` (what `par-server serve` runs) takes the same path."""
+    monkeypatch.setenv("PAR_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'par.db'}")
+    file_setting(monkeypatch, tmp_path / "token", STRONG_TOKEN + "\n", "PAR_ADMIN_TOKEN_FILE")
+    file_setting(monkeypatch, tmp_path / "pepper", STRONG_PEPPER + "\n", "PAR_PEPPER_FILE")
+    app = app_from_environment()
+    try:
+        assert app.state.par.settings.pepper_bytes == STRONG_PEPPER.encode()
+        assert plain(app.state.par.settings.admin_token) == STRONG_TOKEN
+    finally:
+        await app.state.par.aclose()
