@@ -55,11 +55,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_installed_version()}")
     commands = parser.add_subparsers(title="commands")
 
-    serve = commands.add_parser("serve", help="serve HTTP (run `par-server migrate` first)")
+    # No abbreviated options for the server: `--por 9000` must not slip past the container entrypoint's
+    # refusal of --port (the HEALTHCHECK probes PAR_PORT).
+    serve = commands.add_parser("serve", help="serve HTTP (run `par-server migrate` first)", allow_abbrev=False)
     _add_server_options(serve)
     serve.set_defaults(handler=_serve)
 
-    demo = commands.add_parser("demo", help="local instance on SQLite: generate secrets, migrate, seed, serve")
+    demo = commands.add_parser(
+        "demo", help="local instance on SQLite: generate secrets, migrate, seed, serve", allow_abbrev=False
+    )
     _add_server_options(demo)
     demo.add_argument("--no-serve", action="store_true", help="prepare and print, but do not serve")
     demo.set_defaults(handler=_demo)

@@ -415,3 +415,12 @@ def test_healthcheck_fails_when_no_server_answers(cli: Cli, monkeypatch: pytest.
     code, out, err = cli.run("healthcheck")
     assert (code, out) == (1, "")
     assert "/healthz" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", ["serve", "demo"])
+def test_server_options_cannot_be_abbreviated(cli: Cli, command: str) -> None:
+    """`--por 9000` would serve on a port the container's HEALTHCHECK does not probe."""
+    with pytest.raises(SystemExit) as exited:
+        cli.run(command, "--por", "9000")
+    assert exited.value.code == 2
+    assert "unrecognized arguments: --por 9000" in cli.capsys.readouterr().err
