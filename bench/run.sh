@@ -75,9 +75,9 @@ command -v timeout >/dev/null 2>&1 || die "timeout (coreutils) is required"
 if [[ "$PAR_SERVER" == "$ROOT/.venv/bin/par-server" && ! -x "$PAR_SERVER" ]]; then
   # A fresh clone: install the project into .venv as scripts/demo does, so one command runs the benchmark.
   # shellcheck source=../scripts/_venv.sh
-  (cd "$ROOT" && . scripts/_venv.sh && ensure_venv "") || die "installing the project into $ROOT/.venv failed"
+  (cd "$ROOT" && . scripts/_venv.sh && ensure_venv --no-default-groups --inexact) || die "installing the project into $ROOT/.venv failed"
 fi
-[[ -x "$PAR_SERVER" ]] || die "$PAR_SERVER not found; install the project in $ROOT/.venv (pip install -e .)"
+[[ -x "$PAR_SERVER" ]] || die "$PAR_SERVER not found; install the project in $ROOT/.venv (scripts/test or uv sync)"
 [[ -x "$PY" ]] || die "$PY not found"
 if [[ " ${databases[*]} " == *" postgresql "* || " ${databases[*]} " == *" redis "* ]]; then
   command -v psql >/dev/null 2>&1 || die "psql is not installed (apt-get install -y postgresql-client)"
