@@ -1,6 +1,6 @@
-"""The authorization endpoint's half of PAR: /api/{id}/pushed_auth_req/resolve and /consume (issue 3).
+"""The authorization endpoint's half of PAR: /api/{id}/pushed_auth_req/resolve and /consume.
 
-Every test runs with pushed requests in the database and in Redis (PAR_PUSHED_REQUEST_STORE, issue 7).
+Every test runs with pushed requests in the database and in Redis (PAR_PUSHED_REQUEST_STORE).
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ async def consume(
 
 
 def assert_unusable(answer: dict[str, Any]) -> None:
-    """PAR-32 / issue 3: unknown, expired, consumed and other-client URIs look the same."""
+    """PAR-32: unknown, expired, consumed and other-client URIs look the same."""
     assert answer["action"] == "BAD_REQUEST"
     assert (
         answer["responseContent"] == f'{{"error":"invalid_request_uri","error_description":"{UNUSABLE_REQUEST_URI}"}}'

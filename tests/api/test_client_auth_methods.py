@@ -1,4 +1,4 @@
-"""Every token-endpoint client authentication method at both front doors (issue 4; A.3, A.4, A.12-1)."""
+"""Every token-endpoint client authentication method at both front doors (A.3, A.4, A.12-1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Pushed requests in Redis through the app (PAR_PUSHED_REQUEST_STORE=redis, issue 7), on both databases.
+"""Pushed requests in Redis through the app (PAR_PUSHED_REQUEST_STORE=redis), on both databases.
 
 The protocol's behaviour with this store (resolve, consume once, expiry boundaries, client binding,
 other services) is tests/api/test_authorization.py, which runs with both stores; here is what is

@@ -1,4 +1,4 @@
-"""The Redis store of pushed requests (app/db/redis_pushed_requests.py, issue 7), against a real Redis."""
+"""The Redis store of pushed requests (app/db/redis_pushed_requests.py), against a real Redis."""
 
 from __future__ import annotations
 
