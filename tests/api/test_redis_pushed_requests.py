@@ -116,7 +116,7 @@ async def test_pushes_go_to_redis_with_the_requests_expiry(
 async def test_resolve_moves_the_keys_expiry_and_consume_removes_the_key(
     app: FastAPI, client: httpx.AsyncClient, factory: Factory
 ) -> None:
-    """A.12-2: the first resolve opens the authorization session (the key lives as long); PAR-31: the
+    """NOTE-02: the first resolve opens the authorization session (the key lives as long); PAR-31: the
     consumed request is gone."""
     service = await factory.service(authorizationSessionDuration=600)
     par_client = await factory.client(service)
