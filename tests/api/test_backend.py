@@ -21,7 +21,7 @@ async def call(
 
 
 def envelope(response: httpx.Response, action: str) -> dict[str, Any]:
-    """A processed call is 200 with the action; responseContent is a JSON string (authlete-api.md §2.1)."""
+    """A processed call is 200 with the action; responseContent is a JSON string, as Authlete's is."""
     assert response.status_code == 200, response.text
     body = dict(response.json())
     assert body["action"] == action
