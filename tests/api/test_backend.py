@@ -1,4 +1,4 @@
-"""The Authlete-compatible backend API: POST /api/{serviceId}/pushed_auth_req (authlete-api.md §1-§3)."""
+"""The Authlete-compatible backend API: POST /api/{serviceId}/pushed_auth_req, in Authlete's wire format."""
 
 from __future__ import annotations
 

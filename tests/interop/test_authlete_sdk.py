@@ -227,7 +227,7 @@ def test_deleted_client_is_gone(sdk_service: SdkService, sdk_client: Client) -> 
 def test_token_of_another_service_is_forbidden(
     live_server: LiveServer, sdk_service: SdkService, sdk_client: Client
 ) -> None:
-    """authlete-api §6 (multi-tenancy): a service access token acts only on its own service; another
+    """Multi-tenancy: a service access token acts only on its own service; another
     service's token gets 403 ResultError A003204, for management calls and for pushes alike."""
     other = live_server.create_service()
     intruder = sdk(live_server, sdk_service.service.apiKey, other.token)
