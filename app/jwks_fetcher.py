@@ -1,4 +1,4 @@
-"""Fetching a client's JWK Set from its ``jwks_uri`` for ``private_key_jwt`` (RFC 7523, issue 4).
+"""Fetching a client's JWK Set from its ``jwks_uri`` for ``private_key_jwt`` (RFC 7523).
 
 A ``jwks_uri`` is a URL chosen by whoever registered the client, and the fetch is triggered by whoever
 sends a client assertion, so this module treats both as untrusted:

@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     # Defaults of per-service settings.
     default_pushed_auth_req_duration: Annotated[int, Field(gt=0, le=86400)] = 60
     # How long a request stays resolvable and consumable after its first resolve, so that a slow login
-    # (MFA, registration) completes even though expires_in has passed (spec-requirements A.12-2).
+    # (MFA, registration) completes even though expires_in has passed (NOTE-02, docs/requirements.md).
     default_authorization_session_duration: Annotated[int, Field(gt=0, le=86400)] = 1800
     # How long a server-issued DPoP nonce stays valid (between 1x and 2x this; RFC 9449 §8).
     default_dpop_nonce_duration: Annotated[int, Field(gt=0, le=86400)] = 300

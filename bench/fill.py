@@ -1,5 +1,5 @@
-"""Fill the store with live pushed requests before a benchmark run (issue 7: throughput with 1,000,000
-live requests within 10% of an empty store).
+"""Fill the store with live pushed requests before a benchmark run (the target: throughput with
+1,000,000 live requests within 10% of an empty store; bench/RESULTS.md).
 
     python bench/fill.py COUNT SERVICE_ID CLIENT_ID      (PAR_DATABASE_URL as for the server)
 

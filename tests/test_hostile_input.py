@@ -1,4 +1,4 @@
-"""Hostile input at every front door (issue 6): malformed bodies, parameters, headers and ids.
+"""Hostile input at every front door: malformed bodies, parameters, headers and ids.
 
 Each front door answers in its own documented format, whatever it is sent, and never with a 5xx:
 

@@ -18,7 +18,7 @@ from tests.factories import ClientHandle, ServiceHandle
 async def test_lifespan_purges_expired_requests(
     settings: Settings, service: ServiceHandle, basic_client: ClientHandle
 ) -> None:
-    """Issue 2 §8: expired rows are purged periodically without a request having to trigger it."""
+    """Expired rows are purged periodically without a request having to trigger it."""
     app = create_app(make_settings(settings.database_url, purge_interval_seconds=0.05))
     state = app.state.par
     async with state.request_connection() as connection:

@@ -1,5 +1,5 @@
-"""Fuzzing with a bounded budget (issue 6): schemathesis against every operation of the OpenAPI document,
-and Hypothesis against the parsers that see raw client input first.
+"""Fuzzing with a bounded budget: schemathesis against every operation of the OpenAPI document, and
+Hypothesis against the parsers that see raw client input first.
 
 Schemathesis runs on SQLite only (its in-process ASGI client drives the app from its own event loop
 thread, so the app here is built from a migrated SQLite copy rather than the ``app`` fixture). Every

@@ -151,7 +151,7 @@ def test_secret_encryption_key_accepts_token_urlsafe() -> None:
 
 
 def test_pushed_requests_in_redis_need_a_redis_url(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Issue 7: PAR_PUSHED_REQUEST_STORE=redis without PAR_REDIS_URL is refused when the settings are read."""
+    """PAR_PUSHED_REQUEST_STORE=redis without PAR_REDIS_URL is refused when the settings are read."""
     monkeypatch.setenv("PAR_PUSHED_REQUEST_STORE", "redis")
     with pytest.raises(ValidationError, match=r"pushed_request_store 'redis' needs redis_url \(PAR_REDIS_URL\)"):
         Settings()

@@ -2,7 +2,8 @@
 ``app.api.direct``).
 
 An authorization server forwards its client's PAR request here and relays ``responseContent`` with
-the HTTP status that ``action`` names (reference/authlete-api.md §2.2).
+the HTTP status that ``action`` names, as with Authlete's own API (``app.core.par.HTTP_STATUS_BY_ACTION``:
+CREATED is 201, BAD_REQUEST 400, UNAUTHORIZED 401, and so on).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """JWT client assertions: ``private_key_jwt`` and ``client_secret_jwt`` (RFC 7523 §2.2, §3; OIDC Core §9).
 
 RFC 9126 §2: the PAR endpoint authenticates clients as the token endpoint does, so these are the same
-rules, including the audience conflict of spec-requirements A.12-1, settled per service.
+rules, including the audience conflict of NOTE-01 in docs/requirements.md, settled per service.
 """
 
 from __future__ import annotations

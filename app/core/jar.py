@@ -9,7 +9,7 @@ Three steps, in order: :func:`verify_request_object` checks the JWT and returns 
 validates; :func:`merge_with_outer` adds the client-authentication parameters of the form body.
 
 A *missing* request object for a client that must send one is not this module's error: RFC 9126 §2.3
-answers it with ``invalid_request`` (PAR-22, spec-requirements A.12-6), raised by ``app.core.par``.
+answers it with ``invalid_request`` (PAR-22, NOTE-06 in docs/requirements.md), raised by ``app.core.par``.
 Everything here concerns a request object that is present and wrong: ``invalid_request_object``.
 """
 
@@ -39,7 +39,7 @@ JWT_ONLY_CLAIMS = frozenset({"iss", "aud", "exp", "nbf", "iat", "jti"})
 OUTER_CLIENT_AUTHENTICATION_PARAMETERS = frozenset(
     {"client_id", "client_secret", "client_assertion", "client_assertion_type"}
 )
-# FAPI 1.0 Advanced §5.2.2 (spec-requirements JAR-07): exp at most 60 minutes after nbf, nbf at most
+# FAPI 1.0 Advanced §5.2.2 (JAR-07 in docs/requirements.md): exp at most 60 minutes after nbf, nbf at most
 # 60 minutes in the past. A profile rule, not a deployment limit, hence a constant.
 FAPI_MAX_REQUEST_OBJECT_LIFETIME = timedelta(minutes=60)
 _CREDENTIAL_PARAMETERS = OUTER_CLIENT_AUTHENTICATION_PARAMETERS - {"client_id"}

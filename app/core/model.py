@@ -27,7 +27,7 @@ SECRET_AUTH_METHODS = frozenset(
 
 
 class AudiencePolicy(StrEnum):
-    """Which ``aud`` values a client assertion may carry (spec-requirements A.12-1)."""
+    """Which ``aud`` values a client assertion may carry (NOTE-01 in docs/requirements.md)."""
 
     # RFC 9126 §2: "the authorization server MUST accept its issuer identifier, token endpoint URL, or
     # pushed authorization request endpoint URL as values that identify it as an intended audience."
@@ -38,8 +38,8 @@ class AudiencePolicy(StrEnum):
 
 
 class FapiMode(StrEnum):
-    """Authlete's FAPI modes. FAPI2_SECURITY switches on, in one place, what FAPI 2.0 asks of PAR (A.11);
-    FAPI2_MESSAGE_SIGNING_AUTH_REQ also requires signed request objects (FAPI-19)."""
+    """Authlete's FAPI modes. FAPI2_SECURITY switches on, in one place, what FAPI 2.0 asks of PAR (the FAPI-
+    ids of docs/requirements.md); FAPI2_MESSAGE_SIGNING_AUTH_REQ also requires signed request objects (FAPI-19)."""
 
     FAPI1_BASELINE = "fapi1_baseline"
     FAPI1_ADVANCED = "fapi1_advanced"

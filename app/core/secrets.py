@@ -3,8 +3,9 @@
 Client secrets and service access tokens are generated here with 256 bits of entropy, so a keyed
 fast hash (HMAC-SHA256 under a pepper kept outside the database) is the right storage: RFC 6819
 §5.1.4.2.2 "Use High Entropy for Secrets"; a slow password hash would cap a core at a few pushes per
-second (reference/python-stack.md §2). The passlib ``CryptContext`` is the one place that knows every
-stored format, so legacy hashes (bcrypt, argon2, pbkdf2) still verify and can be migrated.
+second (bcrypt at its default cost spends about a quarter of a second on each check). The passlib
+``CryptContext`` is the one place that knows every stored format, so legacy hashes (bcrypt, argon2,
+pbkdf2) still verify and can be migrated.
 """
 
 from __future__ import annotations
@@ -115,7 +116,7 @@ def constant_time_equals(left: str, right: str) -> bool:
 
 class SecretBox:
     """AES-256-GCM for the one secret we must read back: the HMAC key of ``client_secret_jwt`` clients
-    (python-stack §1.4 rule 4; Polar keeps the same encrypted copy). Other secrets are only hashed."""
+    (a one-way hash cannot give the key back; Polar keeps the same encrypted copy). Other secrets are only hashed."""
 
     VERSION = "v1."
     NONCE_BYTES = 12

@@ -1,4 +1,4 @@
-"""Pushed requests in Redis (``PAR_PUSHED_REQUEST_STORE=redis``, issue 7: scale beyond one machine).
+"""Pushed requests in Redis (``PAR_PUSHED_REQUEST_STORE=redis``), so that the service scales beyond one machine.
 
 Why: every push is a write, and with replicas on one database that write is what the database spends
 its time on. Redis keeps each pushed request under one key that expires with the request, so there is

@@ -1,6 +1,6 @@
-"""The authorization endpoint's half of PAR: /api/{id}/pushed_auth_req/resolve and /consume (issue 3).
+"""The authorization endpoint's half of PAR: /api/{id}/pushed_auth_req/resolve and /consume.
 
-Every test runs with pushed requests in the database and in Redis (PAR_PUSHED_REQUEST_STORE, issue 7).
+Every test runs with pushed requests in the database and in Redis (PAR_PUSHED_REQUEST_STORE).
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ async def consume(
 
 
 def assert_unusable(answer: dict[str, Any]) -> None:
-    """PAR-32 / issue 3: unknown, expired, consumed and other-client URIs look the same."""
+    """PAR-32: unknown, expired, consumed and other-client URIs look the same."""
     assert answer["action"] == "BAD_REQUEST"
     assert (
         answer["responseContent"] == f'{{"error":"invalid_request_uri","error_description":"{UNUSABLE_REQUEST_URI}"}}'
@@ -192,7 +192,7 @@ async def test_concurrent_consumes_across_replicas_have_one_winner(
 async def test_another_client_cannot_use_or_destroy_the_request(
     client: httpx.AsyncClient, factory: Factory, service: ServiceHandle, basic_client: ClientHandle
 ) -> None:
-    """PAR-16 and A.12-4: the binding is checked before anything changes (fosite burns it first)."""
+    """PAR-16 and NOTE-04: the binding is checked before anything changes (fosite burns it first)."""
     request_uri = await push(client, service, basic_client)
     intruder = await factory.client(service)
     assert_unusable(await resolve(client, service, client_id=str(intruder.id), request_uri=request_uri))
@@ -238,7 +238,7 @@ async def test_first_resolve_window_boundaries(
 async def test_resolved_request_outlives_expires_in_for_the_session(
     client: httpx.AsyncClient, factory: Factory, clock: Clock
 ) -> None:
-    """A.12-2: expires_in bounds the first resolve; the login then has the authorization-session lifetime."""
+    """NOTE-02: expires_in bounds the first resolve; the login then has the authorization-session lifetime."""
     service = await factory.service(authorizationSessionDuration=600)
     par_client = await factory.client(service)
     resolved = await push(client, service, par_client)

@@ -1,4 +1,4 @@
-"""The Authlete-compatible backend API: POST /api/{serviceId}/pushed_auth_req (authlete-api.md §1-§3)."""
+"""The Authlete-compatible backend API: POST /api/{serviceId}/pushed_auth_req, in Authlete's wire format."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ async def call(
 
 
 def envelope(response: httpx.Response, action: str) -> dict[str, Any]:
-    """A processed call is 200 with the action; responseContent is a JSON string (authlete-api.md §2.1)."""
+    """A processed call is 200 with the action; responseContent is a JSON string, as Authlete's is."""
     assert response.status_code == 200, response.text
     body = dict(response.json())
     assert body["action"] == action

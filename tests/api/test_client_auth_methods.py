@@ -1,4 +1,7 @@
-"""Every token-endpoint client authentication method at both front doors (issue 4; A.3, A.4, A.12-1)."""
+"""Every token-endpoint client authentication method at both front doors.
+
+The requirements: the CA- and MTLS- ids and NOTE-01 of docs/requirements.md.
+"""
 
 from __future__ import annotations
 
@@ -188,7 +191,7 @@ async def test_replay_is_refused_across_replicas(
 async def test_audience_policies(
     client: httpx.AsyncClient, factory: Factory, policy: str, audience: str, accepted: bool
 ) -> None:
-    """PAR-08 vs FAPI-10 (A.12-1), chosen per service."""
+    """PAR-08 vs FAPI-10 (NOTE-01), chosen per service."""
     service = await factory.service(clientAssertionAudiencePolicy=policy, tokenEndpoint="https://as.example/token")
     key_client = await factory.client(service, tokenAuthMethod="PRIVATE_KEY_JWT", jwks=public_jwks(EC_KEY))
     aud = {

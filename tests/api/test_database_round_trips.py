@@ -1,7 +1,7 @@
-"""What one push costs the database: connections checked out, transactions and statements (issue 7:
-each round trip costs the worker CPU as well as time; bench/RESULTS.md).
+"""What one push costs the database: connections checked out, transactions and statements (each
+round trip costs the worker CPU as well as time; bench/RESULTS.md).
 
-Issue 6: on a slow database every round trip multiplies its latency, and every pool checkout may
+On a slow database every round trip multiplies its latency, and every pool checkout may
 wait the pool timeout again (tests/faults/test_database_faults.py measures the bound with a real
 slow link). These counts are the budget behind that bound; they change only on purpose.
 """

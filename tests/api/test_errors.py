@@ -101,7 +101,7 @@ async def test_secrets_and_parameters_never_reach_the_logs(
 
 @pytest.mark.parametrize("path", ["/services/1000000000001/par", "/api/1000000000001/pushed_auth_req"])
 async def test_oversized_headers_are_431_in_the_path_format(client: httpx.AsyncClient, path: str) -> None:
-    """Issue 6: header size limits as settings (PAR_MAX_HEADER_BYTES, 16 KiB by default)."""
+    """Header size limits are a setting (PAR_MAX_HEADER_BYTES, 16 KiB by default)."""
     response = await client.post(path, content=b"", headers={"X-Padding": "p" * 20_000})
     assert response.status_code == 431
     if path.startswith("/api/"):

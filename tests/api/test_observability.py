@@ -1,4 +1,4 @@
-"""Metrics, request ids, JSON request logs and readiness (issue 6, Visibility)."""
+"""Metrics, request ids, JSON request logs and readiness."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The RFC 9126 endpoint: POST /services/{id}/par (A.1, A.2 and PKCE rows of spec-requirements.md)."""
+"""The RFC 9126 endpoint: POST /services/{id}/par (PAR-, GEN- and PKCE- ids of docs/requirements.md)."""
 
 from __future__ import annotations
 
@@ -96,7 +96,7 @@ async def test_public_client_with_pkce(client: httpx.AsyncClient, factory: Facto
 async def test_client_id_may_be_omitted_with_basic(
     client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle
 ) -> None:
-    """A.12-7: accept-and-fill, as fosite does, when Basic names the client."""
+    """NOTE-07: accept-and-fill, as fosite does, when Basic names the client."""
     response = await push(client, service, par_params(basic_client, client_id=None), basic_client.basic())
     assert response.status_code == 201, response.text
 
@@ -155,7 +155,7 @@ async def test_response_type_words_in_any_order(client: httpx.AsyncClient, facto
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH"])
 async def test_other_methods_get_405_with_allow(client: httpx.AsyncClient, service: ServiceHandle, method: str) -> None:
-    """PAR-03 / A.12-5: 405 with Allow: POST."""
+    """PAR-03 / NOTE-05: 405 with Allow: POST."""
     response = await client.request(method, service.par_path)
     assert_oauth_error(response, 405, "invalid_request")
     assert response.headers["allow"] == "POST"

@@ -1,4 +1,4 @@
-"""DPoP, request objects, rich authorization requests, resources and PAR enforcement at the push (issue 5)."""
+"""DPoP, request objects, rich authorization requests, resources and PAR enforcement at the push."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Rate limiting at both front doors (PAR-24; issue 6): 429 with Retry-After, shared across replicas."""
+"""Rate limiting at both front doors (PAR-24): 429 with Retry-After, shared across replicas."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Pushed requests in Redis through the app (PAR_PUSHED_REQUEST_STORE=redis, issue 7), on both databases.
+"""Pushed requests in Redis through the app (PAR_PUSHED_REQUEST_STORE=redis), on both databases.
 
 The protocol's behaviour with this store (resolve, consume once, expiry boundaries, client binding,
 other services) is tests/api/test_authorization.py, which runs with both stores; here is what is
@@ -116,7 +116,7 @@ async def test_pushes_go_to_redis_with_the_requests_expiry(
 async def test_resolve_moves_the_keys_expiry_and_consume_removes_the_key(
     app: FastAPI, client: httpx.AsyncClient, factory: Factory
 ) -> None:
-    """A.12-2: the first resolve opens the authorization session (the key lives as long); PAR-31: the
+    """NOTE-02: the first resolve opens the authorization session (the key lives as long); PAR-31: the
     consumed request is gone."""
     service = await factory.service(authorizationSessionDuration=600)
     par_client = await factory.client(service)

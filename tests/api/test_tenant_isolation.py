@@ -1,5 +1,5 @@
-"""Issue 6, tenant isolation: "no token, client, request_uri or replay entry of one service is usable in
-another; tests prove it for every API" (GEN-05, PAR-07).
+"""Tenant isolation: no token, client, request_uri or replay entry of one service is usable in another,
+and tests prove it for every API (GEN-05, PAR-07).
 
 Two services, A and B. Every operation whose path names a service is in ``OPERATIONS`` (a test checks
 the table against the OpenAPI document, so a new operation cannot be left out), and is called twice:

@@ -1,4 +1,4 @@
-"""RFC 7523 client assertions (CA-01..07, PAR-08, FAPI-10, FAPI-11, A.12-1)."""
+"""RFC 7523 client assertions (CA-01..07, PAR-08, FAPI-10, FAPI-11, NOTE-01)."""
 
 from __future__ import annotations
 

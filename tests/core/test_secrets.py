@@ -1,4 +1,4 @@
-"""Machine secrets and their keyed hashes (python-stack §1.4, §2)."""
+"""Machine secrets and their keyed hashes."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Cached service and client records (app/db/cache.py): what a change made through one replica does on
-another, with the documented bound PAR_RECORD_CACHE_SECONDS (issue 7: "no caching that lets a deleted
-client or a rotated secret keep working for longer than a documented, configurable bound")."""
+another, with the documented bound PAR_RECORD_CACHE_SECONDS: no cache may let a deleted client or a rotated
+secret keep working for longer than that documented, configurable bound."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Migrations: upgrade -> downgrade -> upgrade, one head, and no drift from the models (style §11)."""
+"""Migrations: upgrade -> downgrade -> upgrade, one head, and no drift from the models: every migration is
+reversible and the migrated schema is the one the models describe."""
 
 from __future__ import annotations
 

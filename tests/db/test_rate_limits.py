@@ -1,4 +1,4 @@
-"""``SyncedCounters``: per-replica counting synchronised with a shared store (issue 6 / issue 7).
+"""``SyncedCounters``: per-replica counting synchronised with a shared store.
 
 The shared store here is ``limits``' own in-memory storage, with a switch that makes it fail or hold
 its answers, standing for a database that goes away or is slow. The database store is exercised

@@ -1,4 +1,4 @@
-"""The Redis store of pushed requests (app/db/redis_pushed_requests.py, issue 7), against a real Redis."""
+"""The Redis store of pushed requests (app/db/redis_pushed_requests.py), against a real Redis."""
 
 from __future__ import annotations
 
@@ -121,7 +121,7 @@ async def test_requests_are_per_service(store: RedisPushedRequests, now: datetim
 async def test_first_resolve_is_recorded_and_moves_the_expiry(
     store: RedisPushedRequests, redis: Redis, now: datetime
 ) -> None:
-    """A.12-2: the first resolve extends the validity, the key's expiry with it; later ones change nothing."""
+    """NOTE-02: the first resolve extends the validity, the key's expiry with it; later ones change nothing."""
     pushed = record(now, expires_in=60)
     await store.add_record(pushed)
     first, session_end = now + timedelta(seconds=10), now + timedelta(seconds=610, microseconds=1)

@@ -40,7 +40,7 @@ async def count(app: FastAPI, model: type[PushedRequest] | type[Client]) -> int:
 
 
 async def test_datetimes_come_back_aware_utc(app: FastAPI, service: ServiceHandle, basic_client: ClientHandle) -> None:
-    """Issue 2 §1: timestamps are UTC on both databases (SQLite drops the zone unless converted)."""
+    """Timestamps are UTC on both databases (SQLite drops the zone unless converted)."""
     moment = datetime(2030, 1, 2, 12, 0, 0, tzinfo=timezone(timedelta(hours=5)))
     await add_requests(app, service, basic_client, count=1, expires_at=moment)
     async with app.state.par.sessions() as session:
@@ -57,7 +57,7 @@ async def test_naive_datetimes_are_refused(app: FastAPI, service: ServiceHandle,
 async def test_purge_removes_only_expired_rows_in_batches(
     app: FastAPI, service: ServiceHandle, basic_client: ClientHandle
 ) -> None:
-    """Issue 2 §8: expired rows are purged; live ones stay."""
+    """Expired rows are purged; live ones stay."""
     now = datetime.now(UTC)
     await add_requests(app, service, basic_client, count=7, expires_at=now - timedelta(seconds=1))
     await add_requests(app, service, basic_client, count=3, expires_at=now + timedelta(minutes=5))

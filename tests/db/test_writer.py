@@ -1,4 +1,4 @@
-"""The batched writer of pushed requests (app/db/writer.py, issue 7)."""
+"""The batched writer of pushed requests (app/db/writer.py)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Issue 6: "Database down or slow: requests fail fast (bounded pool wait) with 503/INTERNAL_SERVER_ERROR
-in the right format, readiness reports it, and the service recovers by itself when the database
-returns, without a restart."
+"""Database down or slow: requests fail fast (bounded pool wait) with 503/INTERNAL_SERVER_ERROR in the
+right format, readiness reports it, and the service recovers by itself when the database returns,
+without a restart.
 
 The app runs under uvicorn in this process, on a PostgreSQL database reached through a TCP proxy
 (``support.TcpProxy``) that the tests stop (down: refused and reset), black-hole (unreachable: nothing

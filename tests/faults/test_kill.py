@@ -1,5 +1,5 @@
-"""Issue 6: "A process killed with SIGKILL under load loses nothing it acknowledged: every request_uri it
-answered with 201 still resolves afterwards."
+"""A process killed with SIGKILL under load loses nothing it acknowledged: every request_uri it answered
+with 201 still resolves afterwards.
 
 A real ``par-server serve`` process on a fresh PostgreSQL database (migrated and seeded with the CLI, as
 an operator would) takes pushes from 16 concurrent clients at both front doors; it is SIGKILLed in the

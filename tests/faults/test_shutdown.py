@@ -1,4 +1,4 @@
-"""Issue 6: "Graceful shutdown finishes in-flight requests."
+"""Graceful shutdown finishes the requests in flight.
 
 A real ``par-server serve`` process gets a push whose body arrives slowly: the head and half the body
 are sent, so the request is in flight (the app is reading its body) when SIGTERM arrives. The server

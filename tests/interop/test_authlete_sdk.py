@@ -102,7 +102,7 @@ def comparable(client: Client) -> dict[str, Any]:
 
 
 def test_admin_token_creates_and_lists_services(live_server: LiveServer) -> None:
-    """authlete-api §6: the SDK's service-owner calls (createService, getServiceList) with the admin token;
+    """The SDK's service-owner calls (createService, getServiceList) with the admin token;
     META-01 / PAR-04: the answer names the issuer and the PAR endpoint derived from the public base URL."""
     created = sdk_create_service(live_server, "sdk service")
     assert created.apiKey > 0
@@ -116,7 +116,7 @@ def test_admin_token_creates_and_lists_services(live_server: LiveServer) -> None
 
 
 def test_client_create_get_and_list(sdk_service: SdkService, sdk_client: Client) -> None:
-    """authlete-api §5.2: createClient answers with the generated secret once; getClient and getClientList
+    """createClient answers with the generated secret once; getClient and getClientList
     return the client without it."""
     assert sdk_client.clientId > 0
     assert sdk_client.clientSecret
@@ -169,7 +169,7 @@ def test_refresh_client_secret_replaces_the_secret(sdk_service: SdkService, sdk_
 
 
 def test_push_creates_a_request_uri(sdk_service: SdkService, sdk_client: Client) -> None:
-    """Authlete §2.1 / PAR-13 / PAR-14: CREATED, A245001, requestUri, and responseContent is the RFC 9126
+    """PAR-13 / PAR-14: CREATED, A245001, requestUri, and responseContent is the RFC 9126
     §2.2 body to relay (request_uri == requestUri, expires_in == pushedAuthReqDuration)."""
     response = sdk_push(sdk_service.api, sdk_client, sdk_client.clientSecret)
     assert response.action is PushedAuthReqAction.CREATED
@@ -185,7 +185,7 @@ def test_push_creates_a_request_uri(sdk_service: SdkService, sdk_client: Client)
 
 
 def test_push_with_wrong_secret_is_unauthorized(sdk_service: SdkService, sdk_client: Client) -> None:
-    """Authlete §2.2: failed client authentication is a 200 answer with action UNAUTHORIZED (GEN-05)."""
+    """Failed client authentication is a 200 answer with action UNAUTHORIZED (GEN-05)."""
     response = sdk_push(sdk_service.api, sdk_client, f"wrong-{sdk_client.clientSecret}")
     assert response.action is PushedAuthReqAction.UNAUTHORIZED
     assert response.requestUri is None
@@ -227,7 +227,7 @@ def test_deleted_client_is_gone(sdk_service: SdkService, sdk_client: Client) -> 
 def test_token_of_another_service_is_forbidden(
     live_server: LiveServer, sdk_service: SdkService, sdk_client: Client
 ) -> None:
-    """authlete-api §6 (multi-tenancy): a service access token acts only on its own service; another
+    """Multi-tenancy: a service access token acts only on its own service; another
     service's token gets 403 ResultError A003204, for management calls and for pushes alike."""
     other = live_server.create_service()
     intruder = sdk(live_server, sdk_service.service.apiKey, other.token)
