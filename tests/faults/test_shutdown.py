@@ -53,6 +53,21 @@ def read_http_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]
     return int(status_line.split()[1]), headers, body[:length]
 
 
+def raw_push(tenant: support.Tenant, port: int, state: str) -> tuple[bytes, bytes]:
+    """The head and body of a push, to be sent over a socket in parts (so that it stays in flight)."""
+    body = urlencode(tenant.params(state)).encode()
+    credentials = base64.b64encode(f"{tenant.client_id}:{tenant.client_secret}".encode()).decode()
+    head = (
+        f"POST {tenant.par_path} HTTP/1.1\r\n"
+        f"Host: 127.0.0.1:{port}\r\n"
+        f"Authorization: Basic {credentials}\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        "\r\n"
+    ).encode()
+    return head, body
+
+
 def connection_refused(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1.0):
@@ -69,16 +84,7 @@ def test_sigterm_finishes_the_in_flight_request_and_refuses_new_ones(tmp_path: P
             with httpx.Client(base_url=server.base_url, trust_env=False, timeout=10.0) as http:
                 tenant = support.tenant_from_api(http, deployment.admin_token)
 
-            body = urlencode(tenant.params("in-flight")).encode()
-            credentials = base64.b64encode(f"{tenant.client_id}:{tenant.client_secret}".encode()).decode()
-            head = (
-                f"POST {tenant.par_path} HTTP/1.1\r\n"
-                f"Host: 127.0.0.1:{server.port}\r\n"
-                f"Authorization: Basic {credentials}\r\n"
-                "Content-Type: application/x-www-form-urlencoded\r\n"
-                f"Content-Length: {len(body)}\r\n"
-                "\r\n"
-            ).encode()
+            head, body = raw_push(tenant, server.port, "in-flight")
             with socket.create_connection(("127.0.0.1", server.port), timeout=SOCKET_TIMEOUT_SECONDS) as sock:
                 sock.sendall(head + body[: len(body) // 2])
                 time.sleep(IN_FLIGHT_SETTLE_SECONDS)
@@ -153,13 +159,7 @@ def test_a_slow_request_finishes_across_a_compose_stop(tmp_path: Path) -> None:
             server.wait_ready()  # the entrypoint migrated the new database first
             with httpx.Client(base_url=server.base_url, trust_env=False, timeout=10.0) as http:
                 tenant = support.tenant_from_api(http, deployment.admin_token)
-            body = urlencode(tenant.params("slow")).encode()
-            credentials = base64.b64encode(f"{tenant.client_id}:{tenant.client_secret}".encode()).decode()
-            head = (
-                f"POST {tenant.par_path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-                f"Authorization: Basic {credentials}\r\nContent-Type: application/x-www-form-urlencoded\r\n"
-                f"Content-Length: {len(body)}\r\n\r\n"
-            ).encode()
+            head, body = raw_push(tenant, port, "slow")
             with socket.create_connection(("127.0.0.1", port), timeout=SLOW_REQUEST_SECONDS + grace) as sock:
                 sock.sendall(head + body[: len(body) // 2])
                 started = time.monotonic()
