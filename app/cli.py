@@ -160,6 +160,7 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=settings.log_level.lower(),
         timeout_keep_alive=5,
         server_header=False,
+        ws="none",  # no WebSocket routes: an Upgrade request is not handed to a protocol implementation
         access_log=False,  # its line carries the raw query string; the app's own request line is the access log
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
     )

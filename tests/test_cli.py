@@ -261,7 +261,7 @@ def test_serve_passes_its_options_to_uvicorn(cli: Cli, monkeypatch: pytest.Monke
     [options] = calls
     assert (options["port"], options["workers"], options["access_log"]) == (8123, 2, False)
     assert options["log_config"] == server_log_config("INFO")
-    assert options["factory"] is True and options["server_header"] is False
+    assert options["factory"] is True and options["server_header"] is False and options["ws"] == "none"
     assert options["timeout_graceful_shutdown"] == 25
 
 

@@ -303,7 +303,9 @@ def serve_in_thread(app: FastAPI, port: int) -> Iterator[str]:
     In-flight requests get at most 3 s at shutdown, so a request hanging on the database cannot
     hang the test's teardown.
     """
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=3)
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=3, ws="none"
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="faults-server", daemon=True)
     thread.start()

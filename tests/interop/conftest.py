@@ -127,7 +127,7 @@ def live_server(database_url: str) -> Iterator[LiveServer]:
         port = sock.getsockname()[1]
         base_url = f"http://127.0.0.1:{port}"
         app = create_app(make_settings(database_url, public_base_url=base_url))
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws="none"))
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="live-server", daemon=True)
         thread.start()
         try:
