@@ -11,7 +11,8 @@ ensure_uv() {
     pinned=$(sed -n 's/^uv==\([^ ]*\).*/\1/p' scripts/uv-requirements.txt)
     if [ ! -x "$UV" ] || [ "$("$UV" --version | cut -d' ' -f2)" != "$pinned" ]; then
         "$UV_PYTHON" -m venv --clear .tools
-        PIP_CONFIG_FILE=/dev/null .tools/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes \
+        # The machine's pip configuration (a mirror, a CA) applies; the hashes decide what is installed.
+        .tools/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes \
             -r scripts/uv-requirements.txt
     fi
 }
