@@ -13,7 +13,7 @@ from app.db.models import Base
 from app.settings import Settings
 
 config = context.config
-if config.config_file_name is not None and config.attributes.get("configure_logger", True):
+if config.config_file_name is not None:  # alembic.ini (developers); par-server builds its config in code
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 target_metadata = Base.metadata
 
