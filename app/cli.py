@@ -132,8 +132,10 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--proxy-headers", action="store_true", help="trust X-Forwarded-* from --forwarded-allow-ips")
-    parser.add_argument("--forwarded-allow-ips", default="127.0.0.1")
+    # Replaced by PAR_TRUSTED_PROXIES, which every replica and the container read (app/api/client_address.py);
+    # refused rather than ignored, so that nobody believes a proxy is trusted when it is not.
+    parser.add_argument("--proxy-headers", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--forwarded-allow-ips", default=None, help=argparse.SUPPRESS)
     # uvicorn's access log is always off now (the app logs each request); the option stays for old command lines.
     parser.add_argument("--no-access-log", action="store_true", help=argparse.SUPPRESS)
 
@@ -146,6 +148,13 @@ def _serve(args: argparse.Namespace) -> int:
 
     from app.api.observability import server_log_config
 
+    if args.proxy_headers or args.forwarded_allow_ips is not None:
+        print(
+            "par-server serve: --proxy-headers and --forwarded-allow-ips are replaced by PAR_TRUSTED_PROXIES "
+            "(the addresses or CIDRs of the proxies whose X-Forwarded-For names the client)",
+            file=sys.stderr,
+        )
+        return 2
     settings = Settings()
     settings.require_production_secrets()  # a clear message here, not a traceback in each worker
     uvicorn.run(
@@ -154,8 +163,7 @@ def _serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         workers=args.workers,
-        proxy_headers=args.proxy_headers,
-        forwarded_allow_ips=args.forwarded_allow_ips,
+        proxy_headers=False,  # PAR_TRUSTED_PROXIES decides whose X-Forwarded-For is read, in the app
         log_config=server_log_config(settings.log_level),
         log_level=settings.log_level.lower(),
         timeout_keep_alive=5,

@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
+from limits import parse as parse_budget
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
@@ -98,11 +100,27 @@ class Settings(BaseSettings):
         "stuck Redis is then answered 503 like an unavailable database",
     )
 
-    # Rate limiting (fixed windows, `limits` notation), shared through the database or Redis.
-    rate_limit_per_address: str = "600/minute"
-    rate_limit_per_client: str = "300/minute"
+    # Rate limiting (fixed windows, `limits` notation; "" turns a budget off), shared through the database
+    # or Redis. They stop abuse and must not throttle legitimate traffic: README "### Rate limits" sizes them.
+    rate_limit_per_address: str = Field(
+        default="600/minute",
+        description="Pushes per client address that did not authenticate a confidential client",
+    )
+    rate_limit_per_client: str = Field(
+        default="", description="Pushes per confidential client, spent only by pushes that authenticated it"
+    )
+    rate_limit_per_service_token: str = Field(
+        default="", description="Backend API pushes per service access token (the authorization server)"
+    )
     rate_limit_failed_authentication: str = Field(
-        default="20/minute", description="Failed client authentications per address and per client"
+        default="20/minute", description="Failed client authentications per client address and per (client, address)"
+    )
+    rate_limit_max_counters: Annotated[int, Field(ge=100)] = Field(
+        default=100_000, description="Rate-limit counters one process keeps in memory between syncs"
+    )
+    trusted_proxies: str = Field(
+        default="",
+        description="Addresses or CIDRs of the proxies whose X-Forwarded-For names the client (none by default)",
     )
     rate_limit_sync_seconds: Annotated[float, Field(gt=0, le=60)] = Field(
         default=1.0,
@@ -172,6 +190,30 @@ class Settings(BaseSettings):
         if value.startswith("sqlite:///"):
             return "sqlite+aiosqlite:///" + value[len("sqlite:///") :]
         return value
+
+    @field_validator("rate_limit_per_address", "rate_limit_per_client", "rate_limit_per_service_token")
+    @classmethod
+    def _check_budget(cls, value: str) -> str:
+        if value.strip():
+            parse_budget(value)  # raises ValueError on a malformed budget
+        return value.strip()
+
+    @field_validator("rate_limit_failed_authentication")
+    @classmethod
+    def _check_required_budget(cls, value: str) -> str:
+        parse_budget(value)
+        return value.strip()
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_trusted_proxies(cls, value: str) -> str:
+        entries = value.replace(",", " ").split()
+        for entry in entries:
+            try:
+                ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"trusted_proxies: {entry[:64]!r} is not an IP address or CIDR") from None
+        return " ".join(entries)
 
     @field_validator("secret_encryption_key")
     @classmethod

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from app.api.bodies import read_body
-from app.api.deps import IdPath, StateDep, authorize_backend_call
+from app.api.deps import AppState, IdPath, StateDep, authorize_backend_call, bearer_token
 from app.api.errors import NO_STORE
 from app.api.par import Throttle, execute_push, peek_client_id, too_many_requests
 from app.api.schemas import API_ERRORS, PushedAuthReqIn, PushedAuthReqOut
@@ -49,7 +49,13 @@ async def pushed_auth_req(service_id: IdPath, request: Request, state: StateDep)
             raise ApiBadRequest("the request body does not contain 'parameters'", result_code="A245201")
         basic = BasicCredentials(call.client_id, call.client_secret or "") if call.client_id is not None else None
         throttle = Throttle.of(
-            state, "backend", service_id, request, peek_client_id(call.parameters, basic, state.parameter_limits)
+            state,
+            "backend",
+            service_id,
+            request,
+            peek_client_id(call.parameters, basic, state.parameter_limits),
+            relayed=True,
+            token=_token_digest(request, state) if state.settings.rate_limit_per_service_token else None,
         )
         await connection.release()  # not held while the limiter may read counters it has not seen
         refusal = await throttle.admit()
@@ -76,3 +82,8 @@ async def pushed_auth_req(service_id: IdPath, request: Request, state: StateDep)
         dpop_nonce=outcome.dpop_nonce,
     )
     return JSONResponse(answer.model_dump(by_alias=True, exclude_none=True), headers=NO_STORE)
+
+
+def _token_digest(request: Request, state: AppState) -> str:
+    """The service access token, as its budget's key (only with a budget: it costs each call an HMAC)."""
+    return state.hasher.lookup_digest(bearer_token(request))

@@ -16,6 +16,7 @@ from limits.aio.storage import RedisStorage, Storage
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from app.api.client_address import TrustedProxies
 from app.api.observability import Metrics
 from app.api.rate_limit import RateLimits
 from app.core.authorization import AuthorizationStore
@@ -226,12 +227,18 @@ def build_state(settings: Settings) -> AppState:
         clients=RecordCache.from_settings(settings),
         tokens=RecordCache.from_settings(settings),
         rate_limits=RateLimits(
-            SyncedCounters(shared_counters, interval=settings.rate_limit_sync_seconds),
+            SyncedCounters(
+                shared_counters,
+                interval=settings.rate_limit_sync_seconds,
+                max_counters=settings.rate_limit_max_counters,
+            ),
             per_address=settings.rate_limit_per_address,
             per_client=settings.rate_limit_per_client,
+            per_service_token=settings.rate_limit_per_service_token,
             failed_authentication=settings.rate_limit_failed_authentication,
             metrics=metrics,
-            max_remembered_keys=settings.record_cache_max_entries,
+            max_remembered_keys=settings.rate_limit_max_counters,
+            trusted_proxies=TrustedProxies.parse(settings.trusted_proxies),
         ),
     )
 

@@ -14,7 +14,7 @@ from app.api.rate_limit import Caller, RateLimits, Refusal
 from app.api.schemas import OAUTH_ERRORS
 from app.core.client_auth import BasicCredentials, parse_basic_authorization
 from app.core.errors import InvalidClient, InvalidDpopProof, InvalidRequest, OAuthError
-from app.core.model import ServiceRecord
+from app.core.model import ClientAuthMethod, ServiceRecord
 from app.core.par import PushAction, PushOutcome, PushRequest, push
 from app.core.params import ParameterLimits, parse_parameters
 from app.core.urls import PAR_PATH
@@ -48,10 +48,22 @@ class Throttle:
     request: Request
 
     @classmethod
-    def of(cls, state: AppState, front_door: str, service_id: int, request: Request, client_id: str | None) -> Throttle:
-        """The limits of a push by ``client_id`` (as claimed)."""
-        address = request.client.host if request.client else None
-        return cls(state.rate_limits, Caller(front_door, service_id, address, client_id), request)
+    def of(
+        cls,
+        state: AppState,
+        front_door: str,
+        service_id: int,
+        request: Request,
+        client_id: str | None,
+        *,
+        relayed: bool = False,
+        token: str | None = None,
+    ) -> Throttle:
+        """The limits of a push by ``client_id`` (as claimed). ``relayed``: an authorization server
+        forwards it (the backend API), authenticated by ``token``."""
+        limits = state.rate_limits
+        address = limits.trusted_proxies.client_address(request, relayed=relayed)
+        return cls(limits, Caller(front_door, service_id, address, client_id, token), request)
 
     async def admit(self) -> Refusal | None:
         return await self.limits.admit(self.caller)
@@ -67,10 +79,12 @@ class Throttle:
             outcome=outcome.action.value.lower(),
             error=outcome.error,
         )
-        if outcome.action is PushAction.UNAUTHORIZED:
-            await self.limits.failed_authentication(self.caller)
-        elif outcome.client_auth_method is not None and outcome.client_id is not None:
-            await self.limits.authenticated(self.caller, outcome.client_id)
+        await self.limits.record(
+            self.caller,
+            authenticated_confidential=outcome.action is not PushAction.UNAUTHORIZED
+            and outcome.client_auth_method not in (None, ClientAuthMethod.NONE),
+            failed_authentication=outcome.action is PushAction.UNAUTHORIZED,
+        )
 
 
 def peek_client_id(parameters: str | bytes, basic: BasicCredentials | None, limits: ParameterLimits) -> str | None:

@@ -149,14 +149,21 @@ class SyncedCounters(Storage):
     intervals is read from the shared store before it is used). So beyond a budget, the replicas
     together admit at most what the others admit in those two intervals.
     While the shared store is unreachable, counts go on locally and are added when it returns.
+
+    Memory: at most ``max_counters`` counters are kept (their keys are bounded by their builders). Beyond
+    that the longest-kept view is dropped (it is read again if used), and a hit on a new counter first
+    hands the pending hits to the shared store; when that fails (the shared store is unreachable, or
+    the counters fill again while a sync runs) the hit is not counted rather than kept.
     """
 
     STORAGE_SCHEME = ["par+synced"]
 
-    def __init__(self, shared: Storage, *, interval: float) -> None:
+    def __init__(self, shared: Storage, *, interval: float, max_counters: int = 100_000) -> None:
         super().__init__(uri=None, wrap_exceptions=False)
         self.shared = shared
         self._interval = interval
+        self._max_counters = max_counters
+        self._sync_lock = asyncio.Lock()  # one sync at a time: each owns _in_flight while it runs
         self._views: dict[str, _View] = {}
         self._pending: dict[str, _Pending] = {}
         self._in_flight: dict[str, int] = {}  # hits being added to the shared store by a running sync
@@ -170,6 +177,8 @@ class SyncedCounters(Storage):
         view = await self._view(key)
         pending = self._pending.get(key)
         if pending is None:
+            if not await self._make_room():
+                return self._live_count(view) + self._in_flight.get(key, 0) + amount
             self._pending[key] = pending = _Pending(0, int(expiry))
         pending.amount += amount
         return self._live_count(view) + self._in_flight.get(key, 0) + pending.amount
@@ -202,6 +211,10 @@ class SyncedCounters(Storage):
 
     async def sync(self) -> None:
         """Add this replica's hits to the shared store and refresh every counter in use."""
+        async with self._sync_lock:
+            await self._sync()
+
+    async def _sync(self) -> None:
         self._forget_idle()
         pending, self._pending = self._pending, {}
         # Until the shared store has them (and its answer is in the view), hits being added still count.
@@ -251,7 +264,9 @@ class SyncedCounters(Storage):
     def _store(self, counters: dict[str, tuple[int, float]]) -> None:
         now = time.monotonic()
         for key, (count, window_end) in counters.items():
-            previous = self._views.get(key)
+            previous = self._views.pop(key, None)  # re-inserted last: the views are kept oldest first
+            while len(self._views) >= self._max_counters:
+                del self._views[next(iter(self._views))]
             self._views[key] = _View(count, window_end, now, previous.used_at if previous else now)
 
     async def _view(self, key: str) -> _View:
@@ -259,7 +274,7 @@ class SyncedCounters(Storage):
         view = self._views.get(key)
         if view is None or view.synced_at < time.monotonic() - 2 * self._interval:
             await self.prefetch([key])
-            view = self._views[key]
+            view = self._views.get(key) or _View(0, 0.0, time.monotonic(), time.monotonic())
         view.used_at = time.monotonic()
         return view
 
@@ -277,6 +292,16 @@ class SyncedCounters(Storage):
             del self._in_flight[key]
             added[key] = (count, await self.shared.get_expiry(key))
         return added
+
+    async def _make_room(self) -> bool:
+        """Whether a new counter may take a pending slot: when all are taken, the pending hits are handed
+        to the shared store first (a round trip only for a flood of distinct counters)."""
+        if len(self._pending) < self._max_counters:
+            return True
+        if not self._sync_lock.locked():  # a running sync has already taken the pending hits over
+            with contextlib.suppress(Exception):  # unreachable: the sync keeps them for later
+                await self.sync()
+        return len(self._pending) < self._max_counters
 
     @staticmethod
     def _live_count(view: _View) -> int:

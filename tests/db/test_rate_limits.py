@@ -113,3 +113,32 @@ async def test_closing_hands_the_last_hits_over(shared: SharedStore) -> None:
     await counters.incr("k", WINDOW, 2)
     await counters.aclose()
     assert await shared.get("k") == 2
+
+
+async def test_counters_kept_in_memory_are_bounded(shared: SharedStore) -> None:
+    """A flood of distinct counters keeps at most ``max_counters`` in the process: the pending hits are
+    handed to the shared store when they fill up, so none is lost."""
+    counters = SyncedCounters(shared, interval=60, max_counters=10)
+    counters.start = lambda: None  # type: ignore[method-assign]  # only the bound syncs here
+    for number in range(100):
+        assert await counters.incr(f"k{number}", WINDOW) == 1
+    assert len(counters._pending) <= 10 and len(counters._views) <= 10
+    await counters.sync()
+    assert [await shared.get(f"k{number}") for number in range(100)] == [1] * 100
+
+
+async def test_a_full_counter_map_drops_new_hits_while_the_shared_store_is_away(shared: SharedStore) -> None:
+    """Rather than grow without bound, a replica that cannot hand its hits over stops counting new
+    counters; the ones it has go on counting and reach the shared store when it returns."""
+    counters = SyncedCounters(shared, interval=60, max_counters=10)
+    counters.start = lambda: None  # type: ignore[method-assign]
+    for number in range(10):
+        await counters.incr(f"k{number}", WINDOW)
+    await counters.prefetch(["new"])
+    shared.down = True
+    assert await counters.incr("new", WINDOW) == 1  # answered, not kept
+    assert await counters.incr("k9", WINDOW) == 2  # (k0's view made room for new's: it would be read again)
+    assert len(counters._pending) <= 10
+    shared.down = False
+    await counters.sync()
+    assert (await shared.get("k9"), await shared.get("new")) == (2, 0)
