@@ -52,7 +52,7 @@ def address_key(address: IPAddress) -> str:
 def parse_address(text: str) -> IPAddress | None:
     """An ``X-Forwarded-For`` entry (or a peer host): an address, optionally with a port (``1.2.3.4:5``,
     ``[2001:db8::1]:5``); ``None`` for anything else (``unknown``, obfuscated names, garbage)."""
-    text = text.strip()
+    text = text.strip(" \t")  # RFC 9110 §5.6.1: optional whitespace around list elements
     if not text or len(text) > MAX_ENTRY_LENGTH or not text.isascii() or not text.isprintable():
         return None
     if text.startswith("["):

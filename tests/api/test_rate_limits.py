@@ -252,9 +252,11 @@ DEFAULT_BUDGETS = {
 @asynccontextmanager
 async def server(database_url: str, **settings: object) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient, Factory]]:
     application = create_app(make_settings(database_url, **{**DEFAULT_BUDGETS, **settings}))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url=BASE_URL) as http:
-        yield application, http, Factory(http, admin_token=ADMIN_TOKEN)
-    await application.state.par.aclose()
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url=BASE_URL) as http:
+            yield application, http, Factory(http, admin_token=ADMIN_TOKEN)
+    finally:
+        await application.state.par.aclose()
 
 
 def from_address(application: FastAPI, address: str) -> httpx.AsyncClient:
