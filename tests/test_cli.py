@@ -263,6 +263,18 @@ def test_serve_passes_its_options_to_uvicorn(cli: Cli, monkeypatch: pytest.Monke
     assert options["log_config"] == server_log_config("INFO")
     assert options["factory"] is True and options["server_header"] is False and options["ws"] == "none"
     assert options["timeout_graceful_shutdown"] == 25
+    assert options["proxy_headers"] is False  # PAR_TRUSTED_PROXIES decides, in the app
+
+
+@pytest.mark.parametrize("flags", [["--proxy-headers"], ["--forwarded-allow-ips", "10.0.0.1"]])
+def test_serve_refuses_the_replaced_proxy_options(cli: Cli, monkeypatch: pytest.MonkeyPatch, flags: list[str]) -> None:
+    """A proxy is trusted through PAR_TRUSTED_PROXIES only: an old option is refused, not silently ignored."""
+    monkeypatch.setattr(uvicorn, "run", lambda *_args, **_kwargs: pytest.fail("served"))
+    monkeypatch.setenv("PAR_ADMIN_TOKEN", "a" * 43)
+    monkeypatch.setenv("PAR_PEPPER", "p" * 43)
+    code, out, err = cli.run("serve", *flags)
+    assert code == 2 and out == ""
+    assert "PAR_TRUSTED_PROXIES" in err
 
 
 def test_serve_help_does_not_offer_the_access_log_option(cli: Cli) -> None:

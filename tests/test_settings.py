@@ -129,6 +129,31 @@ def test_public_base_url_must_be_http(given: str) -> None:
         Settings(public_base_url=given)
 
 
+def test_trusted_proxies_are_addresses_or_networks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PAR_TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.1  2001:db8::/32")
+    assert Settings().trusted_proxies == "10.0.0.0/8 192.0.2.1 2001:db8::/32"
+    monkeypatch.setenv("PAR_TRUSTED_PROXIES", "10.0.0.0/8, proxy.internal")
+    with pytest.raises(ValidationError, match="'proxy.internal' is not an IP address or CIDR"):
+        Settings()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "valid"),
+    [
+        ("rate_limit_per_client", "", True),  # off
+        ("rate_limit_per_service_token", "100/second", True),
+        ("rate_limit_per_address", "lots", False),
+        ("rate_limit_failed_authentication", "", False),  # the lockout cannot be turned off
+    ],
+)
+def test_rate_limit_budgets_are_checked_when_read(field: str, value: str, valid: bool) -> None:
+    if valid:
+        Settings(**{field: value})  # type: ignore[arg-type]
+    else:
+        with pytest.raises(ValidationError):
+            Settings(**{field: value})  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("weak", [{"admin_token": None}, {"pepper": None}, {"pepper": "changeme"}])
 def test_create_app_refuses_unsafe_settings(tmp_path: Path, weak: dict[str, str | None]) -> None:
     settings = strong(database_url=f"sqlite+aiosqlite:///{tmp_path / 'par.db'}", **weak)
