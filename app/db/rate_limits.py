@@ -29,6 +29,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.db.models import RateLimitCounter, UTCDateTime
 
 logger = logging.getLogger("par_server")
+# Bound parameters per statement: SQLite allows 32,766, PostgreSQL 65,535; a sync may refresh
+# PAR_RATE_LIMIT_MAX_COUNTERS counters.
+READ_BATCH = 10_000
 
 
 class SqlRateLimitStorage(Storage):
@@ -86,17 +89,20 @@ class SqlRateLimitStorage(Storage):
         return counts
 
     async def read_many(self, keys: Iterable[str]) -> dict[str, tuple[int, float]]:
-        """Each counter's live count and window end, in one SELECT (0 and now when it has none)."""
+        """Each counter's live count and window end, in a SELECT per ``READ_BATCH`` counters (0 and now
+        when it has none)."""
         by_digest = {_digest(key): key for key in keys}
-        statement = select(RateLimitCounter.key, RateLimitCounter.count, RateLimitCounter.expires_at).where(
-            RateLimitCounter.key.in_(by_digest)
-        )
-        async with self._sessions() as session:
-            rows = (await session.execute(statement)).all()
+        digests = list(by_digest)
         now = datetime.now(UTC)
-        found = {
-            by_digest[digest]: (count, expires_at.timestamp()) for digest, count, expires_at in rows if expires_at > now
-        }
+        found: dict[str, tuple[int, float]] = {}
+        async with self._sessions() as session:
+            for start in range(0, len(digests), READ_BATCH):
+                statement = select(RateLimitCounter.key, RateLimitCounter.count, RateLimitCounter.expires_at).where(
+                    RateLimitCounter.key.in_(digests[start : start + READ_BATCH])
+                )
+                for digest, count, expires_at in (await session.execute(statement)).all():
+                    if expires_at > now:
+                        found[by_digest[digest]] = (count, expires_at.timestamp())
         return {key: found.get(key, (0, now.timestamp())) for key in by_digest.values()}
 
     async def check(self) -> bool:

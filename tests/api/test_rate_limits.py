@@ -13,7 +13,7 @@ from limits.aio.storage import MemoryStorage
 
 from app.api.observability import Metrics
 from app.api.rate_limit import Caller, RateLimits
-from app.db.rate_limits import SyncedCounters
+from app.db.rate_limits import SqlRateLimitStorage, SyncedCounters
 from app.main import create_app
 from app.settings import Settings
 from tests.conftest import ADMIN_TOKEN, BASE_URL, make_settings
@@ -401,3 +401,14 @@ async def test_service_token_budget(database_url: str) -> None:
             ]
             assert [a.json().get("action") for a in answers] == ["CREATED"] * 3 + [None]
             assert_throttled(answers[3], api=True)
+
+
+async def test_a_sync_reads_as_many_counters_as_a_replica_keeps(app: FastAPI) -> None:
+    """A sync refreshes every counter in use, up to PAR_RATE_LIMIT_MAX_COUNTERS: more than one statement
+    may bind (PostgreSQL allows 65,535 parameters, SQLite 32,766 unless built with more)."""
+    shared = app.state.par.rate_limits.storage.shared
+    assert isinstance(shared, SqlRateLimitStorage)
+    await shared.add_many({"counter-7": (3, 60)})
+    counters = await shared.read_many(f"counter-{number}" for number in range(70_000))
+    assert len(counters) == 70_000
+    assert counters["counter-7"][0] == 3 and counters["counter-69999"][0] == 0
