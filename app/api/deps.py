@@ -30,7 +30,7 @@ from app.db.cache import RecordCache
 from app.db.engine import RequestConnection, create_engine_from_settings, create_session_factory
 from app.db.models import Service
 from app.db.rate_limits import SqlRateLimitStorage, SyncedCounters
-from app.db.redis_pushed_requests import RedisAuthorizationStore, RedisPushedRequests, redis_client
+from app.db.redis_pushed_requests import RedisAuthorizationStore, RedisPushedRequests, redis_client, redis_options
 from app.db.replay import RedisReplayStore, SqlReplayStore
 from app.db.repositories import (
     ConnectionAuthorizationStore,
@@ -202,7 +202,9 @@ def build_state(settings: Settings) -> AppState:
     )
     metrics = Metrics()
     shared_counters: Storage = (
-        RedisStorage(f"async+{settings.redis_url}", implementation="redispy")
+        RedisStorage(
+            f"async+{settings.redis_url}", implementation="redispy", **redis_options(settings.redis_timeout_seconds)
+        )
         if settings.redis_url
         else SqlRateLimitStorage(sessions, dialect=engine.dialect.name)
     )
