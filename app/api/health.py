@@ -47,7 +47,7 @@ async def _check_database(state: AppState, bound: float) -> frozenset[str] | str
 
 
 async def _check_redis(state: AppState, bound: float) -> str | None:
-    """ "ok", why Redis is not, or None without Redis."""
+    """How Redis answered a PING within the bound: ok, or why not; None without Redis."""
     if state.redis is None:
         return None
     try:

@@ -99,7 +99,7 @@ class BoundedConnection(psycopg.AsyncConnection[Any]):
     same way rather than waiting for a cancel request the server may never answer.
     """
 
-    operation_timeout: float = 30.0
+    operation_timeout: float = 30.0  # until ``bounded_connect`` sets PAR_DB_CLIENT_TIMEOUT_SECONDS
 
     @classmethod
     async def bounded_connect(cls, *args: Any, operation_timeout: float, **kwargs: Any) -> BoundedConnection:

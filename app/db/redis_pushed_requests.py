@@ -108,8 +108,8 @@ def redis_client(url: str, *, timeout: float) -> Redis:
 
 def redis_options(timeout: float) -> dict[str, Any]:
     """Every connect and every reply (a command, a pipeline's, a Lua script's) bounded by ``timeout``,
-    and no retries: redis-py's default of three, with backoff, would stretch a stuck Redis's bound
-    past four times ``timeout`` and could run a command that was not idempotent twice."""
+    and no retries: redis-py's defaults (a 5 s timeout, then ten retries with backoff) would stretch a
+    stuck Redis's bound many times over and could run a command that was not idempotent twice."""
     return {"socket_timeout": timeout, "socket_connect_timeout": timeout, "retry": Retry(NoBackoff(), 0)}
 
 
