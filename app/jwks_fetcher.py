@@ -187,6 +187,14 @@ class JwksFetcher:
                     del self._flights[uri]
         return copy.deepcopy(document)
 
+    def cached(self, uri: str, *, refresh: bool = False) -> dict[str, Any] | None:
+        """What ``get`` would answer without any network I/O or wait (a copy), or None when ``get`` would
+        fetch or wait for another caller's fetch; raises a recent failure again, as ``get`` would. A
+        caller holding something scarce (a pooled database connection) gives it back before calling
+        ``get`` when this is None."""
+        document = self._cached(uri, refresh=refresh)
+        return None if document is None else copy.deepcopy(document)
+
     def _cached(self, uri: str, *, refresh: bool) -> dict[str, Any] | None:
         """The document to serve without fetching, or None to fetch; raises a recent failure again."""
         entry = self._cache.get(uri)

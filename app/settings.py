@@ -160,6 +160,12 @@ class Settings(BaseSettings):
     # own connect timeout is 130 s and PostgreSQL's statement timeout is none. 0 turns the statement one off.
     db_connect_timeout_seconds: Annotated[int, Field(ge=2)] = 5
     db_statement_timeout_seconds: Annotated[float, Field(ge=0)] = 5.0
+    # A stopped or partitioned server applies no statement timeout: this process's own bound on every
+    # answer (app/db/engine.py), above the statement timeout so that the server's cancel comes first.
+    db_client_timeout_seconds: Annotated[float, Field(gt=0, le=600)] = 7.0
+    readyz_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = Field(
+        default=3.0, description="/readyz answers 503 when the database or Redis has not answered within this"
+    )
     # SQLite has one writer: more connections only queue on its lock, which stretched p99 from ~170 ms
     # to ~1.2 s at 32 clients without adding throughput (bench/RESULTS.md).
     sqlite_pool_size: Annotated[int, Field(gt=0)] = 1
@@ -221,6 +227,17 @@ class Settings(BaseSettings):
         if value is not None and len(decode_key(value.get_secret_value()) or b"") != 32:
             raise ValueError("secret_encryption_key must be 32 bytes in base64url (e.g. secrets.token_urlsafe(32))")
         return value
+
+    @model_validator(mode="after")
+    def _client_timeout_above_statement_timeout(self) -> Self:
+        """A statement the server would cancel (keeping the connection) must not be cut short by the
+        client (dropping the connection): the client's bound is the backstop, not the rule."""
+        if self.db_statement_timeout_seconds and self.db_client_timeout_seconds <= self.db_statement_timeout_seconds:
+            raise ValueError(
+                "db_client_timeout_seconds must be greater than db_statement_timeout_seconds "
+                "(PAR_DB_CLIENT_TIMEOUT_SECONDS > PAR_DB_STATEMENT_TIMEOUT_SECONDS)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _redis_store_needs_redis(self) -> Self:

@@ -257,6 +257,26 @@ async def test_fetch_then_cache_hit(server: LocalHttpServer, fetcher: JwksFetche
     assert server.requests[0].headers["accept"] == "application/jwk-set+json, application/json"
 
 
+async def test_cached_answers_without_fetching_or_says_none(
+    server: LocalHttpServer, fetcher: JwksFetcher, clock: FakeClock
+) -> None:
+    """What a caller holding a database connection asks before ``get``: a document only when ``get``
+    would neither fetch nor wait."""
+    server.routes["/jwks"] = json_reply(DOCUMENT)
+    assert fetcher.cached(server.url("/jwks")) is None
+    await fetcher.get(server.url("/jwks"))
+
+    assert fetcher.cached(server.url("/jwks")) == DOCUMENT
+    fetcher.cached(server.url("/jwks"))["keys"].clear()  # type: ignore[index] - a copy
+    assert fetcher.cached(server.url("/jwks")) == DOCUMENT
+    assert fetcher.cached(server.url("/jwks"), refresh=True) == DOCUMENT  # too soon to refetch
+    clock.now += REFETCH_INTERVAL
+    assert fetcher.cached(server.url("/jwks"), refresh=True) is None  # an unknown kid would refetch
+    clock.now += TTL
+    assert fetcher.cached(server.url("/jwks")) is None
+    assert server.hits("/jwks") == 1
+
+
 async def test_returned_document_is_a_copy(server: LocalHttpServer, fetcher: JwksFetcher) -> None:
     server.routes["/jwks"] = json_reply(DOCUMENT)
 

@@ -189,6 +189,15 @@ def test_pushed_requests_stay_in_the_database_by_default() -> None:
     assert Settings(redis_url="redis://127.0.0.1:6379/0").pushed_request_store == "database"
 
 
+def test_the_client_timeout_must_exceed_the_statement_timeout() -> None:
+    """The server's statement timeout cancels a slow statement and keeps the connection; the client's
+    bound, which drops it, is only for a server that answers nothing."""
+    with pytest.raises(ValidationError, match="db_client_timeout_seconds must be greater than"):
+        Settings(db_statement_timeout_seconds=10, db_client_timeout_seconds=10)
+    assert Settings(db_statement_timeout_seconds=10, db_client_timeout_seconds=12).db_client_timeout_seconds == 12
+    assert Settings(db_statement_timeout_seconds=0, db_client_timeout_seconds=1).db_client_timeout_seconds == 1
+
+
 def test_the_pushed_request_store_is_database_or_redis() -> None:
     with pytest.raises(ValidationError, match="'database' or 'redis'"):
         Settings(pushed_request_store="memcached")  # type: ignore[arg-type]

@@ -31,7 +31,7 @@ from app.db.cache import RecordCache
 from app.db.engine import RequestConnection, create_engine_from_settings, create_session_factory
 from app.db.models import Service
 from app.db.rate_limits import SqlRateLimitStorage, SyncedCounters
-from app.db.redis_pushed_requests import RedisAuthorizationStore, RedisPushedRequests, redis_client
+from app.db.redis_pushed_requests import RedisAuthorizationStore, RedisPushedRequests, redis_client, redis_options
 from app.db.replay import RedisReplayStore, SqlReplayStore
 from app.db.repositories import (
     ConnectionAuthorizationStore,
@@ -79,7 +79,7 @@ class AppState:
     clock: Callable[[], datetime] = utc_now  # replaceable so tests can stand at an expiry boundary
     # Derived from the fields above once, not per request (a push used to pay an HMAC for the nonce key).
     parameter_limits: ParameterLimits = field(init=False)
-    _client_auth: partial[ClientAuthContext] = field(init=False)  # all but the request's replay store
+    _client_auth: partial[ClientAuthContext] = field(init=False)  # all but what is bound to the request's connection
 
     def __post_init__(self) -> None:
         settings = self.settings
@@ -92,7 +92,6 @@ class AppState:
             ClientAuthContext,
             hasher=self.hasher,
             secret_box=self.secret_box,
-            client_keys=client_keys_from(self.jwks_fetcher),
             clock_skew=timedelta(seconds=settings.clock_skew_seconds),
             max_assertion_lifetime=timedelta(seconds=settings.max_assertion_lifetime_seconds),
             dpop_nonce_key=hmac.new(settings.pepper_bytes, b"par-server dpop nonces", hashlib.sha256).digest(),
@@ -113,8 +112,12 @@ class AppState:
             await connection.release()
 
     def client_auth_for(self, connection: RequestConnection) -> ClientAuthContext:
-        """The client authentication context of one push, recording replays on its connection."""
-        return self._client_auth(replay_store=self.replay_store.bound(connection))
+        """The client authentication context of one push, recording replays on its connection and giving
+        that connection back before fetching a client's keys (``client_keys_from``)."""
+        return self._client_auth(
+            replay_store=self.replay_store.bound(connection),
+            client_keys=client_keys_from(self.jwks_fetcher, connection),
+        )
 
     async def aclose(self) -> None:
         await self.writer.aclose()  # its writers give their connections back before the pool closes
@@ -200,7 +203,9 @@ def build_state(settings: Settings) -> AppState:
     )
     metrics = Metrics()
     shared_counters: Storage = (
-        RedisStorage(f"async+{settings.redis_url}", implementation="redispy")
+        RedisStorage(
+            f"async+{settings.redis_url}", implementation="redispy", **redis_options(settings.redis_timeout_seconds)
+        )
         if settings.redis_url
         else SqlRateLimitStorage(sessions, dialect=engine.dialect.name)
     )
@@ -250,8 +255,14 @@ def _schema_head() -> frozenset[str]:
         return frozenset()  # no migrations at hand: readiness then reports them pending
 
 
-def client_keys_from(fetcher: JwksFetcher) -> ClientKeys:
-    """A client's public keys: its registered ``jwks``, or the document at its ``jwksUri``."""
+def client_keys_from(fetcher: JwksFetcher, connection: RequestConnection) -> ClientKeys:
+    """A client's public keys: its registered ``jwks``, or the document at its ``jwksUri``.
+
+    A fetch (or a wait for another request's fetch of the same URI) can take the whole
+    ``PAR_JWKS_FETCH_TIMEOUT_SECONDS`` at a server the client's registrant chose, and anyone can set one
+    off with a made-up assertion: the request's pooled connection is given back first, so a slow
+    ``jwksUri`` holds no connection that other requests (of any service) wait for. The request checks
+    one out again if it still needs one (its replay entry)."""
 
     async def client_keys(client: ClientRecord, refresh: bool) -> dict[str, Any]:
         if client.jwks is not None:
@@ -259,6 +270,10 @@ def client_keys_from(fetcher: JwksFetcher) -> ClientKeys:
         if client.jwks_uri is None:
             return {"keys": []}
         try:
+            document = fetcher.cached(client.jwks_uri, refresh=refresh)
+            if document is not None:
+                return document
+            await connection.release()
             return await fetcher.get(client.jwks_uri, refresh=refresh)
         except JwksFetchError as error:
             raise InvalidClient(

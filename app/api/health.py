@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app.api.deps import StateDep
+from app.api.deps import AppState, StateDep
 from app.db.schema import current_revisions
 
 router = APIRouter(tags=["Operations"])
@@ -21,20 +23,39 @@ async def healthz() -> dict[str, str]:
     "/readyz", summary="The database (and Redis, when configured) answers and the schema is at the migrations' head"
 )
 async def readyz(state: StateDep) -> JSONResponse:
-    try:
-        async with state.engine.connect() as connection:
-            current = await connection.run_sync(current_revisions)
-    except Exception as exc:  # any driver or pool failure means "not ready"
-        return JSONResponse({"status": "unavailable", "database": type(exc).__name__}, status_code=503)
-    report = {"database": "ok", "migrations": "current" if current == state.schema_head else "pending"}
-    if state.redis is not None:  # replay entries, rate-limit counters and perhaps pushed requests live there
-        try:
-            await state.redis.ping()
-            report["redis"] = "ok"
-        except Exception as exc:  # refused, timed out (PAR_REDIS_TIMEOUT_SECONDS): not ready
-            report["redis"] = type(exc).__name__
+    """Answered within ``PAR_READYZ_TIMEOUT_SECONDS`` whatever the database and Redis do: a probe that
+    hangs on a stopped database tells the load balancer nothing (it times out), and holds a request slot.
+    Both are checked at once, each within the bound; one that does not answer in time is not ready."""
+    bound = state.settings.readyz_timeout_seconds
+    database, redis = await asyncio.gather(_check_database(state, bound), _check_redis(state, bound))
+    if isinstance(database, str):
+        return JSONResponse({"status": "unavailable", "database": database}, status_code=503)
+    report = {"database": "ok", "migrations": "current" if database == state.schema_head else "pending"}
+    if redis is not None:  # replay entries, rate-limit counters and perhaps pushed requests live there
+        report["redis"] = redis
     ready = report["migrations"] == "current" and report.get("redis", "ok") == "ok"
     return JSONResponse({"status": "ok" if ready else "unavailable", **report}, status_code=200 if ready else 503)
+
+
+async def _check_database(state: AppState, bound: float) -> frozenset[str] | str:
+    """The schema's current revisions, or why the database cannot tell them."""
+    try:
+        async with asyncio.timeout(bound), state.engine.connect() as connection:
+            return await connection.run_sync(current_revisions)
+    except Exception as exc:  # any driver or pool failure, or no answer within the bound: not ready
+        return type(exc).__name__
+
+
+async def _check_redis(state: AppState, bound: float) -> str | None:
+    """How Redis answered a PING within the bound: ok, or why not; None without Redis."""
+    if state.redis is None:
+        return None
+    try:
+        async with asyncio.timeout(bound):
+            await state.redis.ping()
+    except Exception as exc:  # refused, timed out (PAR_REDIS_TIMEOUT_SECONDS or the bound): not ready
+        return type(exc).__name__
+    return "ok"
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import math
+import os
+import socket
 import sqlite3
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import psycopg
+from psycopg.abc import PQGen
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -17,6 +25,7 @@ MIN_SQLITE_VERSION = (3, 35)  # UPDATE/DELETE ... RETURNING
 # aiosqlite logs every statement with its bound values at DEBUG: those values are pushed parameters and
 # secret hashes, which must never reach a log, whatever level an operator sets.
 logging.getLogger("aiosqlite").setLevel(logging.INFO)
+logger = logging.getLogger("par_server")
 
 
 def create_engine_from_settings(settings: Settings) -> AsyncEngine:
@@ -48,13 +57,75 @@ def create_engine_from_settings(settings: Settings) -> AsyncEngine:
 
 
 def _postgres_connect_args(settings: Settings) -> dict[str, Any]:
-    """Fail fast on a database that does not answer: bounded connects, and a server-side bound on every
-    statement and lock wait (a cancelled statement raises OperationalError, answered 503)."""
-    args: dict[str, Any] = {"connect_timeout": settings.db_connect_timeout_seconds}
+    """Fail fast on a database that does not answer (README, "Faults"):
+
+    - a connection attempt ends after ``PAR_DB_CONNECT_TIMEOUT_SECONDS`` (psycopg's own clock);
+    - the server cancels a statement or lock wait after ``PAR_DB_STATEMENT_TIMEOUT_SECONDS`` (a
+      cancelled statement raises OperationalError, answered 503; its connection stays usable);
+    - a server that does not answer at all (stopped, overloaded past answering, or partitioned away)
+      applies no statement timeout, so this process waits at most ``PAR_DB_CLIENT_TIMEOUT_SECONDS`` for
+      any answer and then drops the connection (``BoundedConnection``);
+    - TCP keepalives and ``tcp_user_timeout`` make the kernel give up on a peer that stopped
+      acknowledging within about the same time, for sockets nobody is waiting on (in the pool).
+    """
+    client_timeout = settings.db_client_timeout_seconds
+    args: dict[str, Any] = {
+        "async_creator_fn": partial(BoundedConnection.bounded_connect, operation_timeout=client_timeout),
+        "connect_timeout": settings.db_connect_timeout_seconds,
+        "keepalives": 1,
+        "keepalives_idle": math.ceil(client_timeout),
+        "keepalives_interval": math.ceil(client_timeout / KEEPALIVE_PROBES),
+        "keepalives_count": KEEPALIVE_PROBES,
+        "tcp_user_timeout": int(client_timeout * 1000),
+    }
     if settings.db_statement_timeout_seconds:
         milliseconds = int(settings.db_statement_timeout_seconds * 1000)
         args["options"] = f"-c statement_timeout={milliseconds} -c lock_timeout={milliseconds}"
     return args
+
+
+KEEPALIVE_PROBES = 3  # unanswered probes before the kernel drops an idle connection
+
+
+class BoundedConnection(psycopg.AsyncConnection[Any]):
+    """A psycopg connection that waits at most ``operation_timeout`` seconds for any exchange with the
+    server once connected (a statement, a commit, the pool's liveness ping), on this process's clock.
+
+    Why not ``asyncio.timeout`` around the calls: cancelling psycopg mid-statement sends the server a
+    cancel request and waits for the statement to end, up to 10 s more each, and a stopped server
+    answers neither. Here the socket is shut down instead: the pending read ends at once, psycopg
+    raises OperationalError and marks the connection broken, and SQLAlchemy discards it (it never
+    goes back to the pool). A cancelled operation (a caller's own timeout, shutdown) is severed the
+    same way rather than waiting for a cancel request the server may never answer.
+    """
+
+    operation_timeout: float = 30.0  # until ``bounded_connect`` sets PAR_DB_CLIENT_TIMEOUT_SECONDS
+
+    @classmethod
+    async def bounded_connect(cls, *args: Any, operation_timeout: float, **kwargs: Any) -> BoundedConnection:
+        connection = await cls.connect(*args, **kwargs)
+        connection.operation_timeout = operation_timeout
+        return connection
+
+    async def wait(self, gen: PQGen[Any], interval: float = 0.1, timeout: float | None = None) -> Any:
+        watchdog = asyncio.get_running_loop().call_later(self.operation_timeout, self._give_up)
+        try:
+            return await super().wait(gen, interval, timeout)
+        finally:
+            watchdog.cancel()
+
+    async def cancel_safe(self, *, timeout: float = 30.0) -> None:  # noqa: ARG002 - psycopg's signature
+        self.sever()
+
+    def _give_up(self) -> None:
+        logger.warning("PostgreSQL did not answer within %g s: connection dropped", self.operation_timeout)
+        self.sever()
+
+    def sever(self) -> None:
+        """Shut the socket down under libpq (a duplicate descriptor: libpq still owns and closes its own)."""
+        with contextlib.suppress(OSError, psycopg.Error):
+            with socket.socket(fileno=os.dup(self.pgconn.socket)) as sock:
+                sock.shutdown(socket.SHUT_RDWR)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -48,7 +48,7 @@ import json
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
-from typing import NamedTuple, cast
+from typing import Any, NamedTuple, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry  # redis.retry.Retry is for the synchronous client
@@ -103,7 +103,14 @@ def redis_client(url: str, *, timeout: float) -> Redis:
     """The one Redis client of a process (replay entries and pushed requests): every connect and
     command bounded by ``timeout`` (``PAR_REDIS_TIMEOUT_SECONDS``), and no retries (this module's
     docstring)."""
-    return Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
+    return Redis.from_url(url, **redis_options(timeout))
+
+
+def redis_options(timeout: float) -> dict[str, Any]:
+    """Every connect and every reply (a command, a pipeline's, a Lua script's) bounded by ``timeout``,
+    and no retries: redis-py's defaults (a 5 s timeout, then ten retries with backoff) would stretch a
+    stuck Redis's bound many times over and could run a command that was not idempotent twice."""
+    return {"socket_timeout": timeout, "socket_connect_timeout": timeout, "retry": Retry(NoBackoff(), 0)}
 
 
 def pushed_request_key(service_id: int, reference_hash: str) -> str:

@@ -334,6 +334,9 @@ class TcpProxy:
     - ``blackhole = True``: connections are accepted but nothing ever comes back (a partitioned or
       hung server); ``stop()`` releases them.
     - ``latency = seconds``: every chunk from the database arrives this much later (order kept).
+    - ``freeze()``: nothing is forwarded either way, but every connection stays open and new ones are
+      accepted, as with a stopped (SIGSTOP) server whose kernel still acknowledges, or a partition;
+      ``thaw()`` delivers what was held and forwards again (SIGCONT).
     """
 
     def __init__(self, target: tuple[str, int]) -> None:
@@ -342,6 +345,7 @@ class TcpProxy:
         self.latency = 0.0
         self.blackhole = False
         self._server: asyncio.Server | None = None
+        self._thawed: asyncio.Event | None = None  # created on the proxy's loop (``_start``)
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop = asyncio.new_event_loop()
@@ -357,6 +361,16 @@ class TcpProxy:
     def stop(self) -> None:
         self._call(self._stop())
 
+    def freeze(self) -> None:
+        self._loop.call_soon_threadsafe(self._thaw_event().clear)
+
+    def thaw(self) -> None:
+        self._loop.call_soon_threadsafe(self._thaw_event().set)
+
+    def _thaw_event(self) -> asyncio.Event:
+        assert self._thawed is not None, "start() the proxy first"
+        return self._thawed
+
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.stop()
@@ -365,6 +379,9 @@ class TcpProxy:
         self._loop.close()
 
     async def _start(self) -> None:
+        if self._thawed is None:
+            self._thawed = asyncio.Event()
+            self._thawed.set()
         if self._server is None:
             self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port, reuse_address=True)
 
@@ -425,6 +442,7 @@ class TcpProxy:
                         sink.write_eof()
                     return
                 await asyncio.sleep(max(0.0, due - time.monotonic()))
+                await self._thaw_event().wait()
                 sink.write(data)
                 await sink.drain()
 

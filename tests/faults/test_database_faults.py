@@ -20,8 +20,11 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.cli import run_migrations
+from app.db.engine import create_engine_from_settings
 from app.main import create_app
 from app.settings import Settings
 from tests import databases
@@ -32,11 +35,21 @@ pytestmark = [pytest.mark.faults, pytest.mark.postgresql]
 
 POOL_SIZE = 2
 POOL_TIMEOUT_SECONDS = 1.0
-# Proposed settings (not in app/settings.py yet; Settings ignores unknown names): a connect timeout and
-# a statement timeout for PostgreSQL. The app honours both (app.db.engine).
-PROPOSED_TIMEOUTS: dict[str, object] = {"db_connect_timeout_seconds": 2, "db_statement_timeout_seconds": 2}
+CONNECT_TIMEOUT_SECONDS = 2
+DB_CLIENT_TIMEOUT_SECONDS = 3.0
+READYZ_TIMEOUT_SECONDS = 2.0
+# Short bounds on an unreachable (connect), stuck (statement) or silent (client) database (app.db.engine).
+TIMEOUTS: dict[str, object] = {
+    "db_connect_timeout_seconds": CONNECT_TIMEOUT_SECONDS,
+    "db_statement_timeout_seconds": 2,
+    "db_client_timeout_seconds": DB_CLIENT_TIMEOUT_SECONDS,
+    "readyz_timeout_seconds": READYZ_TIMEOUT_SECONDS,
+}
 FAIL_FAST_SECONDS = 6.0  # a request against a broken database is answered within this
-CLIENT_TIMEOUT_SECONDS = FAIL_FAST_SECONDS + 1.5  # past this the server is hanging
+# README, "Faults": the worst case of a request against a stopped or partitioned database, plus slack
+# for a loaded test machine (a correctness bound: without one such requests hung until the link returned).
+FROZEN_BOUND_SECONDS = POOL_TIMEOUT_SECONDS + DB_CLIENT_TIMEOUT_SECONDS + CONNECT_TIMEOUT_SECONDS + 4.0
+HTTP_TIMEOUT_SECONDS = FROZEN_BOUND_SECONDS + 3.0  # past this the server is hanging
 RECOVERY_SECONDS = 5.0
 LATENCY_SECONDS = 0.3
 CONCURRENT_REQUESTS = 8
@@ -109,7 +122,7 @@ async def live(database_url: str, proxy: support.TcpProxy, setting_overrides: di
         "public_base_url": base_url,
         "db_pool_size": POOL_SIZE,
         "db_pool_timeout_seconds": POOL_TIMEOUT_SECONDS,
-        **PROPOSED_TIMEOUTS,
+        **TIMEOUTS,
         **support.NO_RATE_LIMITS,
         **setting_overrides,
     }
@@ -117,7 +130,7 @@ async def live(database_url: str, proxy: support.TcpProxy, setting_overrides: di
     with support.serve_in_thread(create_app(settings), port):
         with httpx.Client(base_url=base_url, trust_env=False, timeout=10.0) as http:
             tenant = support.tenant_from_api(http, ADMIN_TOKEN)
-        async with httpx.AsyncClient(base_url=base_url, trust_env=False, timeout=CLIENT_TIMEOUT_SECONDS) as http:
+        async with httpx.AsyncClient(base_url=base_url, trust_env=False, timeout=HTTP_TIMEOUT_SECONDS) as http:
             yield Live(http, tenant, proxy)
         proxy.stop()  # releases any connection a test left hanging, so the server can shut down
 
@@ -225,8 +238,8 @@ async def wait_for_lock_waiters(locker: psycopg.AsyncConnection[Any], count: int
         await asyncio.sleep(0.05)
 
 
-# A statement timeout (once the app has one) must not end the blocked pushes during this test.
-@pytest.mark.parametrize("setting_overrides", [{"db_statement_timeout_seconds": 30}])
+# The statement timeout must not end the blocked pushes during this test (nor the client's bound).
+@pytest.mark.parametrize("setting_overrides", [{"db_statement_timeout_seconds": 30, "db_client_timeout_seconds": 35}])
 async def test_exhausted_pool_fails_fast(live: Live, database_url: str) -> None:
     """Both pool connections are held by pushes stuck in the database (each in a batch of the writer):
     further requests wait at most the pool timeout for a connection or a batch, then fail in the
@@ -295,3 +308,106 @@ async def test_push_blocked_in_the_database_fails_fast(live: Live, database_url:
         response, took = await live.push()
     assert took < FAIL_FAST_SECONDS, f"push took {took:.1f} s"
     assert_push_failed(response, backend=False)
+
+
+async def ready_again(live: Live) -> None:
+    deadline = time.monotonic() + RECOVERY_SECONDS + FROZEN_BOUND_SECONDS
+    while (await live.readyz())[0].status_code != 200:
+        assert time.monotonic() < deadline, "not ready again after the database returned"
+        await asyncio.sleep(0.1)
+
+
+async def test_frozen_database_answers_503_within_the_bound_and_recovers(live: Live) -> None:
+    """A stopped (SIGSTOP) or partitioned PostgreSQL: connections stay open, nothing answers, and the
+    server applies no statement timeout. Pushes at both front doors, resolves and /readyz end with a
+    503 within the stated bound (README, "Faults"), and the service recovers once the link thaws."""
+    before = created_request_uri((await live.push())[0])
+    created_request_uri((await live.push(backend=True))[0], backend=True)  # pooled connections to freeze
+    live.proxy.freeze()
+    try:
+        results = await asyncio.gather(
+            *(live.push(backend=n % 2 == 1) for n in range(CONCURRENT_REQUESTS)), live.readyz()
+        )
+        readiness, took = results[-1]
+        assert readiness.status_code == 503, readiness.text
+        assert took < READYZ_TIMEOUT_SECONDS + 2.0, f"/readyz took {took:.1f} s"
+        for n, (response, took) in enumerate(results[:-1]):
+            assert_push_failed(response, backend=n % 2 == 1, statuses=(503,))
+            assert response.headers.get("retry-after", "").isdigit(), response.headers
+            assert took < FROZEN_BOUND_SECONDS, f"push {n} took {took:.1f} s"
+        started = time.monotonic()
+        support.assert_result_error(await live.resolve(before), statuses=(503,))
+        assert time.monotonic() - started < FROZEN_BOUND_SECONDS
+    finally:
+        live.proxy.thaw()
+    await ready_again(live)
+    results = await asyncio.gather(*(live.push(backend=n % 2 == 1) for n in range(CONCURRENT_REQUESTS)))
+    for n, (response, _) in enumerate(results):
+        request_uri = created_request_uri(response, backend=n % 2 == 1)
+        resolved = await live.resolve(request_uri)
+        assert resolved.status_code == 200 and resolved.json()["action"] == "OK", resolved.text
+
+
+async def test_database_frozen_under_a_push_in_flight(live: Live, database_url: str) -> None:
+    """The database stops answering while a push's INSERT is in the server (waiting on a lock): its
+    lock timeout fires there, but the answer never arrives. The push gets its 503 within the client's
+    bound instead of hanging until the link returns, and its connection is not used again."""
+    created_request_uri((await live.push())[0])
+    async with table_locked(database_url, "pushed_request") as locker:
+        in_flight = asyncio.ensure_future(live.push())
+        await wait_for_lock_waiters(locker, 1)
+        live.proxy.freeze()
+        try:
+            response, took = await in_flight
+        finally:
+            live.proxy.thaw()
+    assert_push_failed(response, backend=False, statuses=(503,))
+    assert took < FROZEN_BOUND_SECONDS, f"push took {took:.1f} s"
+    await ready_again(live)
+    for backend in (False, True):
+        created_request_uri((await live.push(backend=backend))[0], backend=backend)
+
+
+async def backend_pid(engine: AsyncEngine) -> int:
+    async with engine.connect() as connection:
+        return int((await connection.exec_driver_sql("SELECT pg_backend_pid()")).scalar_one())
+
+
+@pytest.mark.parametrize("cancelled", [False, True], ids=["client-timeout", "cancelled"])
+async def test_frozen_connection_is_dropped_not_pooled(
+    database_url: str, proxy: support.TcpProxy, cancelled: bool
+) -> None:
+    """At the engine: an exchange that gets no answer ends after the client timeout with a disconnect
+    (OperationalError, answered 503); one cancelled by its caller (``asyncio.timeout``) ends at once
+    rather than after psycopg's cancel request, which a stopped server never answers. Either way the
+    connection is dropped: the next checkout is a new server session."""
+    client_timeout = 30.0 if cancelled else 2.0  # the cancelled exchange must not end by the client timeout
+    settings = make_settings(
+        support.with_port(database_url, proxy.port),
+        **{**TIMEOUTS, "db_statement_timeout_seconds": 1, "db_client_timeout_seconds": client_timeout},
+        db_pool_size=1,
+    )
+    engine = create_engine_from_settings(settings)
+    try:
+        async with asyncio.timeout(FROZEN_BOUND_SECONDS + 20):  # the test fails rather than hangs
+            frozen_pid = await backend_pid(engine)
+            async with engine.connect() as connection:
+                await connection.exec_driver_sql("SELECT 1")
+                proxy.freeze()
+                started = time.monotonic()
+                try:
+                    if cancelled:
+                        with pytest.raises(TimeoutError):
+                            async with asyncio.timeout(0.5):
+                                await connection.exec_driver_sql("SELECT 1")
+                    else:
+                        with pytest.raises(OperationalError) as raised:
+                            await connection.exec_driver_sql("SELECT 1")
+                        assert raised.value.connection_invalidated
+                    took = time.monotonic() - started
+                finally:
+                    proxy.thaw()
+            assert took < (5.0 if cancelled else client_timeout + 3.0), f"the exchange took {took:.1f} s"
+            assert await backend_pid(engine) != frozen_pid
+    finally:
+        await engine.dispose()
