@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic.alias_generators import to_camel
 
@@ -13,7 +11,6 @@ from app.api.deps import (
     PageQuery,
     StateDep,
     authorize_service_call,
-    get_state,
     require_admin,
     utc_now,
 )
@@ -57,18 +54,13 @@ async def no_store(response: Response) -> None:
     response.headers["Pragma"] = "no-cache"
 
 
-async def forget_cached_records(request: Request) -> AsyncIterator[None]:
-    """Whatever a management call changed, this replica's pushes see it from the next one on."""
-    try:
-        yield
-    finally:
-        (await get_state(request)).forget_records()
-
-
+# A change that commits drops this replica's record caches (``AppState.forget_records``), so its pushes see
+# it from the next one on. Only then: a refused or read-only call (even an unauthenticated one) must not let
+# anyone empty the caches that every push relies on. Creations need none: unknown ids are never cached.
 router = APIRouter(
     prefix="/api",
     tags=["Management API"],
-    dependencies=[Depends(no_store), Depends(forget_cached_records)],
+    dependencies=[Depends(no_store)],
     responses=API_ERRORS,
 )
 AdminDep = Depends(require_admin)
@@ -259,6 +251,7 @@ async def service_update(service_id: IdPath, body: ServiceIn, request: Request, 
         row = await authorize_service_call(request, state, session, service_id)
         apply_service_fields(row, body, public_base_url=state.settings.public_base_url)
         row.modified_at = utc_now()
+    state.forget_records()
     return service_out(state, row)
 
 
@@ -275,6 +268,7 @@ async def service_delete(service_id: IdPath, state: StateDep) -> Response:
         if row is None:
             raise ApiNotFound(f"service {service_id} does not exist", result_code="A003202")
         await repository.delete(row)
+    state.forget_records()
     return Response(status_code=204)
 
 
@@ -334,6 +328,7 @@ async def service_token_revoke(service_id: IdPath, token_id: IdPath, state: Stat
     async with state.sessions.begin() as session:
         if not await ServiceTokenRepository(session).revoke(service_id=service_id, token_id=token_id, now=utc_now()):
             raise ApiNotFound(f"no active token {token_id} in service {service_id}")
+    state.forget_records()
     return Response(status_code=204)
 
 
@@ -544,6 +539,7 @@ async def client_update(
         # A change to a secret-based method issues a secret (shown in this answer only).
         secret = _new_secret_if_needed(state, row)
         row.modified_at = utc_now()
+    state.forget_records()
     return client_out(row, secret=secret)
 
 
@@ -553,6 +549,7 @@ async def client_delete(service_id: IdPath, client_id: str, request: Request, st
         await authorize_service_call(request, state, session, service_id)
         clients = ClientRepository(session)
         await clients.delete(await _client_or_404(clients, service_id, client_id))
+    state.forget_records()
     return Response(status_code=204)
 
 
@@ -578,6 +575,7 @@ async def client_secret_refresh(
             raise ApiBadRequest(f"client {row.id} uses {row.token_auth_method}, which has no secret")
         secret = _set_new_secret(state, row)
         row.modified_at = utc_now()
+    state.forget_records()
     return ClientSecretRefreshOut(
         result_code="A086001",
         result_message=f"[A086001] The client secret of client {row.id} was refreshed.",
