@@ -380,6 +380,50 @@ async def test_unregistered_redirect_uri_refused_by_default(
     assert error_of(response) == "invalid_request"
 
 
+@pytest.mark.parametrize(
+    ("pushed", "accepted"),
+    [
+        ("http://127.0.0.1:51004/cb?app=1", True),  # any port: an ephemeral one
+        ("http://127.0.0.1/cb?app=1", True),  # or none
+        ("http://[::1]:8080/cb", True),
+        ("http://[::1]/cb", True),
+        ("http://127.0.0.1:51004/cb?app=2", False),  # everything but the port matches exactly
+        ("http://127.0.0.1:51004/cb/", False),
+        ("http://127.0.0.1:51004/CB?app=1", False),
+        ("http://127.0.0.2:51004/cb?app=1", False),
+        ("https://127.0.0.1:51004/cb?app=1", False),
+        ("http://127.0.0.1:99999/cb?app=1", False),
+        ("http://user@127.0.0.1:51004/cb?app=1", False),
+        ("http://[::1]:8080/other", False),
+        ("http://localhost:51004/cb", False),  # RFC 8252 §8.3: localhost matches exactly
+        ("http://localhost:3000/cb", True),
+        ("https://client.example.org:8443/cb", False),
+    ],
+)
+async def test_loopback_ip_redirect_uris_match_any_port(
+    client: httpx.AsyncClient, factory: Factory, service: ServiceHandle, pushed: str, accepted: bool
+) -> None:
+    """RFC 8252 §7.3: "The authorization server MUST allow any port to be specified at the time of the
+    request for loopback IP redirect URIs"; the URI pushed is the one stored and redirected to."""
+    native = await factory.client(
+        service,
+        clientType="PUBLIC",
+        redirectUris=[
+            "http://127.0.0.1/cb?app=1",
+            "http://[::1]:9000/cb",
+            "http://localhost:3000/cb",
+            "https://client.example.org/cb",
+        ],
+    )
+    response = await client.post(service.par_path, data=par_params(native, redirect_uri=pushed))
+    if not accepted:
+        assert error_of(response) == "invalid_request", response.text
+        return
+    assert response.status_code == 201, response.text
+    request = await resolved_request(client, service, native, response.json()["request_uri"])
+    assert request["redirectUri"] == pushed
+
+
 # --- FAPI 2.0 profile ---------------------------------------------------------------------------------------
 
 
