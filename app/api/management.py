@@ -31,12 +31,22 @@ from app.api.schemas import (
     epoch_millis,
 )
 from app.core.errors import ApiBadRequest, ApiConflict, ApiNotFound
-from app.core.model import SECRET_AUTH_METHODS, ClientAuthMethod, ClientType, GrantType, ResponseType
+from app.core.model import (
+    FAPI2_AUTH_METHODS,
+    SECRET_AUTH_METHODS,
+    ClientAuthMethod,
+    ClientType,
+    FapiMode,
+    GrantType,
+    ResponseType,
+)
 from app.core.registration import (
+    FAPI2_METHOD_NAMES,
     resolve_client_type_and_method,
     validate_alias,
     validate_client_authentication,
     validate_endpoint_url,
+    validate_fapi2_client,
     validate_issuer,
     validate_jwks,
     validate_redirect_uri,
@@ -249,10 +259,26 @@ async def service_get(service_id: IdPath, request: Request, state: StateDep) -> 
 async def service_update(service_id: IdPath, body: ServiceIn, request: Request, state: StateDep) -> ServiceOut:
     async with state.sessions.begin() as session:
         row = await authorize_service_call(request, state, session, service_id)
+        was_fapi2 = FapiMode.FAPI2_SECURITY.name in row.fapi_modes
         apply_service_fields(row, body, public_base_url=state.settings.public_base_url)
+        if not was_fapi2 and FapiMode.FAPI2_SECURITY.name in row.fapi_modes:
+            await _refuse_clients_fapi2_excludes(ClientRepository(session), service_id)
         row.modified_at = utc_now()
     state.forget_records()
     return service_out(state, row)
+
+
+async def _refuse_clients_fapi2_excludes(clients: ClientRepository, service_id: int) -> None:
+    """Switching a service to FAPI 2.0 while it has clients that FAPI 2.0 would stop from pushing is
+    refused: they must first move to an allowed method (or go), rather than start failing unannounced."""
+    shown = 5
+    excluded = await clients.ids_not_using(service_id, [m.name for m in FAPI2_AUTH_METHODS], limit=shown + 1)
+    if excluded:
+        listed = ", ".join(str(client_id) for client_id in excluded[:shown])
+        raise ApiConflict(
+            f"FAPI 2.0 mode allows only {FAPI2_METHOD_NAMES} clients; first change or delete client(s) {listed}"
+            + (" and others" if len(excluded) > shown else "")
+        )
 
 
 @router.delete(
@@ -384,6 +410,7 @@ async def apply_client_fields(row: Client, body: ClientIn, *, service: Service, 
         raise ApiBadRequest(
             f"token auth method {method.name} is not enabled for this service (supportedTokenAuthMethods)"
         )
+    validate_fapi2_client(method, fapi2=FapiMode.FAPI2_SECURITY.name in service.fapi_modes)
     row.client_type, row.token_auth_method = client_type.name, method.name
     if body.client_id_alias is not None:
         alias = validate_alias(body.client_id_alias) if body.client_id_alias else None
