@@ -22,6 +22,7 @@ from app.settings import FILE_SUFFIX, Settings, UnsafeSettingsError, settings_er
 PORT_VARIABLE = "PAR_PORT"
 DEFAULT_PORT = 8000
 DEMO_REDIRECT_URI = "https://client.example.org/cb"
+DEMO_AUTHORIZATION_SERVER = "https://as.example.org"
 DEMO_SECRETS_FILE = "demo-secrets.json"
 DEMO_ENV_FILE = "demo.env"
 # RFC 7636 Appendix B: the S256 challenge of the verifier "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk".
@@ -273,6 +274,9 @@ async def _seed_demo(settings: Settings, demo: dict[str, Any]) -> dict[str, Any]
             state,
             ServiceIn(
                 service_name="demo",
+                # Placeholders, like the demo's redirect URI: the service's metadata (RFC 8414) needs them.
+                authorization_endpoint=f"{DEMO_AUTHORIZATION_SERVER}/authorize",
+                token_endpoint=f"{DEMO_AUTHORIZATION_SERVER}/token",
                 supported_scopes=[{"name": "openid"}, {"name": "profile"}, {"name": "email"}],
                 pkce_s256_required=True,
             ),
