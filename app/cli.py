@@ -227,7 +227,7 @@ def _demo(args: argparse.Namespace) -> int:
     base_url = os.environ.get("PAR_PUBLIC_BASE_URL", f"http://{args.host}:{args.port}")
     os.environ["PAR_PUBLIC_BASE_URL"] = base_url
     data_dir = Path(os.environ.get("PAR_DATA_DIR", "data"))
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # its files hold secrets and pushed parameters
     secrets_path = data_dir / DEMO_SECRETS_FILE
     demo: dict[str, Any] = json.loads(secrets_path.read_text()) if secrets_path.exists() else {}
     for name in ("admin_token", "pepper"):
