@@ -52,7 +52,7 @@ def authorization_server_metadata(
 def unpublishable(
     service: ServiceRecord, *, authorization_endpoint: str | None, token_endpoint: str | None, grant_types: list[str]
 ) -> str | None:
-    """Why the service's metadata would not be what RFC 8414 §2 asks for, or None. Every service serves
+    """Why the service's metadata would not be what RFC 8414 §2 asks for (META-11), or None. Every service serves
     the authorization endpoint's requests (pushed ones), so "authorization_endpoint" is REQUIRED;
     "token_endpoint" is REQUIRED "unless only the implicit grant type is supported";
     "response_types_supported" is REQUIRED, and an empty list must be omitted (§3.2); so must an empty

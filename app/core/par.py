@@ -423,7 +423,7 @@ def validate_redirect_uri(value: str | None, *, client: ClientRecord, allow_unre
 def _matches_loopback_ip_uri(value: str, registered: tuple[str, ...]) -> bool:
     """RFC 8252 §7.3: "The authorization server MUST allow any port to be specified at the time of the
     request for loopback IP redirect URIs, to accommodate clients that obtain an available ephemeral port
-    from the operating system at the time of the request." Only for ``http`` on the IP literals
+    from the operating system at the time of the request." (PAR-39) Only for ``http`` on the IP literals
     127.0.0.1 and [::1]; everything but the port still matches exactly. ``localhost`` is not given this
     (§8.3: its use "is NOT RECOMMENDED"), so it matches exactly, port included."""
     pushed = _LOOPBACK_IP_URI.fullmatch(value)

@@ -117,7 +117,7 @@ FAPI2_METHOD_NAMES = ", ".join(sorted(method.name for method in FAPI2_AUTH_METHO
 def validate_fapi2_client(method: ClientAuthMethod, *, fapi2: bool) -> None:
     """FAPI 2.0 §5.3.2.1 (FAPI-09): the authorization server "shall only support confidential clients" and
     "shall authenticate clients using one of the following methods: MTLS ... private_key_jwt". A client of
-    a FAPI 2.0 service registered with another method could never push: refused at registration."""
+    a FAPI 2.0 service registered with another method could never push: refused at registration (FAPI-09)."""
     if fapi2 and method not in FAPI2_AUTH_METHODS:
         raise ApiBadRequest(
             f"token auth method {method.name} is not allowed in FAPI 2.0 mode (fapiModes FAPI2_SECURITY): "

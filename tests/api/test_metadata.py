@@ -173,7 +173,7 @@ ARRAY_MEMBERS = (
 
 
 def assert_rfc8414_document(body: dict[str, Any]) -> None:
-    """What RFC 8414 §2 and §3.2 ask of every metadata document."""
+    """What RFC 8414 §2 and §3.2 ask of every metadata document (META-01, META-04, META-11)."""
     issuer = urlsplit(body["issuer"])  # REQUIRED
     assert issuer.scheme in ("http", "https") and not issuer.query and not issuer.fragment
     assert body["authorization_endpoint"]  # REQUIRED: every service takes authorization requests (pushed)
@@ -241,7 +241,7 @@ async def test_every_published_document_has_what_rfc8414_requires(
 async def test_no_document_without_what_rfc8414_requires(
     client: httpx.AsyncClient, factory: Factory, metadata_path: str, fields: dict[str, Any], missing: list[str]
 ) -> None:
-    """RFC 8414 §2 makes authorization_endpoint, token_endpoint (unless only implicit) and
+    """META-11: RFC 8414 §2 makes authorization_endpoint, token_endpoint (unless only implicit) and
     response_types_supported REQUIRED: without them the document is a 404 naming what to configure, never
     an invalid document; once configured it is served."""
     service = await factory.service(**fields)

@@ -309,7 +309,7 @@ async def test_credentials_in_the_request_uri_are_refused(
     caplog: pytest.LogCaptureFixture,
     query: str,
 ) -> None:
-    """RFC 6749 §2.3.1: credentials "MUST NOT be included in the request URI": refused (400
+    """GEN-09 / RFC 6749 §2.3.1: credentials "MUST NOT be included in the request URI": refused (400
     invalid_request) rather than ignored, before the client is authenticated; the value is never echoed
     or logged, and nothing is stored."""
     post_client = await factory.client(service, tokenAuthMethod="CLIENT_SECRET_POST")

@@ -403,7 +403,7 @@ async def test_unregistered_redirect_uri_refused_by_default(
 async def test_loopback_ip_redirect_uris_match_any_port(
     client: httpx.AsyncClient, factory: Factory, service: ServiceHandle, pushed: str, accepted: bool
 ) -> None:
-    """RFC 8252 §7.3: "The authorization server MUST allow any port to be specified at the time of the
+    """PAR-39 / RFC 8252 §7.3: "The authorization server MUST allow any port to be specified at the time of the
     request for loopback IP redirect URIs"; the URI pushed is the one stored and redirected to."""
     native = await factory.client(
         service,
