@@ -69,7 +69,7 @@ def unpublishable(
         missing.append("supportedTokenAuthMethods")
     if not missing:
         return None
-    return f"the service publishes no metadata until it has {' and '.join(missing)} (RFC 8414 §2)"
+    return f"the service publishes no metadata until it has {' and '.join(missing)} (RFC 8414 section 2)"
 
 
 async def _metadata(service_id: int, state: StateDep) -> JSONResponse:

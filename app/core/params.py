@@ -126,7 +126,7 @@ def refuse_credentials_in_query(query: str) -> None:
     for field in query.split("&"):
         name = unquote_plus(field.partition("=")[0], encoding="utf-8", errors="replace")
         if name in CREDENTIAL_PARAMETERS:
-            raise InvalidRequest(f"the '{name}' parameter must not be in the request URI (RFC 6749 §2.3.1)")
+            raise InvalidRequest(f"the '{name}' parameter must not be in the request URI (RFC 6749 section 2.3.1)")
 
 
 def _decode(component: str) -> str:
