@@ -56,6 +56,8 @@ def prepare_sqlite_file(database_url: str) -> None:
     url = make_url(database_url)
     if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
         return
+    if url.database.startswith("file:"):  # an SQLite URI filename (uri=true): SQLite's to interpret
+        return
     path = Path(url.database)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     with contextlib.suppress(FileExistsError):
