@@ -82,7 +82,7 @@ WORKDIR /app
 COPY --from=builder /opt/venv /opt/venv
 # Executable in git (mode 100755), so no COPY --chmod, which the classic builder lacks.
 COPY docker/entrypoint.sh /usr/local/bin/docker-entrypoint.sh
-RUN install -d -o par -g par -m 0750 /app/data
+RUN install -d -o par -g par -m 0700 /app/data
 
 USER 10001:10001
 

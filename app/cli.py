@@ -22,6 +22,7 @@ from app.settings import FILE_SUFFIX, Settings, UnsafeSettingsError, settings_er
 PORT_VARIABLE = "PAR_PORT"
 DEFAULT_PORT = 8000
 DEMO_REDIRECT_URI = "https://client.example.org/cb"
+DEMO_AUTHORIZATION_SERVER = "https://as.example.org"
 DEMO_SECRETS_FILE = "demo-secrets.json"
 DEMO_ENV_FILE = "demo.env"
 # RFC 7636 Appendix B: the S256 challenge of the verifier "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk".
@@ -234,7 +235,7 @@ def _demo(args: argparse.Namespace) -> int:
     base_url = os.environ.get("PAR_PUBLIC_BASE_URL", f"http://{args.host}:{args.port}")
     os.environ["PAR_PUBLIC_BASE_URL"] = base_url
     data_dir = Path(os.environ.get("PAR_DATA_DIR", "data"))
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # its files hold secrets and pushed parameters
     secrets_path = data_dir / DEMO_SECRETS_FILE
     demo: dict[str, Any] = json.loads(secrets_path.read_text()) if secrets_path.exists() else {}
     for name in ("admin_token", "pepper"):
@@ -281,6 +282,9 @@ async def _seed_demo(settings: Settings, demo: dict[str, Any]) -> dict[str, Any]
             state,
             ServiceIn(
                 service_name="demo",
+                # Placeholders, like the demo's redirect URI: the service's metadata (RFC 8414) needs them.
+                authorization_endpoint=f"{DEMO_AUTHORIZATION_SERVER}/authorize",
+                token_endpoint=f"{DEMO_AUTHORIZATION_SERVER}/token",
                 supported_scopes=[{"name": "openid"}, {"name": "profile"}, {"name": "email"}],
                 pkce_s256_required=True,
             ),

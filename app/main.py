@@ -51,6 +51,9 @@ def create_app(settings: Settings) -> ParServerApp:
         version=VERSION,
         summary="OAuth 2.0 Pushed Authorization Requests (RFC 9126) with an Authlete-compatible backend API",
         lifespan=lifespan,
+        # A path with an extra trailing slash is a 404, not a 307 to a Location built from the Host header
+        # that a client would follow, sending its credentials again.
+        redirect_slashes=False,
     )
     app.state.par = state
     for module in (par, backend, authorization, management, metadata, health):

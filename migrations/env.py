@@ -9,6 +9,7 @@ from alembic import context
 from sqlalchemy import Connection, pool
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from app.db.engine import prepare_sqlite_file
 from app.db.models import Base
 from app.settings import Settings
 
@@ -46,6 +47,7 @@ def do_run_migrations(connection: Connection) -> None:
 
 
 async def run_async_migrations() -> None:
+    prepare_sqlite_file(database_url())  # as the server's engine does: owner-only
     engine = create_async_engine(database_url(), poolclass=pool.NullPool)
     async with engine.connect() as connection:
         await connection.run_sync(do_run_migrations)

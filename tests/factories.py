@@ -15,6 +15,9 @@ from joserfc import jwt
 from app.core.client_assertion import CLIENT_ASSERTION_TYPE
 
 REDIRECT_URI = "https://client.example.org/cb"
+# The authorization server's own endpoints: without them a service publishes no RFC 8414 metadata.
+AUTHORIZATION_ENDPOINT = "https://as.example.org/authorize"
+TOKEN_ENDPOINT = "https://as.example.org/token"
 # RFC 7636 Appendix B.
 CODE_VERIFIER = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
 CODE_CHALLENGE = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
@@ -63,6 +66,8 @@ class Factory:
     async def service(self, **fields: Any) -> ServiceHandle:
         body = {
             "serviceName": "test service",
+            "authorizationEndpoint": AUTHORIZATION_ENDPOINT,
+            "tokenEndpoint": TOKEN_ENDPOINT,
             "supportedScopes": [{"name": "openid"}, {"name": "profile"}, {"name": "email"}, {"name": "payments"}],
         }
         body.update(fields)

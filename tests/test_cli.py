@@ -9,6 +9,7 @@ import signal
 import socket
 import sqlite3
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -119,6 +120,43 @@ def test_migrate_creates_the_schema(cli: Cli, caplog: pytest.LogCaptureFixture) 
     assert cli.run("migrate")[0] == 0  # idempotent
 
 
+@pytest.fixture
+def usual_umask() -> Iterator[None]:
+    previous = os.umask(0o022)  # the usual default, under which SQLite would create its files 0644
+    yield
+    os.umask(previous)
+
+
+async def files_while_serving(database: Path) -> dict[str, int]:
+    """The modes of the database's files while the server has it open, after it wrote to it."""
+    settings = Settings(database_url=f"sqlite+aiosqlite:///{database}", admin_token="a" * 43, pepper=PEPPER)
+    app = create_app(settings)
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://par.test") as http:
+            await http.post(
+                "/api/service/create", json={"serviceName": "x"}, headers={"Authorization": f"Bearer {'a' * 43}"}
+            )
+            return {path.name: mode(path) for path in database.parent.iterdir() if path.name.startswith(database.name)}
+    finally:
+        await app.state.par.aclose()
+
+
+@pytest.mark.usefixtures("usual_umask")
+def test_the_database_files_are_owner_only(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SQLite file and its -wal and -shm files hold pushed parameters and secret hashes: 0600, in a
+    directory made 0700, whether migrate or the server creates them."""
+    database = cli.data_dir / "nested" / "par.db"
+    monkeypatch.setenv("PAR_DATABASE_URL", f"sqlite+aiosqlite:///{database}")
+    assert cli.run("migrate")[0] == 0
+    assert (mode(database.parent), mode(database)) == (0o700, 0o600)
+    modes = asyncio.run(files_while_serving(database))
+    assert {"par.db", "par.db-wal", "par.db-shm"} <= set(modes)
+    assert set(modes.values()) == {0o600}, modes
+    served = cli.data_dir / "served" / "par.db"  # the server's engine, on a file no migration made
+    assert set(asyncio.run(files_while_serving(served)).values()) == {0o600}
+    assert mode(served.parent) == 0o700
+
+
 # --- demo ---------------------------------------------------------------------------------------------
 
 
@@ -128,6 +166,7 @@ def test_demo_prepares_secrets_and_seeds_a_service(cli: Cli) -> None:
     secrets_file, env_file = cli.data_dir / "demo-secrets.json", cli.data_dir / "demo.env"
     assert mode(secrets_file) == 0o600
     assert mode(env_file) == 0o600
+    assert mode(cli.data_dir) == 0o700
     demo = json.loads(secrets_file.read_text())
     assert len(demo["admin_token"]) >= 43 and len(demo["pepper"]) >= 43
     assert demo["service_token"].startswith("par_sat_")

@@ -53,6 +53,10 @@ async def _parse(request: Request, model: type[ModelT], *, allow_form: bool) -> 
             raise ApiBadRequest("the request body is not valid JSON") from None
     elif allow_form and media_type == "application/x-www-form-urlencoded":
         form = await request.form()
+        # As at the RFC endpoint (app.core.params): a field given twice is refused, never one value kept.
+        repeated = next((key for key in form if key not in LIST_FIELDS and len(form.getlist(key)) > 1), None)
+        if repeated is not None:
+            raise ApiBadRequest(f"the '{repeated[:40]}' field is included more than once")
         raw = {key: form.getlist(key) if key in LIST_FIELDS else form.get(key) for key in form}
     else:
         accepted = "application/json or application/x-www-form-urlencoded" if allow_form else "application/json"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Path, Query, Request
 from limits.aio.storage import RedisStorage, Storage
+from pydantic import BeforeValidator, Field
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -50,7 +52,20 @@ from app.settings import Settings
 # Ids are BIGINT columns: a larger (or negative) number names nothing, and SQLite and PostgreSQL refuse to
 # bind it (OverflowError / NumericValueOutOfRange: a 500). Refused at the door instead, as a malformed path.
 DB_INT_MAX = 2**63 - 1
-IdPath = Annotated[int, Path(ge=0, le=DB_INT_MAX)]
+# One spelling per id in a path: ASCII digits without sign, spaces, underscores or leading zeros, so
+# "/services/1_0/par" or "/services/%201/par" name nothing (404) rather than services 10 and 1, as
+# pydantic's lax int parsing would read them.
+_CANONICAL_ID = re.compile(r"0|[1-9][0-9]{0,18}")
+
+
+def canonical_id(value: object) -> object:
+    if isinstance(value, str) and not _CANONICAL_ID.fullmatch(value):
+        raise ValueError("not an id: decimal digits without a sign or leading zeros")
+    return value
+
+
+DatabaseId = Annotated[int, BeforeValidator(canonical_id), Field(ge=0, le=DB_INT_MAX)]
+IdPath = Annotated[DatabaseId, Path()]
 PageQuery = Annotated[int, Query(ge=0, le=DB_INT_MAX)]
 
 

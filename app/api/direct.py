@@ -23,18 +23,17 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, APIRouter
-from pydantic import TypeAdapter, ValidationError, conint
+from pydantic import TypeAdapter, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.api.deps import DB_INT_MAX, AppState
-from app.api.errors import UnhandledErrorMiddleware, par_server_error_response
-from app.core.errors import InvalidRequest, ParServerError
+from app.api.deps import AppState, DatabaseId
+from app.api.errors import NO_SUCH_PATH, UnhandledErrorMiddleware, par_server_error_response
+from app.core.errors import ApiNotFound, ParServerError
 
-# The constraints of ``app.api.deps.IdPath``, in pydantic's lax mode as FastAPI applies them, so both
-# ways in accept the same ids.
-_DATABASE_ID = TypeAdapter(conint(ge=0, le=DB_INT_MAX))
+# The constraints of ``app.api.deps.IdPath``, so both ways in accept the same ids.
+_DATABASE_ID = TypeAdapter(DatabaseId)
 ServiceEndpoint = Callable[[int, Request, AppState], Awaitable[Response]]
 
 
@@ -58,11 +57,12 @@ def direct_routes(router: APIRouter) -> list[DirectRoute]:
 
 
 def path_id(text: str, name: str) -> int:
-    """A numeric id from the path; a malformed one is a 400, worded as FastAPI's routes word it."""
+    """A numeric id from the path; any other text names nothing: a 404, worded as FastAPI's routes word it
+    (``app.api.errors``)."""
     try:
         return _DATABASE_ID.validate_python(text)
     except ValidationError as error:
-        raise InvalidRequest(f"invalid path.{name}: {error.errors()[0]['msg']}") from None
+        raise ApiNotFound(f"invalid path.{name}: {error.errors()[0]['msg']}", result_code=NO_SUCH_PATH) from None
 
 
 class DirectRoutes:

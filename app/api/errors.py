@@ -30,13 +30,14 @@ RETRY_AFTER_SECONDS = "5"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 BASIC_CHALLENGE = 'Basic realm="par-server", charset="UTF-8"'
 _API_PREFIX = "/api/"
+NO_SUCH_PATH = "A001210"
 _API_RESULT_CODE_BY_STATUS = {
     429: "A001214",
     431: "A001216",
     400: "A001203",
     401: "A001202",
     403: "A003204",
-    404: "A001210",
+    404: NO_SUCH_PATH,
     405: "A001211",
     413: "A001212",
     415: "A001213",
@@ -110,7 +111,9 @@ async def _handle_validation_error(request: Request, exc: Exception) -> JSONResp
         return error_response(request.url.path, 400, "the request body is not valid JSON")
     location = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
     message = f"invalid {location or 'request'}: {first.get('msg', 'malformed request')}"
-    return error_response(request.url.path, 400, message)
+    # A path whose id is not one (``app.api.deps.IdPath``) names no resource.
+    status = 404 if first.get("loc", ("",))[0] == "path" else 400
+    return error_response(request.url.path, status, message)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic.alias_generators import to_camel
 
@@ -13,7 +11,6 @@ from app.api.deps import (
     PageQuery,
     StateDep,
     authorize_service_call,
-    get_state,
     require_admin,
     utc_now,
 )
@@ -34,12 +31,22 @@ from app.api.schemas import (
     epoch_millis,
 )
 from app.core.errors import ApiBadRequest, ApiConflict, ApiNotFound
-from app.core.model import SECRET_AUTH_METHODS, ClientAuthMethod, ClientType, GrantType, ResponseType
+from app.core.model import (
+    FAPI2_AUTH_METHODS,
+    SECRET_AUTH_METHODS,
+    ClientAuthMethod,
+    ClientType,
+    FapiMode,
+    GrantType,
+    ResponseType,
+)
 from app.core.registration import (
+    FAPI2_METHOD_NAMES,
     resolve_client_type_and_method,
     validate_alias,
     validate_client_authentication,
     validate_endpoint_url,
+    validate_fapi2_client,
     validate_issuer,
     validate_jwks,
     validate_redirect_uri,
@@ -57,18 +64,13 @@ async def no_store(response: Response) -> None:
     response.headers["Pragma"] = "no-cache"
 
 
-async def forget_cached_records(request: Request) -> AsyncIterator[None]:
-    """Whatever a management call changed, this replica's pushes see it from the next one on."""
-    try:
-        yield
-    finally:
-        (await get_state(request)).forget_records()
-
-
+# A change that commits drops this replica's record caches (``AppState.forget_records``), so its pushes see
+# it from the next one on. Only then: a refused or read-only call (even an unauthenticated one) must not let
+# anyone empty the caches that every push relies on. Creations need none: unknown ids are never cached.
 router = APIRouter(
     prefix="/api",
     tags=["Management API"],
-    dependencies=[Depends(no_store), Depends(forget_cached_records)],
+    dependencies=[Depends(no_store)],
     responses=API_ERRORS,
 )
 AdminDep = Depends(require_admin)
@@ -257,9 +259,26 @@ async def service_get(service_id: IdPath, request: Request, state: StateDep) -> 
 async def service_update(service_id: IdPath, body: ServiceIn, request: Request, state: StateDep) -> ServiceOut:
     async with state.sessions.begin() as session:
         row = await authorize_service_call(request, state, session, service_id)
+        was_fapi2 = FapiMode.FAPI2_SECURITY.name in row.fapi_modes
         apply_service_fields(row, body, public_base_url=state.settings.public_base_url)
+        if not was_fapi2 and FapiMode.FAPI2_SECURITY.name in row.fapi_modes:
+            await _refuse_clients_fapi2_excludes(ClientRepository(session), service_id)
         row.modified_at = utc_now()
+    state.forget_records()
     return service_out(state, row)
+
+
+async def _refuse_clients_fapi2_excludes(clients: ClientRepository, service_id: int) -> None:
+    """Switching a service to FAPI 2.0 while it has clients that FAPI 2.0 would stop from pushing is
+    refused: they must first move to an allowed method (or go), rather than start failing unannounced."""
+    shown = 5
+    excluded = await clients.ids_not_using(service_id, [m.name for m in FAPI2_AUTH_METHODS], limit=shown + 1)
+    if excluded:
+        listed = ", ".join(str(client_id) for client_id in excluded[:shown])
+        raise ApiConflict(
+            f"FAPI 2.0 mode allows only {FAPI2_METHOD_NAMES} clients; first change or delete client(s) {listed}"
+            + (" and others" if len(excluded) > shown else "")
+        )
 
 
 @router.delete(
@@ -275,6 +294,7 @@ async def service_delete(service_id: IdPath, state: StateDep) -> Response:
         if row is None:
             raise ApiNotFound(f"service {service_id} does not exist", result_code="A003202")
         await repository.delete(row)
+    state.forget_records()
     return Response(status_code=204)
 
 
@@ -334,6 +354,7 @@ async def service_token_revoke(service_id: IdPath, token_id: IdPath, state: Stat
     async with state.sessions.begin() as session:
         if not await ServiceTokenRepository(session).revoke(service_id=service_id, token_id=token_id, now=utc_now()):
             raise ApiNotFound(f"no active token {token_id} in service {service_id}")
+    state.forget_records()
     return Response(status_code=204)
 
 
@@ -389,6 +410,7 @@ async def apply_client_fields(row: Client, body: ClientIn, *, service: Service, 
         raise ApiBadRequest(
             f"token auth method {method.name} is not enabled for this service (supportedTokenAuthMethods)"
         )
+    validate_fapi2_client(method, fapi2=FapiMode.FAPI2_SECURITY.name in service.fapi_modes)
     row.client_type, row.token_auth_method = client_type.name, method.name
     if body.client_id_alias is not None:
         alias = validate_alias(body.client_id_alias) if body.client_id_alias else None
@@ -544,6 +566,7 @@ async def client_update(
         # A change to a secret-based method issues a secret (shown in this answer only).
         secret = _new_secret_if_needed(state, row)
         row.modified_at = utc_now()
+    state.forget_records()
     return client_out(row, secret=secret)
 
 
@@ -553,6 +576,7 @@ async def client_delete(service_id: IdPath, client_id: str, request: Request, st
         await authorize_service_call(request, state, session, service_id)
         clients = ClientRepository(session)
         await clients.delete(await _client_or_404(clients, service_id, client_id))
+    state.forget_records()
     return Response(status_code=204)
 
 
@@ -578,6 +602,7 @@ async def client_secret_refresh(
             raise ApiBadRequest(f"client {row.id} uses {row.token_auth_method}, which has no secret")
         secret = _set_new_secret(state, row)
         row.modified_at = utc_now()
+    state.forget_records()
     return ClientSecretRefreshOut(
         result_code="A086001",
         result_message=f"[A086001] The client secret of client {row.id} was refreshed.",

@@ -45,7 +45,31 @@ def authorization_server_metadata(
         # RFC 9207: error redirects built by the resolve API carry `iss`.
         "authorization_response_iss_parameter_supported": True,
     }
-    return {key: value for key, value in metadata.items() if value is not None}
+    # RFC 8414 §3.2: "Claims with zero elements MUST be omitted from the response."
+    return {key: value for key, value in metadata.items() if value is not None and value != []}
+
+
+def unpublishable(
+    service: ServiceRecord, *, authorization_endpoint: str | None, token_endpoint: str | None, grant_types: list[str]
+) -> str | None:
+    """Why the service's metadata would not be what RFC 8414 §2 asks for (META-11), or None. Every service serves
+    the authorization endpoint's requests (pushed ones), so "authorization_endpoint" is REQUIRED;
+    "token_endpoint" is REQUIRED "unless only the implicit grant type is supported";
+    "response_types_supported" is REQUIRED, and an empty list must be omitted (§3.2); so must an empty
+    "token_endpoint_auth_methods_supported", whose absence means client_secret_basic. The document is
+    then not served (404) rather than served invalid or wrong: clients would fail on it, or guess."""
+    missing = []
+    if authorization_endpoint is None:
+        missing.append("authorizationEndpoint")
+    if token_endpoint is None and set(grant_types) != {GrantType.IMPLICIT.value}:
+        missing.append("tokenEndpoint")
+    if not service.supported_response_types:
+        missing.append("supportedResponseTypes")
+    if not service.supported_token_auth_methods:
+        missing.append("supportedTokenAuthMethods")
+    if not missing:
+        return None
+    return f"the service publishes no metadata until it has {' and '.join(missing)} (RFC 8414 section 2)"
 
 
 async def _metadata(service_id: int, state: StateDep) -> JSONResponse:
@@ -53,12 +77,13 @@ async def _metadata(service_id: int, state: StateDep) -> JSONResponse:
         row = await ServiceRepository(session).get_or_none(service_id)
     if row is None:
         raise ApiNotFound(f"service {service_id} does not exist")
-    body = authorization_server_metadata(
-        state.service_record(row),
-        authorization_endpoint=row.authorization_endpoint,
-        token_endpoint=row.token_endpoint,
-        grant_types=[_grant_value(name) for name in row.supported_grant_types],
-    )
+    service = state.service_record(row)
+    endpoints = {"authorization_endpoint": row.authorization_endpoint, "token_endpoint": row.token_endpoint}
+    grant_types = [_grant_value(name) for name in row.supported_grant_types]
+    problem = unpublishable(service, **endpoints, grant_types=grant_types)
+    if problem is not None:
+        raise ApiNotFound(problem)
+    body = authorization_server_metadata(service, **endpoints, grant_types=grant_types)
     return JSONResponse(body, headers=METADATA_CACHE)
 
 

@@ -16,7 +16,7 @@ from app.core.client_auth import BasicCredentials, parse_basic_authorization
 from app.core.errors import InvalidClient, InvalidDpopProof, InvalidRequest, OAuthError
 from app.core.model import ClientAuthMethod, ServiceRecord
 from app.core.par import PushAction, PushOutcome, PushRequest, push
-from app.core.params import ParameterLimits, parse_parameters
+from app.core.params import ParameterLimits, parse_parameters, refuse_credentials_in_query
 from app.core.urls import PAR_PATH
 from app.db.engine import RequestConnection
 
@@ -127,6 +127,7 @@ def outcome_response(outcome: PushOutcome) -> JSONResponse:
 async def pushed_authorization_request(service_id: IdPath, request: Request, state: StateDep) -> JSONResponse:
     """RFC 9126 §2.1: "The client sends the parameters that comprise an authorization request directly to
     the PAR endpoint ... using the application/x-www-form-urlencoded format"."""
+    refuse_credentials_in_query(request.scope["query_string"].decode("latin-1"))
     media_type, _, media_params = request.headers.get("content-type", "").partition(";")
     if media_type.strip().lower() != FORM_MEDIA_TYPE:
         raise InvalidRequest(f"the request body must be {FORM_MEDIA_TYPE}")

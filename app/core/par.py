@@ -54,6 +54,9 @@ MAX_REDIRECT_URI_LENGTH = 2000
 MTLS_AUTH_METHODS = frozenset({ClientAuthMethod.TLS_CLIENT_AUTH, ClientAuthMethod.SELF_SIGNED_TLS_CLIENT_AUTH})
 # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+# An http redirect URI on a loopback IP literal, split at its port: (scheme and host, port, the rest).
+_LOOPBACK_IP_URI = re.compile(r"(http://(?:127\.0\.0\.1|\[::1\]))(?::([0-9]{1,5}))?([/?].*)?", re.DOTALL)
+MAX_PORT = 65535
 
 
 class PushAction(StrEnum):
@@ -405,7 +408,7 @@ def validate_redirect_uri(value: str | None, *, client: ClientRecord, allow_unre
             "the redirect_uri is malformed: it must be absolute and have no fragment", result_code="A253304"
         )
     # RFC 6749 §3.1.2.3 / RFC 9700 §2.1: exact string matching against the registered URIs.
-    if value in client.redirect_uris:
+    if value in client.redirect_uris or _matches_loopback_ip_uri(value, client.redirect_uris):
         return value
     if allow_unregistered and client.token_auth_method is not ClientAuthMethod.NONE:
         loopback = parts.scheme == "http" and parts.hostname in ("127.0.0.1", "::1", "localhost")
@@ -415,6 +418,22 @@ def validate_redirect_uri(value: str | None, *, client: ClientRecord, allow_unre
             "an unregistered redirect_uri must use https (or http on a loopback address)", result_code="A253304"
         )
     raise InvalidRequest("the redirect_uri is not registered for this client", result_code="A253303")
+
+
+def _matches_loopback_ip_uri(value: str, registered: tuple[str, ...]) -> bool:
+    """RFC 8252 §7.3: "The authorization server MUST allow any port to be specified at the time of the
+    request for loopback IP redirect URIs, to accommodate clients that obtain an available ephemeral port
+    from the operating system at the time of the request." (PAR-39) Only for ``http`` on the IP literals
+    127.0.0.1 and [::1]; everything but the port still matches exactly. ``localhost`` is not given this
+    (§8.3: its use "is NOT RECOMMENDED"), so it matches exactly, port included."""
+    pushed = _LOOPBACK_IP_URI.fullmatch(value)
+    if pushed is None or int(pushed.group(2) or 0) > MAX_PORT:
+        return False
+    for uri in registered:
+        match = _LOOPBACK_IP_URI.fullmatch(uri)
+        if match is not None and match.group(1, 3) == pushed.group(1, 3):
+            return True
+    return False
 
 
 def _validate_scopes(value: str | None, *, service: ServiceRecord, client: ClientRecord) -> list[str]:

@@ -22,6 +22,27 @@ MAX_REPORTED_NAME_LENGTH = 40
 _UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
 
 
+# RFC 6749 §2.3.1: client credentials "can only be transmitted in the request-body and MUST NOT be included
+# in the request URI"; the same holds for the other secrets a token or PAR request can carry (assertions,
+# codes, verifiers, tokens, passwords), which a URL leaks to logs, proxies and browser history.
+CREDENTIAL_PARAMETERS = frozenset(
+    {
+        "client_secret",
+        "client_assertion",
+        "client_assertion_type",
+        "code",
+        "code_verifier",
+        "refresh_token",
+        "password",
+        "assertion",
+        "access_token",
+        "subject_token",
+        "actor_token",
+        "device_code",
+    }
+)
+
+
 @dataclass(frozen=True, slots=True)
 class ParameterLimits:
     max_parameters: int
@@ -96,6 +117,16 @@ def parse_parameters(raw: str | bytes, limits: ParameterLimits) -> RequestParame
         seen.add(name)
         pairs.append((name, value))
     return RequestParameters(tuple(pairs))
+
+
+def refuse_credentials_in_query(query: str) -> None:
+    """RFC 6749 §2.3.1: "The parameters can only be transmitted in the request-body and MUST NOT be
+    included in the request URI." RFC 9126 §2.1 sends every parameter in the body, so a credential in the
+    query is refused rather than ignored (GEN-09); names only are read, and never a value reported."""
+    for field in query.split("&"):
+        name = unquote_plus(field.partition("=")[0], encoding="utf-8", errors="replace")
+        if name in CREDENTIAL_PARAMETERS:
+            raise InvalidRequest(f"the '{name}' parameter must not be in the request URI (RFC 6749 section 2.3.1)")
 
 
 def _decode(component: str) -> str:

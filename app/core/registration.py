@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 from app.core import jose
 from app.core.errors import ApiBadRequest
-from app.core.model import ClientAuthMethod, ClientType
+from app.core.model import FAPI2_AUTH_METHODS, ClientAuthMethod, ClientType
 
 MAX_URI_LENGTH = 2000
 MAX_ALIAS_LENGTH = 200
@@ -109,6 +109,20 @@ def validate_client_authentication(
         # of the below metadata parameters to indicate the certificate subject value".
         if len(given) != 1:
             raise ApiBadRequest("token auth method TLS_CLIENT_AUTH needs exactly one of " + ", ".join(TLS_ATTRIBUTES))
+
+
+FAPI2_METHOD_NAMES = ", ".join(sorted(method.name for method in FAPI2_AUTH_METHODS))
+
+
+def validate_fapi2_client(method: ClientAuthMethod, *, fapi2: bool) -> None:
+    """FAPI 2.0 §5.3.2.1 (FAPI-09): the authorization server "shall only support confidential clients" and
+    "shall authenticate clients using one of the following methods: MTLS ... private_key_jwt". A client of
+    a FAPI 2.0 service registered with another method could never push: refused at registration (FAPI-09)."""
+    if fapi2 and method not in FAPI2_AUTH_METHODS:
+        raise ApiBadRequest(
+            f"token auth method {method.name} is not allowed in FAPI 2.0 mode (fapiModes FAPI2_SECURITY): "
+            f"use one of {FAPI2_METHOD_NAMES}"
+        )
 
 
 def validate_alias(alias: str) -> str:

@@ -33,8 +33,7 @@ def create_engine_from_settings(settings: Settings) -> AsyncEngine:
     if url.get_backend_name() == "sqlite":
         if sqlite3.sqlite_version_info < MIN_SQLITE_VERSION:
             raise RuntimeError(f"SQLite >= {'.'.join(map(str, MIN_SQLITE_VERSION))} is required")
-        if url.database and url.database != ":memory:":
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        prepare_sqlite_file(settings.database_url)
         engine = create_async_engine(
             url,
             pool_size=settings.sqlite_pool_size,
@@ -54,6 +53,22 @@ def create_engine_from_settings(settings: Settings) -> AsyncEngine:
         hide_parameters=True,  # SQL logs and driver errors never carry parameter values
         connect_args=_postgres_connect_args(settings),
     )
+
+
+def prepare_sqlite_file(database_url: str) -> None:
+    """The SQLite file holds pushed parameters and secret hashes: readable by its owner only. A directory
+    made for it is 0700 and the file is created 0600 before SQLite opens it (which would create it 0644
+    under the usual umask); SQLite gives its -wal, -shm and -journal files the database file's mode. An
+    existing file keeps the mode its operator gave it."""
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return
+    if url.database.startswith("file:"):  # an SQLite URI filename (uri=true): SQLite's to interpret
+        return
+    path = Path(url.database)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _postgres_connect_args(settings: Settings) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, Protocol, cast
 
@@ -161,6 +161,16 @@ class ClientRepository:
             .limit(max(end - start, 0))
         )
         return rows.all(), total
+
+    async def ids_not_using(self, service_id: int, methods: Iterable[str], *, limit: int) -> Sequence[int]:
+        """Up to ``limit`` clients of the service whose token auth method is none of ``methods``."""
+        rows = await self.session.scalars(
+            select(Client.id)
+            .where(Client.service_id == service_id, Client.token_auth_method.not_in(list(methods)))
+            .order_by(Client.id)
+            .limit(limit)
+        )
+        return rows.all()
 
     async def delete(self, client: Client) -> None:
         await self.session.execute(delete(PushedRequest).where(PushedRequest.client_id == client.id))

@@ -8,7 +8,10 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from sqlalchemy import select
 
+from app.db.models import PushedRequest
 from tests.factories import ClientHandle, Factory, ServiceHandle, par_params
 
 
@@ -69,6 +72,30 @@ async def test_form_encoded_call(client: httpx.AsyncClient, service: ServiceHand
         },
     )
     envelope(response, "CREATED")
+
+
+@pytest.mark.parametrize("repeated", ["parameters", "clientId", "clientSecret"])
+async def test_a_repeated_form_field_is_refused(
+    app: FastAPI, client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle, repeated: str
+) -> None:
+    """As at the RFC endpoint (RFC 6749 §3.1: never more than once): a field given twice is a 400, not its
+    last value kept; nothing is stored."""
+    fields = {
+        "parameters": urlencode(par_params(basic_client)),
+        "clientId": str(basic_client.id),
+        "clientSecret": basic_client.secret or "",
+    }
+    decoy = {"parameters": urlencode(par_params(basic_client, state="other")), "clientId": "1", "clientSecret": "x"}
+    body = urlencode(list(fields.items()) + [(repeated, decoy[repeated])])
+    response = await client.post(
+        f"/api/{service.id}/pushed_auth_req",
+        content=body,
+        headers=service.bearer | {"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["resultCode"] == "A001203" and repeated in response.json()["resultMessage"]
+    async with app.state.par.sessions() as session:
+        assert (await session.scalars(select(PushedRequest))).all() == []
 
 
 async def test_sdk_style_body_with_nulls_and_false(
@@ -239,9 +266,10 @@ async def test_malformed_call_is_400(
     assert_result_error(response, 400)
 
 
-async def test_non_numeric_service_id_is_400(client: httpx.AsyncClient, service: ServiceHandle) -> None:
+async def test_non_numeric_service_id_is_404(client: httpx.AsyncClient, service: ServiceHandle) -> None:
+    """A path that names no service (app.api.deps.IdPath)."""
     response = await client.post("/api/abc/pushed_auth_req", json={"parameters": ""}, headers=service.bearer)
-    assert_result_error(response, 400)
+    assert_result_error(response, 404)
 
 
 async def test_oversized_api_body_is_413_result_error(client: httpx.AsyncClient, service: ServiceHandle) -> None:

@@ -13,7 +13,7 @@ from starlette.types import Receive, Scope, Send
 
 from app.api.deps import AppState
 from app.api.direct import DirectRoute, DirectRoutes, direct_routes
-from tests.factories import ClientHandle, ServiceHandle, par_params
+from tests.factories import ClientHandle, Factory, ServiceHandle, par_params
 
 DIRECT_PATHS = [
     "/services/{service_id}/par",
@@ -35,15 +35,53 @@ async def test_other_methods_on_a_direct_route_are_405_in_the_rfc_format(
         assert response.json()["error"] == "invalid_request"
 
 
-@pytest.mark.parametrize(("path_id_text", "status"), [("12x", 400), ("-1", 400), ("1" * 25, 400), ("1e3", 400)])
-async def test_malformed_service_ids_are_400_invalid_request(
-    client: httpx.AsyncClient, basic_client: ClientHandle, path_id_text: str, status: int
+# Spellings of a service's id ({id}) that name nothing, and malformed ids.
+NON_CANONICAL_IDS = [
+    "{head}_{tail}",
+    "%20{id}",
+    "{id}%20",
+    "+{id}",
+    "0{id}",
+    "{id}.0",
+    "12x",
+    "-1",
+    "-0",
+    "00",
+    "1" * 25,
+    "1e3",
+    "%D9%A1",
+    "%EF%BC%91",
+]
+
+
+@pytest.mark.parametrize("template", NON_CANONICAL_IDS)
+async def test_only_canonical_ids_name_a_service(
+    client: httpx.AsyncClient, factory: Factory, service: ServiceHandle, basic_client: ClientHandle, template: str
 ) -> None:
-    """The direct route reads ids as FastAPI's routes do: a malformed id is invalid_request, never a 500."""
-    response = await client.post(f"/services/{path_id_text}/par", data=par_params(basic_client))
-    assert response.status_code == status
-    assert response.json()["error"] == "invalid_request"
-    assert "path.service_id" in response.json()["error_description"]
+    """An id in a path is its decimal digits, without sign, spaces, underscores or leading zeros; any other
+    text names nothing: a 404 in the endpoint's format (never the service whose id it spells), never a 500."""
+    text = template.format(id=service.id, head=str(service.id)[:3], tail=str(service.id)[3:])
+    rfc = await client.post(f"/services/{text}/par", data=par_params(basic_client), headers=basic_client.basic())
+    assert rfc.status_code == 404 and rfc.json()["error"] == "not_found", rfc.text
+    assert "path.service_id" in rfc.json()["error_description"]
+    metadata = await client.get(f"/.well-known/oauth-authorization-server/services/{text}")
+    assert metadata.status_code == 404 and metadata.json()["error"] == "not_found", metadata.text
+    for method, path in [
+        ("POST", f"/api/{text}/pushed_auth_req"),
+        ("GET", f"/api/{text}/service/get"),
+        ("GET", f"/api/{text}/client/get/list"),
+        ("DELETE", f"/api/{service.id}/service/token/delete/{text}"),
+    ]:
+        headers = factory.admin if "/token/" in path else service.bearer
+        api = await client.request(method, path, json={"parameters": "a=b"}, headers=headers)
+        assert api.status_code == 404 and api.json()["resultCode"] == "A001210", (path, api.text)
+
+
+async def test_the_canonical_id_names_the_service(
+    client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle
+) -> None:
+    response = await client.post(service.par_path, data=par_params(basic_client), headers=basic_client.basic())
+    assert response.status_code == 201
 
 
 def test_the_hot_endpoints_are_direct_routes_and_documented(app: FastAPI) -> None:
@@ -101,7 +139,8 @@ async def test_an_unexpected_error_in_a_direct_route_is_a_json_500_without_detai
             "error_description": "the server could not process the request",
         }
         assert "a bug" not in response.text
-        assert (await http.get("/ids/0042")).text == "42"  # pydantic's lax int, as FastAPI's IdPath
+        assert (await http.get("/ids/42")).text == "42"
+        assert (await http.get("/ids/0042")).status_code == 404  # one spelling per id, as FastAPI's IdPath
         assert (await http.post("/ids/42")).text == "fallback"  # another method: not the direct route
         assert (await http.get("/ids/42/more")).text == "fallback"
     mounted = httpx.ASGITransport(app=routes, root_path="/par-server")

@@ -108,3 +108,24 @@ async def test_oversized_headers_are_431_in_the_path_format(client: httpx.AsyncC
         assert response.json()["resultCode"] == "A001216"
     else:
         assert response.json()["error"] == "invalid_request"
+
+
+async def test_a_trailing_slash_is_not_redirected(
+    client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle
+) -> None:
+    """No 307 to a Location built from the Host header, which a client would follow with its credentials:
+    a 404 in the path's format, like any other path that names no endpoint."""
+    headers = {**basic_client.basic(), "Host": "evil.example"}
+    rfc = await client.post(service.par_path + "/", data=par_params(basic_client), headers=headers)
+    assert rfc.status_code == 404 and "location" not in rfc.headers
+    assert rfc.json()["error"] == "not_found" and rfc.headers["cache-control"] == "no-store"
+    for method, path in [
+        ("POST", f"/api/{service.id}/pushed_auth_req/"),
+        ("GET", f"/api/{service.id}/service/get/"),
+        ("GET", "/api/service/get/list/"),
+    ]:
+        api = await client.request(method, path, json={}, headers={**service.bearer, "Host": "evil.example"})
+        assert api.status_code == 404 and "location" not in api.headers, path
+        assert api.json()["resultCode"] == "A001210" and api.headers["cache-control"] == "no-store"
+    metadata = await client.get(f"/.well-known/oauth-authorization-server/services/{service.id}/")
+    assert metadata.status_code == 404 and metadata.json()["error"] == "not_found"

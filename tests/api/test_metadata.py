@@ -158,3 +158,103 @@ async def test_unknown_or_deleted_service_is_404(
         assert response.status_code == 404, response.text
         assert response.headers["content-type"] == "application/json"
         assert response.json().get("error") == "not_found", response.text
+
+
+# RFC 8414 §2 members that are JSON arrays.
+ARRAY_MEMBERS = (
+    "scopes_supported",
+    "response_types_supported",
+    "response_modes_supported",
+    "grant_types_supported",
+    "token_endpoint_auth_methods_supported",
+    "token_endpoint_auth_signing_alg_values_supported",
+    "code_challenge_methods_supported",
+)
+
+
+def assert_rfc8414_document(body: dict[str, Any]) -> None:
+    """What RFC 8414 §2 and §3.2 ask of every metadata document (META-01, META-04, META-11)."""
+    issuer = urlsplit(body["issuer"])  # REQUIRED
+    assert issuer.scheme in ("http", "https") and not issuer.query and not issuer.fragment
+    assert body["authorization_endpoint"]  # REQUIRED: every service takes authorization requests (pushed)
+    if set(body.get("grant_types_supported", [])) != {"implicit"}:
+        assert body["token_endpoint"]  # REQUIRED "unless only the implicit grant type is supported"
+    assert body["response_types_supported"]  # REQUIRED
+    for member, value in body.items():
+        assert value is not None, member
+        if member in ARRAY_MEMBERS:
+            assert isinstance(value, list) and value, member  # §3.2: "Claims with zero elements MUST be omitted"
+    methods = set(body.get("token_endpoint_auth_methods_supported", ["client_secret_basic"]))
+    if methods & {"private_key_jwt", "client_secret_jwt"}:
+        algorithms = body["token_endpoint_auth_signing_alg_values_supported"]  # "MUST be present"
+        assert "none" not in algorithms  # "The value "none" MUST NOT be used."
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        pytest.param({}, id="defaults"),
+        pytest.param({"supportedScopes": []}, id="no-scopes"),
+        pytest.param({"fapiModes": ["FAPI2_SECURITY"]}, id="fapi2"),
+        pytest.param({"supportedTokenAuthMethods": ["PRIVATE_KEY_JWT"]}, id="private-key-jwt-only"),
+        pytest.param({"supportedTokenAuthMethods": ["CLIENT_SECRET_JWT", "NONE"]}, id="client-secret-jwt"),
+        pytest.param({"supportedGrantTypes": []}, id="no-grant-types"),
+        pytest.param({"supportedAuthorizationDetailsTypes": []}, id="no-rar-types"),
+        pytest.param(
+            {"supportedGrantTypes": ["IMPLICIT"], "supportedResponseTypes": ["TOKEN"], "tokenEndpoint": ""},
+            id="implicit-only-without-token-endpoint",
+        ),
+        pytest.param({"supportedResponseTypes": ["CODE_ID_TOKEN"], "pkceS256Required": True}, id="hybrid"),
+    ],
+)
+async def test_every_published_document_has_what_rfc8414_requires(
+    client: httpx.AsyncClient, factory: Factory, metadata_path: str, fields: dict[str, Any]
+) -> None:
+    service = await factory.service(**fields)
+    assert_rfc8414_document(await fetch(client, metadata_path, service.id))
+
+
+@pytest.mark.parametrize(
+    ("fields", "missing"),
+    [
+        pytest.param({"authorizationEndpoint": None}, ["authorizationEndpoint"], id="no-authorization-endpoint"),
+        pytest.param({"tokenEndpoint": None}, ["tokenEndpoint"], id="no-token-endpoint"),
+        pytest.param(
+            {"authorizationEndpoint": None, "tokenEndpoint": None},
+            ["authorizationEndpoint", "tokenEndpoint"],
+            id="neither",
+        ),
+        pytest.param({"supportedResponseTypes": []}, ["supportedResponseTypes"], id="no-response-types"),
+        pytest.param({"supportedTokenAuthMethods": []}, ["supportedTokenAuthMethods"], id="no-auth-methods"),
+        pytest.param(
+            {"fapiModes": ["FAPI2_SECURITY"], "supportedTokenAuthMethods": ["CLIENT_SECRET_BASIC"]},
+            ["supportedTokenAuthMethods"],
+            id="fapi2-without-its-auth-methods",
+        ),
+        pytest.param(
+            {"fapiModes": ["FAPI2_SECURITY"], "supportedResponseTypes": ["TOKEN"]},
+            ["supportedResponseTypes"],
+            id="fapi2-without-code",
+        ),
+    ],
+)
+async def test_no_document_without_what_rfc8414_requires(
+    client: httpx.AsyncClient, factory: Factory, metadata_path: str, fields: dict[str, Any], missing: list[str]
+) -> None:
+    """META-11: RFC 8414 §2 makes authorization_endpoint, token_endpoint (unless only implicit) and
+    response_types_supported REQUIRED: without them the document is a 404 naming what to configure, never
+    an invalid document; once configured it is served."""
+    service = await factory.service(**fields)
+    response = await client.get(metadata_path.format(id=service.id))
+    assert response.status_code == 404 and response.json()["error"] == "not_found", response.text
+    assert all(name in response.json()["error_description"] for name in missing)
+    assert response.headers["cache-control"] == "no-store"
+    await update(
+        client,
+        service,
+        authorizationEndpoint="https://as.example.org/authorize",
+        tokenEndpoint="https://as.example.org/token",
+        supportedResponseTypes=["CODE"],
+        supportedTokenAuthMethods=["PRIVATE_KEY_JWT"],
+    )
+    assert_rfc8414_document(await fetch(client, metadata_path, service.id))

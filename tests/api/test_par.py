@@ -289,6 +289,42 @@ async def test_credentials_in_the_wrong_channel(
     assert_oauth_error(response, 401, "invalid_client")
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        "client_secret={secret}",
+        "client_assertion=eyJhbGciOiJub25lIn0.e30.",
+        "client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer",
+        "code=SplxlOBeZQQYbYS6WxSbIA",
+        "a=1&code_verifier=dBjftJeZ4CVP",
+        "refresh_token=tGzv3JOkF0XG5Qx2TlKWIA",
+        "pass%77ord=hunter2",
+    ],
+)
+async def test_credentials_in_the_request_uri_are_refused(
+    client: httpx.AsyncClient,
+    app: FastAPI,
+    service: ServiceHandle,
+    factory: Factory,
+    caplog: pytest.LogCaptureFixture,
+    query: str,
+) -> None:
+    """GEN-09 / RFC 6749 §2.3.1: credentials "MUST NOT be included in the request URI": refused (400
+    invalid_request) rather than ignored, before the client is authenticated; the value is never echoed
+    or logged, and nothing is stored."""
+    post_client = await factory.client(service, tokenAuthMethod="CLIENT_SECRET_POST")
+    query = query.format(secret=post_client.secret)
+    params = par_params(post_client, client_secret=post_client.secret)
+    response = await client.post(f"{service.par_path}?{query}", data=params)
+    body = assert_oauth_error(response, 400, "invalid_request")
+    assert "request URI" in body["error_description"]
+    value = query.rpartition("=")[2]
+    assert value not in response.text and value not in caplog.text
+    assert await stored_requests(app) == []
+    harmless = await client.post(f"{service.par_path}?tenant=a", data=params)
+    assert harmless.status_code == 201, harmless.text
+
+
 async def test_public_client_sending_a_secret_is_refused(
     client: httpx.AsyncClient, factory: Factory, service: ServiceHandle
 ) -> None:

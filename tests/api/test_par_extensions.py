@@ -380,6 +380,50 @@ async def test_unregistered_redirect_uri_refused_by_default(
     assert error_of(response) == "invalid_request"
 
 
+@pytest.mark.parametrize(
+    ("pushed", "accepted"),
+    [
+        ("http://127.0.0.1:51004/cb?app=1", True),  # any port: an ephemeral one
+        ("http://127.0.0.1/cb?app=1", True),  # or none
+        ("http://[::1]:8080/cb", True),
+        ("http://[::1]/cb", True),
+        ("http://127.0.0.1:51004/cb?app=2", False),  # everything but the port matches exactly
+        ("http://127.0.0.1:51004/cb/", False),
+        ("http://127.0.0.1:51004/CB?app=1", False),
+        ("http://127.0.0.2:51004/cb?app=1", False),
+        ("https://127.0.0.1:51004/cb?app=1", False),
+        ("http://127.0.0.1:99999/cb?app=1", False),
+        ("http://user@127.0.0.1:51004/cb?app=1", False),
+        ("http://[::1]:8080/other", False),
+        ("http://localhost:51004/cb", False),  # RFC 8252 §8.3: localhost matches exactly
+        ("http://localhost:3000/cb", True),
+        ("https://client.example.org:8443/cb", False),
+    ],
+)
+async def test_loopback_ip_redirect_uris_match_any_port(
+    client: httpx.AsyncClient, factory: Factory, service: ServiceHandle, pushed: str, accepted: bool
+) -> None:
+    """PAR-39 / RFC 8252 §7.3: "The authorization server MUST allow any port to be specified at the time of the
+    request for loopback IP redirect URIs"; the URI pushed is the one stored and redirected to."""
+    native = await factory.client(
+        service,
+        clientType="PUBLIC",
+        redirectUris=[
+            "http://127.0.0.1/cb?app=1",
+            "http://[::1]:9000/cb",
+            "http://localhost:3000/cb",
+            "https://client.example.org/cb",
+        ],
+    )
+    response = await client.post(service.par_path, data=par_params(native, redirect_uri=pushed))
+    if not accepted:
+        assert error_of(response) == "invalid_request", response.text
+        return
+    assert response.status_code == 201, response.text
+    request = await resolved_request(client, service, native, response.json()["request_uri"])
+    assert request["redirectUri"] == pushed
+
+
 # --- FAPI 2.0 profile ---------------------------------------------------------------------------------------
 
 
@@ -431,13 +475,52 @@ async def test_fapi2_profile_refusals(
     assert response.json()["error"] == expected, response.text
 
 
-async def test_fapi2_profile_refuses_client_secrets(
-    client: httpx.AsyncClient, factory: Factory, fapi_service: ServiceHandle
+@pytest.mark.parametrize(
+    "fields",
+    [{}, {"tokenAuthMethod": "CLIENT_SECRET_POST"}, {"clientType": "PUBLIC", "tokenAuthMethod": "NONE"}],
+    ids=["basic", "post", "none"],
+)
+async def test_fapi2_profile_refuses_other_clients_at_registration(
+    client: httpx.AsyncClient,
+    fapi_service: ServiceHandle,
+    fapi_client: ClientHandle,
+    fields: dict[str, str],
 ) -> None:
-    """FAPI-09: only private_key_jwt and mutual TLS."""
-    secret_client = await factory.client(fapi_service)
-    response = await push(client, fapi_service, secret_client, dpop_jkt=DPOP_KEY.thumbprint())
-    assert error_of(response, 401) == "invalid_client"
+    """FAPI-09: only private_key_jwt and mutual TLS; a client that could never push is not registered,
+    and a registered one cannot be changed into one."""
+    create = await client.post(
+        f"/api/{fapi_service.id}/client/create",
+        json={"redirectUris": [REDIRECT_URI], **fields},
+        headers=fapi_service.bearer,
+    )
+    assert create.status_code == 400 and "FAPI 2.0" in create.json()["resultMessage"], create.text
+    update = await client.post(
+        f"/api/{fapi_service.id}/client/update/{fapi_client.id}",
+        json={"tokenAuthMethod": "CLIENT_SECRET_BASIC", **fields},
+        headers=fapi_service.bearer,
+    )
+    assert update.status_code == 400 and "FAPI 2.0" in update.json()["resultMessage"], update.text
+    listed = await client.get(f"/api/{fapi_service.id}/client/get/list", headers=fapi_service.bearer)
+    assert [c["clientId"] for c in listed.json()["clients"]] == [fapi_client.id]
+
+
+async def test_switching_to_fapi2_with_clients_it_excludes_is_refused(
+    client: httpx.AsyncClient, factory: Factory, service: ServiceHandle, basic_client: ClientHandle
+) -> None:
+    """Such clients would start failing every push unannounced: the switch is a 409 naming them, until
+    they move to an allowed method or go; the service is left as it was."""
+    kept = await factory.client(service, tokenAuthMethod="PRIVATE_KEY_JWT", jwks=public_jwks(SIGNING_KEY))
+    url = f"/api/{service.id}/service/update"
+    refused = await client.post(url, json={"fapiModes": ["FAPI2_SECURITY"]}, headers=service.bearer)
+    assert refused.status_code == 409, refused.text
+    assert str(basic_client.id) in refused.json()["resultMessage"]
+    assert str(kept.id) not in refused.json()["resultMessage"]
+    got = await client.get(f"/api/{service.id}/service/get", headers=service.bearer)
+    assert got.json()["fapiModes"] == []
+    deleted = await client.delete(f"/api/{service.id}/client/delete/{basic_client.id}", headers=service.bearer)
+    assert deleted.status_code == 204
+    switched = await client.post(url, json={"fapiModes": ["FAPI2_SECURITY"]}, headers=service.bearer)
+    assert switched.status_code == 200 and switched.json()["fapiModes"] == ["FAPI2_SECURITY"], switched.text
 
 
 async def test_fapi2_profile_requires_par_and_publishes_it(

@@ -98,3 +98,40 @@ async def test_a_revoked_service_token_stops_where_it_was_revoked(
     assert (await first.post(url, json=body, headers=service.bearer)).status_code == 401
     expected = 401 if record_cache_seconds == 0 else 200
     assert (await second.post(url, json=body, headers=service.bearer)).status_code == expected
+
+
+async def test_only_a_committed_change_empties_the_caches(
+    app: FastAPI, client: httpx.AsyncClient, factory: Factory
+) -> None:
+    """Refused and read-only management calls leave the caches alone: otherwise anyone, even without a
+    token, could make every push read its service and client from the database again."""
+    service = await factory.service()
+    registered = await factory.client(service)
+    state = app.state.par
+
+    def held() -> bool:
+        return None not in (state.services.get(service.id), state.clients.get((service.id, str(registered.id))))
+
+    async def cached() -> bool:
+        assert await push(client, service, registered) == 201
+        return held()
+
+    assert await cached()
+    stranger = {"Authorization": "Bearer not-a-token"}
+    for method, path, headers in [
+        ("GET", "/api/service/get/list", {}),
+        ("GET", f"/api/{service.id}/client/get/list", {}),
+        ("POST", f"/api/{service.id}/service/update", stranger),
+        ("DELETE", f"/api/{service.id}/client/delete/{registered.id}", stranger),
+        ("GET", f"/api/{service.id}/client/secret/refresh/{registered.id}", {}),
+        ("GET", f"/api/{service.id}/client/get/{registered.id}", service.bearer),
+        ("POST", f"/api/{service.id}/client/update/{registered.id}", service.bearer),  # no body: 400
+        ("DELETE", f"/api/{service.id}/client/delete/999", service.bearer),  # 404
+    ]:
+        response = await client.request(method, path, headers=headers)
+        assert response.status_code in (200, 400, 401, 404), (path, response.text)
+        assert held(), (method, path)
+    updated = await client.post(f"/api/{service.id}/service/update", json={"description": "x"}, headers=service.bearer)
+    assert updated.status_code == 200
+    assert state.services.get(service.id) is None and not held()
+    assert await cached()

@@ -59,7 +59,7 @@ class Harness:
 
 OAUTH4WEBAPI = Harness("oauth4webapi", INTEROP_DIR / "push.mjs", {"pushedAuthReqDuration": DURATION})
 # openid-client's buildAuthorizationUrlWithPAR needs an authorization_endpoint in the metadata, which
-# the service advertises only when it sets authorizationEndpoint.
+# a service publishes only when it sets authorizationEndpoint (as every service here does).
 OPENID_CLIENT = Harness(
     "openid-client", INTEROP_DIR / "push-openid-client.mjs", {"authorizationEndpoint": AUTHORIZATION_ENDPOINT}
 )
@@ -79,7 +79,12 @@ class LiveServer:
         return {"Authorization": f"Bearer {self.admin_token}"}
 
     def create_service(self, **fields: Any) -> ServiceHandle:
-        body: dict[str, Any] = {"serviceName": "interop service", "supportedScopes": ["openid", "profile"]}
+        body: dict[str, Any] = {
+            "serviceName": "interop service",
+            "supportedScopes": ["openid", "profile"],
+            "authorizationEndpoint": AUTHORIZATION_ENDPOINT,
+            "tokenEndpoint": "https://as.example.com/token",
+        }
         body.update(fields)
         data = self._ok(self.http.post("/api/service/create", json=body, headers=self.admin))
         return ServiceHandle(id=data["apiKey"], token=data["serviceAccessToken"], body=data)
