@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic.alias_generators import to_camel
 
+from app.api.bodies import SafeJsonRoute
 from app.api.deps import (
     AppState,
     IdPath,
@@ -70,6 +71,7 @@ router = APIRouter(
     tags=["Management API"],
     dependencies=[Depends(no_store), Depends(forget_cached_records)],
     responses=API_ERRORS,
+    route_class=SafeJsonRoute,
 )
 AdminDep = Depends(require_admin)
 MAX_PAGE = 1000

@@ -139,9 +139,10 @@ def _check_times(claims: dict[str, Any], policy: AssertionPolicy, now: datetime)
         value = claims.get(claim)
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        number = jose.numeric_date(value)
+        if number is None:
             raise _failure(f"the client assertion's {claim} claim must be a number", "A157319")
-        times[claim] = float(value)
+        times[claim] = number
     if "exp" not in times:
         raise _failure("the client assertion needs an exp claim", "A157319")
     if times["exp"] <= current - skew:
