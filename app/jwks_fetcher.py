@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import ipaddress
-import json
 import logging
 import socket
 import time
@@ -37,6 +36,8 @@ from typing import Any
 from urllib.request import Request as UrllibRequest
 
 import httpx
+
+from app.core import json_input
 
 logger = logging.getLogger("par_server")
 
@@ -330,9 +331,9 @@ class JwksFetcher:
 
 def _parse_document(body: bytes) -> dict[str, Any]:
     try:
-        document = json.loads(body)
-    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise JwksFetchError("response is not JSON") from None
+        document = json_input.loads(body)
+    except json_input.JsonInputError as error:
+        raise JwksFetchError(f"response is not JSON we accept: {error}") from None
     if not isinstance(document, dict):
         raise JwksFetchError("response is not a JSON object")
     keys = document.get("keys")

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     max_header_bytes: Annotated[int, Field(gt=0)] = 16 * 1024  # all request headers together; larger → 431
     max_parameters: Annotated[int, Field(gt=0)] = 100
     max_parameter_bytes: Annotated[int, Field(gt=0)] = 16 * 1024
+    # Nesting of any JSON read from a request (authorization_details, JWTs, jwks, /api bodies) or a
+    # fetched JWKS. A JWKS is 4 deep; the bound keeps well clear of Python's recursion limit.
+    max_json_depth: Annotated[int, Field(gt=0, le=256)] = 32
 
     # Defaults of per-service settings.
     default_pushed_auth_req_duration: Annotated[int, Field(gt=0, le=86400)] = 60

@@ -27,11 +27,17 @@ from urllib.parse import quote, quote_plus, urlencode
 import httpx
 import pytest
 from fastapi import FastAPI
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from joserfc.jwk import ECKey
+from joserfc.jws import JWSRegistry
 from sqlalchemy import select
 
+from app.core.client_assertion import CLIENT_ASSERTION_TYPE
 from app.db.models import PushedRequest
 from tests.conftest import ADMIN_TOKEN
-from tests.factories import REDIRECT_URI, ClientHandle, Factory, ServiceHandle, par_params
+from tests.factories import REDIRECT_URI, ClientHandle, Factory, ServiceHandle, par_params, public_jwks
+from tests.hostile_json import hostile_json, object_with
 
 FORM = "application/x-www-form-urlencoded"
 ACTION_BY_STATUS = {201: "CREATED", 400: "BAD_REQUEST", 401: "UNAUTHORIZED", 413: "PAYLOAD_TOO_LARGE"}
@@ -1033,3 +1039,124 @@ async def test_bad_characters_in_json_strings(
         except (AssertionError, ValueError) as failure:
             failures.append(f"{method} {template} {body[:80]}: {response.status_code} {failure}")
     assert not failures, "\n".join(failures)
+
+
+# --- 7. hostile JSON (Hypothesis): NaN, 1e400, NUL, unpaired surrogates, deep nesting ---------------------
+
+HOSTILE = settings(
+    max_examples=25, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+EC_KEY = ECKey.generate_key("P-256", parameters={"kid": "ec-1"}, private=True)
+
+
+@pytest.fixture
+async def rar_service(factory: Factory) -> ServiceHandle:
+    return await factory.service(supportedAuthorizationDetailsTypes=["payment_initiation"])
+
+
+@pytest.fixture
+async def rar_client(factory: Factory, rar_service: ServiceHandle) -> ClientHandle:
+    return await factory.client(rar_service, clientType="PUBLIC")
+
+
+def jws(header: str, claims: str) -> str:
+    """A compact JWS over hand-written header and claims JSON (which may hold what json.dumps would not
+    write), signed with EC_KEY."""
+
+    def segment(text: str) -> bytes:
+        return base64.urlsafe_b64encode(text.encode()).rstrip(b"=")
+
+    signing_input = segment(header) + b"." + segment(claims)
+    signature = JWSRegistry().get_alg("ES256").sign(signing_input, EC_KEY)
+    return (signing_input + b"." + base64.urlsafe_b64encode(signature).rstrip(b"=")).decode()
+
+
+IN_A_DETAIL = hostile_json.map(lambda value: f'[{{"type":"payment_initiation","x":{value}}}]')
+# Refused before the value is read as JSON: DEL and C1 controls (which JSON need not escape), and the
+# deepest nesting once percent-encoded (over PAR_MAX_PARAMETER_BYTES: 413).
+BEFORE_JSON = ("control characters", "exceeds")
+
+
+@HOSTILE
+@given(details=st.one_of(hostile_json, IN_A_DETAIL))
+async def test_any_authorization_details_at_both_front_doors(
+    client: httpx.AsyncClient, rar_service: ServiceHandle, rar_client: ClientHandle, details: str
+) -> None:
+    """RFC 9396 §5: "invalid_authorization_details", or a stored request; never a 5xx."""
+    params = par_params(rar_client, authorization_details=details)
+    response = await client.post(rar_service.par_path, data=params)
+    assert_rfc_answer(response)
+    body = response.json()
+    if response.status_code != 201 and not any(words in body["error_description"] for words in BEFORE_JSON):
+        assert body["error"] == "invalid_authorization_details", body
+    answer = assert_envelope(
+        await api_push(client, rar_service, {"parameters": urlencode(params)}),
+        ("CREATED", "BAD_REQUEST", "PAYLOAD_TOO_LARGE"),
+    )
+    if answer["action"] == "BAD_REQUEST" and not any(words in answer["responseContent"] for words in BEFORE_JSON):
+        assert relayed_error(answer) == "invalid_authorization_details"
+
+
+@HOSTILE
+@given(claims=object_with("iss"), header=st.one_of(st.just('{"alg":"ES256","kid":"ec-1"}'), object_with("alg")))
+async def test_any_client_assertion_claims(
+    client: httpx.AsyncClient, service: ServiceHandle, header: str, claims: str, factory: Factory
+) -> None:
+    """Client assertions (RFC 7523 §3) carrying hostile JSON: 401 invalid_client, never a 5xx. Without a
+    client_id parameter, an assertion whose iss names no client is 400 "client_id is required"."""
+    key_client = await factory.client(service, tokenAuthMethod="PRIVATE_KEY_JWT", jwks=public_jwks(EC_KEY))
+    form = {"client_assertion_type": CLIENT_ASSERTION_TYPE, "client_assertion": jws(header, claims)}
+    for params in ({**par_params(key_client), **form}, {**par_params(key_client, client_id=None), **form}):
+        response = await client.post(service.par_path, data=params)
+        expected = (401, "invalid_client") if "client_id" in params else response.status_code
+        error = assert_rfc_error(response, response.status_code, response.json().get("error", "?"))["error"]
+        assert (response.status_code, error) in (expected, (401, "invalid_client"), (400, "invalid_request"))
+        if "client_id" in params:
+            assert (response.status_code, error) == (401, "invalid_client")
+        answer = assert_envelope(
+            await api_push(client, service, {"parameters": urlencode(params)}), ("UNAUTHORIZED", "BAD_REQUEST")
+        )
+        assert relayed_error(answer) == error
+
+
+@HOSTILE
+@given(header=object_with("jwk"), claims=object_with("jti"))
+async def test_any_dpop_proof(
+    client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle, header: str, claims: str
+) -> None:
+    """DPoP proofs (RFC 9449 §4.3) carrying hostile JSON: 400 invalid_dpop_proof, never a 5xx."""
+    headers = {**basic_client.basic(), "DPoP": jws(header, claims)}
+    response = await client.post(service.par_path, data=par_params(basic_client), headers=headers)
+    if response.status_code == 431:  # the deepest nesting is over PAR_MAX_HEADER_BYTES
+        assert_rfc_error(response, 431, "invalid_request")
+    else:
+        assert_rfc_error(response, 400, "invalid_dpop_proof")
+
+
+@HOSTILE
+@given(jwks=object_with("keys"))
+async def test_any_jwks_at_client_registration(client: httpx.AsyncClient, service: ServiceHandle, jwks: str) -> None:
+    body = {"redirectUris": [REDIRECT_URI], "tokenAuthMethod": "PRIVATE_KEY_JWT", "jwks": jwks}
+    response = await client.post(f"/api/{service.id}/client/create", json=body, headers=service.bearer)
+    assert_api_answer(response)
+
+
+@HOSTILE
+@given(
+    service_body=object_with("serviceName"),
+    client_body=object_with("clientName"),
+    push_body=object_with("parameters"),
+)
+async def test_any_json_body_at_the_api(
+    client: httpx.AsyncClient, service: ServiceHandle, service_body: str, client_body: str, push_body: str
+) -> None:
+    """Management and backend bodies: processed, or a ResultError 400; never a 5xx."""
+    json_type = {"Content-Type": "application/json"}
+    for path, headers, body in (
+        ("/api/service/create", ADMIN, service_body),
+        (f"/api/{service.id}/client/create", service.bearer, client_body),
+        (f"/api/{service.id}/pushed_auth_req", service.bearer, push_body),
+        (f"/api/{service.id}/pushed_auth_req/resolve", service.bearer, push_body),
+    ):
+        response = await client.post(path, content=body, headers=headers | json_type)
+        assert_api_answer(response)

@@ -11,6 +11,7 @@ documents for its path (RFC 6749 §5.2 JSON outside ``/api/``, Authlete's ``Resu
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import shutil
@@ -41,8 +42,10 @@ from app.core.params import ParameterLimits, RequestParameters, parse_parameters
 from app.main import create_app
 from tests.conftest import ADMIN_TOKEN, make_settings
 from tests.factories import REDIRECT_URI
+from tests.hostile_json import ANY_CHARACTER, hostile_json
 
 FUZZ_EXAMPLES = 25
+HOSTILE_FUZZ_EXAMPLES = 10
 RESULT_CODE = re.compile(r"A\d{6}")
 LIMITS = ParameterLimits(max_parameters=100, max_parameter_bytes=16_384, max_total_bytes=65_536)
 SMALL_LIMITS = ParameterLimits(max_parameters=4, max_parameter_bytes=40, max_total_bytes=120)
@@ -177,6 +180,43 @@ def test_every_operation(case: Case, fuzz_target: FuzzTarget) -> None:
     )
 
 
+def assert_documented_error(path: str, response: Any) -> None:
+    """``error_in_documented_format`` for a response of the raw ASGI client."""
+    assert response.status_code < 500, response.text
+    if response.status_code < 400:
+        return
+    assert response.headers["content-type"].startswith("application/json"), response.headers
+    assert response.headers["cache-control"] == "no-store", response.headers
+    body = response.json()
+    if path.startswith("/api/"):
+        assert set(body) == {"resultCode", "resultMessage"}, body
+        assert RESULT_CODE.fullmatch(body["resultCode"]), body
+    else:
+        assert set(body) == {"error", "error_description"}, body
+
+
+@schema.parametrize()
+@schema.given(hostile=hostile_json)
+@settings(max_examples=HOSTILE_FUZZ_EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+def test_every_json_body_with_hostile_json(case: Case, hostile: str, fuzz_target: FuzzTarget) -> None:
+    """Each operation with a JSON body, the generated body with one member (or the whole body) replaced
+    by JSON text json.dumps would not write (tests/hostile_json.py: NaN, 1e400, NUL, unpaired
+    surrogates, deep nesting): never a 5xx, errors in the path's documented format."""
+    if case.media_type != "application/json":
+        return
+    fuzz_target.aim(case)
+    body = case.body if isinstance(case.body, dict) else {}
+    members = [f"{json.dumps(name)}:{json.dumps(value)}" for name, value in body.items()][1:]
+    first = next(iter(body), "x")
+    text = "{" + ",".join([f"{json.dumps(first)}:{hostile}", *members]) + "}" if body else hostile
+    headers = {**fuzz_target.headers_for(case), "Content-Type": "application/json"}
+    with asgi.get_client(fuzz_target.app) as http:
+        response = http.request(
+            case.method, case.formatted_path, data=text.encode(), headers=headers, params=case.query or None
+        )
+    assert_documented_error(case.operation.path, response)
+
+
 def test_openapi_documents_no_422() -> None:
     """Validation errors are answered 400 (app/api/errors.py), so the document must not promise 422
     HTTPValidationError bodies the app never sends."""
@@ -284,3 +324,15 @@ def test_parse_basic_authorization_round_trip(client_id: str, secret: str) -> No
     raw = f"{quote_plus(client_id)}:{quote_plus(secret)}"
     credentials = parse_basic_authorization("Basic " + base64.b64encode(raw.encode()).decode())
     assert credentials == BasicCredentials(client_id=client_id, client_secret=secret)
+
+
+@FUZZ
+@given(st.sampled_from(["Basic ", "basic ", " Basic  "]), st.text(ANY_CHARACTER, max_size=60))
+def test_parse_basic_authorization_any_characters(scheme: str, token: str) -> None:
+    """Non-ASCII, control characters, surrogates after the scheme: invalid_client, never a ValueError."""
+    try:
+        credentials = parse_basic_authorization(scheme + token)
+    except InvalidClient as error:
+        assert error.used_authorization_header
+        return
+    assert isinstance(credentials, BasicCredentials)

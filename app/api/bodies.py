@@ -6,13 +6,15 @@ but their problems are reported only after: an unauthenticated caller learns not
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from fastapi import Request
+from fastapi import Request, Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 
+from app.core import json_input
 from app.core.errors import ApiBadRequest
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -44,13 +46,7 @@ async def _parse(request: Request, model: type[ModelT], *, allow_form: bool) -> 
     media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     raw: Any
     if media_type == "application/json":
-        try:
-            raw = json.loads(await request.body())
-            # "\ud800" is valid JSON but not Unicode text (RFC 8259 §8.2): refuse it here rather than
-            # fail with UnicodeEncodeError when it is stored or echoed.
-            json.dumps(raw, ensure_ascii=False).encode("utf-8")
-        except (ValueError, RecursionError):  # UnicodeDecodeError/UnicodeEncodeError are ValueErrors
-            raise ApiBadRequest("the request body is not valid JSON") from None
+        raw = _json_body(await request.body())
     elif allow_form and media_type == "application/x-www-form-urlencoded":
         form = await request.form()
         # As at the RFC endpoint (app.core.params): a field given twice is refused, never one value kept.
@@ -69,3 +65,36 @@ async def _parse(request: Request, model: type[ModelT], *, allow_form: bool) -> 
         first = error.errors()[0]
         field = ".".join(str(part) for part in first["loc"])
         raise ApiBadRequest(f"invalid '{field}': {first['msg']}") from None
+
+
+def _json_body(body: bytes) -> Any:
+    """``app.core.json_input``: no NaN, NUL, unpaired surrogate (RFC 8259 §8.2) or deep nesting, refused
+    here rather than failing when stored or echoed."""
+    try:
+        return json_input.loads(body)
+    except json_input.JsonInputError as error:
+        raise ApiBadRequest(f"the request body is not acceptable JSON: {error}") from None
+
+
+class _SafeJsonRequest(Request):
+    """A request whose ``json()`` (what FastAPI reads body parameters with) is ``_json_body``."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = _json_body(await self.body())
+        return self._json
+
+
+class SafeJsonRoute(APIRoute):
+    """Routes whose JSON body parameters are read by ``_json_body`` (the management API). FastAPI turns
+    any error while reading the body into a 400 "error parsing the body" whose cause is the error;
+    ``app.api.errors`` answers with the cause (``ApiBadRequest``, or ``RequestTooLarge`` from
+    ``app.api.limits``)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def safe_json_handler(request: Request) -> Response:
+            return await handler(_SafeJsonRequest(request.scope, request.receive))
+
+        return safe_json_handler

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from app.api.client_address import TrustedProxies
 from app.api.observability import Metrics
 from app.api.rate_limit import RateLimits
+from app.core import json_input
 from app.core.authorization import AuthorizationStore
 from app.core.client_assertion import ClientKeys
 from app.core.client_auth import ClientAuthContext
@@ -189,6 +190,7 @@ class AppState:
 
 def build_state(settings: Settings) -> AppState:
     """Everything the server holds for its lifetime, built from settings (used by the app and the CLI)."""
+    json_input.set_max_depth(settings.max_json_depth)
     engine = create_engine_from_settings(settings)
     sessions = create_session_factory(engine)
     hasher = SecretHasher(settings.pepper_bytes)

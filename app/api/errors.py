@@ -99,6 +99,10 @@ async def _handle_par_server_error(request: Request, exc: Exception) -> JSONResp
 
 async def _handle_http_exception(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
+    if isinstance(exc.__cause__, ParServerError):
+        # FastAPI wraps whatever fails while it reads body parameters ("There was an error parsing the
+        # body"): RequestTooLarge from the size limit is a 413, a refused JSON body its own 400.
+        return par_server_error_response(request.url.path, exc.__cause__)
     messages = {404: "no such endpoint", 405: "method not allowed", 413: "the request body is too large"}
     message = messages.get(exc.status_code) or str(exc.detail)
     return error_response(request.url.path, exc.status_code, message, dict(exc.headers or {}))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic.alias_generators import to_camel
 
+from app.api.bodies import SafeJsonRoute
 from app.api.deps import (
     AppState,
     IdPath,
@@ -72,6 +73,7 @@ router = APIRouter(
     tags=["Management API"],
     dependencies=[Depends(no_store)],
     responses=API_ERRORS,
+    route_class=SafeJsonRoute,
 )
 AdminDep = Depends(require_admin)
 MAX_PAGE = 1000

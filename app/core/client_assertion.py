@@ -72,7 +72,8 @@ async def verify_client_assertion(
         raise _failure(f"the client assertion is rejected: {error}", "A157326") from error
     claims = verified.claims
     for claim in ("iss", "sub"):
-        if claims.get(claim) not in client_identifiers:
+        value = claims.get(claim)
+        if not isinstance(value, str) or value not in client_identifiers:  # a list is not even hashable
             raise _failure(f"the client assertion's {claim} claim must be the client_id", "A157317")
     _check_audience(claims.get("aud"), policy)
     expires_at = _check_times(claims, policy, now)
@@ -139,9 +140,10 @@ def _check_times(claims: dict[str, Any], policy: AssertionPolicy, now: datetime)
         value = claims.get(claim)
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        number = jose.numeric_date(value)
+        if number is None:
             raise _failure(f"the client assertion's {claim} claim must be a number", "A157319")
-        times[claim] = float(value)
+        times[claim] = number
     if "exp" not in times:
         raise _failure("the client assertion needs an exp claim", "A157319")
     if times["exp"] <= current - skew:

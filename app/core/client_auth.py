@@ -9,7 +9,6 @@ would use at the token endpoint": ``none``, ``client_secret_basic``, ``client_se
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 from dataclasses import dataclass
@@ -51,7 +50,7 @@ def parse_basic_authorization(header_value: str) -> BasicCredentials:
         raise InvalidClient("the Authorization header must use the Basic scheme", used_authorization_header=True)
     try:
         decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # binascii.Error, UnicodeDecodeError, and non-ASCII text given to b64decode
         raise InvalidClient(
             "the Basic credentials are not valid base64 of UTF-8", used_authorization_header=True
         ) from None
@@ -82,8 +81,10 @@ def claimed_client_id(params: RequestParameters, basic: BasicCredentials | None)
     if basic is None and form_client_id is None and assertion is not None:
         try:
             issuer = jose.unverified_claims(assertion).get("iss")
-        except jose.JoseFailure:
-            issuer = None
+        except jose.JoseFailure as error:
+            raise InvalidClient(
+                f"the client assertion cannot be read: {error}", result_code="A157326", used_authorization_header=False
+            ) from None
         if isinstance(issuer, str) and issuer:
             return issuer
     if basic is not None:

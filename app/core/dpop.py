@@ -236,6 +236,10 @@ def _read_header(proof: str) -> dict[str, Any]:
     if len(proof) > MAX_PROOF_LENGTH or not _COMPACT_JWS.fullmatch(proof):
         raise InvalidDpopProof("the DPoP header must be a single well-formed JWT")
     try:
+        jose.read_compact(proof)  # safe JSON (app.core.json_input) before joserfc parses it
+    except jose.JoseFailure as error:
+        raise InvalidDpopProof(f"the DPoP header must be a single well-formed JWT ({error})") from None
+    try:
         header = dict(extract_compact(proof.encode(), registry=_ProofRegistry()).headers())
     except (JoseError, ValueError, UnicodeError) as error:
         raise InvalidDpopProof("the DPoP header must be a single well-formed JWT") from error
@@ -340,16 +344,16 @@ def _check_issued_at(iat: Any, policy: DpopPolicy, now: datetime) -> datetime:
     """RFC 9449 §4.3 (11): "The creation time of the JWT, as determined by either the iat claim or a
     server managed timestamp via the nonce claim, is within an acceptable window (see Section 11.1)."
     The window is [now - max_age - clock_skew, now + clock_skew] (DPOP-09, FAPI-11)."""
-    number = isinstance(iat, int | float) and not isinstance(iat, bool)
-    if not number or (isinstance(iat, float) and not math.isfinite(iat)):
+    issued = jose.numeric_date(iat)
+    if issued is None:
         raise InvalidDpopProof("the DPoP proof needs an iat claim holding a number")
     current = now.timestamp()
     skew = policy.clock_skew.total_seconds()
-    if iat > current + skew:
+    if issued > current + skew:
         raise InvalidDpopProof("the DPoP proof's iat is in the future")
-    if iat < current - policy.max_age.total_seconds() - skew:
+    if issued < current - policy.max_age.total_seconds() - skew:
         raise InvalidDpopProof("the DPoP proof is too old (iat)")
-    return datetime.fromtimestamp(iat, tz=now.tzinfo)
+    return datetime.fromtimestamp(issued, tz=now.tzinfo)
 
 
 def _check_nonce(nonce: Any, policy: DpopPolicy, nonces: DpopNonces, now: datetime) -> None:

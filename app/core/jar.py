@@ -284,9 +284,10 @@ def _check_times(claims: dict[str, Any], policy: RequestObjectPolicy, now: datet
         value = claims.get(claim)
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        number = jose.numeric_date(value)
+        if number is None:
             raise InvalidRequestObject(f"the request object's {claim} claim must be a number")
-        times[claim] = float(value)
+        times[claim] = number
     if "exp" not in times:
         raise InvalidRequestObject("the request object needs an exp claim")
     if policy.require_exp_nbf and "nbf" not in times:

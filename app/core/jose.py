@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from joserfc import jwt
 from joserfc.errors import BadSignatureError, InvalidKeyIdError, JoseError
 from joserfc.jwk import JWKRegistry, KeySet, OctKey
-from joserfc.jws import extract_compact
+from joserfc.util import urlsafe_b64decode
+
+from app.core import json_input
 
 # RFC 7518 §3.1 minus "none"; EdDSA (RFC 8037) and its fully specified Ed25519 name (RFC 9864).
 ASYMMETRIC_ALGORITHMS = (
@@ -44,25 +45,45 @@ class VerifiedJwt:
     claims: dict[str, Any]
 
 
-def unverified_header(token: str) -> dict[str, Any]:
+def read_compact(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The header and claims of a compact JWT, read with ``app.core.json_input`` (no NaN, NUL, unpaired
+    surrogate or deep nesting) before joserfc parses the same text: RFC 7519 §7.2 (3)-(4), (9)-(10):
+    the decoded header and claims "MUST be ... completely valid JSON"."""
+    parts = token.split(".")
+    if len(parts) != 3:  # RFC 7515 §7.1; five parts would be a JWE, which we never decrypt
+        raise JoseFailure("the JWT is malformed")
+    header_segment, payload_segment, _ = parts
     try:
-        header = extract_compact(token.encode()).headers()
-    except (JoseError, ValueError, UnicodeError) as error:
+        header = json_input.loads(urlsafe_b64decode(header_segment.encode("ascii")))
+        claims = json_input.loads(urlsafe_b64decode(payload_segment.encode("ascii")))
+    except json_input.JsonInputError as error:
+        raise JoseFailure(f"the JWT is malformed: {error}") from error
+    except ValueError as error:  # binascii.Error and UnicodeError are ValueErrors
         raise JoseFailure("the JWT is malformed") from error
+    if not isinstance(header, dict):
+        raise JoseFailure("the JWT header is not a JSON object")
+    if not isinstance(claims, dict):
+        raise JoseFailure("the JWT claims are not a JSON object")
+    return header, claims
+
+
+def unverified_header(token: str) -> dict[str, Any]:
+    header, _ = read_compact(token)
     if not isinstance(header.get("alg"), str):
         raise JoseFailure("the JWT header has no alg")
-    return dict(header)
+    return header
 
 
 def unverified_claims(token: str) -> dict[str, Any]:
     """Claims read before verification, only to find out which client's keys to verify with."""
-    try:
-        claims = json.loads(extract_compact(token.encode()).payload)
-    except (JoseError, ValueError, UnicodeError) as error:
-        raise JoseFailure("the JWT is malformed") from error
-    if not isinstance(claims, dict):
-        raise JoseFailure("the JWT claims are not a JSON object")
-    return claims
+    return read_compact(token)[1]
+
+
+def numeric_date(value: Any) -> float | None:
+    """A JWT time claim as seconds, or None when it is none. RFC 7519 §2: "NumericDate: A JSON numeric
+    value representing the number of seconds from 1970-01-01T00:00:00Z UTC": a number (not a boolean),
+    finite and within the range of a double (``NaN``, ``1e400`` or a 400-digit integer is not a time)."""
+    return json_input.finite_number(value)
 
 
 def public_key_set(jwks: dict[str, Any]) -> KeySet:
@@ -92,7 +113,8 @@ def verify(token: str, key: KeySet | OctKey, algorithm: str) -> VerifiedJwt:
     Without a ``kid``, each key of the algorithm's type is tried in turn (at most ``MAX_KEYS_TRIED``),
     since a client with several keys need not name the one it used.
     """
-    if isinstance(key, KeySet) and "kid" not in unverified_header(token) and len(key.keys) > 1:
+    header = unverified_header(token)  # joserfc then parses text already known to be safe JSON
+    if isinstance(key, KeySet) and "kid" not in header and len(key.keys) > 1:
         key_type = _KEY_TYPE_BY_ALGORITHM_PREFIX.get(algorithm[:2])
         for candidate in [k for k in key.keys if k.key_type == key_type][:MAX_KEYS_TRIED]:
             try:

@@ -7,7 +7,6 @@ the RFC endpoint maps the action to its HTTP status.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,6 +14,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from app.core import json_input
 from app.core.client_auth import (
     CLIENT_AUTHENTICATION_PARAMETERS,
     BasicCredentials,
@@ -348,9 +348,9 @@ def _validate_authorization_details(
     if value is None:
         return None
     try:
-        details = json.loads(value)
-    except ValueError:
-        raise InvalidAuthorizationDetails("authorization_details is not valid JSON") from None
+        details = json_input.loads(value)
+    except json_input.JsonInputError as error:
+        raise InvalidAuthorizationDetails(f"authorization_details is not acceptable JSON: {error}") from None
     if not isinstance(details, list) or not details:
         raise InvalidAuthorizationDetails("authorization_details must be a non-empty JSON array")
     for index, detail in enumerate(details):

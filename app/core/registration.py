@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from urllib.parse import urlsplit
 
-from app.core import jose
+from app.core import jose, json_input
 from app.core.errors import ApiBadRequest
 from app.core.model import FAPI2_AUTH_METHODS, ClientAuthMethod, ClientType
 
@@ -136,9 +135,9 @@ def validate_alias(alias: str) -> str:
 
 def validate_jwks(jwks: str) -> str:
     try:
-        document = json.loads(jwks)
-    except ValueError:
-        raise ApiBadRequest("jwks must be a JSON Web Key Set document (a string of JSON)") from None
+        document = json_input.loads(jwks)
+    except json_input.JsonInputError as error:
+        raise ApiBadRequest(f"jwks must be a JSON Web Key Set document (a string of JSON): {error}") from None
     if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
         raise ApiBadRequest('jwks must be a JSON object with a "keys" array')
     return jwks

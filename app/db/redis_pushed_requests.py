@@ -54,6 +54,8 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry  # redis.retry.Retry is for the synchronous client
 from redis.backoff import NoBackoff
 
+from app.core import json_input
+from app.core.errors import InvalidRequest
 from app.core.model import ClientRecord, PushedRequestRecord
 from app.db.engine import RequestConnection
 from app.db.repositories import read_client
@@ -129,16 +131,24 @@ def key_expiry_ms(expires_at: datetime) -> int:
 
 def encode(record: PushedRequestRecord) -> bytes:
     header = f"{micros(record.expires_at)} {micros(record.resolved_at) if record.resolved_at else 0} {record.client_id}"
-    body = json.dumps(
-        {"p": record.parameters, "r": record.request, "c": micros(record.created_at)}, separators=(",", ":")
+    body = json.dumps(  # ValueError for NaN: JSON (RFC 8259 §6) has no such number, and decode refuses it
+        {"p": record.parameters, "r": record.request, "c": micros(record.created_at)},
+        separators=(",", ":"),
+        allow_nan=False,
     )
     return f"{header}\n{body}".encode()
 
 
-def decode(service_id: int, reference_hash: str, value: bytes) -> PushedRequestRecord:
+def decode(service_id: int, reference_hash: str, value: bytes) -> PushedRequestRecord | None:
+    """The stored request, or None when it holds what could not be answered with (an unpaired surrogate,
+    ``NaN``: stored before pushes were checked with ``app.core.json_input``); such a request is as
+    unusable as an unknown one, and answered the same way, never with a 500."""
     header, _, body = value.partition(b"\n")
     expires, resolved, client_id = (int(field) for field in header.split(b" "))
-    data = json.loads(body)
+    try:
+        data = json_input.loads(body)
+    except json_input.JsonInputError:
+        return None
     return PushedRequestRecord(
         reference_hash=reference_hash,
         service_id=service_id,
@@ -193,11 +203,13 @@ class RedisPushedRequests:
         errors propagate. No foreign key refuses it: a client deleted through another replica can push
         until this replica's cache forgets it (``PAR_RECORD_CACHE_SECONDS``), but nobody can resolve or
         consume what it pushed (``RedisAuthorizationStore`` reads the client fresh)."""
+        try:
+            value = encode(record)
+        except ValueError:  # what validation keeps out; refused for this push alone
+            raise InvalidRequest("the pushed request holds a value that cannot be stored") from None
         await self._writer.add(
             PendingSet(
-                pushed_request_key(record.service_id, record.reference_hash),
-                encode(record),
-                key_expiry_ms(record.expires_at),
+                pushed_request_key(record.service_id, record.reference_hash), value, key_expiry_ms(record.expires_at)
             )
         )
         return True
@@ -222,9 +234,8 @@ class RedisPushedRequests:
         value = await self._consume(
             keys=[pushed_request_key(service_id, reference_hash)], args=[client_id, micros(now)]
         )
-        if value is None:
-            return None
-        return dataclasses.replace(decode(service_id, reference_hash, value), expires_at=now, consumed_at=now)
+        record = decode(service_id, reference_hash, value) if value is not None else None
+        return dataclasses.replace(record, expires_at=now, consumed_at=now) if record is not None else None
 
 
 class RedisAuthorizationStore:

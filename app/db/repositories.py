@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, Protocol, cast
@@ -10,6 +9,7 @@ from typing import Any, Protocol, cast
 from sqlalchemy import ColumnElement, CursorResult, Executable, Table, and_, bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core import json_input
 from app.core.model import (
     FAPI2_AUTH_METHODS,
     FAPI2_MAX_PUSHED_REQUEST_DURATION,
@@ -430,7 +430,7 @@ def client_record(row: Client) -> ClientRecord:
         token_auth_sign_alg=row.token_auth_sign_alg,
         request_sign_alg=row.request_sign_alg,
         authorization_details_types=frozenset(row.authorization_details_types),
-        jwks=json.loads(row.jwks) if row.jwks else None,
+        jwks=_stored_jwks(row.jwks),
         jwks_uri=row.jwks_uri,
         encrypted_secret=row.encrypted_secret,
         tls_client_auth_subject_dn=row.tls_client_auth_subject_dn,
@@ -441,7 +441,14 @@ def client_record(row: Client) -> ClientRecord:
     )
 
 
-def pushed_request_record(row: PushedRequest) -> PushedRequestRecord:
+def pushed_request_record(row: PushedRequest) -> PushedRequestRecord | None:
+    """The stored request, or None when it holds what could not be answered with (``NaN``, an unpaired
+    surrogate: stored on SQLite before pushes were checked with ``app.core.json_input``). Such a request
+    is as unusable as an unknown one, and answered the same way, never with a 500."""
+    try:
+        json_input.check(row.request)
+    except json_input.JsonInputError:
+        return None
     return PushedRequestRecord(
         reference_hash=row.reference_hash,
         service_id=row.service_id,
@@ -453,6 +460,18 @@ def pushed_request_record(row: PushedRequest) -> PushedRequestRecord:
         resolved_at=row.resolved_at,
         consumed_at=row.consumed_at,
     )
+
+
+def _stored_jwks(text: str | None) -> dict[str, Any] | None:
+    """The registered JWKS; one that no longer parses (registered before ``app.core.json_input``
+    checked it) is no keys, so the client's assertions fail as ``invalid_client`` instead of a 500."""
+    if not text:
+        return None
+    try:
+        document = json_input.loads(text)
+    except json_input.JsonInputError:
+        return None
+    return document if isinstance(document, dict) else None
 
 
 def _scope(entry: dict[str, Any]) -> ScopeDefinition:

@@ -7,8 +7,9 @@ arrived meanwhile: batches grow with the load, and a lone request waits for noth
 commit. Durability is unchanged: each caller hears back only after the transaction holding its row
 has committed, so a 201 is still only sent for a stored request.
 
-A row the database refuses (its client or service deleted meanwhile: a foreign key) fails the batch's
-transaction; the batch is then written row by row, so only that row's push fails.
+A row the database refuses (its client or service deleted meanwhile: a foreign key; or a value it cannot
+hold) fails the batch's transaction; the batch is then written row by row, so only that row's push
+fails (``ROW_REFUSED``), and a push of one service never fails another's.
 
 Up to ``concurrency`` batches are written at once (each on a pooled connection), so one slow batch
 does not hold up every push behind it. The waits are bounded like those of a push with a connection
@@ -44,14 +45,20 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar, cast
 
 from sqlalchemy import insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.core.errors import InvalidRequest
 from app.core.model import PushedRequestRecord
 from app.db.models import PushedRequest, UTCDateTime
 
 Row = dict[str, Any]
+# What the database refuses for one row's sake, never the batch's: a foreign key (IntegrityError), or a
+# value it cannot hold (DataError: NUL in text, malformed JSON; UnicodeEncodeError: an unpaired
+# surrogate the driver cannot encode). Validation keeps such values out; this keeps any that slip
+# through from failing the other pushes of the batch, which may be other services'.
+ROW_REFUSED = (IntegrityError, DataError, UnicodeEncodeError)
 # One statement object: its compiled form is reused for every batch.
 INSERT_PUSHED_REQUEST = insert(PushedRequest)
 
@@ -193,8 +200,9 @@ class BatchWriter(ABC, Generic[Item, Held]):
 
 class PushedRequestWriter(BatchWriter[Row, Held]):
     """Pushed-request rows in shared INSERT transactions (this module's docstring). ``add`` answers
-    False when the database refuses the row (its client or service is gone); database errors
-    propagate to every request of the failed batch. :func:`pushed_request_writer` picks the dialect's."""
+    False when the database refuses the row (its client or service is gone), and fails with
+    ``InvalidRequest`` when it refuses a value of the row; other database errors propagate to every
+    request of the failed batch. :func:`pushed_request_writer` picks the dialect's."""
 
     def __init__(
         self, engine: AsyncEngine, *, max_batch: int, concurrency: int, queue_timeout: float, linger: float = 0.0
@@ -222,9 +230,12 @@ class PushedRequestWriter(BatchWriter[Row, Held]):
     async def _write(self, batch: Sequence[Waiting[Row]], held: Held) -> None:
         try:
             await self._insert([waiting.item for waiting in batch], held)
-        except IntegrityError:
+        except ROW_REFUSED as error:
             if len(batch) == 1:
-                batch[0].answer(False)
+                if isinstance(error, IntegrityError):
+                    batch[0].answer(False)
+                else:
+                    batch[0].fail(InvalidRequest("the pushed request holds a value that cannot be stored"))
                 return
             for waiting in batch:  # find the refused row(s): each on its own
                 await self._write([waiting], held)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -187,6 +188,23 @@ async def test_times() -> None:
     await rejected(assertion(nbf=now + 61, exp=now + 120), "nbf is in the future")
     await rejected(assertion(exp=now + 3600), "lives longer than 300 s")
     await rejected(assertion(exp="soon"), "must be a number")
+
+
+@pytest.mark.parametrize(
+    ("claims", "fragment"),
+    [
+        ({"iat": float("nan")}, "holds NaN"),  # skipped the lifetime bound: a year-long assertion passed
+        ({"exp": float("nan")}, "holds NaN"),
+        ({"exp": 1e300, "iat": float("nan")}, "holds NaN"),
+        ({"exp": float("inf")}, "holds Infinity"),
+        ({"exp": 10**400}, "too large"),
+        ({"x": functools.reduce(lambda inner, _: [inner], range(40), [])}, "deeper than"),
+        ({"iss": ["1234567890123"]}, "iss claim must be the client_id"),  # a list is not hashable
+        ({"sub": {"a": 1}}, "sub claim must be the client_id"),
+    ],
+)
+async def test_claims_json_cannot_hold_or_python_cannot_compare(claims: dict[str, Any], fragment: str) -> None:
+    await rejected(assertion(**claims), fragment)
 
 
 async def test_jti_is_required_and_single_use() -> None:

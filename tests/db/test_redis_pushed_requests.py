@@ -16,6 +16,7 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from app.core.errors import InvalidRequest
 from app.core.model import PushedRequestRecord
 from app.core.secrets import new_numeric_id
 from app.db.redis_pushed_requests import (
@@ -23,6 +24,7 @@ from app.db.redis_pushed_requests import (
     RedisPushedRequests,
     ReferenceCollision,
     key_expiry_ms,
+    micros,
     pushed_request_key,
     redis_client,
 )
@@ -84,6 +86,36 @@ async def test_round_trip_keeps_every_field(store: RedisPushedRequests, now: dat
     pushed = record(now)
     await store.add_record(pushed)
     assert await store.get(SERVICE, pushed.reference_hash) == pushed
+
+
+async def test_a_request_json_cannot_hold_fails_its_own_push_only(
+    store: RedisPushedRequests, redis: Redis, now: datetime
+) -> None:
+    """NaN (which validation keeps out) is refused for that push alone, before anything is stored; the
+    pushes sharing its pipeline are stored."""
+    poisoned = record(now, request={"amount": float("nan")})
+    others = [record(now) for _ in range(4)]
+    results = await asyncio.gather(
+        *(store.add_record(item) for item in [*others[:2], poisoned, *others[2:]]), return_exceptions=True
+    )
+    assert isinstance(results[2], InvalidRequest)
+    assert results[:2] + results[3:] == [True] * 4
+    assert not await redis.exists(pushed_request_key(SERVICE, poisoned.reference_hash))
+
+
+@pytest.mark.parametrize("body", [b'{"p":"","r":{"a":NaN},"c":0}', b'{"p":"","r":{"s":"\\ud800"},"c":0}', b"not json"])
+async def test_a_stored_request_that_cannot_be_answered_with_reads_as_none(
+    store: RedisPushedRequests, redis: Redis, now: datetime, body: bytes
+) -> None:
+    """What an earlier version could store is unusable, as an unknown request is: get and consume answer
+    None (consume having deleted it, as it would a usable one), never an exception."""
+    reference = secrets.token_hex(32)
+    key = pushed_request_key(SERVICE, reference)
+    expires = now + timedelta(seconds=60)
+    await redis.set(key, f"{micros(expires)} 0 {CLIENT}\n".encode() + body, pxat=key_expiry_ms(expires))
+    assert await store.get(SERVICE, reference) is None
+    assert await store.consume(SERVICE, reference, client_id=CLIENT, now=now) is None
+    assert await store.consume(SERVICE, reference, client_id=CLIENT, now=now) is None
 
 
 async def test_the_key_expires_with_the_request(store: RedisPushedRequests, redis: Redis, now: datetime) -> None:

@@ -7,12 +7,13 @@ from datetime import UTC, datetime, timedelta, timezone
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import func, select
+from joserfc.jwk import ECKey
+from sqlalchemy import func, select, update
 
 from app.core.model import PushedRequestRecord
 from app.db.models import Client, PushedRequest
 from app.main import purge_expired
-from tests.factories import ClientHandle, ServiceHandle
+from tests.factories import ClientHandle, Factory, ServiceHandle, client_assertion, par_params, public_jwks
 
 
 async def add_requests(
@@ -75,3 +76,24 @@ async def test_deleting_a_client_removes_its_pushed_requests(
     response = await client.delete(f"/api/{service.id}/client/delete/{basic_client.id}", headers=service.bearer)
     assert response.status_code == 204
     assert await count(app, PushedRequest) == 0
+
+
+@pytest.mark.parametrize(
+    "stored",
+    ['{"keys": [], "x": ' + "[" * 3000 + "]" * 3000 + "}", '{"keys": [{"kty": "EC", "x": NaN}]}', '{"keys": ['],
+    ids=["nested-3000-deep", "NaN", "truncated"],
+)
+async def test_a_stored_jwks_that_no_longer_parses_is_no_keys(
+    app: FastAPI, client: httpx.AsyncClient, factory: Factory, service: ServiceHandle, stored: str
+) -> None:
+    """A jwks registered before app.core.json_input checked it: the client's assertions are invalid_client
+    (it has no usable keys), not a 500 on every push."""
+    key = ECKey.generate_key("P-256", parameters={"kid": "k"}, private=True)
+    key_client = await factory.client(service, tokenAuthMethod="PRIVATE_KEY_JWT", jwks=public_jwks(key))
+    async with app.state.par.sessions() as session:
+        await session.execute(update(Client).where(Client.id == key_client.id).values(jwks=stored))
+        await session.commit()
+    params = {**par_params(key_client), **client_assertion(key_client, key, "ES256", aud=service.issuer)}
+    response = await client.post(service.par_path, data=params)
+    assert response.status_code == 401, response.text
+    assert response.json()["error"] == "invalid_client"

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from sqlalchemy import event, func, select
 from sqlalchemy.exc import StatementError
 
+from app.core.errors import InvalidRequest
 from app.db.models import PushedRequest
 from app.db.writer import INSERT_PUSHED_REQUEST, BatchWriter, Waiting, WriteTimeout
 from app.settings import Settings
@@ -68,6 +69,33 @@ async def test_a_refused_row_fails_alone(app: FastAPI, service: ServiceHandle, b
     results = await asyncio.gather(*(app.state.par.writer.add(r) for r in rows))
     assert results == [True, True, False, True, True]
     assert await stored(app) == 4
+
+
+# Values validation keeps out (app.core.json_input), injected straight into the row.
+# The last item: whether SQLite refuses it too (the driver cannot encode a surrogate in text; JSON it
+# stores as json.dumps writes it, with NaN and escaped surrogates).
+UNSTORABLE = {
+    "NUL in text": ("parameters", "state=a\x00b", False),
+    "unpaired surrogate in text": ("parameters", "state=\ud800", True),
+    "NaN in JSON": ("request", {"response_type": "code", "n": float("nan")}, False),
+    "unpaired surrogate in JSON": ("request", {"state": "\ud800"}, False),
+    "NUL in JSON": ("request", {"state": "a\x00b"}, False),
+}
+
+
+@pytest.mark.parametrize(("column", "value", "sqlite_refuses"), UNSTORABLE.values(), ids=UNSTORABLE)
+async def test_a_row_the_database_cannot_hold_fails_alone(
+    app: FastAPI, service: ServiceHandle, basic_client: ClientHandle, column: str, value: Any, sqlite_refuses: bool
+) -> None:
+    """PostgreSQL refuses the whole batch statement (DataError) for one row's value: that push alone gets
+    a 400-type error, the batch's other pushes (which may be other services') are stored."""
+    rows = [row(service.id, basic_client.id) for _ in range(5)]
+    rows[2][column] = value
+    results = await asyncio.gather(*(app.state.par.writer.add(r) for r in rows), return_exceptions=True)
+    assert results[:2] + results[3:] == [True] * 4
+    refused = sqlite_refuses or app.state.par.engine.dialect.name == "postgresql"
+    assert isinstance(results[2], InvalidRequest) if refused else results[2] is True, results[2]
+    assert await stored(app) == (4 if refused else 5)
 
 
 async def test_rows_are_stored_exactly(app: FastAPI, service: ServiceHandle, basic_client: ClientHandle) -> None:
