@@ -22,6 +22,7 @@ from joserfc.jwk import ECKey
 from sqlalchemy import func, select
 
 from app.core.client_assertion import CLIENT_ASSERTION_TYPE
+from app.core.errors import InvalidRequest
 from app.core.secrets import REQUEST_URI_PREFIX, new_request_reference, reference_hash
 from app.db.models import PushedRequest, Service
 from app.db.redis_pushed_requests import KEY_PREFIX, key_expiry_ms, micros, pushed_request_key
@@ -177,9 +178,9 @@ async def test_a_poisoned_push_does_not_fail_another_services_pushes(
 # --- stored requests that could not be answered with: never a 500, never half-consumed -------------------
 
 
-async def store_poisoned(app: FastAPI, service: ServiceHandle, client_id: int, request: dict[str, Any]) -> str | None:
+async def store_poisoned(app: FastAPI, service: ServiceHandle, client_id: int, request: dict[str, Any]) -> str:
     """Store a pushed request holding ``request`` as it could have been stored before validation
-    refused such values; None where the store cannot hold it at all (PostgreSQL)."""
+    refused such values; PostgreSQL cannot hold it at all, and its writer refuses that row alone."""
     reference = new_request_reference()
     now = datetime.now(UTC)
     state = app.state.par
@@ -192,8 +193,6 @@ async def store_poisoned(app: FastAPI, service: ServiceHandle, client_id: int, r
             pushed_request_key(service.id, reference_hash(reference)), value, pxat=key_expiry_ms(expires)
         )
         return REQUEST_URI_PREFIX + reference
-    if state.engine.dialect.name == "postgresql":
-        return None
     row = {
         "reference_hash": reference_hash(reference),
         "service_id": service.id,
@@ -204,7 +203,11 @@ async def store_poisoned(app: FastAPI, service: ServiceHandle, client_id: int, r
         "created_at": now,
         "expires_at": now + timedelta(minutes=1),
     }
-    assert await state.writer.add(row) is True  # SQLite holds NaN and escaped surrogates in JSON
+    if state.engine.dialect.name == "postgresql":
+        with pytest.raises(InvalidRequest):
+            await state.writer.add(row)
+    else:
+        assert await state.writer.add(row) is True  # SQLite holds NaN and escaped surrogates in JSON
     return REQUEST_URI_PREFIX + reference
 
 
@@ -224,8 +227,6 @@ async def test_a_stored_request_that_cannot_be_answered_with_is_unusable_not_a_5
     request_body: dict[str, Any],
 ) -> None:
     request_uri = await store_poisoned(app, service, basic_client.id, request_body)
-    if request_uri is None:
-        pytest.skip("PostgreSQL cannot hold such a request at all (tests/db/test_writer.py)")
     for path, body in (
         ("resolve", {"parameters": urlencode({"client_id": str(basic_client.id), "request_uri": request_uri})}),
         ("consume", {"clientId": str(basic_client.id), "requestUri": request_uri}),
