@@ -83,6 +83,24 @@ async def forget_pushed_requests(state: AppState) -> None:
             await state.redis.delete(*keys)
 
 
+@pytest.fixture(params=["database", "redis"])
+def settings_per_store(request: pytest.FixtureRequest, database_url: str) -> Settings:
+    """The app's settings, once per store of pushed requests: a module whose tests hold for both sets
+    its ``settings`` to this and uses ``forget_redis_keys``."""
+    if request.param == "redis":
+        redis_url = request.getfixturevalue("redis_url")
+        return make_settings(database_url, redis_url=redis_url, pushed_request_store="redis")
+    return make_settings(database_url)
+
+
+@pytest.fixture
+async def forget_redis_keys(app: FastAPI) -> AsyncIterator[None]:
+    """After the test, delete the Redis keys of the app's pushed requests (with the Redis store)."""
+    yield
+    if app.state.par.pushed_requests is not None:
+        await forget_pushed_requests(app.state.par)
+
+
 def make_settings(database_url: str, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "database_url": database_url,

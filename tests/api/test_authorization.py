@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -18,26 +17,18 @@ from fastapi import FastAPI
 
 from app.core.authorization import UNUSABLE_REQUEST_URI
 from app.settings import Settings
-from tests.conftest import BASE_URL, forget_pushed_requests, make_settings
+from tests.conftest import BASE_URL
 from tests.factories import REDIRECT_URI, ClientHandle, Factory, ServiceHandle, par_params
 
 T0 = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
 
 
-@pytest.fixture(params=["database", "redis"])
-def settings(request: pytest.FixtureRequest, database_url: str) -> Settings:
-    """The app's settings, once per store of pushed requests."""
-    if request.param == "redis":
-        redis_url = request.getfixturevalue("redis_url")
-        return make_settings(database_url, redis_url=redis_url, pushed_request_store="redis")
-    return make_settings(database_url)
+pytestmark = pytest.mark.usefixtures("forget_redis_keys")
 
 
-@pytest.fixture(autouse=True)
-async def forget_redis_keys(app: FastAPI) -> AsyncIterator[None]:
-    yield
-    if app.state.par.pushed_requests is not None:
-        await forget_pushed_requests(app.state.par)
+@pytest.fixture
+def settings(settings_per_store: Settings) -> Settings:
+    return settings_per_store
 
 
 class Clock:

@@ -6,11 +6,8 @@ The requirements: the CA- and MTLS- ids and NOTE-01 of docs/requirements.md.
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 from urllib.parse import urlencode
 
 import httpx
@@ -31,6 +28,7 @@ from tests.factories import (
     public_jwks,
     unsigned_jwt,
 )
+from tests.jwks_server import JwksServer
 
 
 @pytest.fixture
@@ -42,38 +40,6 @@ def settings(database_url: str) -> Settings:
         jwks_allow_private_addresses=True,
         jwks_refetch_min_interval_seconds=0,
     )
-
-
-class JwksServer:
-    """A client's jwks_uri on loopback, whose document the test can rotate."""
-
-    def __init__(self) -> None:
-        self.document: dict[str, Any] = {"keys": []}
-        self.hits = 0
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
-                server.hits += 1
-                body = json.dumps(server.document).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *_args: object) -> None:
-                return
-
-        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.http.server_address[1]}/jwks"
-        self.thread = threading.Thread(target=self.http.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.http.shutdown()
-        self.http.server_close()
-        self.thread.join(timeout=5)
 
 
 @pytest.fixture

@@ -27,7 +27,6 @@ from app.core.secrets import REQUEST_URI_PREFIX, new_request_reference, referenc
 from app.db.models import PushedRequest, Service
 from app.db.redis_pushed_requests import KEY_PREFIX, key_expiry_ms, micros, pushed_request_key
 from app.settings import Settings
-from tests.conftest import forget_pushed_requests, make_settings
 from tests.factories import ClientHandle, Factory, ServiceHandle, par_params, public_jwks
 
 EC_KEY = ECKey.generate_key("P-256", parameters={"kid": "ec-1"}, private=True)
@@ -49,18 +48,12 @@ HOSTILE_DETAILS = {
 }
 
 
-@pytest.fixture(params=["database", "redis"])
-def settings(request: pytest.FixtureRequest, database_url: str) -> Settings:
-    if request.param == "redis":
-        return make_settings(database_url, redis_url=request.getfixturevalue("redis_url"), pushed_request_store="redis")
-    return make_settings(database_url)
+pytestmark = pytest.mark.usefixtures("forget_redis_keys")
 
 
-@pytest.fixture(autouse=True)
-async def forget_redis_keys(app: FastAPI) -> AsyncIterator[None]:
-    yield
-    if app.state.par.pushed_requests is not None:
-        await forget_pushed_requests(app.state.par)
+@pytest.fixture
+def settings(settings_per_store: Settings) -> Settings:
+    return settings_per_store
 
 
 @pytest.fixture

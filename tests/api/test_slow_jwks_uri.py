@@ -9,9 +9,8 @@ service of the deployment.
 from __future__ import annotations
 
 import asyncio
-import threading
+import json
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlencode
 
 import httpx
@@ -29,55 +28,17 @@ from tests.factories import (
     public_jwks,
     request_object,
 )
+from tests.jwks_server import JwksServer
 
 KEY = ECKey.generate_key("P-256", private=True, parameters={"kid": "slow-1"})
 SLOW_PUSHES = 3  # more than the pool has connections (1 on SQLite, 2 on PostgreSQL here)
 HOLD_LIMIT_SECONDS = 60.0  # the slow server answers by itself after this, so a failing test still ends
 
 
-class SlowJwksServer:
-    """A jwksUri on loopback that answers only once the test releases it, and tells when ``expected``
-    requests are waiting."""
-
-    def __init__(self, expected: int) -> None:
-        self.release = threading.Event()
-        self.all_waiting = threading.Event()
-        self.waiting = 0
-        lock = threading.Lock()
-        server = self
-        body = public_jwks(KEY).encode()
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
-                with lock:
-                    server.waiting += 1
-                    if server.waiting >= expected:
-                        server.all_waiting.set()
-                server.release.wait(HOLD_LIMIT_SECONDS)
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *_args: object) -> None:
-                return
-
-        self.http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base_url = f"http://127.0.0.1:{self.http.server_address[1]}"
-        self.thread = threading.Thread(target=self.http.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.release.set()
-        self.http.shutdown()
-        self.http.server_close()
-        self.thread.join(timeout=5)
-
-
 @pytest.fixture
-def slow_jwks() -> Iterator[SlowJwksServer]:
-    server = SlowJwksServer(expected=SLOW_PUSHES)
+def slow_jwks() -> Iterator[JwksServer]:
+    server = JwksServer(held=True, expected=SLOW_PUSHES, hold_limit=HOLD_LIMIT_SECONDS)
+    server.document = json.loads(public_jwks(KEY))
     yield server
     server.close()
 
@@ -115,7 +76,7 @@ async def slow_push(
 
 
 async def test_pushes_waiting_for_a_slow_jwks_uri_hold_no_connection(
-    client: httpx.AsyncClient, factory: Factory, slow_jwks: SlowJwksServer
+    client: httpx.AsyncClient, factory: Factory, slow_jwks: JwksServer
 ) -> None:
     service = await factory.service()
     clients = [
