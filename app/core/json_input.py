@@ -39,7 +39,9 @@ _MAX_FLOAT = sys.float_info.max
 _SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
 _RAW_SURROGATE = re.compile("[\ud800-\udfff]")
 _BAD_CHARACTER = re.compile("[\x00\ud800-\udfff]")
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+# A string, or an unclosed one to the end of the text: each character is read once (with the closing
+# quote required, every quote of an unclosed run of ``\"`` started a scan to the end: quadratic).
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
 _BRACKET = re.compile(r"[\[\]{}]")
 _BRACKET_DEPTH = {"[": 1, "{": 1, "]": -1, "}": -1}
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import math
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -75,6 +77,35 @@ def test_refused(text: str | bytes) -> None:
 )
 def test_accepted(text: str | bytes, value: Any) -> None:
     assert json_input.loads(text) == value
+
+
+# Texts over the bracket bound whose strings never close: the string scan before the depth count must
+# read them once. With a scan that restarted at every quote of an unclosed run of ``\"``, the first took
+# minutes of the event loop for a 256 KiB /api body (PAR_MAX_API_BODY_BYTES), freezing every tenant.
+UNCLOSED_STRINGS = {
+    "escaped quotes": "[" * 33 + '"' + '\\"' * 131_000,
+    "escaped backslashes": "[" * 33 + '"' + "\\\\" * 131_000,
+    "lone backslash at the end": "[" * 33 + '"' + "a" * 262_000 + "\\",
+    "quotes only": "[" * 33 + '"' * 262_000,
+}
+
+
+@pytest.mark.parametrize("text", UNCLOSED_STRINGS.values(), ids=UNCLOSED_STRINGS)
+def test_unclosed_strings_are_refused_in_one_pass(text: str) -> None:
+    """Run in a child process with a generous bound, so that a scan gone quadratic fails the test (its
+    minutes would otherwise hang the suite) rather than a speed being asserted."""
+    program = (
+        "import sys\n"
+        "from app.core import json_input\n"
+        "try:\n"
+        "    json_input.loads(sys.stdin.read())\n"
+        "except json_input.JsonInputError:\n"
+        "    print('refused')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program], input=text, capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout == "refused\n"
 
 
 def test_the_depth_limit_is_the_setting(depth_limit: None) -> None:
