@@ -54,10 +54,13 @@ class ServiceRepository:
         write lock (waiting up to its busy_timeout), so the reads that follow see the latest commit and
         no other writer commits before this transaction does."""
         if self.session.get_bind().dialect.name == "sqlite":
-            await self.session.execute(update(_services).where(_services.c.id == service_id).values(id=_services.c.id))
+            unchanged = {"modified_at": _services.c.modified_at}  # not the key: no foreign-key checks
+            await self.session.execute(update(_services).where(_services.c.id == service_id).values(unchanged))
             query = select(Service)
         else:
-            query = select(Service).with_for_update(read=not exclusive)
+            # FOR SHARE and FOR NO KEY UPDATE exclude each other; neither excludes the pushed-request
+            # writer's foreign-key checks (FOR KEY SHARE), which FOR UPDATE would.
+            query = select(Service).with_for_update(read=not exclusive, key_share=exclusive)
         rows = await self.session.scalars(
             query.where(Service.id == service_id).execution_options(populate_existing=True)
         )
@@ -165,7 +168,8 @@ class ClientRepository:
         if condition is None:
             return None
         query = select(Client).where(condition)
-        return await self.session.scalar(query.with_for_update() if for_update else query)
+        # NO KEY UPDATE: pushes of the client go on meanwhile (``ServiceRepository.lock``).
+        return await self.session.scalar(query.with_for_update(key_share=True) if for_update else query)
 
     async def alias_taken(self, service_id: int, alias: str, *, except_id: int | None = None) -> bool:
         query = select(Client.id).where(Client.service_id == service_id, Client.client_id_alias == alias)
