@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Path, Query, Request
 from limits.aio.storage import RedisStorage, Storage
@@ -334,9 +334,16 @@ async def require_admin(request: Request, state: StateDep) -> None:
 
 
 async def authorize_service_call(
-    request: Request, state: AppState, session: AsyncSession, service_id: int, *, allow_admin: bool = True
+    request: Request,
+    state: AppState,
+    session: AsyncSession,
+    service_id: int,
+    *,
+    allow_admin: bool = True,
+    lock: Literal["share", "update"] | None = None,
 ) -> Service:
-    """Check the caller may act on ``service_id`` and return the service.
+    """Check the caller may act on ``service_id`` and return the service, locked as ``lock`` says
+    (``ServiceRepository.lock``) once the caller is known to be allowed.
 
     A service access token acts only on its own service (403 otherwise, without revealing whether the
     other service exists); the admin token acts on every service.
@@ -350,7 +357,10 @@ async def authorize_service_call(
             raise ApiUnauthorized("the access token is unknown or revoked", result_code="A003201")
         if token_service_id != service_id:
             raise ApiForbidden("the access token does not grant access to this service", result_code="A003204")
-    service = await ServiceRepository(session).get_or_none(service_id)
+    services = ServiceRepository(session)
+    service = await (
+        services.get_or_none(service_id) if lock is None else services.lock(service_id, exclusive=lock == "update")
+    )
     if service is None:
         raise ApiNotFound(f"service {service_id} does not exist", result_code="A003202")
     return service

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic.alias_generators import to_camel
+from sqlalchemy.exc import IntegrityError
 
 from app.api.bodies import SafeJsonRoute
 from app.api.deps import (
@@ -56,7 +60,7 @@ from app.core.registration import (
 from app.core.secrets import new_numeric_id
 from app.core.urls import default_issuer, default_par_endpoint
 from app.db.models import Client, Service, ServiceAccessToken
-from app.db.repositories import ClientRepository, ServiceRepository, ServiceTokenRepository
+from app.db.repositories import ClientRepository, ServiceRepository, ServiceTokenRepository, alias_index_violated
 
 
 async def no_store(response: Response) -> None:
@@ -260,7 +264,9 @@ async def service_get(service_id: IdPath, request: Request, state: StateDep) -> 
 )
 async def service_update(service_id: IdPath, body: ServiceIn, request: Request, state: StateDep) -> ServiceOut:
     async with state.sessions.begin() as session:
-        row = await authorize_service_call(request, state, session, service_id)
+        # Locked: a client registering meanwhile must see either the old profile or the new one, and
+        # the check of the clients below must see every client registered under the old one.
+        row = await authorize_service_call(request, state, session, service_id, lock="update")
         was_fapi2 = FapiMode.FAPI2_SECURITY.name in row.fapi_modes
         apply_service_fields(row, body, public_base_url=state.settings.public_base_url)
         if not was_fapi2 and FapiMode.FAPI2_SECURITY.name in row.fapi_modes:
@@ -292,7 +298,8 @@ async def _refuse_clients_fapi2_excludes(clients: ClientRepository, service_id: 
 async def service_delete(service_id: IdPath, state: StateDep) -> Response:
     async with state.sessions.begin() as session:
         repository = ServiceRepository(session)
-        row = await repository.get_or_none(service_id)
+        # Locked: calls adding rows to the service (clients, tokens) finish first, or find it gone.
+        row = await repository.lock(service_id, exclusive=True)
         if row is None:
             raise ApiNotFound(f"service {service_id} does not exist", result_code="A003202")
         await repository.delete(row)
@@ -316,7 +323,8 @@ async def create_service_token(state: AppState, service_id: int, description: st
     token = state.hasher.generate_service_token()
     now = utc_now()
     async with state.sessions.begin() as session:
-        if await ServiceRepository(session).get_or_none(service_id) is None:
+        # Locked (shared): a concurrent deletion of the service waits, or is seen here (404).
+        if await ServiceRepository(session).lock(service_id, exclusive=False) is None:
             raise ApiNotFound(f"service {service_id} does not exist", result_code="A003202")
         token_id = await ServiceTokenRepository(session).add(
             service_id=service_id, token_digest=state.hasher.lookup_digest(token), description=description, now=now
@@ -417,7 +425,7 @@ async def apply_client_fields(row: Client, body: ClientIn, *, service: Service, 
     if body.client_id_alias is not None:
         alias = validate_alias(body.client_id_alias) if body.client_id_alias else None
         if alias and await clients.alias_taken(service.id, alias, except_id=row.id):
-            raise ApiConflict(f"clientIdAlias '{alias}' is already used in this service")
+            raise alias_conflict(alias)
         row.client_id_alias = alias
     for field in ("client_name", "description"):
         if getattr(body, field) is not None:
@@ -453,6 +461,23 @@ async def apply_client_fields(row: Client, body: ClientIn, *, service: Service, 
         has_jwks_uri=row.jwks_uri is not None,
         tls_attributes={to_camel(field): getattr(row, field) for field in TLS_FIELDS},
     )
+
+
+def alias_conflict(alias: str) -> ApiConflict:
+    return ApiConflict(f"clientIdAlias '{alias}' is already used in this service")
+
+
+@contextmanager
+def alias_race_refused(body: ClientIn) -> Iterator[None]:
+    """Around a client's transaction: two calls giving one alias at once may both find it free; the
+    database's unique index refuses the later write, which then gets the answer it would have got had it
+    come second (its transaction is rolled back, nothing of it stored)."""
+    try:
+        yield
+    except IntegrityError as error:
+        if not (body.client_id_alias and alias_index_violated(error)):
+            raise
+        raise alias_conflict(body.client_id_alias) from None
 
 
 async def create_client(
@@ -515,14 +540,18 @@ def _set_new_secret(state: AppState, row: Client) -> str:
     summary="Register a client; a generated clientSecret is returned once",
 )
 async def client_create(service_id: IdPath, body: ClientIn, request: Request, state: StateDep) -> ClientOut:
-    async with state.sessions.begin() as session:
-        service = await authorize_service_call(request, state, session, service_id)
-        row, secret = await create_client(state, service, body, ClientRepository(session))
+    with alias_race_refused(body):
+        async with state.sessions.begin() as session:
+            # Locked (shared) while the client is checked against the service's profile and written.
+            service = await authorize_service_call(request, state, session, service_id, lock="share")
+            row, secret = await create_client(state, service, body, ClientRepository(session))
     return client_out(row, secret=secret)
 
 
-async def _client_or_404(clients: ClientRepository, service_id: int, client_id: str) -> Client:
-    row = await clients.get_or_none(service_id, client_id)
+async def _client_or_404(
+    clients: ClientRepository, service_id: int, client_id: str, *, for_update: bool = False
+) -> Client:
+    row = await clients.get_or_none(service_id, client_id, for_update=for_update)
     if row is None:
         raise ApiNotFound(f"client {client_id[:40]} does not exist in this service", result_code="A001213")
     return row
@@ -560,14 +589,15 @@ async def client_get(service_id: IdPath, client_id: str, request: Request, state
 async def client_update(
     service_id: IdPath, client_id: str, body: ClientIn, request: Request, state: StateDep
 ) -> ClientOut:
-    async with state.sessions.begin() as session:
-        service = await authorize_service_call(request, state, session, service_id)
-        clients = ClientRepository(session)
-        row = await _client_or_404(clients, service_id, client_id)
-        await apply_client_fields(row, body, service=service, clients=clients)
-        # A change to a secret-based method issues a secret (shown in this answer only).
-        secret = _new_secret_if_needed(state, row)
-        row.modified_at = utc_now()
+    with alias_race_refused(body):
+        async with state.sessions.begin() as session:
+            service = await authorize_service_call(request, state, session, service_id, lock="share")
+            clients = ClientRepository(session)
+            row = await _client_or_404(clients, service_id, client_id, for_update=True)
+            await apply_client_fields(row, body, service=service, clients=clients)
+            # A change to a secret-based method issues a secret (shown in this answer only).
+            secret = _new_secret_if_needed(state, row)
+            row.modified_at = utc_now()
     state.forget_records()
     return client_out(row, secret=secret)
 
@@ -575,9 +605,9 @@ async def client_update(
 @router.delete("/{service_id}/client/delete/{client_id}", status_code=204)
 async def client_delete(service_id: IdPath, client_id: str, request: Request, state: StateDep) -> Response:
     async with state.sessions.begin() as session:
-        await authorize_service_call(request, state, session, service_id)
+        await authorize_service_call(request, state, session, service_id, lock="share")
         clients = ClientRepository(session)
-        await clients.delete(await _client_or_404(clients, service_id, client_id))
+        await clients.delete(await _client_or_404(clients, service_id, client_id, for_update=True))
     state.forget_records()
     return Response(status_code=204)
 
@@ -598,8 +628,8 @@ async def client_secret_refresh(
     service_id: IdPath, client_id: str, request: Request, state: StateDep
 ) -> ClientSecretRefreshOut:
     async with state.sessions.begin() as session:
-        await authorize_service_call(request, state, session, service_id)
-        row = await _client_or_404(ClientRepository(session), service_id, client_id)
+        await authorize_service_call(request, state, session, service_id, lock="share")
+        row = await _client_or_404(ClientRepository(session), service_id, client_id, for_update=True)
         if ClientAuthMethod[row.token_auth_method] not in SECRET_AUTH_METHODS:
             raise ApiBadRequest(f"client {row.id} uses {row.token_auth_method}, which has no secret")
         secret = _set_new_secret(state, row)

@@ -106,9 +106,12 @@ class ServiceAccessToken(Base):
     revoked_at: Mapped[datetime | None]
 
 
+CLIENT_ALIAS_INDEX = "uq_client_service_id_alias"
+
+
 class Client(Base):
     __tablename__ = "client"
-    __table_args__ = (Index("uq_client_service_id_alias", "service_id", "client_id_alias", unique=True),)
+    __table_args__ = (Index(CLIENT_ALIAS_INDEX, "service_id", "client_id_alias", unique=True),)
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     service_id: Mapped[int] = mapped_column(ForeignKey("service.id", ondelete="CASCADE"), index=True)

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any, Protocol, cast
 
 from sqlalchemy import ColumnElement, CursorResult, Executable, Table, and_, bindparam, delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import json_input
@@ -28,7 +29,7 @@ from app.core.secrets import new_numeric_id
 from app.core.urls import default_issuer, default_par_endpoint
 from app.db.cache import RecordCache
 from app.db.engine import RequestConnection
-from app.db.models import Client, PushedRequest, Service, ServiceAccessToken
+from app.db.models import CLIENT_ALIAS_INDEX, Client, PushedRequest, Service, ServiceAccessToken
 
 
 class ServiceRepository:
@@ -42,6 +43,28 @@ class ServiceRepository:
 
     async def get_or_none(self, service_id: int) -> Service | None:
         return await self.session.get(Service, service_id)
+
+    async def lock(self, service_id: int, *, exclusive: bool) -> Service | None:
+        """The service as it is now, locked until the transaction ends: a call that checks its clients
+        against the service (or the service against its clients) and then writes must not interleave with
+        a call changing the other side. Clients take it shared (several may register at once), a change
+        of the service exclusively.
+
+        SQLite has no row locks: a no-op UPDATE, as the transaction's first write, takes the database's
+        write lock (waiting up to its busy_timeout), so the reads that follow see the latest commit and
+        no other writer commits before this transaction does."""
+        if self.session.get_bind().dialect.name == "sqlite":
+            unchanged = {"modified_at": _services.c.modified_at}  # not the key: no foreign-key checks
+            await self.session.execute(update(_services).where(_services.c.id == service_id).values(unchanged))
+            query = select(Service)
+        else:
+            # FOR SHARE and FOR NO KEY UPDATE exclude each other; neither excludes the pushed-request
+            # writer's foreign-key checks (FOR KEY SHARE), which FOR UPDATE would.
+            query = select(Service).with_for_update(read=not exclusive, key_share=exclusive)
+        rows = await self.session.scalars(
+            query.where(Service.id == service_id).execution_options(populate_existing=True)
+        )
+        return rows.one_or_none()
 
     async def list(self, *, start: int, end: int) -> tuple[Sequence[Service], int]:
         total = await self.session.scalar(select(func.count()).select_from(Service)) or 0
@@ -137,10 +160,16 @@ class ClientRepository:
         await self.session.flush()
         return client
 
-    async def get_or_none(self, service_id: int, identifier: str) -> Client | None:
-        """By numeric client id (canonical decimal only) or by alias, within one service."""
+    async def get_or_none(self, service_id: int, identifier: str, *, for_update: bool = False) -> Client | None:
+        """By numeric client id (canonical decimal only) or by alias, within one service. ``for_update``
+        locks the row until the transaction ends, so that a concurrent deletion either waits for this
+        transaction or is seen by it (None), never removes the row under a pending UPDATE."""
         condition = client_lookup(service_id, identifier)
-        return None if condition is None else await self.session.scalar(select(Client).where(condition))
+        if condition is None:
+            return None
+        query = select(Client).where(condition)
+        # NO KEY UPDATE: pushes of the client go on meanwhile (``ServiceRepository.lock``).
+        return await self.session.scalar(query.with_for_update(key_share=True) if for_update else query)
 
     async def alias_taken(self, service_id: int, alias: str, *, except_id: int | None = None) -> bool:
         query = select(Client.id).where(Client.service_id == service_id, Client.client_id_alias == alias)
@@ -175,6 +204,15 @@ class ClientRepository:
     async def delete(self, client: Client) -> None:
         await self.session.execute(delete(PushedRequest).where(PushedRequest.client_id == client.id))
         await self.session.delete(client)
+
+
+def alias_index_violated(error: IntegrityError) -> bool:
+    """Whether a write broke the one-alias-per-service unique index: two calls giving one alias at once
+    may both pass ``ClientRepository.alias_taken`` before either commits."""
+    constraint = getattr(getattr(error.orig, "diag", None), "constraint_name", None)  # PostgreSQL
+    if constraint is not None:
+        return bool(constraint == CLIENT_ALIAS_INDEX)
+    return str(error.orig) == "UNIQUE constraint failed: client.service_id, client.client_id_alias"  # SQLite
 
 
 class PushedRequestRepository:

@@ -8,10 +8,12 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from joserfc.jwk import ECKey
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from app.core.model import PushedRequestRecord
 from app.db.models import Client, PushedRequest
+from app.db.repositories import alias_index_violated
 from app.main import purge_expired
 from tests.factories import ClientHandle, Factory, ServiceHandle, client_assertion, par_params, public_jwks
 
@@ -97,3 +99,18 @@ async def test_a_stored_jwks_that_no_longer_parses_is_no_keys(
     response = await client.post(service.par_path, data=params)
     assert response.status_code == 401, response.text
     assert response.json()["error"] == "invalid_client"
+
+
+async def test_alias_index_violation_is_told_from_other_integrity_errors(
+    app: FastAPI, factory: Factory, service: ServiceHandle
+) -> None:
+    """A second client with a taken alias (what a registration racing another one does) is recognised as
+    such on both databases; a duplicate client id is another integrity error."""
+    first = await factory.client(service, clientIdAlias="shop")
+    async with app.state.par.sessions() as session:
+        row = (await session.execute(select(*Client.__table__.c).where(Client.id == first.id))).one()._asdict()
+    for changes, is_alias in (({"id": first.id + 1}, True), ({"client_id_alias": "other"}, False)):
+        with pytest.raises(IntegrityError) as raised:
+            async with app.state.par.sessions.begin() as session:
+                await session.execute(insert(Client).values({**row, **changes}))
+        assert alias_index_violated(raised.value) is is_alias
