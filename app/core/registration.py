@@ -28,16 +28,16 @@ def _absolute_uri(name: str, uri: str) -> SplitResult:
         raise ApiBadRequest(f"{name} must be at most {MAX_URI_LENGTH} characters")
     if not _URI_CHARACTERS.fullmatch(uri):
         raise ApiBadRequest(
-            f"{name} must be a URI of ASCII characters (RFC 3986 §2), without spaces or control characters: "
+            f"{name} must be a URI of ASCII characters (RFC 3986), without spaces or control characters: "
             "percent-encode anything else"
         )
     try:
         parts = urlsplit(uri)
         parts.port  # noqa: B018 - parses the port, raising ValueError when it is not a number in range
     except ValueError:
-        raise ApiBadRequest(f"{name} must be a URI with a valid authority (RFC 3986 §3.2)") from None
+        raise ApiBadRequest(f"{name} must be a URI with a valid authority (RFC 3986)") from None
     if not _SCHEME.fullmatch(parts.scheme):
-        raise ApiBadRequest(f"{name} must be an absolute URI, starting with a scheme (RFC 3986 §4.3)")
+        raise ApiBadRequest(f"{name} must be an absolute URI, starting with a scheme (RFC 3986)")
     if "#" in uri:
         raise ApiBadRequest(f"{name} must not have a fragment")
     if parts.scheme.lower() in ("http", "https") and not parts.hostname:

@@ -437,6 +437,21 @@ async def test_jwks_with_a_private_key_is_refused_without_echoing_it(
     assert json.loads(assert_ok(await get_client(client, service, stored.id))["jwks"]) == {"keys": [public]}
 
 
+@pytest.mark.parametrize("field", ["authorizationEndpoint", "tokenEndpoint", "pushedAuthReqEndpoint"])
+async def test_endpoint_url_refusal_names_the_field_as_the_api_spells_it(
+    client: httpx.AsyncClient, factory: Factory, field: str
+) -> None:
+    service = await factory.service()
+    response = await client.post(
+        f"/api/{service.id}/service/update", json={field: "https://as.example.com/x\r\nX: y"}, headers=service.bearer
+    )
+    message = assert_result_error(response, 400)["resultMessage"]
+    assert message.endswith(
+        f"{field} must be a URI of ASCII characters (RFC 3986), without spaces or control characters: "
+        "percent-encode anything else"
+    )
+
+
 async def test_duplicate_alias_in_one_service_is_409(client: httpx.AsyncClient, factory: Factory) -> None:
     service = await factory.service()
     first = await factory.client(service, clientIdAlias="shop")
