@@ -214,6 +214,14 @@ def test_management_commands_refuse_without_a_pepper(cli: Cli) -> None:
     assert cli.rows("service") == 0
 
 
+@pytest.mark.parametrize("issuer", ["https://éx.example/\u2028", "https://as.example/a\nb"])
+def test_service_create_refuses_an_issuer_that_is_not_an_ascii_uri(migrated: Cli, issuer: str) -> None:
+    code, out, err = migrated.run("service", "create", "--name", "x", "--issuer", issuer)
+    assert (code, out) == (1, "")
+    assert "issuer must be a URI of ASCII characters" in err
+    assert migrated.rows("service") == 0
+
+
 # --- clients ------------------------------------------------------------------------------------------
 
 
@@ -234,7 +242,12 @@ def test_client_create_public_prints_no_secret(migrated: Cli, service_id: int) -
 
 @pytest.mark.parametrize(
     ("service", "redirect_uri", "message"),
-    [("999999999999", REDIRECT_URI, "does not exist"), (None, "/relative", "redirect URI")],
+    [
+        ("999999999999", REDIRECT_URI, "does not exist"),
+        (None, "/relative", "redirect URI"),
+        (None, "https://a.example/c\u0001", "redirect URI (redirectUris) must be a URI of ASCII characters"),
+        (None, "https://é.example/cb", "redirect URI (redirectUris) must be a URI of ASCII characters"),
+    ],
 )
 def test_client_create_reports_errors(
     migrated: Cli, service_id: int, service: str | None, redirect_uri: str, message: str

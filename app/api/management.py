@@ -156,7 +156,7 @@ def apply_service_fields(row: Service, body: ServiceIn, *, public_base_url: str)
         if value is None:
             continue
         if value:
-            value = validate_issuer(value) if field == "issuer" else validate_endpoint_url(field, value)
+            value = validate_issuer(value) if field == "issuer" else validate_endpoint_url(to_camel(field), value)
         setattr(row, field, None if value == derived.get(field) else value or None)
     for field in (
         "pushed_auth_req_duration",

@@ -58,8 +58,6 @@ _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 # RFC 7638 with SHA-256: 32 bytes are 43 base64url characters; the last carries 4 bits, so its two low
 # bits are zero and it is one of these 16 characters.
 _JWK_THUMBPRINT = re.compile(r"[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]")
-# RFC 7518 §6.2.2, §6.3.2, §6.4 and RFC 8037 §2: the JWK members that hold private key material.
-_PRIVATE_KEY_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _PERCENT_ENCODED = re.compile(r"%([0-9A-Fa-f]{2})")
 # RFC 3986 §2.3: unreserved = ALPHA / DIGIT / "-" / "." / "_" / "~"
@@ -276,7 +274,7 @@ def _public_key(jwk: Any) -> Key:
         raise InvalidDpopProof("the DPoP proof's header needs a jwk holding the public key")
     if jwk.get("kty") not in jose.ASYMMETRIC_KEY_TYPES:
         raise InvalidDpopProof("the DPoP proof's jwk must be an RSA, EC or OKP public key")
-    if _PRIVATE_KEY_MEMBERS & jwk.keys():
+    if jose.PRIVATE_KEY_MEMBERS & jwk.keys():
         raise InvalidDpopProof("the DPoP proof's jwk must not contain a private key")
     if jwk["kty"] == "RSA" and _modulus_bits(jwk.get("n")) < MIN_RSA_KEY_BITS:
         # Checked before joserfc imports the key, which would warn about a short one.

@@ -7,7 +7,7 @@ from typing import Any
 
 from joserfc import jwt
 from joserfc.errors import BadSignatureError, InvalidKeyIdError, JoseError
-from joserfc.jwk import JWKRegistry, KeySet, OctKey
+from joserfc.jwk import JWKRegistry, Key, KeySet, OctKey
 from joserfc.util import urlsafe_b64decode
 
 from app.core import json_input
@@ -28,7 +28,8 @@ ASYMMETRIC_ALGORITHMS = (
 )
 SYMMETRIC_ALGORITHMS = ("HS256", "HS384", "HS512")
 ASYMMETRIC_KEY_TYPES = frozenset({"RSA", "EC", "OKP"})
-_PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+# RFC 7518 §6.2.2, §6.3.2, §6.4 and RFC 8037 §2: the JWK members that hold private or secret key material.
+PRIVATE_KEY_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 
 
 class JoseFailure(Exception):
@@ -86,20 +87,40 @@ def numeric_date(value: Any) -> float | None:
     return json_input.finite_number(value)
 
 
+def import_public_jwk(entry: Any) -> Key:
+    """One JWK of a client's key set as a public key. RFC 7591 §2: "jwks: Client's JSON Web Key Set
+    [RFC7517] document value, which contains the client's public keys": a symmetric key, private key
+    material or a key that does not import (a point off its curve, a missing member, an unknown ``kty``)
+    is refused. The message never quotes key material."""
+    if not isinstance(entry, dict):
+        raise JoseFailure("is not a JSON object")
+    if entry.get("kty") == "oct":
+        raise JoseFailure("is a symmetric (oct) key, not a public key")
+    private = sorted(PRIVATE_KEY_MEMBERS & entry.keys())
+    if private:
+        raise JoseFailure(f"holds private key material ({', '.join(private)})")
+    try:
+        key = JWKRegistry.import_key(entry)
+    except (JoseError, ValueError, TypeError, LookupError) as error:
+        raise JoseFailure("is not a valid RSA, EC or OKP public key") from error
+    if key.is_private:
+        raise JoseFailure("holds private key material")
+    return key
+
+
 def public_key_set(jwks: dict[str, Any]) -> KeySet:
-    """The asymmetric public keys of a client's JWKS. Symmetric keys and entries carrying private key
-    material are not the client's public keys and are left out."""
+    """The asymmetric public keys of a client's JWKS. Entries that ``import_public_jwk`` refuses (which
+    a JWKS fetched from ``jwks_uri`` may still hold) are not the client's public keys and are left out,
+    so one bad entry does not disable the others."""
     entries = jwks.get("keys") if isinstance(jwks, dict) else None
     if not isinstance(entries, list):
         raise JoseFailure("the client's JWKS has no keys array")
     keys = []
     for entry in entries:
-        if not isinstance(entry, dict) or entry.get("kty") not in ASYMMETRIC_KEY_TYPES or _PRIVATE_MEMBERS & set(entry):
-            continue
         try:
-            keys.append(JWKRegistry.import_key(entry))
-        except (JoseError, ValueError, TypeError):
-            continue  # one bad entry does not disable the others
+            keys.append(import_public_jwk(entry))
+        except JoseFailure:
+            continue
     return KeySet(keys)
 
 

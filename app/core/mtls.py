@@ -36,6 +36,7 @@ from cryptography.x509.oid import NameOID
 from joserfc.errors import JoseError
 from joserfc.jwk import DictKey, JWKRegistry
 
+from app.core import jose
 from app.core.errors import InvalidClient
 
 # The largest certificate value we parse, in characters of the value as received. A leaf certificate
@@ -103,7 +104,6 @@ _ASN1_STRING_CODECS: Final[Mapping[int, str]] = {
     0x1C: "utf-32-be",  # UniversalString
     0x1E: "utf-16-be",  # BMPString
 }
-_PRIVATE_JWK_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 
 # A distinguished name as compared here: RDNs in RFC 4514 string order (most specific first), each a
 # set of (attribute type OID, normalised value).
@@ -272,7 +272,7 @@ def verify_self_signed_tls_client_auth(cert: x509.Certificate, jwks: dict[str, A
 
 def _jwk_matches(entry: dict[str, Any], cert_der: bytes, cert_spki: bytes) -> bool | None:
     """Whether one JWK matches the certificate; None if the JWK is unusable (see the caller)."""
-    if _PRIVATE_JWK_MEMBERS & entry.keys():
+    if jose.PRIVATE_KEY_MEMBERS & entry.keys():
         return None
     try:
         key_spki = _spki(JWKRegistry.import_key(cast(DictKey, entry)).public_key)

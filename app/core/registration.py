@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+import re
+from urllib.parse import SplitResult, urlsplit
 
 from app.core import jose, json_input
 from app.core.errors import ApiBadRequest
@@ -12,31 +13,58 @@ MAX_URI_LENGTH = 2000
 MAX_ALIAS_LENGTH = 200
 
 
+# RFC 3986 §2: a URI is a sequence of ASCII characters, each unreserved, reserved or part of a
+# pct-encoded octet; anything else (controls, CR/LF, spaces, non-ASCII) must be percent-encoded.
+_URI_CHARACTERS = re.compile(r"(?:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})+")
+# RFC 3986 §3.1: scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+
+
+def _absolute_uri(name: str, uri: str) -> SplitResult:
+    """RFC 3986 §4.3: "absolute-URI = scheme ":" hier-part [ "?" query ]", made of the characters of §2,
+    at most ``MAX_URI_LENGTH`` long and without a fragment (every URI registered here refuses one). These
+    URIs end up in Location headers and metadata, so the offending value is not echoed."""
+    if len(uri) > MAX_URI_LENGTH:
+        raise ApiBadRequest(f"{name} must be at most {MAX_URI_LENGTH} characters")
+    if not _URI_CHARACTERS.fullmatch(uri):
+        raise ApiBadRequest(
+            f"{name} must be a URI of ASCII characters (RFC 3986), without spaces or control characters: "
+            "percent-encode anything else"
+        )
+    try:
+        parts = urlsplit(uri)
+        parts.port  # noqa: B018 - parses the port, raising ValueError when it is not a number in range
+    except ValueError:
+        raise ApiBadRequest(f"{name} must be a URI with a valid authority (RFC 3986)") from None
+    if not _SCHEME.fullmatch(parts.scheme):
+        raise ApiBadRequest(f"{name} must be an absolute URI, starting with a scheme (RFC 3986)")
+    if "#" in uri:
+        raise ApiBadRequest(f"{name} must not have a fragment")
+    if parts.scheme.lower() in ("http", "https") and not parts.hostname:
+        raise ApiBadRequest(f"{name} has no host")
+    return parts
+
+
 def validate_redirect_uri(uri: str) -> str:
     """RFC 6749 §3.1.2: "The redirection endpoint URI MUST be an absolute URI ... MUST NOT include a
     fragment component." Custom schemes are allowed for native apps (RFC 8252 §7.1)."""
-    parts = urlsplit(uri)
-    if len(uri) > MAX_URI_LENGTH or not parts.scheme or "#" in uri:
-        raise ApiBadRequest(
-            f"redirect URI '{uri[:100]}' must be absolute, without a fragment, at most {MAX_URI_LENGTH} characters"
-        )
-    if parts.scheme in ("http", "https") and not parts.netloc:
-        raise ApiBadRequest(f"redirect URI '{uri[:100]}' has no host")
+    _absolute_uri("each redirect URI (redirectUris)", uri)
     return uri
 
 
 def validate_issuer(issuer: str) -> str:
     """RFC 8414 §2: the issuer is "a URL that uses the "https" scheme and has no query or fragment
     components" (http is accepted for local development)."""
-    parts = urlsplit(issuer)
-    if parts.scheme not in ("https", "http") or not parts.netloc or parts.query or parts.fragment or "#" in issuer:
+    parts = _absolute_uri("issuer", issuer)
+    if parts.scheme not in ("https", "http") or parts.query or "?" in issuer:
         raise ApiBadRequest("issuer must be an http(s) URL without query or fragment")
     return issuer.rstrip("/")
 
 
 def validate_endpoint_url(name: str, url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.netloc or parts.fragment or len(url) > MAX_URI_LENGTH:
+    """An endpoint (or ``jwksUri``) this server or its callers will contact: an absolute http(s) URL
+    without a fragment (RFC 6749 §3.1: the endpoint URI "MUST NOT include a fragment component")."""
+    if _absolute_uri(name, url).scheme not in ("https", "http"):
         raise ApiBadRequest(f"{name} must be an absolute http(s) URL without a fragment")
     return url
 
@@ -134,10 +162,26 @@ def validate_alias(alias: str) -> str:
 
 
 def validate_jwks(jwks: str) -> str:
+    """RFC 7591 §2: "jwks: Client's JSON Web Key Set [RFC7517] document value, which contains the
+    client's public keys". Every entry must import as a public key (``jose.import_public_jwk``); one that
+    is refused is named by its index and ``kid``, never by its key material. Valid public keys the server
+    does not verify with (an X25519 key, a ``"use": "enc"`` key) are kept: the set is the client's."""
     try:
         document = json_input.loads(jwks)
     except json_input.JsonInputError as error:
         raise ApiBadRequest(f"jwks must be a JSON Web Key Set document (a string of JSON): {error}") from None
     if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
         raise ApiBadRequest('jwks must be a JSON object with a "keys" array')
+    for index, entry in enumerate(document["keys"]):
+        try:
+            jose.import_public_jwk(entry)
+        except jose.JoseFailure as failure:
+            raise ApiBadRequest(f"jwks key {index}{_kid_label(entry)} {failure}: jwks holds public keys only") from None
     return jwks
+
+
+def _kid_label(entry: object) -> str:
+    kid = entry.get("kid") if isinstance(entry, dict) else None
+    if isinstance(kid, str) and len(kid) <= 100 and kid.isascii() and kid.isprintable():
+        return f" (kid '{kid}')"
+    return ""

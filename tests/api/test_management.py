@@ -14,6 +14,7 @@ import httpx
 import pytest
 from authlete.dto.client import Client as SdkClient
 from authlete.dto.service import Service as SdkService
+from joserfc.jwk import ECKey, OctKey
 
 from tests.factories import REDIRECT_URI, ClientHandle, Factory, ServiceHandle, par_params
 
@@ -30,6 +31,7 @@ DEFAULT_AUTH_METHODS = [
 ]
 BASE64URL = frozenset(string.ascii_letters + string.digits + "-_")
 SECRET_RANDOM_CHARS = 43  # base64url of 32 random bytes
+PRIVATE_EC_KEY = ECKey.generate_key("P-256", private=True, parameters={"kid": "ec-1"}).as_dict(private=True)
 
 
 # --- helpers ------------------------------------------------------------------------------------------
@@ -389,6 +391,21 @@ async def test_unknown_bearer_token_is_401(client: httpx.AsyncClient, factory: F
         pytest.param({"jwks": '{"keys": {}}'}, id="jwks-without-key-array"),
         pytest.param({"jwksUri": "ftp://keys.example/jwks"}, id="jwks-uri-not-http"),
         pytest.param({"redirectUris": "https://client.example.org/cb"}, id="redirect-uris-not-a-list"),
+        pytest.param({"redirectUris": ["https://a.example/c\u0001\n"]}, id="redirect-control-characters"),
+        pytest.param({"redirectUris": ["https://a.example/c\r\nLocation: x"]}, id="redirect-crlf"),
+        pytest.param({"redirectUris": ["https://é.example/cb"]}, id="redirect-non-ascii"),
+        pytest.param({"redirectUris": ["https://a.example/c b"]}, id="redirect-space"),
+        pytest.param({"redirectUris": ["https://[::1/cb"]}, id="redirect-broken-authority"),
+        pytest.param({"jwks": json.dumps({"keys": [PRIVATE_EC_KEY]})}, id="jwks-private-key"),
+        pytest.param(
+            {"jwks": json.dumps({"keys": [OctKey.generate_key(256).as_dict()]}), "tokenAuthMethod": "PRIVATE_KEY_JWT"},
+            id="jwks-oct-key",
+        ),
+        pytest.param({"jwks": '{"keys": [{"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"}]}'}, id="jwks-bad-ec"),
+        pytest.param({"jwks": '{"keys": [{"kty": "AKP"}]}'}, id="jwks-unknown-kty"),
+        pytest.param({"jwks": '{"keys": ["RSA"]}'}, id="jwks-key-not-an-object"),
+        pytest.param({"jwksUri": "https://keys.example/jwks\r\n"}, id="jwks-uri-crlf"),
+        pytest.param({"jwksUri": "https://kéys.example/jwks"}, id="jwks-uri-non-ascii"),
     ],
 )
 async def test_invalid_client_is_refused_with_400(
@@ -398,6 +415,41 @@ async def test_invalid_client_is_refused_with_400(
     response = await create_client(client, service, {"redirectUris": [REDIRECT_URI], **fields})
     assert_result_error(response, 400)
     assert await client_count(client, service) == 0
+
+
+async def test_jwks_with_a_private_key_is_refused_without_echoing_it(
+    client: httpx.AsyncClient, factory: Factory
+) -> None:
+    """RFC 7591 §2: jwks "contains the client's public keys". Refused on create and on update; the message
+    names the key by index and kid, never by its material; the stored client keeps its keys."""
+    service = await factory.service()
+    public = {key: value for key, value in PRIVATE_EC_KEY.items() if key != "d"}
+    jwks = json.dumps({"keys": [public, PRIVATE_EC_KEY]})
+    body = assert_result_error(
+        await create_client(client, service, {"redirectUris": [REDIRECT_URI], "jwks": jwks}), 400
+    )
+    assert body["resultMessage"].endswith(
+        "jwks key 1 (kid 'ec-1') holds private key material (d): jwks holds public keys only"
+    )
+    assert PRIVATE_EC_KEY["d"] not in body["resultMessage"]
+    stored = await factory.client(service, jwks=json.dumps({"keys": [public]}))
+    assert_result_error(await update_client(client, service, stored, {"jwks": jwks}), 400)
+    assert json.loads(assert_ok(await get_client(client, service, stored.id))["jwks"]) == {"keys": [public]}
+
+
+@pytest.mark.parametrize("field", ["authorizationEndpoint", "tokenEndpoint", "pushedAuthReqEndpoint"])
+async def test_endpoint_url_refusal_names_the_field_as_the_api_spells_it(
+    client: httpx.AsyncClient, factory: Factory, field: str
+) -> None:
+    service = await factory.service()
+    response = await client.post(
+        f"/api/{service.id}/service/update", json={field: "https://as.example.com/x\r\nX: y"}, headers=service.bearer
+    )
+    message = assert_result_error(response, 400)["resultMessage"]
+    assert message.endswith(
+        f"{field} must be a URI of ASCII characters (RFC 3986), without spaces or control characters: "
+        "percent-encode anything else"
+    )
 
 
 async def test_duplicate_alias_in_one_service_is_409(client: httpx.AsyncClient, factory: Factory) -> None:
@@ -435,6 +487,14 @@ async def test_malformed_json_body_is_400(client: httpx.AsyncClient, factory: Fa
         pytest.param({"issuer": "https://as.example.com/a#top"}, id="issuer-fragment"),
         pytest.param({"issuer": "as.example.com"}, id="issuer-relative"),
         pytest.param({"pushedAuthReqEndpoint": "/par"}, id="par-endpoint-relative"),
+        pytest.param({"issuer": "https://éx.example/\u2028"}, id="issuer-non-ascii"),
+        pytest.param({"issuer": "https://as.example.com/a\n"}, id="issuer-newline"),
+        pytest.param({"issuer": "https://as.example.com/" + "a" * 2000}, id="issuer-too-long"),
+        pytest.param({"issuer": "https://as.example.com/a?"}, id="issuer-empty-query"),
+        pytest.param({"issuer": "https://[::1/"}, id="issuer-broken-authority"),
+        pytest.param({"authorizationEndpoint": "https://as.example.com/auth\r\nX: y"}, id="authz-endpoint-crlf"),
+        pytest.param({"tokenEndpoint": "https://as.example.com/to ken"}, id="token-endpoint-space"),
+        pytest.param({"pushedAuthReqEndpoint": "https://ås.example.com/par"}, id="par-endpoint-non-ascii"),
         pytest.param({"supportedTokenAuthMethods": ["SPIFFE_JWT"]}, id="unknown-method"),
         pytest.param({"supportedResponseTypes": ["CODE", "FOO"]}, id="unknown-response-type"),
         pytest.param({"pushedAuthReqDuration": -1}, id="negative-duration"),
