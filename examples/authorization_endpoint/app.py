@@ -28,6 +28,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 TEST_USER = "alice"  # approves every request: this example has no login page
+NO_STORE = {"Cache-Control": "no-store"}  # codes and errors are for one visit only
 
 
 @dataclass(frozen=True)
@@ -45,10 +46,12 @@ def create_app(
     service_token: str,
     *,
     issuer: str | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
+    consume_on_resolve: bool = False,
 ) -> FastAPI:
     """The authorization endpoint of service ``service_id``; ``issuer`` defaults to the one par-server
-    derives for a service without its own (``<par_server_url>/services/<service_id>``)."""
+    derives for a service without its own (``<par_server_url>/services/<service_id>``).
+    ``consume_on_resolve`` says that the service sets ``consumeRequestUriOnResolve``: resolve has then
+    used the request up already, and there is nothing left to consume."""
     par_server_url = par_server_url.rstrip("/")
     issuer = issuer or f"{par_server_url}/services/{service_id}"
 
@@ -57,7 +60,6 @@ def create_app(
         async with httpx.AsyncClient(
             base_url=f"{par_server_url}/api/{service_id}/pushed_auth_req",
             headers={"Authorization": f"Bearer {service_token}"},
-            transport=transport,
             timeout=10.0,
         ) as par:
             app.state.par = par
@@ -78,7 +80,7 @@ def create_app(
             return _error_page(502, "server_error", "the authorization server is unavailable")
         if resolved["action"] == "LOCATION":
             # par-server trusts the redirect URI and built the error response, state and iss included.
-            return RedirectResponse(resolved["responseContent"], status_code=303)
+            return RedirectResponse(resolved["responseContent"], status_code=303, headers=NO_STORE)
         if resolved["action"] != "OK":
             # RFC 6749 §4.1.2.1: a bad client_id, redirect_uri or request_uri "MUST NOT automatically
             # redirect the user-agent to the invalid redirection URI".
@@ -98,14 +100,15 @@ def create_app(
         user = TEST_USER
 
         request_uri: str | None = resolved.get("requestUri")
-        if request_uri is not None:
+        if request_uri is not None and not consume_on_resolve:
             # Used up just before the code is issued: a second use of the request_uri fails.
             consumed = await _call(par, "/consume", {"clientId": str(resolved["clientId"]), "requestUri": request_uri})
             if consumed is None:
                 return _redirect(redirect_uri, _values(state, issuer, error="server_error"))
             if consumed["action"] != "OK":  # consumed elsewhere (another tab) or expired meanwhile
                 error = json.loads(consumed["responseContent"])
-                return _redirect(redirect_uri, _values(state, issuer, **error))
+                fields = {name: error[name] for name in ("error", "error_description") if name in error}
+                return _redirect(redirect_uri, _values(state, issuer, **fields))
             request_data = consumed["request"]
 
         # RFC 6749 §4.1.2: a short-lived, single-use code, kept with what the token endpoint needs to
@@ -119,12 +122,13 @@ def create_app(
 
 def from_env() -> FastAPI:
     """The app configured by AUTHZ_PAR_SERVER_URL, AUTHZ_SERVICE_ID, AUTHZ_SERVICE_TOKEN and, optionally,
-    AUTHZ_ISSUER (for uvicorn's ``--factory``)."""
+    AUTHZ_ISSUER and AUTHZ_CONSUME_ON_RESOLVE=1 (for uvicorn's ``--factory``)."""
     return create_app(
         os.environ["AUTHZ_PAR_SERVER_URL"],
         int(os.environ["AUTHZ_SERVICE_ID"]),
         os.environ["AUTHZ_SERVICE_TOKEN"],
         issuer=os.environ.get("AUTHZ_ISSUER") or None,
+        consume_on_resolve=os.environ.get("AUTHZ_CONSUME_ON_RESOLVE") == "1",
     )
 
 
@@ -159,10 +163,10 @@ def _redirect(redirect_uri: str, values: Mapping[str, str], *, fragment: bool = 
         parts = parts._replace(fragment=encoded)
     else:
         parts = parts._replace(query=f"{parts.query}&{encoded}" if parts.query else encoded)
-    return RedirectResponse(urlunsplit(parts), status_code=303, headers={"Cache-Control": "no-store"})
+    return RedirectResponse(urlunsplit(parts), status_code=303, headers=NO_STORE)
 
 
 def _error_page(status: int, error: str, description: str) -> HTMLResponse:
     """What the user sees when no redirect is safe (or possible)."""
     body = f"<!doctype html><title>Authorization error</title><h1>{escape(error)}</h1><p>{escape(description)}</p>"
-    return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
+    return HTMLResponse(body, status_code=status, headers=NO_STORE)
