@@ -17,6 +17,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -25,6 +26,7 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 import uvicorn
+from fastapi import FastAPI
 
 from app.main import create_app
 from tests.conftest import ADMIN_TOKEN, make_settings
@@ -123,30 +125,42 @@ class LiveServer:
         return data
 
 
+@contextmanager
+def serving(app: FastAPI, sock: socket.socket, name: str) -> Iterator[None]:
+    """``app`` under uvicorn on the bound ``sock``, in a background thread, until the block ends."""
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=sock.getsockname()[1], log_level="warning", ws="none")
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=name, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                pytest.fail(f"{name} did not start")
+            time.sleep(0.01)
+        yield
+    finally:
+        server.should_exit = True
+        thread.join(SHUTDOWN_TIMEOUT_SECONDS)
+    assert not thread.is_alive(), f"{name} did not shut down"
+
+
+def bound_socket() -> socket.socket:
+    """A socket bound to a free loopback port: the port is known before the app is built, without a race."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
 @pytest.fixture
 def live_server(database_url: str) -> Iterator[LiveServer]:
     """The real app under uvicorn on 127.0.0.1, in a background thread, on a fresh database."""
-    # Bind first and hand uvicorn the socket: the port is known before the app is built, without a race.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        base_url = f"http://127.0.0.1:{port}"
+    with bound_socket() as sock:
+        base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
         app = create_app(make_settings(database_url, public_base_url=base_url))
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws="none"))
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="live-server", daemon=True)
-        thread.start()
-        try:
-            deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
-            while not server.started:
-                if not thread.is_alive() or time.monotonic() > deadline:
-                    pytest.fail(f"par-server did not start on {base_url}")
-                time.sleep(0.01)
-            with httpx.Client(base_url=base_url, trust_env=False, timeout=10.0) as http:
-                yield LiveServer(base_url, http)
-        finally:
-            server.should_exit = True
-            thread.join(SHUTDOWN_TIMEOUT_SECONDS)
-    assert not thread.is_alive(), "par-server did not shut down"
+        with serving(app, sock, "par-server"), httpx.Client(base_url=base_url, trust_env=False, timeout=10.0) as http:
+            yield LiveServer(base_url, http)
 
 
 def _unavailable(reason: str) -> NoReturn:

@@ -1,0 +1,1 @@
+"""Runnable examples of applications in front of par-server."""

@@ -1,0 +1,1 @@
+"""An authorization endpoint in front of par-server (README.md in this directory)."""
