@@ -103,6 +103,16 @@ def _parser() -> argparse.ArgumentParser:
     create_client.add_argument("--alias", help="clientIdAlias")
     create_client.add_argument("--name", help="clientName")
     create_client.add_argument("--scope", action="append", help="restrict the requestable scopes (repeatable)")
+    # From standard input, not the command line: argv is visible to every user of the machine (ps).
+    given = create_client.add_mutually_exclusive_group()
+    given.add_argument(
+        "--secret-stdin", action="store_true", help="keep the client's existing secret, read from standard input"
+    )
+    given.add_argument(
+        "--secret-hash-stdin",
+        action="store_true",
+        help="keep the client's existing secret, given as its bcrypt or pbkdf2_sha256 hash on standard input",
+    )
     create_client.set_defaults(handler=_client_create)
 
     token = commands.add_parser("token", help="manage service access tokens").add_subparsers(title="token commands")
@@ -422,7 +432,10 @@ def _client_create(args: argparse.Namespace) -> int:
     from app.api.schemas import ClientExtension, ClientIn
 
     method = "NONE" if args.public else args.auth_method
+    given = sys.stdin.readline().rstrip("\r\n") if args.secret_stdin or args.secret_hash_stdin else None
     body = ClientIn(
+        client_secret=given if args.secret_stdin else None,
+        client_secret_hash=given if args.secret_hash_stdin else None,
         client_name=args.name,
         client_id_alias=args.alias,
         token_auth_method=method,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from passlib.hash import pbkdf2_sha256
 
 from app.api.observability import server_log_config
 from app.cli import main, run_migrations
@@ -238,6 +240,60 @@ def test_client_create_public_prints_no_secret(migrated: Cli, service_id: int) -
     )
     assert (created["clientType"], created["tokenAuthMethod"]) == ("PUBLIC", "NONE")
     assert "clientSecret" not in created
+
+
+ADOPTED_SECRET = "adopted-Zq8vN3xR7mK2pL9wT4bY6cJ1hF5sD0gA"
+
+
+def _client_secret_hash(migrated: Cli, client_id: int) -> str:
+    with sqlite3.connect(migrated.database) as connection:
+        stored: str = connection.execute("SELECT secret_hash FROM client WHERE id = ?", (client_id,)).fetchone()[0]
+    return stored
+
+
+def test_client_create_keeps_a_secret_from_stdin(
+    migrated: Cli, service_id: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(ADOPTED_SECRET + "\n"))
+    created = migrated.json(
+        "client", "create", "--service", str(service_id), "--redirect-uri", REDIRECT_URI, "--secret-stdin"
+    )
+    assert created["clientSecret"] == ADOPTED_SECRET
+    stored = _client_secret_hash(migrated, created["clientId"])
+    assert stored.startswith("$par-hmac-sha256$") and ADOPTED_SECRET not in stored
+
+
+def test_client_create_keeps_a_secret_hash_from_stdin(
+    migrated: Cli, service_id: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    imported = pbkdf2_sha256.using(rounds=1000).hash(ADOPTED_SECRET)
+    monkeypatch.setattr("sys.stdin", io.StringIO(imported + "\n"))
+    created = migrated.json(
+        "client", "create", "--service", str(service_id), "--redirect-uri", REDIRECT_URI, "--secret-hash-stdin"
+    )
+    assert "clientSecret" not in created
+    assert _client_secret_hash(migrated, created["clientId"]) == imported
+
+
+@pytest.mark.parametrize(
+    ("option", "given", "message"),
+    [
+        ("--secret-stdin", "too-short", "the client secret must be 32 to 128 characters long"),
+        ("--secret-stdin", "a" * 40, "too predictable"),
+        ("--secret-hash-stdin", "$2b$13$" + "a" * 53, "cost 13 exceeds the 12"),
+        ("--secret-hash-stdin", ADOPTED_SECRET, "must be a bcrypt"),
+    ],
+)
+def test_client_create_refuses_weak_secrets_and_unusable_hashes(
+    migrated: Cli, service_id: int, monkeypatch: pytest.MonkeyPatch, option: str, given: str, message: str
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(given + "\n"))
+    code, out, err = migrated.run(
+        "client", "create", "--service", str(service_id), "--redirect-uri", REDIRECT_URI, option
+    )
+    assert (code, out) == (1, "")
+    assert message in err and given not in err
+    assert migrated.rows("client") == 0
 
 
 @pytest.mark.parametrize(
