@@ -296,6 +296,94 @@ def test_client_create_refuses_weak_secrets_and_unusable_hashes(
     assert migrated.rows("client") == 0
 
 
+def _import_file(tmp_path: Path, records: Any) -> str:
+    path = tmp_path / "clients.json"
+    path.write_text(json.dumps(records))
+    return str(path)
+
+
+IMPORTED_HASH = pbkdf2_sha256.using(rounds=1000).hash(ADOPTED_SECRET)
+VALID_RECORDS = [
+    {"clientName": "kept", "redirectUris": [REDIRECT_URI], "clientSecret": ADOPTED_SECRET},
+    {"clientName": "hashed", "redirectUris": [REDIRECT_URI], "clientSecretHash": IMPORTED_HASH, "clientIdAlias": "h"},
+    {"clientName": "new", "redirectUris": [REDIRECT_URI]},
+]
+INVALID_RECORDS = [
+    {"redirectUris": [REDIRECT_URI], "clientSecret": "weak-" + UNLOGGABLE},
+    {"redirectUris": [REDIRECT_URI], "clientSecretHash": "$2b$13$" + "a" * 53},
+    {"redirectUris": ["/relative"]},
+    {"redirectUris": [REDIRECT_URI], "clientIdAlias": "h"},  # the alias of an earlier record
+    ["not", "an", "object"],
+    {"redirectUris": REDIRECT_URI, "clientSecret": 42},
+]
+
+
+def test_client_import_stores_every_record(migrated: Cli, service_id: int, tmp_path: Path) -> None:
+    path = _import_file(tmp_path, VALID_RECORDS)
+    result = migrated.json("client", "import", path, "--service", str(service_id))
+    assert result["refused"] == []
+    kept, hashed, new = result["created"]
+    assert [entry["index"] for entry in result["created"]] == [0, 1, 2]
+    assert "clientSecret" not in kept and "clientSecret" not in hashed  # the file has them already
+    assert new["clientSecret"].startswith("par_cs_")  # generated: shown once
+    assert _client_secret_hash(migrated, hashed["clientId"]) == IMPORTED_HASH
+    assert _client_secret_hash(migrated, kept["clientId"]).startswith("$par-hmac-sha256$")
+
+
+@pytest.mark.parametrize("skip_invalid", [False, True])
+def test_client_import_reports_every_refused_record(
+    migrated: Cli, service_id: int, tmp_path: Path, skip_invalid: bool
+) -> None:
+    """Every refused record is reported by index, never with its values; without --skip-invalid
+    nothing of the file is stored."""
+    path = _import_file(tmp_path, VALID_RECORDS + INVALID_RECORDS)
+    code, out, err = migrated.run(
+        "client", "import", path, "--service", str(service_id), *(["--skip-invalid"] if skip_invalid else [])
+    )
+    assert code == (0 if skip_invalid else 1), err
+    result = json.loads(out)
+    refused = {entry["index"]: entry["error"] for entry in result["refused"]}
+    assert sorted(refused) == [3, 4, 5, 6, 7, 8]
+    assert "too predictable" in refused[3] or "characters long" in refused[3]
+    assert "cost 13 exceeds" in refused[4]
+    assert "redirect URI" in refused[5]
+    assert "clientIdAlias 'h' is already used" in refused[6]
+    assert UNLOGGABLE not in out + err
+    if skip_invalid:
+        assert [entry["index"] for entry in result["created"]] == [0, 1, 2]
+        assert migrated.rows("client") == 3
+    else:
+        assert result["created"] == []
+        assert migrated.rows("client") == 0
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{}", "must hold a JSON list"),
+        ("[", "cannot read"),
+        ("[NaN]", "cannot read"),
+        ("[" * 100 + "]" * 100, "cannot read"),
+    ],
+)
+def test_client_import_refuses_an_unreadable_file(
+    migrated: Cli, service_id: int, tmp_path: Path, content: str, message: str
+) -> None:
+    path = tmp_path / "clients.json"
+    path.write_text(content)
+    code, out, err = migrated.run("client", "import", str(path), "--service", str(service_id))
+    assert (code, out) == (1, "")
+    assert message in err
+    assert migrated.rows("client") == 0
+
+
+def test_client_import_into_an_unknown_service(migrated: Cli, tmp_path: Path) -> None:
+    path = _import_file(tmp_path, VALID_RECORDS)
+    code, out, err = migrated.run("client", "import", path, "--service", "999999999999")
+    assert (code, out) == (1, "")
+    assert "does not exist" in err
+
+
 @pytest.mark.parametrize(
     ("service", "redirect_uri", "message"),
     [
