@@ -103,7 +103,26 @@ def _parser() -> argparse.ArgumentParser:
     create_client.add_argument("--alias", help="clientIdAlias")
     create_client.add_argument("--name", help="clientName")
     create_client.add_argument("--scope", action="append", help="restrict the requestable scopes (repeatable)")
+    # From standard input, not the command line: argv is visible to every user of the machine (ps).
+    given = create_client.add_mutually_exclusive_group()
+    given.add_argument(
+        "--secret-stdin", action="store_true", help="keep the client's existing secret, read from standard input"
+    )
+    given.add_argument(
+        "--secret-hash-stdin",
+        action="store_true",
+        help="keep the client's existing secret, given as its bcrypt or pbkdf2_sha256 hash on standard input",
+    )
     create_client.set_defaults(handler=_client_create)
+    import_clients = client.add_parser(
+        "import", help="register the clients of a JSON file (a list of client/create bodies), all or none"
+    )
+    import_clients.add_argument("file", type=Path, help="JSON list of client objects, as client/create takes them")
+    import_clients.add_argument("--service", type=int, required=True, help="service id (apiKey)")
+    import_clients.add_argument(
+        "--skip-invalid", action="store_true", help="register the valid records even if others are refused"
+    )
+    import_clients.set_defaults(handler=_client_import)
 
     token = commands.add_parser("token", help="manage service access tokens").add_subparsers(title="token commands")
     create_token = token.add_parser("create", help="issue a service access token")
@@ -422,7 +441,10 @@ def _client_create(args: argparse.Namespace) -> int:
     from app.api.schemas import ClientExtension, ClientIn
 
     method = "NONE" if args.public else args.auth_method
+    given = sys.stdin.readline().rstrip("\r\n") if args.secret_stdin or args.secret_hash_stdin else None
     body = ClientIn(
+        client_secret=given if args.secret_stdin else None,
+        client_secret_hash=given if args.secret_hash_stdin else None,
         client_name=args.name,
         client_id_alias=args.alias,
         token_auth_method=method,
@@ -432,6 +454,76 @@ def _client_create(args: argparse.Namespace) -> int:
         else None,
     )
     return _run(lambda state: _create_client(state, args.service, body))
+
+
+MAX_IMPORT_FILE_BYTES = 64 * 1024 * 1024  # a list of client registrations, not a database dump
+
+
+def _client_import(args: argparse.Namespace) -> int:
+    """Every refused record is reported (by index, never with its values: they may hold secrets), and
+    nothing is stored if any is refused, unless ``--skip-invalid``."""
+    from pydantic import ValidationError
+
+    from app.api.management import client_out, create_client
+    from app.api.schemas import ClientIn
+    from app.core import json_input
+    from app.core.errors import ApiError, ApiNotFound
+    from app.db.repositories import ClientRepository, ServiceRepository
+
+    try:
+        with args.file.open("rb") as handle:
+            text = handle.read(MAX_IMPORT_FILE_BYTES + 1)
+        if len(text) > MAX_IMPORT_FILE_BYTES:
+            raise ValueError(f"it is larger than {MAX_IMPORT_FILE_BYTES} bytes")
+        records = json_input.loads(text)
+    except (OSError, ValueError) as error:
+        print(f"par-server: cannot read {args.file}: {error}", file=sys.stderr)
+        return 1
+    if not isinstance(records, list):
+        print(f"par-server: {args.file} must hold a JSON list of client objects", file=sys.stderr)
+        return 1
+
+    class Refused(Exception):
+        pass
+
+    outcome: dict[str, Any] = {}
+
+    async def import_all(state: Any) -> dict[str, Any]:
+        created: list[dict[str, Any]] = []
+        refused: list[dict[str, Any]] = []
+        try:
+            async with state.sessions.begin() as session:
+                service = await ServiceRepository(session).lock(args.service, exclusive=False)
+                if service is None:
+                    raise ApiNotFound(f"service {args.service} does not exist")
+                clients = ClientRepository(session)
+                for index, record in enumerate(records):
+                    try:
+                        body = ClientIn.model_validate(record)
+                        row, secret = await create_client(state, service, body, clients)
+                    except ValidationError as error:
+                        problems = "; ".join(
+                            f"{'.'.join(str(part) for part in problem['loc']) or 'record'}: {problem['msg']}"
+                            for problem in error.errors(include_input=False, include_url=False)
+                        )
+                        refused.append({"index": index, "error": problems})
+                        continue
+                    except ApiError as error:
+                        refused.append({"index": index, "error": error.description})
+                        continue
+                    shown = secret if secret is not None and secret != body.client_secret else None
+                    created.append(
+                        {"index": index, **client_out(row, secret=shown).model_dump(by_alias=True, exclude_none=True)}
+                    )
+                if refused and not args.skip_invalid:
+                    raise Refused  # rolls the transaction back: nothing of the file is stored
+        except Refused:
+            created = []
+        outcome.update(created=created, refused=refused)
+        return outcome
+
+    code = _run(import_all)
+    return 1 if code == 0 and outcome["refused"] and not args.skip_invalid else code
 
 
 def _token_create(args: argparse.Namespace) -> int:

@@ -138,6 +138,22 @@ class Settings(BaseSettings):
     )
     record_cache_max_entries: Annotated[int, Field(gt=0)] = 10_000
 
+    # Client secrets brought from another server (app/core/secrets.py): README "Adopting existing clients".
+    client_secret_min_length: Annotated[int, Field(ge=32, le=128)] = Field(
+        default=32, description="Fewest characters a client secret given at create or secret/update may have"
+    )
+    # 190: a client_secret_jwt secret is kept sealed, and the sealed form must fit its column.
+    client_secret_max_length: Annotated[int, Field(ge=32, le=190)] = Field(
+        default=128, description="Most characters a client secret given at create or secret/update may have"
+    )
+    imported_bcrypt_max_cost: Annotated[int, Field(ge=4, le=31)] = Field(
+        default=12, description="Highest bcrypt cost an imported clientSecretHash may have (12: about 0.25 s a check)"
+    )
+    imported_pbkdf2_max_rounds: Annotated[int, Field(ge=1000, le=10_000_000)] = Field(
+        default=1_000_000,
+        description="Most rounds an imported pbkdf2_sha256 clientSecretHash may have (1,000,000: about 0.25 s)",
+    )
+
     push_write_batch_max: Annotated[int, Field(gt=0, le=10_000)] = Field(
         default=500, description="Most pushed requests one INSERT transaction of the batched writer holds"
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from passlib.hash import pbkdf2_sha256
 
 from app.api.observability import server_log_config
 from app.cli import main, run_migrations
@@ -238,6 +240,148 @@ def test_client_create_public_prints_no_secret(migrated: Cli, service_id: int) -
     )
     assert (created["clientType"], created["tokenAuthMethod"]) == ("PUBLIC", "NONE")
     assert "clientSecret" not in created
+
+
+ADOPTED_SECRET = "adopted-Zq8vN3xR7mK2pL9wT4bY6cJ1hF5sD0gA"
+
+
+def _client_secret_hash(migrated: Cli, client_id: int) -> str:
+    with sqlite3.connect(migrated.database) as connection:
+        stored: str = connection.execute("SELECT secret_hash FROM client WHERE id = ?", (client_id,)).fetchone()[0]
+    return stored
+
+
+def test_client_create_keeps_a_secret_from_stdin(
+    migrated: Cli, service_id: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(ADOPTED_SECRET + "\n"))
+    created = migrated.json(
+        "client", "create", "--service", str(service_id), "--redirect-uri", REDIRECT_URI, "--secret-stdin"
+    )
+    assert created["clientSecret"] == ADOPTED_SECRET
+    stored = _client_secret_hash(migrated, created["clientId"])
+    assert stored.startswith("$par-hmac-sha256$") and ADOPTED_SECRET not in stored
+
+
+def test_client_create_keeps_a_secret_hash_from_stdin(
+    migrated: Cli, service_id: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    imported = pbkdf2_sha256.using(rounds=1000).hash(ADOPTED_SECRET)
+    monkeypatch.setattr("sys.stdin", io.StringIO(imported + "\n"))
+    created = migrated.json(
+        "client", "create", "--service", str(service_id), "--redirect-uri", REDIRECT_URI, "--secret-hash-stdin"
+    )
+    assert "clientSecret" not in created
+    assert _client_secret_hash(migrated, created["clientId"]) == imported
+
+
+@pytest.mark.parametrize(
+    ("option", "given", "message"),
+    [
+        ("--secret-stdin", "too-short", "the client secret must be 32 to 128 characters long"),
+        ("--secret-stdin", "a" * 40, "too predictable"),
+        ("--secret-hash-stdin", "$2b$13$" + "a" * 53, "cost 13 exceeds the 12"),
+        ("--secret-hash-stdin", ADOPTED_SECRET, "must be a bcrypt"),
+    ],
+)
+def test_client_create_refuses_weak_secrets_and_unusable_hashes(
+    migrated: Cli, service_id: int, monkeypatch: pytest.MonkeyPatch, option: str, given: str, message: str
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(given + "\n"))
+    code, out, err = migrated.run(
+        "client", "create", "--service", str(service_id), "--redirect-uri", REDIRECT_URI, option
+    )
+    assert (code, out) == (1, "")
+    assert message in err and given not in err
+    assert migrated.rows("client") == 0
+
+
+def _import_file(tmp_path: Path, records: Any) -> str:
+    path = tmp_path / "clients.json"
+    path.write_text(json.dumps(records))
+    return str(path)
+
+
+IMPORTED_HASH = pbkdf2_sha256.using(rounds=1000).hash(ADOPTED_SECRET)
+VALID_RECORDS = [
+    {"clientName": "kept", "redirectUris": [REDIRECT_URI], "clientSecret": ADOPTED_SECRET},
+    {"clientName": "hashed", "redirectUris": [REDIRECT_URI], "clientSecretHash": IMPORTED_HASH, "clientIdAlias": "h"},
+    {"clientName": "new", "redirectUris": [REDIRECT_URI]},
+]
+INVALID_RECORDS = [
+    {"redirectUris": [REDIRECT_URI], "clientSecret": "weak-" + UNLOGGABLE},
+    {"redirectUris": [REDIRECT_URI], "clientSecretHash": "$2b$13$" + "a" * 53},
+    {"redirectUris": ["/relative"]},
+    {"redirectUris": [REDIRECT_URI], "clientIdAlias": "h"},  # the alias of an earlier record
+    ["not", "an", "object"],
+    {"redirectUris": REDIRECT_URI, "clientSecret": 42},
+]
+
+
+def test_client_import_stores_every_record(migrated: Cli, service_id: int, tmp_path: Path) -> None:
+    path = _import_file(tmp_path, VALID_RECORDS)
+    result = migrated.json("client", "import", path, "--service", str(service_id))
+    assert result["refused"] == []
+    kept, hashed, new = result["created"]
+    assert [entry["index"] for entry in result["created"]] == [0, 1, 2]
+    assert "clientSecret" not in kept and "clientSecret" not in hashed  # the file has them already
+    assert new["clientSecret"].startswith("par_cs_")  # generated: shown once
+    assert _client_secret_hash(migrated, hashed["clientId"]) == IMPORTED_HASH
+    assert _client_secret_hash(migrated, kept["clientId"]).startswith("$par-hmac-sha256$")
+
+
+@pytest.mark.parametrize("skip_invalid", [False, True])
+def test_client_import_reports_every_refused_record(
+    migrated: Cli, service_id: int, tmp_path: Path, skip_invalid: bool
+) -> None:
+    """Every refused record is reported by index, never with its values; without --skip-invalid
+    nothing of the file is stored."""
+    path = _import_file(tmp_path, VALID_RECORDS + INVALID_RECORDS)
+    code, out, err = migrated.run(
+        "client", "import", path, "--service", str(service_id), *(["--skip-invalid"] if skip_invalid else [])
+    )
+    assert code == (0 if skip_invalid else 1), err
+    result = json.loads(out)
+    refused = {entry["index"]: entry["error"] for entry in result["refused"]}
+    assert sorted(refused) == [3, 4, 5, 6, 7, 8]
+    assert "too predictable" in refused[3] or "characters long" in refused[3]
+    assert "cost 13 exceeds" in refused[4]
+    assert "redirect URI" in refused[5]
+    assert "clientIdAlias 'h' is already used" in refused[6]
+    assert UNLOGGABLE not in out + err
+    if skip_invalid:
+        assert [entry["index"] for entry in result["created"]] == [0, 1, 2]
+        assert migrated.rows("client") == 3
+    else:
+        assert result["created"] == []
+        assert migrated.rows("client") == 0
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{}", "must hold a JSON list"),
+        ("[", "cannot read"),
+        ("[NaN]", "cannot read"),
+        ("[" * 100 + "]" * 100, "cannot read"),
+    ],
+)
+def test_client_import_refuses_an_unreadable_file(
+    migrated: Cli, service_id: int, tmp_path: Path, content: str, message: str
+) -> None:
+    path = tmp_path / "clients.json"
+    path.write_text(content)
+    code, out, err = migrated.run("client", "import", str(path), "--service", str(service_id))
+    assert (code, out) == (1, "")
+    assert message in err
+    assert migrated.rows("client") == 0
+
+
+def test_client_import_into_an_unknown_service(migrated: Cli, tmp_path: Path) -> None:
+    path = _import_file(tmp_path, VALID_RECORDS)
+    code, out, err = migrated.run("client", "import", path, "--service", "999999999999")
+    assert (code, out) == (1, "")
+    assert "does not exist" in err
 
 
 @pytest.mark.parametrize(

@@ -805,6 +805,7 @@ ID_OPERATIONS = [
     ("POST", "/api/{sid}/client/update/{id}", "admin", False),
     ("DELETE", "/api/{sid}/client/delete/{id}", "service", False),
     ("POST", "/api/{sid}/client/secret/refresh/{id}", "service", False),
+    ("POST", "/api/{sid}/client/secret/update/{id}", "service", False),
 ]
 
 

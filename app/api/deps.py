@@ -38,6 +38,7 @@ from app.db.redis_pushed_requests import RedisAuthorizationStore, RedisPushedReq
 from app.db.replay import RedisReplayStore, SqlReplayStore
 from app.db.repositories import (
     ConnectionAuthorizationStore,
+    ConnectionSecretHashStore,
     PushConnectionStore,
     ServiceRepository,
     ServiceTokenRepository,
@@ -133,6 +134,7 @@ class AppState:
         return self._client_auth(
             replay_store=self.replay_store.bound(connection),
             client_keys=client_keys_from(self.jwks_fetcher, connection),
+            secret_hashes=ConnectionSecretHashStore(connection, clients=self.clients),
         )
 
     async def aclose(self) -> None:

@@ -26,6 +26,7 @@ from app.api.schemas import (
     ClientListOut,
     ClientOut,
     ClientSecretRefreshOut,
+    ClientSecretUpdateIn,
     ServiceCreated,
     ServiceIn,
     ServiceListOut,
@@ -57,7 +58,7 @@ from app.core.registration import (
     validate_redirect_uri,
     validate_request_sign_alg,
 )
-from app.core.secrets import new_numeric_id
+from app.core.secrets import HashCostLimits, UnusableHash, client_secret_problem, new_numeric_id
 from app.core.urls import default_issuer, default_par_endpoint
 from app.db.models import Client, Service, ServiceAccessToken
 from app.db.repositories import ClientRepository, ServiceRepository, ServiceTokenRepository, alias_index_violated
@@ -503,9 +504,54 @@ async def create_client(
         modified_at=now,
     )
     await apply_client_fields(row, body, service=service, clients=clients)
-    secret = _new_secret_if_needed(state, row)
+    secret = _given_secret(state, row, body) or _new_secret_if_needed(state, row)
     await clients.add(row)
     return row, secret
+
+
+def _given_secret(state: AppState, row: Client, body: ClientIn) -> str | None:
+    """A client adopting this server keeps its secret: given in clear (``clientSecret``), or as the hash
+    its previous server kept (``clientSecretHash``), replaced by our keyed hash on its first successful
+    authentication (``app.core.client_auth``). Returns the secret given in clear, if any."""
+    secret, imported_hash = body.client_secret or None, body.client_secret_hash or None
+    if secret is None and imported_hash is None:
+        return None
+    if secret is not None and imported_hash is not None:
+        raise ApiBadRequest("give clientSecret or clientSecretHash, not both")
+    method = ClientAuthMethod[row.token_auth_method]
+    if method not in SECRET_AUTH_METHODS:
+        raise ApiBadRequest(f"token auth method {method.name} uses no client secret; clientSecret is not accepted")
+    if imported_hash is not None:
+        if method is ClientAuthMethod.CLIENT_SECRET_JWT:
+            raise ApiBadRequest(
+                "a CLIENT_SECRET_JWT client needs its secret in clear (clientSecret): it is the key of its "
+                "assertions, which a hash cannot give back"
+            )
+        limits = HashCostLimits(
+            max_bcrypt_cost=state.settings.imported_bcrypt_max_cost,
+            max_pbkdf2_rounds=state.settings.imported_pbkdf2_max_rounds,
+        )
+        try:
+            row.secret_hash = state.hasher.importable_hash(imported_hash, limits)
+        except UnusableHash as problem:
+            raise ApiBadRequest(str(problem)) from None
+        return None
+    assert secret is not None
+    _set_secret(state, row, secret)
+    return secret
+
+
+def _set_secret(state: AppState, row: Client, secret: str) -> None:
+    """Store a secret given by the caller, once it passes the strength rule (README "Adopting existing
+    clients")."""
+    settings = state.settings
+    if problem := client_secret_problem(
+        secret, min_length=settings.client_secret_min_length, max_length=settings.client_secret_max_length
+    ):
+        raise ApiBadRequest(problem)
+    row.secret_hash = state.hasher.hash(secret)
+    if row.token_auth_method == ClientAuthMethod.CLIENT_SECRET_JWT.name:
+        row.encrypted_secret = state.secret_box.seal(secret)
 
 
 def _new_secret_if_needed(state: AppState, row: Client) -> str | None:
@@ -639,4 +685,28 @@ async def client_secret_refresh(
         result_code="A086001",
         result_message=f"[A086001] The client secret of client {row.id} was refreshed.",
         new_client_secret=secret,
+    )
+
+
+@router.post(
+    "/{service_id}/client/secret/update/{client_id}",
+    response_model=ClientSecretRefreshOut,
+    response_model_exclude_none=True,
+    summary="Set the client secret to a given value; the old one stops working",
+)
+async def client_secret_update(
+    service_id: IdPath, client_id: str, body: ClientSecretUpdateIn, request: Request, state: StateDep
+) -> ClientSecretRefreshOut:
+    async with state.sessions.begin() as session:
+        await authorize_service_call(request, state, session, service_id, lock="share")
+        row = await _client_or_404(ClientRepository(session), service_id, client_id, for_update=True)
+        if ClientAuthMethod[row.token_auth_method] not in SECRET_AUTH_METHODS:
+            raise ApiBadRequest(f"client {row.id} uses {row.token_auth_method}, which has no secret")
+        _set_secret(state, row, body.client_secret)
+        row.modified_at = utc_now()
+    state.forget_records()
+    return ClientSecretRefreshOut(
+        result_code="A087001",
+        result_message=f"[A087001] The client secret of client {row.id} was updated.",
+        new_client_secret=body.client_secret,
     )

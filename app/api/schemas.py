@@ -205,6 +205,10 @@ class ClientIn(CamelModel):
     dpop_required: bool | None = None
     authorization_details_types: list[str] | None = None
     extension: ClientExtension | None = None
+    # Create only (an existing client's secret changes through client/secret/update): a secret the
+    # client already has, or our extension, its hash from the server it comes from (bcrypt, pbkdf2_sha256).
+    client_secret: Annotated[str, Field(max_length=1000)] | None = None
+    client_secret_hash: Annotated[str, Field(max_length=1000)] | None = None
 
 
 class ClientOut(CamelModel):
@@ -251,6 +255,10 @@ class ClientSecretRefreshOut(CamelModel):
     result_message: str
     new_client_secret: str
     old_client_secret: str | None = None
+
+
+class ClientSecretUpdateIn(CamelModel):
+    client_secret: Annotated[str, Field(max_length=1000)]
 
 
 class ServiceTokenOut(CamelModel):

@@ -8,12 +8,14 @@ would use at the token endpoint": ``none``, ``client_secret_basic``, ``client_se
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
+from typing import Protocol
 from urllib.parse import unquote_plus
 
 from app.core import jose, mtls
@@ -136,12 +138,26 @@ def presented_credentials(params: RequestParameters, basic: BasicCredentials | N
     return presented[0] if presented else Presented.NOTHING
 
 
+class SecretHashStore(Protocol):
+    """Where a client's imported secret hash is replaced by the keyed one; ``app.db`` implements it."""
+
+    async def release(self) -> None:
+        """Give back the request's database connection while a slow hash is checked."""
+        ...
+
+    async def replace_secret_hash(self, client: ClientRecord, imported_hash: str, keyed_hash: str) -> None:
+        """Store ``keyed_hash`` only if the client's stored hash is still ``imported_hash``: a secret
+        updated meanwhile must not be overwritten by the one it replaced."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class ClientAuthContext:
     """What authenticating clients needs beyond the request: secrets, keys, replay memory, limits."""
 
     hasher: SecretHasher
     secret_box: SecretBox
+    secret_hashes: SecretHashStore
     client_keys: ClientKeys
     replay_store: ReplayStore
     clock_skew: timedelta
@@ -215,7 +231,7 @@ async def authenticate_client(
             description = f"the client is registered for '{registered.value}' but the request used {presented.value}"
         raise InvalidClient(description, result_code="A157357", used_authorization_header=used_header)
     if registered in (ClientAuthMethod.CLIENT_SECRET_BASIC, ClientAuthMethod.CLIENT_SECRET_POST):
-        if presented_secret is None or not context.hasher.verify(presented_secret, client.secret_hash):
+        if presented_secret is None or not await _verify_secret(presented_secret, client, context):
             raise InvalidClient(
                 "the client secret is wrong", result_code="A157305", used_authorization_header=used_header
             )
@@ -241,6 +257,21 @@ async def authenticate_client(
     elif registered in (ClientAuthMethod.TLS_CLIENT_AUTH, ClientAuthMethod.SELF_SIGNED_TLS_CLIENT_AUTH):
         await _authenticate_certificate(client, request.certificate, client_keys=context.client_keys, now=now)
     return registered
+
+
+async def _verify_secret(secret: str, client: ClientRecord, context: ClientAuthContext) -> bool:
+    """RFC 6749 §2.3.1: the client password. A hash imported from another server (bcrypt, pbkdf2) is
+    slow by design: it is checked in a worker thread, so that other requests go on meanwhile, and after
+    its first success it is replaced by the keyed hash, which costs microseconds (RFC 6819 §5.1.4.2.2)."""
+    stored = client.secret_hash
+    if context.hasher.is_keyed(stored):
+        return context.hasher.verify(secret, stored)
+    assert stored is not None  # is_keyed answers True for None
+    await context.secret_hashes.release()
+    if not await asyncio.to_thread(context.hasher.verify, secret, stored):
+        return False
+    await context.secret_hashes.replace_secret_hash(client, stored, context.hasher.hash(secret))
+    return True
 
 
 async def _authenticate_certificate(

@@ -4,8 +4,12 @@ Client secrets and service access tokens are generated here with 256 bits of ent
 fast hash (HMAC-SHA256 under a pepper kept outside the database) is the right storage: RFC 6819
 §5.1.4.2.2 "Use High Entropy for Secrets"; a slow password hash would cap a core at a few pushes per
 second (bcrypt at its default cost spends about a quarter of a second on each check). The passlib
-``CryptContext`` is the one place that knows every stored format, so legacy hashes (bcrypt, argon2,
-pbkdf2) still verify and can be migrated.
+``CryptContext`` is the one place that knows every stored format: hashes imported from another server
+(bcrypt as in ORY Hydra, pbkdf2_sha256 in passlib's or Django's format) verify, within a cost bound, and
+are replaced by the keyed hash on the client's first successful authentication.
+
+A secret a client brings along (an existing client adopting this server) is accepted only if it could
+have been generated: ``client_secret_problem``.
 """
 
 from __future__ import annotations
@@ -13,18 +17,38 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import math
 import secrets
+import string
+import warnings
+from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from passlib.context import CryptContext
+from passlib.exc import PasslibHashWarning
 from passlib.utils import handlers
 
 CLIENT_SECRET_PREFIX = "par_cs_"
 SERVICE_TOKEN_PREFIX = "par_sat_"
 SECRET_ENTROPY_BYTES = 32  # 256 bits
+# RFC 6819 §5.1.4.2.2 "Use High Entropy for Secrets"; 128 bits is the floor for a secret that a keyed
+# fast hash may protect (FAPI 2.0 asks as much of its random values).
+MIN_SECRET_ENTROPY_BITS = 128
+# 32 random hex digits use fewer than 8 distinct ones with a probability below 10**-9.
+MIN_DISTINCT_CHARACTERS = 8
+# Printable ASCII without the space: what survives the Basic header and form encoding of every client.
+SECRET_CHARACTERS = frozenset(string.ascii_letters + string.digits + string.punctuation)
+_CHARACTER_CLASSES = (
+    frozenset(string.ascii_lowercase),
+    frozenset(string.ascii_uppercase),
+    frozenset(string.digits),
+    frozenset(string.punctuation),
+)
+# The hash formats an imported secret may come in, by passlib scheme name.
+IMPORTED_HASH_SCHEMES = ("bcrypt", "pbkdf2_sha256", "django_pbkdf2_sha256")
 REQUEST_URI_PREFIX = "urn:ietf:params:oauth:request_uri:"
 
 
@@ -44,6 +68,41 @@ def _keyed_handler(pepper: bytes) -> type[handlers.StaticHandler]:
     return HmacSha256
 
 
+def client_secret_problem(secret: str, *, min_length: int, max_length: int) -> str | None:
+    """Why a client secret chosen elsewhere is too weak to be protected by a keyed fast hash, or None.
+
+    The entropy estimate credits each character with the size of the character classes the secret
+    draws on (lower case, upper case, digits, punctuation), but never more than twice the number of
+    distinct characters it uses, of which it needs ``MIN_DISTINCT_CHARACTERS``: ``aaaa...`` and
+    ``abab...`` are refused however long they are, 32 random hex digits (128 bits) are accepted."""
+    if not min_length <= len(secret) <= max_length:
+        return f"the client secret must be {min_length} to {max_length} characters long"
+    if not set(secret) <= SECRET_CHARACTERS:
+        return "the client secret must consist of printable ASCII characters other than the space"
+    alphabet = sum(len(chars) for chars in _CHARACTER_CLASSES if chars & set(secret))
+    distinct = len(set(secret))
+    bits = len(secret) * math.log2(min(alphabet, distinct * 2))
+    if bits < MIN_SECRET_ENTROPY_BITS or distinct < MIN_DISTINCT_CHARACTERS:
+        return (
+            f"the client secret is too predictable (about {int(bits)} bits; at least {MIN_SECRET_ENTROPY_BITS} "
+            "are required): use a longer random value"
+        )
+    return None
+
+
+class UnusableHash(ValueError):
+    """An imported client secret hash this server will not store (its message says why)."""
+
+
+@dataclass(frozen=True, slots=True)
+class HashCostLimits:
+    """The highest cost an imported hash may have: verifying it is paid on every authentication until
+    the first success replaces it, and a wrong secret costs as much as a right one."""
+
+    max_bcrypt_cost: int
+    max_pbkdf2_rounds: int
+
+
 class SecretHasher:
     """Hashes and verifies machine secrets; derives lookup digests for bearer tokens."""
 
@@ -54,7 +113,7 @@ class SecretHasher:
         keyed = _keyed_handler(pepper)
         self._own_prefix: str = keyed._hash_prefix
         self._context = CryptContext(
-            schemes=[keyed, "argon2", "bcrypt", "pbkdf2_sha256"],
+            schemes=[keyed, *IMPORTED_HASH_SCHEMES],
             default="par_hmac_sha256",
             deprecated="auto",
         )
@@ -79,6 +138,32 @@ class SecretHasher:
             return bool(self._context.verify(secret, checked)) and stored_hash is not None
         except (ValueError, TypeError):
             return False
+
+    def is_keyed(self, stored_hash: str | None) -> bool:
+        """Whether ``stored_hash`` is this server's own keyed hash (cheap to verify, nothing to replace)."""
+        return stored_hash is None or stored_hash.startswith(self._own_prefix)
+
+    def importable_hash(self, stored_hash: str, limits: HashCostLimits) -> str:
+        """``stored_hash`` as it is to be stored for a client, or ``UnusableHash`` saying why it cannot be.
+
+        bcrypt hashes whose salt has its unused padding bits set (which bcrypt ignores) are normalised,
+        as passlib warns about each verification of them."""
+        scheme = self._context.identify(stored_hash) if stored_hash.isascii() else None
+        if scheme not in IMPORTED_HASH_SCHEMES:
+            raise UnusableHash("the client secret hash must be a bcrypt, pbkdf2_sha256 or Django pbkdf2_sha256 hash")
+        handler = self._context.handler(scheme)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", PasslibHashWarning)
+                rounds = int(handler.from_string(stored_hash).rounds)
+                normalised = str(handler.normhash(stored_hash)) if scheme == "bcrypt" else stored_hash
+        except ValueError:
+            raise UnusableHash(f"the client secret hash is not a well-formed {scheme} hash") from None
+        limit = limits.max_bcrypt_cost if scheme == "bcrypt" else limits.max_pbkdf2_rounds
+        if rounds > limit:
+            kind = "cost" if scheme == "bcrypt" else "rounds"
+            raise UnusableHash(f"the client secret hash's {kind} {rounds} exceeds the {limit} this server verifies")
+        return normalised
 
     def lookup_digest(self, token: str) -> str:
         """Deterministic keyed digest used to find a bearer token by its value (indexed column)."""

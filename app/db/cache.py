@@ -50,5 +50,8 @@ class RecordCache(Generic[K, V]):
         while len(self._entries) > self._max_entries:
             self._entries.popitem(last=False)  # the oldest entry
 
+    def discard(self, key: K) -> None:
+        self._entries.pop(key, None)
+
     def clear(self) -> None:
         self._entries.clear()

@@ -325,6 +325,37 @@ class PushConnectionStore:
         return await self._sink.add_record(record)
 
 
+REPLACE_SECRET_HASH = (
+    update(_clients)
+    .where(_clients.c.id == bindparam("client_id"), _clients.c.secret_hash == bindparam("imported_hash"))
+    .values(secret_hash=bindparam("keyed_hash"))
+)
+
+
+class ConnectionSecretHashStore:
+    """``app.core.client_auth.SecretHashStore`` on the request's connection (autocommit: the one
+    conditional UPDATE is atomic on its own, on SQLite and PostgreSQL alike)."""
+
+    def __init__(
+        self, connection: RequestConnection, *, clients: RecordCache[tuple[int, str], ClientRecord] | None = None
+    ) -> None:
+        self._connection = connection
+        self._cache = clients
+
+    async def release(self) -> None:
+        await self._connection.release()
+
+    async def replace_secret_hash(self, client: ClientRecord, imported_hash: str, keyed_hash: str) -> None:
+        connection = await self._connection.get()
+        await connection.execute(
+            REPLACE_SECRET_HASH, {"client_id": client.id, "imported_hash": imported_hash, "keyed_hash": keyed_hash}
+        )
+        if self._cache is not None:  # the next push reads the keyed hash, not the slow one again
+            for identifier in (str(client.id), client.alias):
+                if identifier is not None:
+                    self._cache.discard((client.service_id, identifier))
+
+
 async def read_client(
     request_connection: RequestConnection, service_id: int, client_identifier_text: str
 ) -> ClientRecord | None:

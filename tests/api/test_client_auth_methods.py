@@ -228,6 +228,32 @@ async def test_client_secret_jwt_and_secret_refresh(
     assert_invalid_client(await push(client, service, hmac_client, credentials(hmac_client.secret)), "signature")
 
 
+async def test_client_secret_jwt_with_a_given_secret(
+    client: httpx.AsyncClient, factory: Factory, service: ServiceHandle
+) -> None:
+    """An adopted client_secret_jwt client keeps its HMAC key, at both front doors; so does one whose
+    secret is set through client/secret/update."""
+    given = "hs256-key-Zq8vN3xR7mK2pL9wT4bY6cJ1hF5sD0gA"
+    hmac_client = await factory.client(service, tokenAuthMethod="CLIENT_SECRET_JWT", clientSecret=given)
+
+    def credentials(secret: str) -> dict[str, str]:
+        return client_assertion(hmac_client, OctKey.import_key(secret.encode()), "HS256", aud=service.issuer)
+
+    assert (await push(client, service, hmac_client, credentials(given))).status_code == 201
+    backend = {"parameters": urlencode(par_params(hmac_client) | credentials(given))}
+    answer = await client.post(f"/api/{service.id}/pushed_auth_req", json=backend, headers=service.bearer)
+    assert answer.json()["action"] == "CREATED", answer.text
+    updated = "hs256-new-" + "Ab3dE5gH7jK9mN2pQ4sT6vW8yZ0bC1dF"
+    response = await client.post(
+        f"/api/{service.id}/client/secret/update/{hmac_client.id}",
+        json={"clientSecret": updated},
+        headers=service.bearer,
+    )
+    assert response.status_code == 200, response.text
+    assert (await push(client, service, hmac_client, credentials(updated))).status_code == 201
+    assert_invalid_client(await push(client, service, hmac_client, credentials(given)), "signature")
+
+
 async def test_switching_to_client_secret_jwt_issues_a_readable_secret(
     client: httpx.AsyncClient, factory: Factory, service: ServiceHandle, basic_client: ClientHandle
 ) -> None:

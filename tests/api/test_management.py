@@ -690,6 +690,110 @@ async def test_secret_refresh_of_a_public_client_is_400(client: httpx.AsyncClien
     assert_result_error(response, 400)
 
 
+STRONG_SECRET = "imported-" + "Zq8vN3xR7mK2pL9wT4bY6cJ1hF5sD0gA"
+WEAK_SECRETS = [
+    pytest.param("short-but-random-9f3K", id="too-short"),
+    pytest.param("a" * 64, id="one-character"),
+    pytest.param("abab" * 16, id="two-characters"),
+    pytest.param("0123456789" * 3 + "01", id="digits-only-32"),
+    pytest.param("with a space " + "Zq8vN3xR7mK2pL9wT4bY6cJ1h", id="space"),
+    pytest.param("Zq8vN3xR7mK2pL9wT4bY6cJ1hF5sD0gA\u00e9", id="non-ascii"),
+    pytest.param("Zq8vN3xR7mK2pL9wT4bY6cJ1hF5sD0gA\t", id="tab"),
+    pytest.param("Zq8vN3xR7mK2pL9wT4bY6cJ1hF5sD0gA" * 5, id="too-long"),
+]
+
+
+async def _client_count(client: httpx.AsyncClient, service: ServiceHandle) -> int:
+    listed = await client.get(f"/api/{service.id}/client/get/list", headers=service.bearer)
+    return int(assert_ok(listed)["totalCount"])
+
+
+@pytest.mark.parametrize("secret", WEAK_SECRETS)
+async def test_weak_client_secrets_are_refused(client: httpx.AsyncClient, factory: Factory, secret: str) -> None:
+    """A secret the caller chooses must be as strong as a generated one could be (README "Adopting
+    existing clients"): at create and at client/secret/update, with nothing stored."""
+    service = await factory.service()
+    created = await client.post(
+        f"/api/{service.id}/client/create", json={"clientSecret": secret}, headers=service.bearer
+    )
+    message = assert_result_error(created, 400)["resultMessage"]
+    assert "client secret" in message and secret not in message
+    assert await _client_count(client, service) == 0
+    existing = await factory.client(service)
+    assert existing.secret is not None
+    updated = await client.post(
+        f"/api/{service.id}/client/secret/update/{existing.id}", json={"clientSecret": secret}, headers=service.bearer
+    )
+    assert_result_error(updated, 400)
+    assert (await push(client, service, existing, existing.secret)).status_code == 201
+
+
+async def test_a_strong_client_secret_is_accepted(client: httpx.AsyncClient, factory: Factory) -> None:
+    service = await factory.service()
+    created = await factory.client(service, clientSecret=STRONG_SECRET)
+    assert created.secret == STRONG_SECRET
+    assert (await push(client, service, created, STRONG_SECRET)).status_code == 201
+
+
+def _bcrypt_hash(cost: int) -> str:
+    """A well-formed bcrypt hash of the given cost (made at cost 4: the cost field is what is checked)."""
+    from passlib.hash import bcrypt
+
+    made = str(bcrypt.using(rounds=4).hash(STRONG_SECRET))
+    return f"{made[:4]}{cost:02d}{made[6:]}"
+
+
+def _pbkdf2_hash(rounds: int) -> str:
+    from passlib.hash import pbkdf2_sha256
+
+    made = str(pbkdf2_sha256.using(rounds=1000).hash(STRONG_SECRET))
+    return made.replace("$1000$", f"${rounds}$", 1)
+
+
+@pytest.mark.parametrize(
+    ("fields", "fragment"),
+    [
+        ({"clientSecretHash": _bcrypt_hash(13)}, "cost 13 exceeds the 12"),
+        ({"clientSecretHash": "$2y$31$" + _bcrypt_hash(4)[7:]}, "cost 31 exceeds"),
+        ({"clientSecretHash": _pbkdf2_hash(1_000_001)}, "rounds 1000001 exceeds the 1000000"),
+        ({"clientSecretHash": "pbkdf2_sha256$2000000$salt$" + "A" * 43 + "="}, "exceeds"),
+        ({"clientSecretHash": "$2b$12$tooshort"}, "well-formed"),
+        ({"clientSecretHash": STRONG_SECRET}, "must be a bcrypt"),
+        ({"clientSecretHash": "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA"}, "must be a bcrypt"),
+        ({"clientSecretHash": "$2b$12$\u00e9" + "a" * 52}, "must be a bcrypt"),
+        ({"clientSecretHash": _bcrypt_hash(4), "clientSecret": STRONG_SECRET}, "not both"),
+        ({"clientSecretHash": _bcrypt_hash(4), "tokenAuthMethod": "CLIENT_SECRET_JWT"}, "in clear"),
+        ({"clientSecret": STRONG_SECRET, "clientType": "PUBLIC"}, "uses no client secret"),
+        ({"clientSecretHash": _bcrypt_hash(4), "clientType": "PUBLIC"}, "uses no client secret"),
+    ],
+)
+async def test_unusable_client_secret_hashes_are_refused_at_import(
+    client: httpx.AsyncClient, factory: Factory, fields: dict[str, str], fragment: str
+) -> None:
+    """An imported hash must be one we verify, of a cost we allow (PAR_IMPORTED_BCRYPT_MAX_COST,
+    PAR_IMPORTED_PBKDF2_MAX_ROUNDS), for a client that authenticates with it."""
+    service = await factory.service()
+    response = await client.post(f"/api/{service.id}/client/create", json=fields, headers=service.bearer)
+    message = assert_result_error(response, 400)["resultMessage"]
+    assert fragment in message, message
+    assert await _client_count(client, service) == 0
+
+
+async def test_secret_update_of_a_public_or_unknown_client(client: httpx.AsyncClient, factory: Factory) -> None:
+    service = await factory.service()
+    public = await factory.client(service, clientType="PUBLIC")
+    body = {"clientSecret": STRONG_SECRET}
+    path = f"/api/{service.id}/client/secret/update"
+    assert_result_error(await client.post(f"{path}/{public.id}", json=body, headers=service.bearer), 400)
+    assert_result_error(await client.post(f"{path}/{UNKNOWN_ID}", json=body, headers=service.bearer), 404)
+    assert_result_error(await client.post(f"{path}/{public.id}", json={}, headers=service.bearer), 400)
+    other = await factory.service()
+    assert_result_error(await client.post(f"{path}/{public.id}", json=body, headers=other.bearer), 403)
+    other_path = f"/api/{other.id}/client/secret/update/{public.id}"
+    assert_result_error(await client.post(other_path, json=body, headers=other.bearer), 404)
+    assert_result_error(await client.post(f"{path}/{public.id}", json=body, headers=bearer("nope")), 401)
+
+
 async def test_create_client_accepts_an_sdk_body(client: httpx.AsyncClient, factory: Factory) -> None:
     service = await factory.service()
     dto = SdkClient()

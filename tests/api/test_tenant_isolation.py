@@ -115,6 +115,9 @@ BODIES: dict[str, Callable[[Tenants], dict[str, Any]]] = {
     "/api/{service_id}/client/create": lambda _: {"redirectUris": ["https://attacker.example/cb"]},
     "/api/{service_id}/client/update/{client_id}": lambda _: {"redirectUris": ["https://attacker.example/cb"]},
     "/api/{service_id}/service/token/create": lambda _: {},
+    "/api/{service_id}/client/secret/update/{client_id}": lambda _: {
+        "clientSecret": "taken-over-Zq8vN3xR7mK2pL9wT4bY6cJ1hF5sD0gA"
+    },
 }
 
 # Every operation whose path names a service, at the /api door (the RFC 9126 endpoint and metadata are
@@ -136,6 +139,7 @@ OPERATIONS = [
     Operation("DELETE", "/api/{service_id}/client/delete/{client_id}"),
     Operation("POST", "/api/{service_id}/client/secret/refresh/{client_id}"),
     Operation("GET", "/api/{service_id}/client/secret/refresh/{client_id}"),
+    Operation("POST", "/api/{service_id}/client/secret/update/{client_id}"),
 ]
 OTHER_DOORS = {
     ("POST", "/services/{service_id}/par"),
@@ -223,6 +227,7 @@ CROSS_OBJECT: dict[tuple[str, str], Callable[[httpx.Response], Awaitable[None]]]
     ("DELETE", "/api/{service_id}/client/delete/{client_id}"): assert_not_found,
     ("POST", "/api/{service_id}/client/secret/refresh/{client_id}"): assert_not_found,
     ("GET", "/api/{service_id}/client/secret/refresh/{client_id}"): assert_not_found,
+    ("POST", "/api/{service_id}/client/secret/update/{client_id}"): assert_not_found,
 }
 
 

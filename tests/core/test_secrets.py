@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
-from passlib.hash import pbkdf2_sha256
+from passlib.exc import PasslibHashWarning
+from passlib.hash import bcrypt, django_pbkdf2_sha256, pbkdf2_sha256
 
-from app.core.secrets import SecretHasher, new_numeric_id, new_request_reference, reference_hash
+from app.core.secrets import (
+    HashCostLimits,
+    SecretHasher,
+    UnusableHash,
+    client_secret_problem,
+    new_numeric_id,
+    new_request_reference,
+    reference_hash,
+)
 
 HASHER = SecretHasher(b"pepper-one-0123456789abcdefghijklmnop")
 
@@ -76,3 +86,91 @@ def test_reference_hash_is_stable_and_hides_the_reference() -> None:
 def test_numeric_ids_are_json_safe() -> None:
     ids = [new_numeric_id() for _ in range(1000)]
     assert all(10**12 <= value < 2**53 for value in ids)
+
+
+IMPORT_LIMITS = HashCostLimits(max_bcrypt_cost=12, max_pbkdf2_rounds=1_000_000)
+ADOPTED = "adopted-" + "Zq8vN3xR7mK2pL9wT4bY6cJ1hF5sD0gA"
+
+
+@pytest.mark.parametrize(
+    "make_hash",
+    [
+        lambda secret: bcrypt.using(rounds=4).hash(secret),
+        lambda secret: "$2a$" + bcrypt.using(rounds=4).hash(secret)[4:],  # Go's bcrypt (ORY Hydra)
+        lambda secret: pbkdf2_sha256.using(rounds=1000).hash(secret),
+        lambda secret: django_pbkdf2_sha256.using(rounds=1000).hash(secret),  # django-oauth-toolkit
+    ],
+    ids=["bcrypt-2b", "bcrypt-2a", "pbkdf2_sha256", "django_pbkdf2_sha256"],
+)
+def test_imported_hashes_verify_and_are_not_keyed(make_hash: Any) -> None:
+    imported = make_hash(ADOPTED)
+    assert HASHER.importable_hash(imported, IMPORT_LIMITS) == imported
+    assert not HASHER.is_keyed(imported)
+    assert HASHER.verify(ADOPTED, imported)
+    assert not HASHER.verify(ADOPTED + "x", imported)
+    assert HASHER.is_keyed(HASHER.hash(ADOPTED))
+
+
+def test_bcrypt_refuses_secrets_over_72_bytes_as_a_failed_check() -> None:
+    """bcrypt 5 raises for more than 72 bytes instead of truncating: that is a wrong secret, not a 500."""
+    imported = bcrypt.using(rounds=4).hash(ADOPTED)
+    assert not HASHER.verify(ADOPTED + "x" * 80, imported)
+
+
+@pytest.mark.parametrize(
+    ("stored", "fragment"),
+    [
+        ("$2b$13$" + bcrypt.using(rounds=4).hash(ADOPTED)[7:], "cost 13 exceeds the 12"),
+        ("$pbkdf2-sha256$1000001$c2FsdHNhbHQ$" + "a" * 43, "rounds 1000001 exceeds"),
+        ("$2b$12$short", "well-formed"),
+        ("plain text", "must be a bcrypt"),
+        ("$par-hmac-sha256$" + "0" * 64, "must be a bcrypt"),  # our own format is never imported
+        ("$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA", "must be a bcrypt"),
+        ("\udcff", "must be a bcrypt"),
+    ],
+)
+def test_imported_hash_problems(stored: str, fragment: str) -> None:
+    with pytest.raises(UnusableHash, match=re.escape(fragment)):
+        HASHER.importable_hash(stored, IMPORT_LIMITS)
+
+
+def test_bcrypt_salt_padding_bits_are_normalised_at_import() -> None:
+    """bcrypt ignores the salt's last padding bits; passlib warns about every verification of a hash
+    that sets them, so the stored form is the normalised one, which verifies the same secret."""
+    made = bcrypt.using(rounds=4).hash(ADOPTED)
+    salt_end = 7 + 21  # the 22nd salt character holds 2 bits of padding
+    padded = made[:salt_end] + {".": "/", "O": "P", "e": "f", "u": "v"}[made[salt_end]] + made[salt_end + 1 :]
+    with pytest.warns(PasslibHashWarning):
+        assert HASHER.verify(ADOPTED, padded)
+    stored = HASHER.importable_hash(padded, IMPORT_LIMITS)
+    assert HASHER.verify(ADOPTED, stored)
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "0123456789abcdef0123456789abcdef",  # 32 hex digits with all 16 of them: 128 bits
+        "par_cs_" + "A1b2C3d4E5f6G7h8J9k0L1m2N3p4Q5r6S7t8U9v0W1x",
+        "Correct-Horse-Battery-Staple-2026!!",
+    ],
+)
+def test_strong_client_secrets(secret: str) -> None:
+    assert client_secret_problem(secret, min_length=32, max_length=128) is None
+
+
+@pytest.mark.parametrize(
+    ("secret", "fragment"),
+    [
+        ("Zq8vN3xR7mK2pL9wT4bY6cJ1", "32 to 128 characters"),
+        ("Zq8vN3xR7mK2pL9wT4bY6cJ1" * 6, "32 to 128 characters"),
+        ("a" * 100, "too predictable"),
+        ("ab" * 50, "too predictable"),
+        ("0123456789" * 3 + "01", "too predictable"),
+        ("Zq8vN3xR7mK2pL9wT4bY6cJ1 hF5sD0gAx", "printable ASCII"),
+        ("Zq8vN3xR7mK2pL9wT4bY6cJ1hF5sD0gAé", "printable ASCII"),
+        ("Zq8vN3xR7mK2pL9wT4bY6cJ1hF5sD0gA\x7f", "printable ASCII"),
+    ],
+)
+def test_weak_client_secrets(secret: str, fragment: str) -> None:
+    problem = client_secret_problem(secret, min_length=32, max_length=128)
+    assert problem is not None and fragment in problem and secret not in problem

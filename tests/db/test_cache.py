@@ -126,6 +126,8 @@ async def test_only_a_committed_change_empties_the_caches(
         ("GET", f"/api/{service.id}/client/secret/refresh/{registered.id}", {}),
         ("GET", f"/api/{service.id}/client/get/{registered.id}", service.bearer),
         ("POST", f"/api/{service.id}/client/update/{registered.id}", service.bearer),  # no body: 400
+        ("POST", f"/api/{service.id}/client/secret/update/{registered.id}", service.bearer),  # no body: 400
+        ("POST", f"/api/{service.id}/client/secret/update/{registered.id}", stranger),
         ("DELETE", f"/api/{service.id}/client/delete/999", service.bearer),  # 404
     ]:
         response = await client.request(method, path, headers=headers)

@@ -1,0 +1,179 @@
+"""Clients adopting par-server keep their secrets: given in clear at create or through
+client/secret/update, or as the hash their previous server kept (bcrypt as in ORY Hydra, pbkdf2_sha256 in
+passlib's or Django's format), replaced by the keyed hash on the first successful authentication.
+
+Every test runs on SQLite and PostgreSQL, with pushed requests in the database and in Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from passlib.hash import bcrypt, django_pbkdf2_sha256, pbkdf2_sha256
+from sqlalchemy import select
+
+from app.db.models import Client
+from app.settings import Settings
+from tests.factories import ClientHandle, Factory, ServiceHandle, par_params
+
+pytestmark = pytest.mark.usefixtures("forget_redis_keys")
+
+ADOPTED_SECRET = "hydra-" + secrets.token_urlsafe(32)
+
+
+@pytest.fixture
+def settings(settings_per_store: Settings) -> Settings:
+    return settings_per_store
+
+
+async def push_rfc(http: httpx.AsyncClient, service: ServiceHandle, client: ClientHandle, secret: str) -> int:
+    response = await http.post(service.par_path, data=par_params(client), headers=client.basic(secret))
+    return response.status_code
+
+
+async def push_backend(http: httpx.AsyncClient, service: ServiceHandle, client: ClientHandle, secret: str) -> str:
+    """The backend API's action: CREATED, or UNAUTHORIZED for a wrong secret."""
+    body = {"parameters": urlencode(par_params(client)), "clientId": str(client.id), "clientSecret": secret}
+    response = await http.post(f"/api/{service.id}/pushed_auth_req", json=body, headers=service.bearer)
+    assert response.status_code == 200, response.text
+    return str(response.json()["action"])
+
+
+async def stored_hash(app: FastAPI, client_id: int) -> str | None:
+    async with app.state.par.sessions() as session:
+        return await session.scalar(select(Client.secret_hash).where(Client.id == client_id))
+
+
+async def test_create_with_a_client_secret_authenticates_at_both_front_doors(
+    client: httpx.AsyncClient, factory: Factory, service: ServiceHandle
+) -> None:
+    adopted = await factory.client(service, clientSecret=ADOPTED_SECRET)
+    assert adopted.secret == ADOPTED_SECRET
+    assert await push_rfc(client, service, adopted, ADOPTED_SECRET) == 201
+    assert await push_backend(client, service, adopted, ADOPTED_SECRET) == "CREATED"
+    assert await push_rfc(client, service, adopted, ADOPTED_SECRET + "x") == 401
+    assert await push_backend(client, service, adopted, ADOPTED_SECRET[:-1]) == "UNAUTHORIZED"
+
+
+async def test_create_with_a_client_secret_for_client_secret_post(
+    client: httpx.AsyncClient, factory: Factory, service: ServiceHandle
+) -> None:
+    adopted = await factory.client(service, tokenAuthMethod="CLIENT_SECRET_POST", clientSecret=ADOPTED_SECRET)
+    data = par_params(adopted, client_secret=ADOPTED_SECRET)
+    assert (await client.post(service.par_path, data=data)).status_code == 201
+
+
+@pytest.mark.parametrize("by_alias", [False, True])
+async def test_secret_update_replaces_the_secret(
+    client: httpx.AsyncClient, factory: Factory, service: ServiceHandle, by_alias: bool
+) -> None:
+    """Authlete's client/secret/update: the given secret works from then on, the old one no more."""
+    existing = await factory.client(service, clientIdAlias="adopted-app")
+    assert existing.secret is not None
+    assert await push_rfc(client, service, existing, existing.secret) == 201  # now cached
+    named = "adopted-app" if by_alias else str(existing.id)
+    response = await client.post(
+        f"/api/{service.id}/client/secret/update/{named}", json={"clientSecret": ADOPTED_SECRET}, headers=service.bearer
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body == {
+        "resultCode": "A087001",
+        "resultMessage": f"[A087001] The client secret of client {existing.id} was updated.",
+        "newClientSecret": ADOPTED_SECRET,
+    }
+    assert response.headers["cache-control"] == "no-store"
+    assert await push_rfc(client, service, existing, existing.secret) == 401
+    assert await push_backend(client, service, existing, existing.secret) == "UNAUTHORIZED"
+    assert await push_rfc(client, service, existing, ADOPTED_SECRET) == 201
+    assert await push_backend(client, service, existing, ADOPTED_SECRET) == "CREATED"
+
+
+def _bcrypt(secret: str) -> str:
+    return str(bcrypt.using(rounds=4).hash(secret))
+
+
+def _hydra_bcrypt(secret: str) -> str:
+    """Go's bcrypt (fosite, ORY Hydra) writes the $2a$ prefix."""
+    return "$2a$" + _bcrypt(secret)[4:]
+
+
+def _pbkdf2(secret: str) -> str:
+    return str(pbkdf2_sha256.using(rounds=1000).hash(secret))
+
+
+def _django_pbkdf2(secret: str) -> str:
+    """django-oauth-toolkit keeps Django's ``pbkdf2_sha256$<rounds>$<salt>$<hash>``."""
+    return str(django_pbkdf2_sha256.using(rounds=1000).hash(secret))
+
+
+HASHERS = pytest.mark.parametrize("make_hash", [_bcrypt, _hydra_bcrypt, _pbkdf2, _django_pbkdf2])
+
+
+@HASHERS
+@pytest.mark.parametrize("front_door", ["rfc9126", "backend"])
+async def test_imported_hash_authenticates_and_is_replaced_by_the_keyed_hash(
+    client: httpx.AsyncClient, factory: Factory, service: ServiceHandle, app: FastAPI, make_hash: Any, front_door: str
+) -> None:
+    imported = make_hash(ADOPTED_SECRET)
+    adopted = await factory.client(service, clientSecretHash=imported)
+    assert adopted.secret is None  # nothing to show: the caller never gave it in clear
+    assert await stored_hash(app, adopted.id) == imported
+
+    async def push(secret: str) -> bool:
+        if front_door == "rfc9126":
+            return await push_rfc(client, service, adopted, secret) == 201
+        return await push_backend(client, service, adopted, secret) == "CREATED"
+
+    assert not await push(ADOPTED_SECRET + "x")  # a failed check is a failed authentication, and no rehash
+    assert await stored_hash(app, adopted.id) == imported
+    assert await push(ADOPTED_SECRET)
+    rehashed = await stored_hash(app, adopted.id)
+    assert rehashed is not None and rehashed.startswith("$par-hmac-sha256$")
+    assert app.state.par.hasher.verify(ADOPTED_SECRET, rehashed)
+    assert await push(ADOPTED_SECRET)  # and the keyed hash authenticates from then on
+    assert not await push(ADOPTED_SECRET[:-1])
+    assert await stored_hash(app, adopted.id) == rehashed
+
+
+async def test_concurrent_first_pushes_with_an_imported_hash(
+    client: httpx.AsyncClient, factory: Factory, service: ServiceHandle, app: FastAPI
+) -> None:
+    """Several pushes checking the imported hash at once all succeed; the conditional update leaves one
+    keyed hash."""
+    adopted = await factory.client(service, clientSecretHash=_bcrypt(ADOPTED_SECRET))
+    results = await asyncio.gather(*(push_rfc(client, service, adopted, ADOPTED_SECRET) for _ in range(4)))
+    assert results == [201] * 4
+    rehashed = await stored_hash(app, adopted.id)
+    assert rehashed is not None and app.state.par.hasher.verify(ADOPTED_SECRET, rehashed)
+
+
+async def test_a_secret_updated_meanwhile_is_not_overwritten_by_the_rehash(
+    client: httpx.AsyncClient, factory: Factory, service: ServiceHandle, app: FastAPI
+) -> None:
+    """The rehash replaces the stored hash only if it is still the imported one: a record read before a
+    secret update (another replica's cache) must not bring the old secret back."""
+    imported = _pbkdf2(ADOPTED_SECRET)
+    adopted = await factory.client(service, clientSecretHash=imported)
+    state = app.state.par
+    async with state.request_connection() as connection:
+        record = await state.push_store(connection).get_client(service.id, str(adopted.id))
+    assert record is not None and record.secret_hash == imported
+    newer = "rotated-" + secrets.token_urlsafe(32)
+    response = await client.post(
+        f"/api/{service.id}/client/secret/update/{adopted.id}", json={"clientSecret": newer}, headers=service.bearer
+    )
+    assert response.status_code == 200, response.text
+    state.clients.put((service.id, str(adopted.id)), record)  # a replica still holding the old record
+    assert await push_rfc(client, service, adopted, ADOPTED_SECRET) == 201  # within the cache's staleness bound
+    stored = await stored_hash(app, adopted.id)
+    assert stored is not None and state.hasher.verify(newer, stored)
+    assert not state.hasher.verify(ADOPTED_SECRET, stored)
+    assert await push_rfc(client, service, adopted, newer) == 201
+    assert await push_rfc(client, service, adopted, ADOPTED_SECRET) == 401
