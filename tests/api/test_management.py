@@ -9,6 +9,7 @@ import json
 import re
 import string
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -29,8 +30,8 @@ DEFAULT_AUTH_METHODS = [
     "TLS_CLIENT_AUTH",
     "SELF_SIGNED_TLS_CLIENT_AUTH",
 ]
-BASE64URL = frozenset(string.ascii_letters + string.digits + "-_")
-SECRET_RANDOM_CHARS = 43  # base64url of 32 random bytes
+ALPHANUMERIC = frozenset(string.ascii_letters + string.digits)
+SECRET_RANDOM_CHARS = 43  # 256 bits in base64url, or in letters and digits
 PRIVATE_EC_KEY = ECKey.generate_key("P-256", private=True, parameters={"kid": "ec-1"}).as_dict(private=True)
 
 
@@ -60,10 +61,12 @@ def assert_ok(response: httpx.Response) -> dict[str, Any]:
 
 
 def assert_client_secret(secret: str) -> None:
-    assert secret.startswith("par_cs_")
-    random_part = secret.removeprefix("par_cs_")
+    """Letters and digits only, so RFC 6749 §2.3.1 form-encoding leaves the secret as it is."""
+    assert secret.startswith("parcs")
+    random_part = secret.removeprefix("parcs")
     assert len(random_part) >= SECRET_RANDOM_CHARS
-    assert set(random_part) <= BASE64URL
+    assert set(random_part) <= ALPHANUMERIC
+    assert quote(secret, safe="") == secret
 
 
 async def push(http: httpx.AsyncClient, service: ServiceHandle, client: ClientHandle, secret: str) -> httpx.Response:
