@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 from urllib.parse import urlencode
 
 import httpx
@@ -276,6 +277,31 @@ async def test_tls_client_auth(client: httpx.AsyncClient, factory: Factory, serv
         await push(client, service, tls_client, {}, headers={"Client-Cert": rfc9440(stranger)}), "subject DN"
     )
     assert_invalid_client(await push(client, service, tls_client, {}), "client certificate")
+
+
+@pytest.mark.parametrize(
+    "forwarded",
+    [
+        pytest.param(lambda c: rfc9440(c).strip(":"), id="bare-base64-der"),
+        pytest.param(lambda c: "".join(pem(c).splitlines(keepends=True)[1:-1]), id="pem-body-without-armour"),
+    ],
+)
+async def test_backend_accepts_the_certificate_as_authlete_handlers_forward_it(
+    client: httpx.AsyncClient, factory: Factory, service: ServiceHandle, forwarded: Any
+) -> None:
+    """MTLS-06: authlete-python-django turns an RFC 9440 Client-Cert value into bare base64 DER."""
+    certificate, _ = self_signed("client.example")
+    tls_client = await factory.client(
+        service, tokenAuthMethod="TLS_CLIENT_AUTH", tlsClientAuthSubjectDn="CN=client.example,O=Example,C=US"
+    )
+    answer = (
+        await client.post(
+            f"/api/{service.id}/pushed_auth_req",
+            headers=service.bearer,
+            json={"parameters": urlencode(par_params(tls_client)), "clientCertificate": forwarded(certificate)},
+        )
+    ).json()
+    assert (answer["action"], answer.get("clientAuthMethod")) == ("CREATED", "TLS_CLIENT_AUTH"), answer
 
 
 async def test_tls_client_auth_by_san_dns(client: httpx.AsyncClient, factory: Factory, service: ServiceHandle) -> None:
