@@ -236,13 +236,16 @@ async def create_service(state: AppState, body: ServiceIn) -> ServiceCreated:
     "/service/create",
     dependencies=[AdminDep],
     response_model=ServiceCreated,
+    response_model_exclude_none=True,
     summary="Create a service; answers with its first access token, shown once",
 )
 async def service_create(body: ServiceIn, state: StateDep) -> ServiceCreated:
     return await create_service(state, body)
 
 
-@router.get("/service/get/list", dependencies=[AdminDep], response_model=ServiceListOut)
+@router.get(
+    "/service/get/list", dependencies=[AdminDep], response_model=ServiceListOut, response_model_exclude_none=True
+)
 async def service_list(state: StateDep, start: PageQuery = 0, end: PageQuery | None = None) -> ServiceListOut:
     start, end = _page(start, end)
     async with state.sessions() as session:
@@ -250,7 +253,7 @@ async def service_list(state: StateDep, start: PageQuery = 0, end: PageQuery | N
     return ServiceListOut(start=start, end=end, total_count=total, services=[service_out(state, r) for r in rows])
 
 
-@router.get("/{service_id}/service/get", response_model=ServiceOut)
+@router.get("/{service_id}/service/get", response_model=ServiceOut, response_model_exclude_none=True)
 async def service_get(service_id: IdPath, request: Request, state: StateDep) -> ServiceOut:
     async with state.sessions() as session:
         row = await authorize_service_call(request, state, session, service_id)
@@ -260,6 +263,7 @@ async def service_get(service_id: IdPath, request: Request, state: StateDep) -> 
 @router.post(
     "/{service_id}/service/update",
     response_model=ServiceOut,
+    response_model_exclude_none=True,
     summary="Update a service: fields that are absent or null keep their value",
 )
 async def service_update(service_id: IdPath, body: ServiceIn, request: Request, state: StateDep) -> ServiceOut:

@@ -132,12 +132,15 @@ class ServiceIn(CamelModel):
 
 
 class ServiceOut(CamelModel):
+    """Unset fields are left out of the answer, not sent as null, as Authlete does (its TypeScript SDK
+    refuses a null where its schema has an optional string)."""
+
     api_key: int
     service_name: str
-    description: str | None
+    description: str | None = None
     issuer: str
-    authorization_endpoint: str | None
-    token_endpoint: str | None
+    authorization_endpoint: str | None = None
+    token_endpoint: str | None = None
     pushed_auth_req_endpoint: str
     pushed_auth_req_duration: int
     authorization_session_duration: int

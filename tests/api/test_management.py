@@ -208,10 +208,41 @@ async def test_service_update_treats_null_as_not_given(client: httpx.AsyncClient
     assert {field: body[field] for field in nulls} == {field: service.body[field] for field in nulls}
 
 
+def nulls_in(value: Any, path: str = "") -> list[str]:
+    """Where a JSON value holds null."""
+    if value is None:
+        return [path]
+    if isinstance(value, dict):
+        return [found for key, item in value.items() for found in nulls_in(item, f"{path}.{key}")]
+    if isinstance(value, list):
+        return [found for index, item in enumerate(value) for found in nulls_in(item, f"{path}[{index}]")]
+    return []
+
+
+async def test_service_answers_leave_unset_fields_out(client: httpx.AsyncClient, factory: Factory) -> None:
+    """Authlete omits unset fields; @authlete/typescript-sdk fails service.get, service.list and
+    service.update on a null where its schema has an optional string."""
+    service = await factory.service(
+        authorizationEndpoint=None,
+        tokenEndpoint=None,
+        supportedScopes=["openid", {"name": "profile", "description": "Your profile"}],
+    )
+    assert nulls_in(service.body) == []
+    got = await get_service(client, service)
+    updated = await update_service(client, service, {"pkceRequired": True})
+    listed = assert_ok(await client.get("/api/service/get/list", headers=factory.admin))
+    for answer in (got, updated, listed):
+        assert nulls_in(answer) == []
+    for field in ("authorizationEndpoint", "tokenEndpoint", "description"):
+        assert field not in got
+    assert got["supportedScopes"][0] == {"name": "openid", "defaultEntry": False}
+    assert got["supportedScopes"][1]["description"] == "Your profile"
+
+
 async def test_service_update_empty_string_clears_a_field(client: httpx.AsyncClient, factory: Factory) -> None:
     service = await factory.service(description="gone soon", issuer="https://as.example.com/a")
     body = await update_service(client, service, {"description": "", "issuer": ""})
-    assert body["description"] is None
+    assert "description" not in body  # unset: left out, as Authlete does
     assert body["issuer"] == f"{BASE_URL}/services/{service.id}"  # back to the default
 
 
