@@ -47,6 +47,12 @@ async def pushed_auth_req(service_id: IdPath, request: Request, state: StateDep)
         call = body.get()  # after authorization: an unauthenticated caller learns nothing about its body
         if call.parameters is None:
             raise ApiBadRequest("the request body does not contain 'parameters'", result_code="A245201")
+        if call.oauth_client_attestation or call.oauth_client_attestation_pop:
+            # Refused rather than ignored: a client relying on attestation must not be let through on less.
+            raise ApiBadRequest(
+                "attestation-based client authentication (oauthClientAttestation, oauthClientAttestationPop) "
+                "is not supported"
+            )
         basic = BasicCredentials(call.client_id, call.client_secret or "") if call.client_id is not None else None
         throttle = Throttle.of(
             state,

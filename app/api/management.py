@@ -39,6 +39,7 @@ from app.core.errors import ApiBadRequest, ApiConflict, ApiNotFound
 from app.core.model import (
     FAPI2_AUTH_METHODS,
     SECRET_AUTH_METHODS,
+    AudiencePolicy,
     ClientAuthMethod,
     ClientType,
     FapiMode,
@@ -118,6 +119,7 @@ def service_out(state: AppState, row: Service) -> ServiceOut:
         authorization_session_duration=record.authorization_session_duration,
         consume_request_uri_on_resolve=row.consume_request_uri_on_resolve,
         client_assertion_audience_policy=row.client_assertion_audience_policy,
+        client_assertion_aud_restricted_to_issuer=record.client_assertion_audience_policy is AudiencePolicy.FAPI2,
         supported_authorization_details_types=list(row.supported_authorization_details_types),
         request_object_required=row.request_object_required,
         dpop_nonce_required=row.dpop_nonce_required,
@@ -183,8 +185,18 @@ def apply_service_fields(row: Service, body: ServiceIn, *, public_base_url: str)
         row.supported_authorization_details_types = list(dict.fromkeys(body.supported_authorization_details_types))
     if body.fapi_modes is not None:
         row.fapi_modes = [mode.name for mode in body.fapi_modes]
-    if body.client_assertion_audience_policy is not None:
-        row.client_assertion_audience_policy = body.client_assertion_audience_policy
+    policy = body.client_assertion_audience_policy
+    restricted = body.client_assertion_aud_restricted_to_issuer
+    if restricted is not None:
+        implied = AudiencePolicy.FAPI2 if restricted else AudiencePolicy.RFC9126
+        if policy is not None and policy != implied.value:
+            raise ApiBadRequest(
+                f"clientAssertionAudRestrictedToIssuer={str(restricted).lower()} contradicts "
+                f"clientAssertionAudiencePolicy={policy}"
+            )
+        policy = implied.value
+    if policy is not None:
+        row.client_assertion_audience_policy = policy
     if body.supported_scopes is not None:
         row.supported_scopes = [scope.model_dump(by_alias=True) for scope in body.supported_scopes]
     if body.supported_response_types is not None:

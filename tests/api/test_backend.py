@@ -377,3 +377,29 @@ async def test_form_decoding_is_backend_only(
         service.par_path, data=par_params(basic_client), headers=basic_client.basic(LEGACY_SECRET)
     )
     assert response.status_code == 201, response.text
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"oauthClientAttestation": "eyJ.attestation.jwt"},
+        {"oauthClientAttestationPop": "eyJ.pop.jwt"},
+        {"oauthClientAttestation": "eyJ.attestation.jwt", "oauthClientAttestationPop": "eyJ.pop.jwt"},
+    ],
+    ids=["attestation", "pop", "both"],
+)
+async def test_client_attestation_is_refused_not_ignored(
+    app: FastAPI, client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle, fields: dict[str, str]
+) -> None:
+    """Authlete 3.0 relays the OAuth-Client-Attestation headers; this server does not implement
+    attestation-based client authentication, and says so rather than pushing without it."""
+    body = {
+        "parameters": urlencode(par_params(basic_client)),
+        "clientId": str(basic_client.id),
+        "clientSecret": basic_client.secret,
+    }
+    response = await call(client, service, body | fields)
+    assert_result_error(response, 400)
+    assert "attestation-based client authentication" in response.json()["resultMessage"]
+    async with app.state.par.sessions() as session:
+        assert (await session.scalars(select(PushedRequest))).all() == []
