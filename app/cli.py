@@ -407,7 +407,7 @@ def _service_create(args: argparse.Namespace) -> int:
     )
 
     async def create(state: Any) -> Any:
-        return (await create_service(state, body)).model_dump(by_alias=True)
+        return (await create_service(state, body)).model_dump(by_alias=True, exclude_none=True)
 
     return _run(create)
 
@@ -419,7 +419,7 @@ def _service_list(_args: argparse.Namespace) -> int:
     async def list_services(state: Any) -> Any:
         async with state.sessions() as session:
             rows, _ = await ServiceRepository(session).list(start=0, end=10_000)
-        return [service_out(state, row).model_dump(by_alias=True) for row in rows]
+        return [service_out(state, row).model_dump(by_alias=True, exclude_none=True) for row in rows]
 
     return _run(list_services)
 

@@ -172,7 +172,7 @@ def test_demo_prepares_secrets_and_seeds_a_service(cli: Cli) -> None:
     demo = json.loads(secrets_file.read_text())
     assert len(demo["admin_token"]) >= 43 and len(demo["pepper"]) >= 43
     assert demo["service_token"].startswith("par_sat_")
-    assert demo["client_secret"].startswith("par_cs_")
+    assert demo["client_secret"].startswith("parcs")
     assert (cli.rows("service"), cli.rows("client")) == (1, 2)
     env = env_file.read_text()
     assert f"export PAR_DEMO_SERVICE_ID={demo['service_id']}\n" in env
@@ -230,7 +230,7 @@ def test_service_create_refuses_an_issuer_that_is_not_an_ascii_uri(migrated: Cli
 def test_client_create_prints_a_secret(migrated: Cli, service_id: int) -> None:
     created = migrated.json("client", "create", "--service", str(service_id), "--redirect-uri", REDIRECT_URI)
     assert (created["clientType"], created["tokenAuthMethod"]) == ("CONFIDENTIAL", "CLIENT_SECRET_BASIC")
-    assert created["clientSecret"].startswith("par_cs_")
+    assert created["clientSecret"].startswith("parcs")
     assert created["redirectUris"] == [REDIRECT_URI]
 
 

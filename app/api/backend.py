@@ -18,7 +18,7 @@ from app.api.deps import AppState, IdPath, StateDep, authorize_backend_call, bea
 from app.api.errors import NO_STORE
 from app.api.par import Throttle, execute_push, peek_client_id, too_many_requests
 from app.api.schemas import API_ERRORS, PushedAuthReqIn, PushedAuthReqOut
-from app.core.client_auth import BasicCredentials
+from app.core.client_auth import BasicCredentials, form_decoded
 from app.core.errors import ApiBadRequest
 from app.core.par import PushRequest
 
@@ -47,13 +47,20 @@ async def pushed_auth_req(service_id: IdPath, request: Request, state: StateDep)
         call = body.get()  # after authorization: an unauthenticated caller learns nothing about its body
         if call.parameters is None:
             raise ApiBadRequest("the request body does not contain 'parameters'", result_code="A245201")
+        if call.oauth_client_attestation or call.oauth_client_attestation_pop:
+            # Refused rather than ignored: a client relying on attestation must not be let through on less.
+            raise ApiBadRequest(
+                "attestation-based client authentication (oauthClientAttestation, oauthClientAttestationPop) "
+                "is not supported"
+            )
         basic = BasicCredentials(call.client_id, call.client_secret or "") if call.client_id is not None else None
         throttle = Throttle.of(
             state,
             "backend",
             service_id,
             request,
-            peek_client_id(call.parameters, basic, state.parameter_limits),
+            # One budget for every encoding of a client id: the decoded retry is no way around it.
+            peek_client_id(call.parameters, (basic and form_decoded(basic)) or basic, state.parameter_limits),
             relayed=True,
             token=_token_digest(request, state) if state.settings.rate_limit_per_service_token else None,
         )
@@ -69,6 +76,7 @@ async def pushed_auth_req(service_id: IdPath, request: Request, state: StateDep)
             htu=call.htu,
             dpop_nonce_required=bool(call.dpop_nonce_required),
             client_certificate=call.client_certificate,
+            basic_may_be_form_encoded=True,
         )
         outcome = await execute_push(state, connection, service, push_request)
     await throttle.record(outcome)

@@ -40,6 +40,7 @@ from app.core.errors import ApiBadRequest, ApiConflict, ApiNotFound
 from app.core.model import (
     FAPI2_AUTH_METHODS,
     SECRET_AUTH_METHODS,
+    AudiencePolicy,
     ClientAuthMethod,
     ClientType,
     FapiMode,
@@ -119,6 +120,7 @@ def service_out(state: AppState, row: Service) -> ServiceOut:
         authorization_session_duration=record.authorization_session_duration,
         consume_request_uri_on_resolve=row.consume_request_uri_on_resolve,
         client_assertion_audience_policy=row.client_assertion_audience_policy,
+        client_assertion_aud_restricted_to_issuer=record.client_assertion_audience_policy is AudiencePolicy.FAPI2,
         supported_authorization_details_types=list(row.supported_authorization_details_types),
         request_object_required=row.request_object_required,
         dpop_nonce_required=row.dpop_nonce_required,
@@ -184,8 +186,18 @@ def apply_service_fields(row: Service, body: ServiceIn, *, public_base_url: str)
         row.supported_authorization_details_types = list(dict.fromkeys(body.supported_authorization_details_types))
     if body.fapi_modes is not None:
         row.fapi_modes = [mode.name for mode in body.fapi_modes]
-    if body.client_assertion_audience_policy is not None:
-        row.client_assertion_audience_policy = body.client_assertion_audience_policy
+    policy = body.client_assertion_audience_policy
+    restricted = body.client_assertion_aud_restricted_to_issuer
+    if restricted is not None:
+        implied = AudiencePolicy.FAPI2 if restricted else AudiencePolicy.RFC9126
+        if policy is not None and policy != implied.value:
+            raise ApiBadRequest(
+                f"clientAssertionAudRestrictedToIssuer={str(restricted).lower()} contradicts "
+                f"clientAssertionAudiencePolicy={policy}"
+            )
+        policy = implied.value
+    if policy is not None:
+        row.client_assertion_audience_policy = policy
     if body.supported_scopes is not None:
         row.supported_scopes = [scope.model_dump(by_alias=True) for scope in body.supported_scopes]
     if body.supported_response_types is not None:
@@ -237,13 +249,16 @@ async def create_service(state: AppState, body: ServiceIn) -> ServiceCreated:
     "/service/create",
     dependencies=[AdminDep],
     response_model=ServiceCreated,
+    response_model_exclude_none=True,
     summary="Create a service; answers with its first access token, shown once",
 )
 async def service_create(body: ServiceIn, state: StateDep) -> ServiceCreated:
     return await create_service(state, body)
 
 
-@router.get("/service/get/list", dependencies=[AdminDep], response_model=ServiceListOut)
+@router.get(
+    "/service/get/list", dependencies=[AdminDep], response_model=ServiceListOut, response_model_exclude_none=True
+)
 async def service_list(state: StateDep, start: PageQuery = 0, end: PageQuery | None = None) -> ServiceListOut:
     start, end = _page(start, end)
     async with state.sessions() as session:
@@ -251,7 +266,7 @@ async def service_list(state: StateDep, start: PageQuery = 0, end: PageQuery | N
     return ServiceListOut(start=start, end=end, total_count=total, services=[service_out(state, r) for r in rows])
 
 
-@router.get("/{service_id}/service/get", response_model=ServiceOut)
+@router.get("/{service_id}/service/get", response_model=ServiceOut, response_model_exclude_none=True)
 async def service_get(service_id: IdPath, request: Request, state: StateDep) -> ServiceOut:
     async with state.sessions() as session:
         row = await authorize_service_call(request, state, session, service_id)
@@ -261,6 +276,7 @@ async def service_get(service_id: IdPath, request: Request, state: StateDep) -> 
 @router.post(
     "/{service_id}/service/update",
     response_model=ServiceOut,
+    response_model_exclude_none=True,
     summary="Update a service: fields that are absent or null keep their value",
 )
 async def service_update(service_id: IdPath, body: ServiceIn, request: Request, state: StateDep) -> ServiceOut:

@@ -114,6 +114,8 @@ class ServiceIn(CamelModel):
     authorization_session_duration: Annotated[int, Field(ge=0, le=86400)] | None = None
     consume_request_uri_on_resolve: bool | None = None
     client_assertion_audience_policy: Literal["RFC9126", "FAPI2"] | None = None
+    # Authlete's name for the same choice (CA-03, NOTE-01): true is FAPI2, false RFC9126.
+    client_assertion_aud_restricted_to_issuer: bool | None = None
     supported_authorization_details_types: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = None
     request_object_required: bool | None = None
     dpop_nonce_required: bool | None = None
@@ -132,17 +134,21 @@ class ServiceIn(CamelModel):
 
 
 class ServiceOut(CamelModel):
+    """Unset fields are left out of the answer, not sent as null, as Authlete does (its TypeScript SDK
+    refuses a null where its schema has an optional string)."""
+
     api_key: int
     service_name: str
-    description: str | None
+    description: str | None = None
     issuer: str
-    authorization_endpoint: str | None
-    token_endpoint: str | None
+    authorization_endpoint: str | None = None
+    token_endpoint: str | None = None
     pushed_auth_req_endpoint: str
     pushed_auth_req_duration: int
     authorization_session_duration: int
     consume_request_uri_on_resolve: bool
     client_assertion_audience_policy: str
+    client_assertion_aud_restricted_to_issuer: bool  # in force: a FAPI 2.0 service is always restricted
     supported_authorization_details_types: list[str]
     request_object_required: bool
     dpop_nonce_required: bool
@@ -277,8 +283,9 @@ class ServiceTokenIn(CamelModel):
 
 
 class PushedAuthReqIn(CamelModel):
-    """Authlete ``PushedAuthReqRequest``. ``clientCertificate``, ``clientCertificatePath``, ``htm``,
-    ``htu`` and ``dpopNonceRequired`` are accepted for compatibility."""
+    """Authlete ``PushedAuthReqRequest``. ``clientCertificatePath`` is accepted and not checked (the TLS
+    terminator validates chains); ``oauthClientAttestation`` and ``oauthClientAttestationPop`` are read
+    only to refuse them (``app.api.backend``)."""
 
     parameters: str | None = None
     client_id: str | None = None
@@ -289,6 +296,8 @@ class PushedAuthReqIn(CamelModel):
     htm: str | None = None
     htu: str | None = None
     dpop_nonce_required: bool | None = None
+    oauth_client_attestation: str | None = None
+    oauth_client_attestation_pop: str | None = None
 
 
 class PushedAuthReqOut(CamelModel):

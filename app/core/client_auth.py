@@ -29,6 +29,7 @@ from app.core.secrets import SecretBox, SecretHasher
 
 # RFC 9126 §2.1: these are used for client authentication only and are not part of the stored request.
 CLIENT_AUTHENTICATION_PARAMETERS = frozenset({"client_secret", "client_assertion", "client_assertion_type"})
+CLIENT_ID_MISMATCH = "A247303"  # client_id and the Basic credentials name different clients
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,26 @@ def parse_basic_authorization(header_value: str) -> BasicCredentials:
         ) from None
 
 
+def form_decoded(basic: BasicCredentials) -> BasicCredentials | None:
+    """The credentials form-decoded once, when they may still be form-encoded; None when that would not
+    change them or does not give UTF-8.
+
+    RFC 6749 §2.3.1 has the client form-encode its id and secret before Basic-encoding them, but the
+    ``BasicCredentials`` helpers of Authlete's SDKs only base64-decode the header, so an authorization
+    server built on them forwards the still-encoded values (``_`` as ``%5F``) to the backend API.
+    """
+    if not any(mark in basic.client_id + basic.client_secret for mark in "%+"):
+        return None
+    try:
+        decoded = BasicCredentials(
+            client_id=unquote_plus(basic.client_id, errors="strict"),
+            client_secret=unquote_plus(basic.client_secret, errors="strict"),
+        )
+    except UnicodeDecodeError:
+        return None
+    return decoded if decoded != basic and decoded.client_id else None
+
+
 def claimed_client_id(params: RequestParameters, basic: BasicCredentials | None) -> str:
     """The client identifier the request claims, from Basic credentials, ``client_id``, or the ``iss`` of
     a client assertion (RFC 7521 §4.2: client_id is then optional).
@@ -93,7 +114,7 @@ def claimed_client_id(params: RequestParameters, basic: BasicCredentials | None)
         if form_client_id is not None and form_client_id != basic.client_id:
             raise InvalidRequest(
                 "the client_id parameter does not match the client of the Authorization header",
-                result_code="A247303",
+                result_code=CLIENT_ID_MISMATCH,
             )
         return basic.client_id
     if form_client_id is None:

@@ -50,6 +50,7 @@ _UNPARSABLE = "the client certificate cannot be parsed"
 _PEM_BEGIN = "-----BEGIN CERTIFICATE-----"
 # RFC 8941 §3.3.5: sf-binary = ":" *(base64) ":"; base64 = ALPHA / DIGIT / "+" / "/" / "="
 _SF_BINARY = re.compile(r":([A-Za-z0-9+/=]*):")
+_BARE_BASE64 = re.compile(r"[A-Za-z0-9+/=\s]+")
 
 # RFC 8705 §2.1.2 metadata, by the name Authlete's client record uses (what an operator configures).
 _REGISTRATION_FIELD_NAMES: Final[Mapping[str, str]] = {
@@ -124,7 +125,9 @@ def parse_client_certificate(value: str) -> x509.Certificate:
     - PEM percent-encoded, as nginx's ``$ssl_client_escaped_cert`` produces it (``%`` is never part
       of PEM, so its presence means percent-encoding; ``+`` stays ``+``: nginx encodes it as ``%2B``);
     - an RFC 9440 ``Client-Cert`` value: the DER certificate as a Structured Field Byte Sequence,
-      ``:BASE64:``. RFC 8941 §3.3.5: "parsers SHOULD NOT fail when "=" padding is not present".
+      ``:BASE64:``. RFC 8941 §3.3.5: "parsers SHOULD NOT fail when "=" padding is not present";
+    - bare base64 DER, as authlete-python-django forwards an RFC 9440 value, or a PEM body without its
+      armour (line breaks allowed).
 
     The value must hold exactly one certificate. Values over ``MAX_CLIENT_CERTIFICATE_CHARS`` are
     refused before any decoding. Extensions are parsed here so that a malformed one fails now, as an
@@ -139,9 +142,9 @@ def parse_client_certificate(value: str) -> x509.Certificate:
         if text.startswith(_PEM_BEGIN) and text.count("-----BEGIN") == 1:
             certificate = x509.load_pem_x509_certificate(text.encode("ascii"))
         elif (match := _SF_BINARY.fullmatch(text)) is not None:
-            encoded = match.group(1).rstrip("=")
-            der = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
-            certificate = x509.load_der_x509_certificate(der)
+            certificate = x509.load_der_x509_certificate(_base64_decoded(match.group(1)))
+        elif _BARE_BASE64.fullmatch(text) is not None:
+            certificate = x509.load_der_x509_certificate(_base64_decoded("".join(text.split())))
         else:
             raise _invalid_client(_UNPARSABLE)
         certificate.subject  # noqa: B018 - cryptography parses these lazily; force it here
@@ -150,6 +153,12 @@ def parse_client_certificate(value: str) -> x509.Certificate:
         # binascii.Error, UnicodeError and cryptography's parse errors are all ValueErrors.
         raise _invalid_client(_UNPARSABLE) from None
     return certificate
+
+
+def _base64_decoded(encoded: str) -> bytes:
+    """Standard base64, padding optional (RFC 8941 §3.3.5)."""
+    unpadded = encoded.rstrip("=")
+    return base64.b64decode(unpadded + "=" * (-len(unpadded) % 4), validate=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,11 +17,13 @@ from urllib.parse import urlsplit
 from app.core import json_input
 from app.core.client_auth import (
     CLIENT_AUTHENTICATION_PARAMETERS,
+    CLIENT_ID_MISMATCH,
     BasicCredentials,
     ClientAuthContext,
     ClientAuthentication,
     authenticate_client,
     claimed_client_id,
+    form_decoded,
 )
 from app.core.dpop import (
     DpopPolicy,
@@ -92,6 +94,8 @@ class PushRequest:
     htu: str | None = None
     dpop_nonce_required: bool = False  # per call, at the backend API
     client_certificate: str | None = None  # PEM or RFC 9440, from the TLS terminator or the backend API
+    # The backend API's clientId/clientSecret may arrive still form-encoded (``client_auth.form_decoded``).
+    basic_may_be_form_encoded: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +150,56 @@ class PushStore(Protocol):
         ...
 
 
+async def _identify_and_authenticate(
+    request: PushRequest,
+    params: RequestParameters,
+    *,
+    service: ServiceRecord,
+    store: PushStore,
+    auth: ClientAuthContext,
+    now: datetime,
+) -> tuple[ClientRecord, ClientAuthMethod]:
+    """Find the client the request names and authenticate it.
+
+    Basic credentials the backend API received that fail as they are, and would change when
+    form-decoded, are tried once more decoded (RFC 6749 §2.3.1; ``client_auth.form_decoded``). Only
+    secrets are checked here, so the second try spends no single-use value; the caller still sees one
+    outcome, and the rate limits count it once."""
+    try:
+        return await _authenticate_basic_as(
+            request.basic, request, params, service=service, store=store, auth=auth, now=now
+        )
+    except (InvalidClient, InvalidRequest) as error:
+        if isinstance(error, InvalidRequest) and error.result_code != CLIENT_ID_MISMATCH:
+            raise
+        decoded = form_decoded(request.basic) if request.basic and request.basic_may_be_form_encoded else None
+        if decoded is None:
+            raise
+    return await _authenticate_basic_as(decoded, request, params, service=service, store=store, auth=auth, now=now)
+
+
+async def _authenticate_basic_as(
+    basic: BasicCredentials | None,
+    request: PushRequest,
+    params: RequestParameters,
+    *,
+    service: ServiceRecord,
+    store: PushStore,
+    auth: ClientAuthContext,
+    now: datetime,
+) -> tuple[ClientRecord, ClientAuthMethod]:
+    client = await store.get_client(service.id, claimed_client_id(params, basic))
+    method = await authenticate_client(
+        client,
+        ClientAuthentication(params=params, basic=basic, certificate=request.client_certificate),
+        service=service,
+        context=auth,
+        now=now,
+    )
+    assert client is not None  # authenticate_client refuses unknown clients
+    return client, method
+
+
 async def push(
     request: PushRequest,
     *,
@@ -169,16 +223,9 @@ async def push(
     try:
         params = parse_parameters(request.parameters, limits)
         proof_jkt = await _verify_dpop(request, service=service, auth=auth, nonce_required=nonce_required, now=now)
-        client_identifier = claimed_client_id(params, request.basic)
-        client = await store.get_client(service.id, client_identifier)
-        auth_method = await authenticate_client(
-            client,
-            ClientAuthentication(params=params, basic=request.basic, certificate=request.client_certificate),
-            service=service,
-            context=auth,
-            now=now,
+        client, auth_method = await _identify_and_authenticate(
+            request, params, service=service, store=store, auth=auth, now=now
         )
-        assert client is not None  # authenticate_client refuses unknown clients
         client_id = client.id
         signed = "request" in params
         if signed:

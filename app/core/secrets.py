@@ -31,7 +31,11 @@ from passlib.context import CryptContext
 from passlib.exc import PasslibHashWarning
 from passlib.utils import handlers
 
-CLIENT_SECRET_PREFIX = "par_cs_"
+# Letters and digits only: RFC 6749 §2.3.1 clients form-encode the secret before Basic-encoding it, and
+# some authorization servers forward it undecoded, so a secret must read the same either way.
+CLIENT_SECRET_PREFIX = "parcs"
+CLIENT_SECRET_ALPHABET = string.ascii_letters + string.digits
+CLIENT_SECRET_RANDOM_CHARS = 43  # 43 * log2(62) > 256 bits
 SERVICE_TOKEN_PREFIX = "par_sat_"
 SECRET_ENTROPY_BYTES = 32  # 256 bits
 # RFC 6819 §5.1.4.2.2 "Use High Entropy for Secrets"; 128 bits is the floor for a secret that a keyed
@@ -171,7 +175,8 @@ class SecretHasher:
 
     @staticmethod
     def generate_client_secret() -> str:
-        return CLIENT_SECRET_PREFIX + secrets.token_urlsafe(SECRET_ENTROPY_BYTES)
+        random_part = "".join(secrets.choice(CLIENT_SECRET_ALPHABET) for _ in range(CLIENT_SECRET_RANDOM_CHARS))
+        return CLIENT_SECRET_PREFIX + random_part
 
     @staticmethod
     def generate_service_token() -> str:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, quote_plus, urlencode
 
 import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from app.db.models import PushedRequest
+from app.db.models import Client, PushedRequest
 from tests.factories import ClientHandle, Factory, ServiceHandle, par_params
 
 
@@ -275,3 +275,131 @@ async def test_non_numeric_service_id_is_404(client: httpx.AsyncClient, service:
 async def test_oversized_api_body_is_413_result_error(client: httpx.AsyncClient, service: ServiceHandle) -> None:
     response = await call(client, service, {"parameters": "x=" + "a" * 300_000})
     assert_result_error(response, 413)
+
+
+LEGACY_SECRET = "legacy_secret-with_underscores+plus"  # the kind of secret issued before secrets were alphanumeric
+
+
+def oauth4webapi_encoded(value: str) -> str:
+    """oauth4webapi's form-encoding: encodeURIComponent, then -_.!~*'() percent-encoded too."""
+    return (
+        "".join(c if c.isascii() and c.isalnum() else quote(c, safe="") or c for c in value)
+        .replace("_", "%5F")
+        .replace("-", "%2D")
+        .replace(".", "%2E")
+        .replace("~", "%7E")
+    )
+
+
+async def set_secret(app: FastAPI, client_id: int, secret: str) -> None:
+    async with app.state.par.sessions() as session, session.begin():
+        row = await session.get(Client, client_id)
+        assert row is not None
+        row.secret_hash = app.state.par.hasher.hash(secret)
+
+
+@pytest.mark.parametrize(
+    ("client_id", "client_secret"),
+    [
+        ("{alias}", quote_plus(LEGACY_SECRET)),  # quote_plus: openid-client's form-encoding
+        ("{alias}", oauth4webapi_encoded(LEGACY_SECRET)),
+        ("{encoded_alias}", oauth4webapi_encoded(LEGACY_SECRET)),
+        ("{alias}", LEGACY_SECRET),  # decoded, as an RFC-minded authorization server forwards it
+    ],
+    ids=["openid-client", "oauth4webapi", "encoded-id-too", "decoded"],
+)
+async def test_basic_credentials_forwarded_still_form_encoded(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    factory: Factory,
+    service: ServiceHandle,
+    client_id: str,
+    client_secret: str,
+) -> None:
+    """Authlete's BasicCredentials helpers base64-decode the header but do not form-decode it (RFC 6749
+    §2.3.1), so an authorization server built on them forwards "%5F" for "_": tried again decoded."""
+    handle = await factory.client(service, clientIdAlias="my_client", clientIdAliasEnabled=True)
+    await set_secret(app, handle.id, LEGACY_SECRET)
+    body = envelope(
+        await call(
+            client,
+            service,
+            {
+                "parameters": urlencode(par_params(handle, client_id=None)),
+                "clientId": client_id.format(alias="my_client", encoded_alias="my%5Fclient"),
+                "clientSecret": client_secret,
+            },
+        ),
+        "CREATED",
+    )
+    assert body["clientAuthMethod"] == "CLIENT_SECRET_BASIC"
+
+
+@pytest.mark.parametrize(
+    "client_secret",
+    [
+        oauth4webapi_encoded(LEGACY_SECRET.replace("legacy", "wrong")),
+        "%FF%FE",
+        "%",
+        oauth4webapi_encoded(oauth4webapi_encoded(LEGACY_SECRET)),
+    ],
+    ids=["wrong", "not-utf8", "bare-percent", "encoded-twice"],
+)
+async def test_form_decoded_retry_is_one_retry_of_a_wrong_secret(
+    app: FastAPI, client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle, client_secret: str
+) -> None:
+    """Decoded once only: a secret encoded twice, or not decodable, stays wrong."""
+    await set_secret(app, basic_client.id, LEGACY_SECRET)
+    body = envelope(
+        await call(
+            client,
+            service,
+            {
+                "parameters": urlencode(par_params(basic_client)),
+                "clientId": str(basic_client.id),
+                "clientSecret": client_secret,
+            },
+        ),
+        "UNAUTHORIZED",
+    )
+    assert json.loads(body["responseContent"])["error"] == "invalid_client"
+
+
+async def test_form_decoding_is_backend_only(
+    app: FastAPI, client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle
+) -> None:
+    """At the RFC endpoint the header is form-decoded once (RFC 6749 §2.3.1), never twice."""
+    await set_secret(app, basic_client.id, LEGACY_SECRET)
+    twice = oauth4webapi_encoded(LEGACY_SECRET)
+    response = await client.post(service.par_path, data=par_params(basic_client), headers=basic_client.basic(twice))
+    assert response.status_code == 401
+    response = await client.post(
+        service.par_path, data=par_params(basic_client), headers=basic_client.basic(LEGACY_SECRET)
+    )
+    assert response.status_code == 201, response.text
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"oauthClientAttestation": "eyJ.attestation.jwt"},
+        {"oauthClientAttestationPop": "eyJ.pop.jwt"},
+        {"oauthClientAttestation": "eyJ.attestation.jwt", "oauthClientAttestationPop": "eyJ.pop.jwt"},
+    ],
+    ids=["attestation", "pop", "both"],
+)
+async def test_client_attestation_is_refused_not_ignored(
+    app: FastAPI, client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle, fields: dict[str, str]
+) -> None:
+    """Authlete 3.0 relays the OAuth-Client-Attestation headers; this server does not implement
+    attestation-based client authentication, and says so rather than pushing without it."""
+    body = {
+        "parameters": urlencode(par_params(basic_client)),
+        "clientId": str(basic_client.id),
+        "clientSecret": basic_client.secret,
+    }
+    response = await call(client, service, body | fields)
+    assert_result_error(response, 400)
+    assert "attestation-based client authentication" in response.json()["resultMessage"]
+    async with app.state.par.sessions() as session:
+        assert (await session.scalars(select(PushedRequest))).all() == []

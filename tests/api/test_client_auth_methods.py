@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 from urllib.parse import urlencode
 
 import httpx
@@ -174,6 +175,31 @@ async def test_audience_policies(
         assert_invalid_client(response, "aud")
 
 
+async def test_authlete_aud_restricted_to_issuer_sets_the_audience_policy(
+    client: httpx.AsyncClient, factory: Factory
+) -> None:
+    """Authlete's clientAssertionAudRestrictedToIssuer is the same choice (CA-03, NOTE-01): true accepts
+    only the issuer, false also the endpoints (PAR-08); it is shown, and a contradiction is refused."""
+    service = await factory.service(clientAssertionAudRestrictedToIssuer=True)
+    assert service.body["clientAssertionAudiencePolicy"] == "FAPI2"
+    assert service.body["clientAssertionAudRestrictedToIssuer"] is True
+    key_client = await factory.client(service, tokenAuthMethod="PRIVATE_KEY_JWT", jwks=public_jwks(EC_KEY))
+    to_par = client_assertion(key_client, EC_KEY, "ES256", aud=f"{BASE_URL}{service.par_path}")
+    assert_invalid_client(await push(client, service, key_client, to_par), "aud")
+    update = f"/api/{service.id}/service/update"
+    answer = await client.post(update, headers=service.bearer, json={"clientAssertionAudRestrictedToIssuer": False})
+    assert answer.status_code == 200, answer.text
+    assert (answer.json()["clientAssertionAudiencePolicy"], answer.json()["clientAssertionAudRestrictedToIssuer"]) == (
+        "RFC9126",
+        False,
+    )
+    to_par = client_assertion(key_client, EC_KEY, "ES256", aud=f"{BASE_URL}{service.par_path}")
+    assert (await push(client, service, key_client, to_par)).status_code == 201
+    contradiction = {"clientAssertionAudRestrictedToIssuer": True, "clientAssertionAudiencePolicy": "RFC9126"}
+    refused = await client.post(update, headers=service.bearer, json=contradiction)
+    assert refused.status_code == 400 and "contradicts" in refused.json()["resultMessage"], refused.text
+
+
 async def test_jwks_uri_with_key_rotation(
     client: httpx.AsyncClient, factory: Factory, service: ServiceHandle, jwks_server: JwksServer
 ) -> None:
@@ -302,6 +328,31 @@ async def test_tls_client_auth(client: httpx.AsyncClient, factory: Factory, serv
         await push(client, service, tls_client, {}, headers={"Client-Cert": rfc9440(stranger)}), "subject DN"
     )
     assert_invalid_client(await push(client, service, tls_client, {}), "client certificate")
+
+
+@pytest.mark.parametrize(
+    "forwarded",
+    [
+        pytest.param(lambda c: rfc9440(c).strip(":"), id="bare-base64-der"),
+        pytest.param(lambda c: "".join(pem(c).splitlines(keepends=True)[1:-1]), id="pem-body-without-armour"),
+    ],
+)
+async def test_backend_accepts_the_certificate_as_authlete_handlers_forward_it(
+    client: httpx.AsyncClient, factory: Factory, service: ServiceHandle, forwarded: Any
+) -> None:
+    """MTLS-06: authlete-python-django turns an RFC 9440 Client-Cert value into bare base64 DER."""
+    certificate, _ = self_signed("client.example")
+    tls_client = await factory.client(
+        service, tokenAuthMethod="TLS_CLIENT_AUTH", tlsClientAuthSubjectDn="CN=client.example,O=Example,C=US"
+    )
+    answer = (
+        await client.post(
+            f"/api/{service.id}/pushed_auth_req",
+            headers=service.bearer,
+            json={"parameters": urlencode(par_params(tls_client)), "clientCertificate": forwarded(certificate)},
+        )
+    ).json()
+    assert (answer["action"], answer.get("clientAuthMethod")) == ("CREATED", "TLS_CLIENT_AUTH"), answer
 
 
 async def test_tls_client_auth_by_san_dns(client: httpx.AsyncClient, factory: Factory, service: ServiceHandle) -> None:

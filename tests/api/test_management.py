@@ -9,6 +9,7 @@ import json
 import re
 import string
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -29,8 +30,8 @@ DEFAULT_AUTH_METHODS = [
     "TLS_CLIENT_AUTH",
     "SELF_SIGNED_TLS_CLIENT_AUTH",
 ]
-BASE64URL = frozenset(string.ascii_letters + string.digits + "-_")
-SECRET_RANDOM_CHARS = 43  # base64url of 32 random bytes
+ALPHANUMERIC = frozenset(string.ascii_letters + string.digits)
+SECRET_RANDOM_CHARS = 43  # 256 bits in base64url, or in letters and digits
 PRIVATE_EC_KEY = ECKey.generate_key("P-256", private=True, parameters={"kid": "ec-1"}).as_dict(private=True)
 
 
@@ -60,10 +61,12 @@ def assert_ok(response: httpx.Response) -> dict[str, Any]:
 
 
 def assert_client_secret(secret: str) -> None:
-    assert secret.startswith("par_cs_")
-    random_part = secret.removeprefix("par_cs_")
+    """Letters and digits only, so RFC 6749 §2.3.1 form-encoding leaves the secret as it is."""
+    assert secret.startswith("parcs")
+    random_part = secret.removeprefix("parcs")
     assert len(random_part) >= SECRET_RANDOM_CHARS
-    assert set(random_part) <= BASE64URL
+    assert set(random_part) <= ALPHANUMERIC
+    assert quote(secret, safe="") == secret
 
 
 async def push(http: httpx.AsyncClient, service: ServiceHandle, client: ClientHandle, secret: str) -> httpx.Response:
@@ -205,10 +208,41 @@ async def test_service_update_treats_null_as_not_given(client: httpx.AsyncClient
     assert {field: body[field] for field in nulls} == {field: service.body[field] for field in nulls}
 
 
+def nulls_in(value: Any, path: str = "") -> list[str]:
+    """Where a JSON value holds null."""
+    if value is None:
+        return [path]
+    if isinstance(value, dict):
+        return [found for key, item in value.items() for found in nulls_in(item, f"{path}.{key}")]
+    if isinstance(value, list):
+        return [found for index, item in enumerate(value) for found in nulls_in(item, f"{path}[{index}]")]
+    return []
+
+
+async def test_service_answers_leave_unset_fields_out(client: httpx.AsyncClient, factory: Factory) -> None:
+    """Authlete omits unset fields; @authlete/typescript-sdk fails service.get, service.list and
+    service.update on a null where its schema has an optional string."""
+    service = await factory.service(
+        authorizationEndpoint=None,
+        tokenEndpoint=None,
+        supportedScopes=["openid", {"name": "profile", "description": "Your profile"}],
+    )
+    assert nulls_in(service.body) == []
+    got = await get_service(client, service)
+    updated = await update_service(client, service, {"pkceRequired": True})
+    listed = assert_ok(await client.get("/api/service/get/list", headers=factory.admin))
+    for answer in (got, updated, listed):
+        assert nulls_in(answer) == []
+    for field in ("authorizationEndpoint", "tokenEndpoint", "description"):
+        assert field not in got
+    assert got["supportedScopes"][0] == {"name": "openid", "defaultEntry": False}
+    assert got["supportedScopes"][1]["description"] == "Your profile"
+
+
 async def test_service_update_empty_string_clears_a_field(client: httpx.AsyncClient, factory: Factory) -> None:
     service = await factory.service(description="gone soon", issuer="https://as.example.com/a")
     body = await update_service(client, service, {"description": "", "issuer": ""})
-    assert body["description"] is None
+    assert "description" not in body  # unset: left out, as Authlete does
     assert body["issuer"] == f"{BASE_URL}/services/{service.id}"  # back to the default
 
 

@@ -13,6 +13,7 @@ from limits.aio.storage import MemoryStorage
 
 from app.api.observability import Metrics
 from app.api.rate_limit import Caller, RateLimits
+from app.db.models import Client
 from app.db.rate_limits import SqlRateLimitStorage, SyncedCounters
 from app.main import create_app
 from app.settings import Settings
@@ -412,3 +413,36 @@ async def test_a_sync_reads_as_many_counters_as_a_replica_keeps(app: FastAPI) ->
     counters = await shared.read_many(f"counter-{number}" for number in range(70_000))
     assert len(counters) == 70_000
     assert counters["counter-7"][0] == 3 and counters["counter-69999"][0] == 0
+
+
+async def test_form_decoded_retry_counts_one_failed_authentication(database_url: str) -> None:
+    """At the backend API a still form-encoded secret is tried again decoded: a success that needed the
+    retry spends no failure, a failure counts once, and each encoding of a client id claims the same
+    client's budget (PAR-24)."""
+    async with server(database_url, trusted_proxies="127.0.0.1", rate_limit_failed_authentication="3/minute") as (
+        application,
+        http,
+        factory,
+    ):
+        service = await factory.service()
+        handle = await factory.client(service)
+        legacy = "legacy_secret_with_underscores"
+        async with application.state.par.sessions() as session, session.begin():
+            row = await session.get(Client, handle.id)
+            assert row is not None
+            row.secret_hash = application.state.par.hasher.hash(legacy)
+
+        async def relayed(client_id: str, secret: str, address: str = "203.0.113.66") -> httpx.Response:
+            return await http.post(
+                f"/api/{service.id}/pushed_auth_req",
+                json={"parameters": urlencode(par_params(handle)), "clientId": client_id, "clientSecret": secret},
+                headers={**service.bearer, "X-Forwarded-For": address},
+            )
+
+        for _ in range(4):
+            assert (await relayed(str(handle.id), legacy.replace("_", "%5F"))).json()["action"] == "CREATED"
+        encoded_id = "".join(f"%{ord(c):02X}" for c in str(handle.id))
+        for client_id in [str(handle.id), encoded_id, str(handle.id)]:
+            assert (await relayed(client_id, "wrong%5Fsecret")).json()["action"] == "UNAUTHORIZED"
+        assert_throttled(await relayed(encoded_id, legacy.replace("_", "%5F")), api=True)
+        assert (await relayed(str(handle.id), legacy, "203.0.113.7")).json()["action"] == "CREATED"

@@ -128,11 +128,16 @@ SAN_CERT = make_cert(sans=SANS)
         pytest.param(lambda c: f":{b64_der(c).rstrip('=')}:", id="rfc9440-unpadded"),
         pytest.param(lambda c: quote(pem(c), safe=""), id="nginx-escaped-pem"),
         pytest.param(lambda c: quote(pem(c), safe="+/="), id="escaped-pem-keeping-base64"),
+        # authlete-python-django forwards an RFC 9440 Client-Cert value as bare base64 DER.
+        pytest.param(b64_der, id="bare-base64-der"),
+        pytest.param(lambda c: b64_der(c).rstrip("="), id="bare-base64-der-unpadded"),
+        pytest.param(lambda c: "".join(pem(c).splitlines(keepends=True)[1:-1]), id="pem-body-without-armour"),
     ],
 )
 @pytest.mark.parametrize("cert", [EC_CERT, RSA_CERT], ids=["ec", "rsa"])
 def test_each_input_format_parses(encode: Any, cert: x509.Certificate) -> None:
-    """MTLS-06: Authlete's PEM, RFC 9440 Client-Cert (RFC 8941 Byte Sequence) and nginx's escaped PEM."""
+    """MTLS-06: Authlete's PEM, RFC 9440 Client-Cert (RFC 8941 Byte Sequence), nginx's escaped PEM, and
+    bare base64 DER (a PEM body without its armour)."""
     assert parse_client_certificate(encode(cert)) == cert
 
 
@@ -145,7 +150,9 @@ def test_each_input_format_parses(encode: Any, cert: x509.Certificate) -> None:
         pytest.param("::", id="empty-byte-sequence"),
         pytest.param(":!!!!:", id="byte-sequence-not-base64"),
         pytest.param(":" + base64.b64encode(b"not a certificate").decode() + ":", id="byte-sequence-not-der"),
-        pytest.param(b64_der(EC_CERT), id="bare-base64-der"),
+        pytest.param(base64.b64encode(b"not a certificate").decode(), id="bare-base64-not-der"),
+        pytest.param(b64_der(EC_CERT)[:-8], id="bare-base64-truncated"),
+        pytest.param(b64_der(EC_CERT).replace("M", "-", 2), id="bare-base64url-alphabet"),
         pytest.param(":" + base64.urlsafe_b64encode(b"\xfb\xff" * 40).decode() + ":", id="base64url-alphabet"),
         pytest.param(pem(EC_CERT).replace("M", "*", 3), id="pem-corrupt-body"),
         pytest.param(pem(EC_CERT)[:-80] + "-----END CERTIFICATE-----\n", id="pem-truncated"),

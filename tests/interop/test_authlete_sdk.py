@@ -160,6 +160,45 @@ def test_sparse_update_keeps_fields_sent_as_null(sdk_service: SdkService, sdk_cl
     )
 
 
+def test_the_sdk_sends_false_and_0_for_unset_fields() -> None:
+    """What a sparse DTO puts on the wire: every unset boolean as false and every unset number as 0.
+    The server cannot tell these from a caller's own false and 0."""
+    sent = json.loads(Service({"serviceName": "renamed"}).to_json())
+    assert (sent["parRequired"], sent["pushedAuthReqDuration"], sent["pkceRequired"]) == (False, 0, False)
+    sent = json.loads(Client({"clientName": "renamed"}).to_json())
+    assert (sent["pkceRequired"], sent["parRequired"]) == (False, False)
+
+
+def test_sparse_service_update_through_the_sdk_replaces(live_server: LiveServer) -> None:
+    """So, through the SDK, updateService replaces what it sends as false or 0, as Authlete's
+    replace-on-update does: pushedAuthReqDuration 0 is the server default (60 s), parRequired false.
+    A read-modify-write keeps everything."""
+    service = Service({"serviceName": "sdk service", "pushedAuthReqDuration": 300, "parRequired": True})
+    service.supportedScopes = [Scope({"name": "openid"})]
+    created = sdk(live_server, None, live_server.admin_token).createService(service)
+    api = sdk(live_server, created.apiKey, live_server.create_service_token(created.apiKey))
+    assert (created.pushedAuthReqDuration, created.parRequired) == (300, True)
+
+    kept = api.getService(created.apiKey)
+    kept.serviceName = "renamed by read-modify-write"
+    api.updateService(kept)
+    after = api.getService(created.apiKey)
+    assert (after.serviceName, after.pushedAuthReqDuration, after.parRequired) == (kept.serviceName, 300, True)
+
+    api.updateService(Service({"apiKey": created.apiKey, "serviceName": "renamed sparsely"}))
+    after = api.getService(created.apiKey)
+    assert after.serviceName == "renamed sparsely"
+    assert (after.pushedAuthReqDuration, after.parRequired) == (60, False)
+    assert [scope.name for scope in after.supportedScopes] == ["openid"]  # lists go as null: kept
+
+
+def test_sparse_client_update_through_the_sdk_resets_its_booleans(sdk_service: SdkService, sdk_client: Client) -> None:
+    """updateClient with a sparse DTO sends pkceRequired=false: the client no longer requires PKCE."""
+    assert sdk_service.api.getClient(sdk_client.clientId).pkceRequired is True
+    sdk_service.api.updateClient(Client({"clientId": sdk_client.clientId, "clientName": "renamed sparsely"}))
+    assert sdk_service.api.getClient(sdk_client.clientId).pkceRequired is False
+
+
 def test_refresh_client_secret_replaces_the_secret(sdk_service: SdkService, sdk_client: Client) -> None:
     """refreshClientSecret: the new secret authenticates and the old one stops working (PAR-07)."""
     refreshed = sdk_service.api.refreshClientSecret(sdk_client.clientId)
