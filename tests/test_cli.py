@@ -23,6 +23,7 @@ from passlib.hash import pbkdf2_sha256
 
 from app.api.observability import server_log_config
 from app.cli import main, run_migrations
+from app.core.secrets import CLIENT_SECRET_PREFIX
 from app.main import create_app
 from app.settings import Settings
 from tests.factories import ClientHandle, par_params
@@ -325,7 +326,7 @@ def test_client_import_stores_every_record(migrated: Cli, service_id: int, tmp_p
     kept, hashed, new = result["created"]
     assert [entry["index"] for entry in result["created"]] == [0, 1, 2]
     assert "clientSecret" not in kept and "clientSecret" not in hashed  # the file has them already
-    assert new["clientSecret"].startswith("par_cs_")  # generated: shown once
+    assert new["clientSecret"].startswith(CLIENT_SECRET_PREFIX)  # generated: shown once
     assert _client_secret_hash(migrated, hashed["clientId"]) == IMPORTED_HASH
     assert _client_secret_hash(migrated, kept["clientId"]).startswith("$par-hmac-sha256$")
 
