@@ -3,6 +3,8 @@
 // ONE line of JSON: {"ok":true,"operations":{...}} once every operation has run,
 // each operation as {"ok":true,"result":<the SDK's parsed answer>} or
 // {"ok":false,"error":"<name>","message":"...","status":<HTTP status>|null,
+// ("message" is the SDK's pretty() for a ResponseValidationError: the fields
+// its schema rejected)
 // "body":"<answer body>"|null}; exit 0. Some operations are meant to fail
 // (a push with a replaced secret, a get of the deleted client). A failure
 // outside the SDK calls prints {"ok":false,"operations":{...},"error":"..."}, exit 1.
@@ -36,7 +38,8 @@ async function step(name, call) {
     operations[name] = {
       ok: false,
       error: err?.name ?? 'Error',
-      message: String(err?.message ?? err),
+      // ResponseValidationError: which fields of the answer the SDK's schema rejected
+      message: typeof err?.pretty === 'function' ? err.pretty() : String(err?.message ?? err),
       status: err?.statusCode ?? err?.rawResponse?.status ?? null,
       body: err?.body ?? null,
     }

@@ -43,7 +43,7 @@ def operations(node_harness: str, live_server: LiveServer) -> dict[str, dict[str
 
 def succeeded(operations: dict[str, dict[str, Any]], name: str) -> Any:
     operation = operations[name]
-    assert operation["ok"] is True, (name, operation)
+    assert operation["ok"] is True, f"{name}: {json.dumps(operation, indent=1)}"
     return operation["result"]
 
 
