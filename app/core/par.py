@@ -164,7 +164,8 @@ async def _identify_and_authenticate(
     Basic credentials the backend API received that fail as they are, and would change when
     form-decoded, are tried once more decoded (RFC 6749 §2.3.1; ``client_auth.form_decoded``). Only
     secrets are checked here, so the second try spends no single-use value; the caller still sees one
-    outcome, and the rate limits count it once."""
+    outcome, and the rate limits count it once. When the decoded client id does not even match the
+    parameters' ``client_id``, the values were not form-encoded: the first failure is the answer."""
     try:
         return await _authenticate_basic_as(
             request.basic, request, params, service=service, store=store, auth=auth, now=now
@@ -175,7 +176,13 @@ async def _identify_and_authenticate(
         decoded = form_decoded(request.basic) if request.basic and request.basic_may_be_form_encoded else None
         if decoded is None:
             raise
-    return await _authenticate_basic_as(decoded, request, params, service=service, store=store, auth=auth, now=now)
+        first_failure = error
+    try:
+        return await _authenticate_basic_as(decoded, request, params, service=service, store=store, auth=auth, now=now)
+    except InvalidRequest as retry_failure:
+        if retry_failure.result_code == CLIENT_ID_MISMATCH:
+            raise first_failure from None
+        raise
 
 
 async def _authenticate_basic_as(
