@@ -307,19 +307,26 @@ async def test_secret_methods_do_not_accept_assertions_and_vice_versa(
 # --- mutual TLS -----------------------------------------------------------------------------------------
 
 
+async def backend_push_with_certificate(
+    client: httpx.AsyncClient, service: ServiceHandle, tls_client: ClientHandle, certificate: str
+) -> dict[str, Any]:
+    """A push through the backend API with ``clientCertificate`` as the authorization server forwards it."""
+    response = await client.post(
+        f"/api/{service.id}/pushed_auth_req",
+        headers=service.bearer,
+        json={"parameters": urlencode(par_params(tls_client)), "clientCertificate": certificate},
+    )
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
 async def test_tls_client_auth(client: httpx.AsyncClient, factory: Factory, service: ServiceHandle) -> None:
     """MTLS-02/03: the certificate bound by subject DN, at the backend API and behind a trusted proxy."""
     certificate, _ = self_signed("client.example")
     tls_client = await factory.client(
         service, tokenAuthMethod="TLS_CLIENT_AUTH", tlsClientAuthSubjectDn="CN=client.example,O=Example,C=US"
     )
-    answer = (
-        await client.post(
-            f"/api/{service.id}/pushed_auth_req",
-            headers=service.bearer,
-            json={"parameters": urlencode(par_params(tls_client)), "clientCertificate": pem(certificate)},
-        )
-    ).json()
+    answer = await backend_push_with_certificate(client, service, tls_client, pem(certificate))
     assert (answer["action"], answer["clientAuthMethod"]) == ("CREATED", "TLS_CLIENT_AUTH")
     response = await push(client, service, tls_client, {}, headers={"Client-Cert": rfc9440(certificate)})
     assert response.status_code == 201, response.text
@@ -345,13 +352,7 @@ async def test_backend_accepts_the_certificate_as_authlete_handlers_forward_it(
     tls_client = await factory.client(
         service, tokenAuthMethod="TLS_CLIENT_AUTH", tlsClientAuthSubjectDn="CN=client.example,O=Example,C=US"
     )
-    answer = (
-        await client.post(
-            f"/api/{service.id}/pushed_auth_req",
-            headers=service.bearer,
-            json={"parameters": urlencode(par_params(tls_client)), "clientCertificate": forwarded(certificate)},
-        )
-    ).json()
+    answer = await backend_push_with_certificate(client, service, tls_client, forwarded(certificate))
     assert (answer["action"], answer.get("clientAuthMethod")) == ("CREATED", "TLS_CLIENT_AUTH"), answer
 
 
