@@ -153,6 +153,10 @@ class Settings(BaseSettings):
         default=1_000_000,
         description="Most rounds an imported pbkdf2_sha256 clientSecretHash may have (1,000,000: about 0.25 s)",
     )
+    imported_hash_checks_in_flight: Annotated[int, Field(gt=0, le=64)] = Field(
+        default=1,
+        description="Imported (bcrypt, pbkdf2) client secret hashes one process checks at once; more wait their turn",
+    )
 
     push_write_batch_max: Annotated[int, Field(gt=0, le=10_000)] = Field(
         default=500, description="Most pushed requests one INSERT transaction of the batched writer holds"

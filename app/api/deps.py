@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import re
@@ -114,6 +115,7 @@ class AppState:
             dpop_nonce_key=hmac.new(settings.pepper_bytes, b"par-server dpop nonces", hashlib.sha256).digest(),
             dpop_max_age=timedelta(seconds=settings.dpop_proof_max_age_seconds),
             max_request_object_lifetime=timedelta(seconds=settings.max_request_object_lifetime_seconds),
+            imported_hash_checks=asyncio.Semaphore(settings.imported_hash_checks_in_flight),
         )
         object.__setattr__(self, "parameter_limits", limits)  # frozen: set once, here
         object.__setattr__(self, "_client_auth", client_auth)

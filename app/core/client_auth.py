@@ -186,6 +186,8 @@ class ClientAuthContext:
     dpop_nonce_key: bytes
     dpop_max_age: timedelta
     max_request_object_lifetime: timedelta
+    # Shared by the process's pushes: how many imported (slow) hashes may be checked at once.
+    imported_hash_checks: asyncio.Semaphore
 
     def dpop_nonces_for(self, service: ServiceRecord) -> DpopNonces:
         """Nonces keyed per service: valid on every replica, useless at another service."""
@@ -283,13 +285,17 @@ async def authenticate_client(
 async def _verify_secret(secret: str, client: ClientRecord, context: ClientAuthContext) -> bool:
     """RFC 6749 §2.3.1: the client password. A hash imported from another server (bcrypt, pbkdf2) is
     slow by design: it is checked in a worker thread, so that other requests go on meanwhile, and after
-    its first success it is replaced by the keyed hash, which costs microseconds (RFC 6819 §5.1.4.2.2)."""
+    its first success it is replaced by the keyed hash, which costs microseconds (RFC 6819 §5.1.4.2.2).
+    Only so many such checks run at once: however many wrong secrets arrive for such clients, they
+    take at most that many cores from the other pushes, and the rest wait holding no connection."""
     stored = client.secret_hash
     if context.hasher.is_keyed(stored):
         return context.hasher.verify(secret, stored)
     assert stored is not None  # is_keyed answers True for None
     await context.secret_hashes.release()
-    if not await asyncio.to_thread(context.hasher.verify, secret, stored):
+    async with context.imported_hash_checks:
+        verified = await asyncio.to_thread(context.hasher.verify, secret, stored)
+    if not verified:
         return False
     await context.secret_hashes.replace_secret_hash(client, stored, context.hasher.hash(secret))
     return True

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import threading
+import time
 from typing import Any
 from urllib.parse import urlencode
 
@@ -27,9 +29,12 @@ pytestmark = pytest.mark.usefixtures("forget_redis_keys")
 ADOPTED_SECRET = "hydra-" + secrets.token_urlsafe(32)
 
 
+CHECKS_IN_FLIGHT = 2
+
+
 @pytest.fixture
 def settings(settings_per_store: Settings) -> Settings:
-    return settings_per_store
+    return settings_per_store.model_copy(update={"imported_hash_checks_in_flight": CHECKS_IN_FLIGHT})
 
 
 async def push_rfc(http: httpx.AsyncClient, service: ServiceHandle, client: ClientHandle, secret: str) -> int:
@@ -152,6 +157,39 @@ async def test_concurrent_first_pushes_with_an_imported_hash(
     assert results == [201] * 4
     rehashed = await stored_hash(app, adopted.id)
     assert rehashed is not None and app.state.par.hasher.verify(ADOPTED_SECRET, rehashed)
+
+
+async def test_imported_hash_checks_in_flight_are_capped(
+    client: httpx.AsyncClient, factory: Factory, service: ServiceHandle, app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flood of wrong secrets for an adopted client runs at most PAR_IMPORTED_HASH_CHECKS_IN_FLIGHT slow
+    checks at once, so it cannot take every core; the others wait their turn and are answered too."""
+    adopted = await factory.client(service, clientSecretHash=_bcrypt(ADOPTED_SECRET))
+    hasher = app.state.par.hasher
+    verify = hasher.verify
+    running, most = 0, 0
+    lock = threading.Lock()
+
+    def counting_verify(secret: str, stored_hash: str | None) -> bool:
+        nonlocal running, most
+        if hasher.is_keyed(stored_hash):
+            return verify(secret, stored_hash)
+        with lock:
+            running += 1
+            most = max(most, running)
+        try:
+            time.sleep(0.05)  # as slow as a costly hash, so that checks overlap unless they are capped
+            return verify(secret, stored_hash)
+        finally:
+            with lock:
+                running -= 1
+
+    monkeypatch.setattr(hasher, "verify", counting_verify)
+    wrong = [f"{ADOPTED_SECRET}-{i}" for i in range(3 * CHECKS_IN_FLIGHT)]
+    results = await asyncio.gather(*(push_rfc(client, service, adopted, secret) for secret in wrong))
+    assert results == [401] * len(wrong)
+    assert most == CHECKS_IN_FLIGHT
+    assert await push_rfc(client, service, adopted, ADOPTED_SECRET) == 201
 
 
 async def test_a_secret_updated_meanwhile_is_not_overwritten_by_the_rehash(
