@@ -6,13 +6,13 @@
 // ("message" is the SDK's pretty() for a ResponseValidationError: the fields
 // its schema rejected)
 // "body":"<answer body>"|null}; exit 0. Some operations are meant to fail
-// (a push with a replaced secret, a get of the deleted client). A failure
+// (a push with a replaced secret, a get of the deleted client or service). A failure
 // outside the SDK calls prints {"ok":false,"operations":{...},"error":"..."}, exit 1.
 //
 // Configuration (environment variables):
 //   PAR_BASE_URL       par-server's base URL, e.g. http://127.0.0.1:8080
 //                      (the SDK's serverURL; its paths start with /api)
-//   PAR_ADMIN_TOKEN    the admin token: service create and list
+//   PAR_ADMIN_TOKEN    the admin token: service create, list and delete
 //   PAR_REDIRECT_URI   the redirect URI registered for the client and pushed
 //
 // The service is created here with the admin token; its service access token
@@ -129,6 +129,8 @@ async function main() {
   )
   await step('client.delete', () => authlete.client.delete({ serviceId, clientId }))
   await step('client.get.deleted', () => authlete.client.get({ serviceId, clientId }))
+  await step('service.delete', () => admin.service.delete({ serviceId }))
+  await step('service.get.deleted', () => admin.service.get({ serviceId }))
 }
 
 try {

@@ -6,6 +6,7 @@ An authorization server built on the SDK must work against par-server by changin
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +16,16 @@ import httpx
 import pytest
 from authlete.api import AuthleteApi, AuthleteApiException, AuthleteApiImpl
 from authlete.conf import AuthleteConfiguration
-from authlete.dto import Client, PushedAuthReqAction, PushedAuthReqRequest, PushedAuthReqResponse, Scope, Service
+from authlete.dto import (
+    Client,
+    ClientSecretUpdateRequest,
+    ClientSecretUpdateResponse,
+    PushedAuthReqAction,
+    PushedAuthReqRequest,
+    PushedAuthReqResponse,
+    Scope,
+    Service,
+)
 from authlete.types import ClientAuthMethod, ClientType, GrantType, ResponseType
 
 from tests.factories import REDIRECT_URI, ClientHandle, par_params
@@ -205,6 +215,58 @@ def test_refresh_client_secret_replaces_the_secret(sdk_service: SdkService, sdk_
     assert refreshed.newClientSecret and refreshed.newClientSecret != sdk_client.clientSecret
     assert sdk_push(sdk_service.api, sdk_client, refreshed.newClientSecret).action is PushedAuthReqAction.CREATED
     assert sdk_push(sdk_service.api, sdk_client, sdk_client.clientSecret).action is PushedAuthReqAction.UNAUTHORIZED
+
+
+def test_create_client_with_its_own_secret(sdk_service: SdkService) -> None:
+    """A client moving from another server keeps its secret: the SDK's Client DTO carries clientSecret."""
+    own_secret = secrets.token_urlsafe(32)
+    created = sdk_service.api.createClient(
+        Client(
+            {
+                "clientName": "adopted through the SDK",
+                "clientSecret": own_secret,
+                "redirectUris": [REDIRECT_URI],
+                "clientType": ClientType.CONFIDENTIAL,
+                "tokenAuthMethod": ClientAuthMethod.CLIENT_SECRET_BASIC,
+                "responseTypes": [ResponseType.CODE],
+                "grantTypes": [GrantType.AUTHORIZATION_CODE],
+            }
+        )
+    )
+    assert created.clientSecret == own_secret
+    assert sdk_push(sdk_service.api, created, own_secret).action is PushedAuthReqAction.CREATED
+
+
+def test_update_client_secret(sdk_service: SdkService, sdk_client: Client) -> None:
+    """client/secret/update sets the secret the caller gives. The SDK's own updateClientSecret (1.3.0)
+    fails before it sends anything: it sets ``clientId`` and ``clilentSecret`` on a request DTO that
+    declares neither. The same DTO and call path, with the field spelled right, works."""
+    own_secret = secrets.token_urlsafe(32)
+    with pytest.raises(AttributeError):
+        sdk_service.api.updateClientSecret(sdk_client.clientId, own_secret)
+    call_service_post_api = sdk_service.api._AuthleteApiImpl__callServicePostApi
+    updated = call_service_post_api(
+        f"/api/{sdk_service.service.apiKey}/client/secret/update/{sdk_client.clientId}",
+        ClientSecretUpdateRequest({"clientSecret": own_secret}),
+        ClientSecretUpdateResponse,
+    )
+    assert updated.newClientSecret == own_secret
+    assert updated.resultCode == "A087001"
+    assert sdk_push(sdk_service.api, sdk_client, own_secret).action is PushedAuthReqAction.CREATED
+    assert sdk_push(sdk_service.api, sdk_client, sdk_client.clientSecret).action is PushedAuthReqAction.UNAUTHORIZED
+
+
+def test_get_and_delete_service(live_server: LiveServer) -> None:
+    """getService and deleteService (API V3: the service is the configured serviceApiKey) with the admin
+    token; a deleted service is not found, and its clients can no longer push."""
+    created = sdk_create_service(live_server, "doomed")
+    owner = sdk(live_server, created.apiKey, live_server.admin_token)
+    assert owner.getService(created.apiKey).serviceName == "doomed"
+    owner.deleteService(created.apiKey)
+    with pytest.raises(AuthleteApiException) as raised:
+        owner.getService(created.apiKey)
+    assert raised.value.response is not None and raised.value.response.status_code == 404
+    assert sdk(live_server, None, live_server.admin_token).getServiceList().totalCount == 0
 
 
 def test_push_creates_a_request_uri(sdk_service: SdkService, sdk_client: Client) -> None:

@@ -48,8 +48,9 @@ def succeeded(operations: dict[str, dict[str, Any]], name: str) -> Any:
 
 
 def test_service_calls(operations: dict[str, dict[str, Any]], live_server: LiveServer) -> None:
-    """service.create and service.list with the admin token, service.get and service.update with a service
-    access token; the update changes the name and keeps the scopes."""
+    """service.create, service.list and service.delete with the admin token, service.get and
+    service.update with a service access token; the update changes the name and keeps the scopes, and a
+    deleted service is not found."""
     created = succeeded(operations, "service.create")
     service_id = created["apiKey"]
     assert created["serviceName"] == "typescript sdk service"
@@ -61,6 +62,9 @@ def test_service_calls(operations: dict[str, dict[str, Any]], live_server: LiveS
     updated = succeeded(operations, "service.update")
     assert updated["serviceName"] == "renamed typescript sdk service"
     assert [scope["name"] for scope in updated["supportedScopes"]] == ["openid", "profile"]
+    succeeded(operations, "service.delete")  # with the admin token, last of all
+    deleted = operations["service.get.deleted"]
+    assert deleted["ok"] is False and deleted["status"] == 404, deleted
 
 
 def test_client_calls(operations: dict[str, dict[str, Any]]) -> None:
