@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import os
+import secrets
 import signal
 import socket
 import sqlite3
@@ -19,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from passlib.hash import pbkdf2_sha256
+from passlib.hash import bcrypt, django_pbkdf2_sha256, pbkdf2_sha256
 
 from app.api.observability import server_log_config
 from app.cli import main, run_migrations
@@ -329,6 +330,54 @@ def test_client_import_stores_every_record(migrated: Cli, service_id: int, tmp_p
     assert new["clientSecret"].startswith(CLIENT_SECRET_PREFIX)  # generated: shown once
     assert _client_secret_hash(migrated, hashed["clientId"]) == IMPORTED_HASH
     assert _client_secret_hash(migrated, kept["clientId"]).startswith("$par-hmac-sha256$")
+
+
+def test_imported_secrets_of_every_kind_authenticate_and_hashes_are_replaced_after_first_use(
+    migrated: Cli, service_id: int, tmp_path: Path
+) -> None:
+    """An import file with a plain secret, a bcrypt hash (as ORY Hydra keeps), passlib's pbkdf2-sha256 and
+    Django's pbkdf2_sha256 (as django-oauth-toolkit keeps): each client authenticates with its secret, and
+    each legacy hash is the keyed HMAC after its first successful push."""
+    secrets_by_name = {name: f"{name}-{secrets.token_urlsafe(32)}" for name in ("plain", "bcrypt", "pbkdf2", "django")}
+    hashes = {
+        "bcrypt": bcrypt.using(rounds=4).hash(secrets_by_name["bcrypt"]),
+        "pbkdf2": pbkdf2_sha256.using(rounds=1000).hash(secrets_by_name["pbkdf2"]),
+        "django": django_pbkdf2_sha256.using(rounds=1000).hash(secrets_by_name["django"]),
+    }
+    records = [
+        {"clientName": name, "redirectUris": [REDIRECT_URI]}
+        | ({"clientSecretHash": hashes[name]} if name in hashes else {"clientSecret": secret})
+        for name, secret in secrets_by_name.items()
+    ]
+    result = migrated.json("client", "import", _import_file(tmp_path, records), "--service", str(service_id))
+    client_ids = {entry["clientName"]: entry["clientId"] for entry in result["created"]}
+    assert result["refused"] == [] and sorted(client_ids) == sorted(secrets_by_name)
+    for name, imported in hashes.items():
+        assert _client_secret_hash(migrated, client_ids[name]) == imported
+
+    async def push(name: str, secret: str) -> int:
+        settings = Settings(
+            database_url=f"sqlite+aiosqlite:///{migrated.database}", admin_token="a" * 43, pepper=PEPPER
+        )
+        app = create_app(settings)
+        client = ClientHandle(id=client_ids[name], secret=secret, body={})
+        try:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://par.test") as http:
+                response = await http.post(
+                    f"/services/{service_id}/par",
+                    data=par_params(client, redirect_uri=REDIRECT_URI, scope="openid"),
+                    headers=client.basic(),
+                )
+        finally:
+            await app.state.par.aclose()
+        assert response.status_code in (201, 401), response.text
+        return response.status_code
+
+    for name, secret in secrets_by_name.items():
+        assert asyncio.run(push(name, secret + "x")) == 401, name
+        assert asyncio.run(push(name, secret)) == 201, name
+        assert _client_secret_hash(migrated, client_ids[name]).startswith("$par-hmac-sha256$"), name
+        assert asyncio.run(push(name, secret)) == 201, name  # the keyed hash authenticates from then on
 
 
 @pytest.mark.parametrize("skip_invalid", [False, True])
