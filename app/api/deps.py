@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import re
@@ -25,7 +24,7 @@ from app.api.rate_limit import RateLimits
 from app.core import json_input
 from app.core.authorization import AuthorizationStore
 from app.core.client_assertion import ClientKeys
-from app.core.client_auth import ClientAuthContext
+from app.core.client_auth import ClientAuthContext, SlowHashChecks
 from app.core.errors import ApiBadRequest, ApiForbidden, ApiNotFound, ApiUnauthorized, InvalidClient
 from app.core.model import ClientRecord, ServiceRecord
 from app.core.par import PushStore
@@ -115,7 +114,9 @@ class AppState:
             dpop_nonce_key=hmac.new(settings.pepper_bytes, b"par-server dpop nonces", hashlib.sha256).digest(),
             dpop_max_age=timedelta(seconds=settings.dpop_proof_max_age_seconds),
             max_request_object_lifetime=timedelta(seconds=settings.max_request_object_lifetime_seconds),
-            imported_hash_checks=asyncio.Semaphore(settings.imported_hash_checks_in_flight),
+            imported_hash_checks=SlowHashChecks(
+                in_flight=settings.imported_hash_checks_in_flight, waiting=settings.imported_hash_checks_waiting
+            ),
         )
         object.__setattr__(self, "parameter_limits", limits)  # frozen: set once, here
         object.__setattr__(self, "_client_auth", client_auth)

@@ -146,8 +146,8 @@ class SecretHasher:
         checked = stored_hash or self._decoy_hash  # an unknown client costs what a known one does
         if checked.startswith(self._own_prefix):
             expected = hmac.new(self._pepper, secret.encode(), hashlib.sha256).hexdigest()
-            presented = checked[len(self._own_prefix) :].encode()
-            return hmac.compare_digest(expected.encode(), presented) and stored_hash is not None
+            checksum = checked[len(self._own_prefix) :].encode()
+            return hmac.compare_digest(expected.encode(), checksum) and stored_hash is not None
         presented: str | bytes = secret
         if checked.startswith(_BCRYPT_PREFIX):
             # bcrypt reads 72 bytes; the server that made the hash ignored the rest (bcrypt 5 refuses it).
