@@ -48,7 +48,7 @@ async def pushed_auth_req(service_id: IdPath, request: Request, state: StateDep)
         request, state, service_id, PushedAuthReqIn, require=parameters_required("A245201"), allow_form=True
     ) as call:
         body = call.body
-        if body.oauth_client_attestation or body.oauth_client_attestation_pop:
+        if body.oauth_client_attestation is not None or body.oauth_client_attestation_pop is not None:
             # Refused rather than ignored: a client relying on attestation must not be let through on less.
             raise ApiBadRequest(
                 "attestation-based client authentication (oauthClientAttestation, oauthClientAttestationPop) "
