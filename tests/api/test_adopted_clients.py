@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from passlib.hash import bcrypt, django_pbkdf2_sha256, pbkdf2_sha256
 from sqlalchemy import select
 
+from app.core.secrets import SecretHasher
 from app.db.models import Client
 from app.settings import Settings
 from tests.factories import ClientHandle, Factory, ServiceHandle, par_params
@@ -52,7 +53,8 @@ async def push_backend(http: httpx.AsyncClient, service: ServiceHandle, client: 
 
 async def stored_hash(app: FastAPI, client_id: int) -> str | None:
     async with app.state.par.sessions() as session:
-        return await session.scalar(select(Client.secret_hash).where(Client.id == client_id))
+        secret_hash: str | None = await session.scalar(select(Client.secret_hash).where(Client.id == client_id))
+        return secret_hash
 
 
 async def test_create_with_a_client_secret_authenticates_at_both_front_doors(
@@ -165,7 +167,7 @@ async def test_imported_hash_checks_in_flight_are_capped(
     """A flood of wrong secrets for an adopted client runs at most PAR_IMPORTED_HASH_CHECKS_IN_FLIGHT slow
     checks at once, so it cannot take every core; the others wait their turn and are answered too."""
     adopted = await factory.client(service, clientSecretHash=_bcrypt(ADOPTED_SECRET))
-    hasher = app.state.par.hasher
+    hasher: SecretHasher = app.state.par.hasher
     verify = hasher.verify
     running, most = 0, 0
     lock = threading.Lock()

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from app.api.deps import AppState
-from app.api.direct import DirectRoute, DirectRoutes, direct_routes
+from app.api.direct import DirectRoute, DirectRoutes, ParServerApp, direct_routes
 from tests.factories import ClientHandle, Factory, ServiceHandle, par_params
 
 DIRECT_PATHS = [
@@ -84,7 +84,7 @@ async def test_the_canonical_id_names_the_service(
     assert response.status_code == 201
 
 
-def test_the_hot_endpoints_are_direct_routes_and_documented(app: FastAPI) -> None:
+def test_the_hot_endpoints_are_direct_routes_and_documented(app: ParServerApp) -> None:
     """Each direct route is also a FastAPI route, so the OpenAPI document describes it."""
     documented = {(method.upper(), path) for path, item in app.openapi()["paths"].items() for method in item}
     direct = {("POST", path) for path in DIRECT_PATHS}

@@ -386,7 +386,7 @@ async def test_non_ascii_basic_credentials_are_invalid_client(
     response = await client.post(
         service.par_path,
         content=urlencode(par_params(basic_client)).encode(),
-        headers=[("Content-Type", "application/x-www-form-urlencoded"), ("Authorization", b"Basic " + token)],
+        headers=[(b"Content-Type", b"application/x-www-form-urlencoded"), (b"Authorization", b"Basic " + token)],
     )
     assert_rfc_error(response, 401, "invalid_client")
     assert response.headers["www-authenticate"].startswith("Basic")

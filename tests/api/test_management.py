@@ -465,7 +465,7 @@ async def test_jwks_with_a_private_key_is_refused_without_echoing_it(
     assert body["resultMessage"].endswith(
         "jwks key 1 (kid 'ec-1') holds private key material (d): jwks holds public keys only"
     )
-    assert PRIVATE_EC_KEY["d"] not in body["resultMessage"]
+    assert str(PRIVATE_EC_KEY["d"]) not in body["resultMessage"]
     stored = await factory.client(service, jwks=json.dumps({"keys": [public]}))
     assert_result_error(await update_client(client, service, stored, {"jwks": jwks}), 400)
     assert json.loads(assert_ok(await get_client(client, service, stored.id))["jwks"]) == {"keys": [public]}

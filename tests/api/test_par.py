@@ -128,6 +128,7 @@ async def test_stored_request_is_normalised_and_has_no_credentials(
     assert (await push(client, service, params)).status_code == 201
     [row] = await stored_requests(app)
     stored = parse_qs(row.parameters)
+    assert post_client.secret is not None
     assert "client_secret" not in stored and post_client.secret not in row.parameters
     assert stored["unknown_extension"] == ["x"]
     assert row.request == {
