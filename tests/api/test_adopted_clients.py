@@ -23,7 +23,7 @@ from sqlalchemy import select
 from app.core.secrets import SecretHasher
 from app.db.models import Client
 from app.settings import Settings
-from tests.factories import ClientHandle, Factory, ServiceHandle, par_params
+from tests.factories import ClientHandle, Factory, ServiceHandle, par_params, push
 
 pytestmark = pytest.mark.usefixtures("forget_redis_keys")
 
@@ -39,8 +39,7 @@ def settings(settings_per_store: Settings) -> Settings:
 
 
 async def push_rfc(http: httpx.AsyncClient, service: ServiceHandle, client: ClientHandle, secret: str) -> int:
-    response = await http.post(service.par_path, data=par_params(client), headers=client.basic(secret))
-    return response.status_code
+    return (await push(http, service, client, secret=secret)).status_code
 
 
 async def push_backend(http: httpx.AsyncClient, service: ServiceHandle, client: ClientHandle, secret: str) -> str:

@@ -29,7 +29,8 @@ from app.core.model import (
 from app.core.par import PushAction, PushOutcome, PushRequest, push
 from app.core.params import ParameterLimits
 from app.core.secrets import REQUEST_URI_PREFIX, SecretBox, SecretHasher, reference_hash
-from tests.factories import CODE_CHALLENGE, REDIRECT_URI
+from tests.core.ports import MemoryReplayStore
+from tests.factories import CODE_CHALLENGE, REDIRECT_URI, par_params
 
 NOW = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
 PEPPER = b"a pepper for the core push tests"
@@ -94,19 +95,6 @@ class InMemoryPushStore:
         return True
 
 
-class InMemoryReplayStore:
-    """``ReplayStore``: the keys seen so far, with the time each may be forgotten."""
-
-    def __init__(self) -> None:
-        self.expiries: dict[str, datetime] = {}
-
-    async def remember(self, key: str, *, expires_at: datetime) -> bool:
-        if key in self.expiries:
-            return False
-        self.expiries[key] = expires_at
-        return True
-
-
 class InMemorySecretHashes:
     """``SecretHashStore``: the replacements asked for (none here: every secret is a keyed hash)."""
 
@@ -131,7 +119,7 @@ def auth_context() -> ClientAuthContext:
         secret_box=SecretBox.derived_from_pepper(PEPPER),
         secret_hashes=InMemorySecretHashes(),
         client_keys=registered_keys,
-        replay_store=InMemoryReplayStore(),
+        replay_store=MemoryReplayStore(),
         clock_skew=timedelta(seconds=10),
         max_assertion_lifetime=timedelta(minutes=5),
         dpop_nonce_key=b"dpop nonce key for the core tests",
@@ -139,21 +127,6 @@ def auth_context() -> ClientAuthContext:
         max_request_object_lifetime=timedelta(minutes=60),
         imported_hash_checks=asyncio.Semaphore(1),
     )
-
-
-def parameters(client: ClientRecord, **overrides: str | None) -> dict[str, str]:
-    """A valid authorization request of ``client``; ``None`` removes a parameter."""
-    params: dict[str, str | None] = {
-        "response_type": "code",
-        "client_id": str(client.id),
-        "redirect_uri": REDIRECT_URI,
-        "scope": "openid profile",
-        "state": "xyz",
-        "code_challenge": CODE_CHALLENGE,
-        "code_challenge_method": "S256",
-        **overrides,
-    }
-    return {name: value for name, value in params.items() if value is not None}
 
 
 async def push_basic(
@@ -178,7 +151,7 @@ async def test_a_valid_push_is_created_and_stored_once() -> None:
     """PAR-13/14/15: CREATED (201) with a urn request_uri and expires_in; the store holds the request under the
     hash of its reference, normalised, and expiring after the service's duration."""
     store = InMemoryPushStore([BASIC_CLIENT])
-    outcome = await push_basic(store, parameters(BASIC_CLIENT))
+    outcome = await push_basic(store, par_params(BASIC_CLIENT))
 
     assert outcome.action is PushAction.CREATED and outcome.http_status == 201
     assert outcome.error is None and outcome.result_code == "A245001"
@@ -195,7 +168,7 @@ async def test_a_valid_push_is_created_and_stored_once() -> None:
         "responseType": "code",
         "redirectUri": REDIRECT_URI,
         "scopes": ["openid", "profile"],
-        "state": "xyz",
+        "state": "af0ifjsldkj",
         "codeChallenge": CODE_CHALLENGE,
         "codeChallengeMethod": "S256",
     }
@@ -204,7 +177,7 @@ async def test_a_valid_push_is_created_and_stored_once() -> None:
 async def test_client_authentication_parameters_are_not_stored() -> None:
     """PAR-10: client_secret authenticates the client and is not part of the stored request; the rest is."""
     store = InMemoryPushStore([POST_CLIENT])
-    outcome = await push_post(store, parameters(POST_CLIENT, client_secret=SECRET, extension="kept"))
+    outcome = await push_post(store, par_params(POST_CLIENT, client_secret=SECRET, extension="kept"))
 
     assert outcome.action is PushAction.CREATED, outcome
     assert outcome.client_auth_method is ClientAuthMethod.CLIENT_SECRET_POST
@@ -216,8 +189,8 @@ async def test_client_authentication_parameters_are_not_stored() -> None:
 
 async def test_every_push_gets_its_own_request_uri() -> None:
     store = InMemoryPushStore([BASIC_CLIENT])
-    first = await push_basic(store, parameters(BASIC_CLIENT))
-    second = await push_basic(store, parameters(BASIC_CLIENT))
+    first = await push_basic(store, par_params(BASIC_CLIENT))
+    second = await push_basic(store, par_params(BASIC_CLIENT))
     assert first.request_uri != second.request_uri
     assert len({record.reference_hash for record in store.stored}) == 2
 
@@ -228,21 +201,21 @@ async def test_every_push_gets_its_own_request_uri() -> None:
 @pytest.mark.parametrize(
     ("params", "error"),
     [
-        pytest.param(parameters(BASIC_CLIENT, response_type=None), "invalid_request", id="no-response_type"),
-        pytest.param(parameters(BASIC_CLIENT, response_type="token"), "unsupported_response_type", id="token"),
-        pytest.param(parameters(BASIC_CLIENT, redirect_uri=None), "invalid_request", id="no-redirect_uri"),
+        pytest.param(par_params(BASIC_CLIENT, response_type=None), "invalid_request", id="no-response_type"),
+        pytest.param(par_params(BASIC_CLIENT, response_type="token"), "unsupported_response_type", id="token"),
+        pytest.param(par_params(BASIC_CLIENT, redirect_uri=None), "invalid_request", id="no-redirect_uri"),
         pytest.param(
-            parameters(BASIC_CLIENT, redirect_uri="https://attacker.example/cb"), "invalid_request", id="unregistered"
+            par_params(BASIC_CLIENT, redirect_uri="https://attacker.example/cb"), "invalid_request", id="unregistered"
         ),
-        pytest.param(parameters(BASIC_CLIENT, scope="openid admin"), "invalid_scope", id="unsupported-scope"),
+        pytest.param(par_params(BASIC_CLIENT, scope="openid admin"), "invalid_scope", id="unsupported-scope"),
         pytest.param(
-            parameters(BASIC_CLIENT, request_uri="urn:ietf:params:oauth:request_uri:x"),
+            par_params(BASIC_CLIENT, request_uri="urn:ietf:params:oauth:request_uri:x"),
             "invalid_request",
             id="request_uri",  # PAR-11
         ),
-        pytest.param(parameters(BASIC_CLIENT, resource="https://rs.example/#f"), "invalid_target", id="resource"),
-        pytest.param(parameters(BASIC_CLIENT, code_challenge="short"), "invalid_request", id="code_challenge"),
-        pytest.param(parameters(BASIC_CLIENT, state="s" * 101), "invalid_request", id="state-too-long"),
+        pytest.param(par_params(BASIC_CLIENT, resource="https://rs.example/#f"), "invalid_target", id="resource"),
+        pytest.param(par_params(BASIC_CLIENT, code_challenge="short"), "invalid_request", id="code_challenge"),
+        pytest.param(par_params(BASIC_CLIENT, state="s" * 101), "invalid_request", id="state-too-long"),
     ],
 )
 async def test_an_invalid_request_is_a_bad_request_and_stores_nothing(params: dict[str, str], error: str) -> None:
@@ -261,7 +234,7 @@ async def test_an_invalid_request_is_a_bad_request_and_stores_nothing(params: di
 async def test_a_repeated_parameter_is_invalid_request() -> None:
     """GEN-01: a parameter sent twice is refused before the client is even looked up."""
     store = InMemoryPushStore([BASIC_CLIENT])
-    outcome = await push_basic(store, urlencode(parameters(BASIC_CLIENT)) + "&scope=openid")
+    outcome = await push_basic(store, urlencode(par_params(BASIC_CLIENT)) + "&scope=openid")
 
     assert outcome.action is PushAction.BAD_REQUEST and outcome.error == "invalid_request"
     assert outcome.client_id is None and store.stored == []
@@ -273,7 +246,7 @@ async def test_a_repeated_parameter_is_invalid_request() -> None:
 async def test_a_wrong_basic_secret_is_invalid_client_with_a_challenge() -> None:
     """PAR-07, GEN-05: 401 invalid_client; the client used the Authorization header, so WWW-Authenticate."""
     store = InMemoryPushStore([BASIC_CLIENT])
-    outcome = await push_basic(store, parameters(BASIC_CLIENT), secret="wrong")
+    outcome = await push_basic(store, par_params(BASIC_CLIENT), secret="wrong")
 
     assert outcome.action is PushAction.UNAUTHORIZED and outcome.http_status == 401
     assert outcome.error == "invalid_client" and outcome.basic_challenge
@@ -283,7 +256,7 @@ async def test_a_wrong_basic_secret_is_invalid_client_with_a_challenge() -> None
 
 async def test_a_wrong_posted_secret_is_invalid_client_without_a_challenge() -> None:
     store = InMemoryPushStore([POST_CLIENT])
-    outcome = await push_post(store, parameters(POST_CLIENT, client_secret="wrong"))
+    outcome = await push_post(store, par_params(POST_CLIENT, client_secret="wrong"))
 
     assert outcome.action is PushAction.UNAUTHORIZED and outcome.error == "invalid_client"
     assert not outcome.basic_challenge
@@ -293,7 +266,7 @@ async def test_a_wrong_posted_secret_is_invalid_client_without_a_challenge() -> 
 async def test_an_unknown_client_is_invalid_client() -> None:
     store = InMemoryPushStore([BASIC_CLIENT])
     stranger = replace(BASIC_CLIENT, id=99)
-    outcome = await push_basic(store, parameters(stranger), client=stranger)
+    outcome = await push_basic(store, par_params(stranger), client=stranger)
 
     assert outcome.action is PushAction.UNAUTHORIZED and outcome.error == "invalid_client"
     assert store.stored == []
@@ -301,7 +274,7 @@ async def test_an_unknown_client_is_invalid_client() -> None:
 
 async def test_a_client_of_another_service_is_unknown_here() -> None:
     store = InMemoryPushStore([replace(BASIC_CLIENT, service_id=SERVICE.id + 1)])
-    outcome = await push_basic(store, parameters(BASIC_CLIENT))
+    outcome = await push_basic(store, par_params(BASIC_CLIENT))
 
     assert outcome.error == "invalid_client" and store.stored == []
 
@@ -309,7 +282,7 @@ async def test_a_client_of_another_service_is_unknown_here() -> None:
 async def test_a_method_the_client_did_not_register_is_invalid_client() -> None:
     """PAR-07: the client authenticates with the method it registered (client_secret_basic here)."""
     store = InMemoryPushStore([BASIC_CLIENT])
-    outcome = await push_post(store, parameters(BASIC_CLIENT, client_secret=SECRET))
+    outcome = await push_post(store, par_params(BASIC_CLIENT, client_secret=SECRET))
 
     assert outcome.action is PushAction.UNAUTHORIZED and outcome.error == "invalid_client"
     assert store.stored == []
@@ -318,7 +291,7 @@ async def test_a_method_the_client_did_not_register_is_invalid_client() -> None:
 async def test_a_client_deleted_before_the_insert_is_invalid_client() -> None:
     """The store refuses a request whose client no longer exists: the push fails as for an unknown client."""
     store = InMemoryPushStore([BASIC_CLIENT], deleted_after_read=True)
-    outcome = await push_basic(store, parameters(BASIC_CLIENT))
+    outcome = await push_basic(store, par_params(BASIC_CLIENT))
 
     assert outcome.action is PushAction.UNAUTHORIZED and outcome.error == "invalid_client"
     assert outcome.result_code == "A247307" and outcome.basic_challenge
