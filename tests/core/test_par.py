@@ -6,7 +6,6 @@ checked once here; tests/api/ checks the same rules over the wire."""
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,7 +13,7 @@ from urllib.parse import parse_qs, urlencode
 
 import pytest
 
-from app.core.client_auth import BasicCredentials, ClientAuthContext
+from app.core.client_auth import BasicCredentials, ClientAuthContext, SlowHashChecks
 from app.core.model import (
     AudiencePolicy,
     ClientAuthMethod,
@@ -125,7 +124,7 @@ def auth_context() -> ClientAuthContext:
         dpop_nonce_key=b"dpop nonce key for the core tests",
         dpop_max_age=timedelta(minutes=5),
         max_request_object_lifetime=timedelta(minutes=60),
-        imported_hash_checks=asyncio.Semaphore(1),
+        imported_hash_checks=SlowHashChecks(in_flight=1, waiting=8),
     )
 
 
