@@ -13,14 +13,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_settings import SettingsError
 
 from app.settings import FILE_SUFFIX, Settings, UnsafeSettingsError, settings_error_message
 
 if TYPE_CHECKING:  # imported when used: `par-server serve` and `healthcheck` start without them
-    from pydantic import BaseModel
-
     from app.api.deps import AppState
     from app.management.schemas import ClientIn
 

@@ -96,6 +96,12 @@ class ServiceRepository(Repository[Service]):
     async def get_or_none(self, service_id: int) -> Service | None:
         return await self.session.get(Service, service_id)
 
+    async def get(self, service_id: int, *, lock: RowLock | None = None) -> Service | None:
+        """``get_or_none``, or ``lock`` when a lock is asked for."""
+        return await (
+            self.get_or_none(service_id) if lock is None else self.lock(service_id, exclusive=lock == "update")
+        )
+
     async def lock(self, service_id: int, *, exclusive: bool) -> Service | None:
         """The service as it is now, locked until the transaction ends: a call that checks its clients
         against the service (or the service against its clients) and then writes must not interleave with

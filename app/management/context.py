@@ -53,11 +53,7 @@ class ServiceAccess(Protocol):
 
 async def any_service(session: AsyncSession, service_id: int, *, lock: RowLock | None = None) -> Service:
     """The operator's access (the CLI): every service that exists."""
-    services = ServiceRepository(session)
-    row = await (
-        services.get_or_none(service_id) if lock is None else services.lock(service_id, exclusive=lock == "update")
-    )
-    return service_or_404(row, service_id)
+    return service_or_404(await ServiceRepository(session).get(service_id, lock=lock), service_id)
 
 
 def service_or_404(row: Service | None, service_id: int) -> Service:

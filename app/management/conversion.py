@@ -16,7 +16,7 @@ from app.core.errors import ApiBadRequest
 from app.core.model import AudiencePolicy, ServiceRecord
 from app.core.registration import validate_endpoint_url, validate_issuer, validate_jwks, validate_redirect_uri
 from app.db.models import Client, Service
-from app.management.schemas import ClientOut, ServiceIn, ServiceOut
+from app.management.schemas import ClientIn, ClientOut, ServiceIn, ServiceOut
 
 Convert = Callable[[Any], Any]
 
@@ -159,7 +159,7 @@ CLIENT_CHECKED_FIELDS = frozenset(
 )
 
 
-def client_changes(body: BaseModel) -> dict[str, Any]:
+def client_changes(body: ClientIn) -> dict[str, Any]:
     """The column values ``body`` gives, but for ``CLIENT_CHECKED_FIELDS``."""
     return {
         field: CLIENT_FIELDS.get(field, _same)(value)
