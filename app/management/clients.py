@@ -277,7 +277,7 @@ def _given_secret(context: ManagementContext, row: Client, body: ClientIn) -> st
     """A client adopting this server keeps its secret: given in clear (``clientSecret``), or as the hash
     its previous server kept (``clientSecretHash``), replaced by our keyed hash on its first successful
     authentication (``app.core.client_auth``). Returns the secret given in clear, if any."""
-    secret, imported_hash = body.client_secret or None, body.client_secret_hash or None
+    secret, imported_hash = body.client_secret, body.client_secret_hash  # "" is given, and refused
     if secret is None and imported_hash is None:
         return None
     if secret is not None and imported_hash is not None:

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from app.core.errors import ApiBadRequest
-from app.core.model import AudiencePolicy, ServiceRecord
+from app.core.model import AudiencePolicy, FapiMode, ServiceRecord
 from app.core.registration import validate_endpoint_url, validate_issuer, validate_jwks, validate_redirect_uri
 from app.db.models import Client, Service
 from app.management.schemas import ClientIn, ClientOut, ServiceIn, ServiceOut
@@ -102,18 +102,26 @@ def service_changes(body: ServiceIn, *, derived: Mapping[str, str]) -> dict[str,
     for column, default in derived.items():
         if changes.get(column) == default:
             changes[column] = None
-    policy = audience_policy(body.client_assertion_audience_policy, body.client_assertion_aud_restricted_to_issuer)
+    policy = audience_policy(
+        body.client_assertion_audience_policy,
+        body.client_assertion_aud_restricted_to_issuer,
+        fapi2=FapiMode.FAPI2_SECURITY in (body.fapi_modes or ()),
+    )
     if policy is not None:
         changes["client_assertion_audience_policy"] = policy
     return changes
 
 
-def audience_policy(policy: str | None, restricted_to_issuer: bool | None) -> str | None:
+def audience_policy(policy: str | None, restricted_to_issuer: bool | None, *, fapi2: bool = False) -> str | None:
     """``clientAssertionAudiencePolicy`` and Authlete's name for the same choice (true is FAPI2, false
-    RFC9126), which must agree when both are given."""
+    RFC9126), which must agree when both are given. Under FAPI 2.0 the audience is the issuer whatever the
+    policy, and a service's answer says ``true`` beside its stored policy: sent back, that pair is what the
+    service already is, and the stored policy is kept."""
     if restricted_to_issuer is None:
         return policy
     implied = AudiencePolicy.FAPI2 if restricted_to_issuer else AudiencePolicy.RFC9126
+    if fapi2 and restricted_to_issuer and policy is not None:
+        return policy
     if policy is not None and policy != implied.value:
         raise ApiBadRequest(
             f"clientAssertionAudRestrictedToIssuer={str(restricted_to_issuer).lower()} contradicts "
