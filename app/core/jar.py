@@ -9,8 +9,9 @@ Three steps, in order: :func:`verify_request_object` checks the JWT and returns 
 validates; :func:`merge_with_outer` adds the client-authentication parameters of the form body.
 
 A *missing* request object for a client that must send one is not this module's error: RFC 9126 §2.3
-answers it with ``invalid_request`` (PAR-22, NOTE-06 in docs/requirements.md), raised by ``app.core.par``.
-Everything here concerns a request object that is present and wrong: ``invalid_request_object``.
+answers it with ``invalid_request`` (PAR-22, NOTE-06 in docs/requirements.md), raised by
+``app.core.authorization_request``. Everything here concerns a request object that is present and wrong:
+``invalid_request_object``.
 """
 
 from __future__ import annotations
