@@ -356,7 +356,7 @@ def _write_private(path: Path, content: str) -> None:
 
 
 def _state(settings: Settings) -> Any:
-    from app.api.deps import build_state
+    from app.state import build_state
 
     return build_state(settings)
 
@@ -550,9 +550,9 @@ def _token_list(args: argparse.Namespace) -> int:
 
 
 def _token_revoke(args: argparse.Namespace) -> int:
-    from app.api.deps import utc_now
     from app.core.errors import ApiNotFound
     from app.db.repositories import ServiceTokenRepository
+    from app.state import utc_now
 
     async def revoke(state: Any) -> Any:
         async with state.sessions.begin() as session:

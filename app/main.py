@@ -12,7 +12,6 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from app.api import authorization, backend, health, management, metadata, par
-from app.api.deps import AppState, build_state, utc_now
 from app.api.direct import ParServerApp, direct_routes
 from app.api.errors import install_error_handlers
 from app.api.limits import BodySizeLimitMiddleware
@@ -21,6 +20,7 @@ from app.db.rate_limits import SqlRateLimitStorage
 from app.db.replay import SqlReplayStore
 from app.db.repositories import PushedRequestRepository
 from app.settings import Settings
+from app.state import AppState, build_state, utc_now
 
 logger = logging.getLogger("par_server")
 VERSION = "0.1.0"
@@ -56,8 +56,9 @@ def create_app(settings: Settings) -> ParServerApp:
         redirect_slashes=False,
     )
     app.state.par = state
-    for module in (par, backend, authorization, management, metadata, health):
-        app.include_router(module.router)
+    routers = [module.router for module in (par, backend, authorization, management, metadata, health)]
+    for router in routers:
+        app.include_router(router)
     install_error_handlers(app)
 
     def middlewares(inner: ASGIApp) -> ASGIApp:
@@ -69,8 +70,8 @@ def create_app(settings: Settings) -> ParServerApp:
         )
         return RequestObservationMiddleware(limited, metrics=state.metrics)  # outermost: sees every answer
 
-    hot = [route for module in (par, backend, authorization) for route in direct_routes(module.router)]
-    app.serve_in_front(hot, middlewares)
+    # The endpoints marked @served_directly, ahead of the app's own routing.
+    app.serve_in_front(direct_routes(route for router in routers for route in router.routes), middlewares)
     return app
 
 

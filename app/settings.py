@@ -157,6 +157,10 @@ class Settings(BaseSettings):
         default=1,
         description="Imported (bcrypt, pbkdf2) client secret hashes one process checks at once; more wait their turn",
     )
+    imported_hash_checks_waiting: Annotated[int, Field(ge=0, le=10_000)] = Field(
+        default=8,
+        description="Imported hash checks that may wait for a turn; a push beyond them gets 503 and Retry-After",
+    )
 
     push_write_batch_max: Annotated[int, Field(gt=0, le=10_000)] = Field(
         default=500, description="Most pushed requests one INSERT transaction of the batched writer holds"

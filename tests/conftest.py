@@ -12,12 +12,12 @@ import redis
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from app.api.deps import AppState
 from app.cli import run_migrations
 from app.db.models import Service
 from app.db.redis_pushed_requests import KEY_PREFIX
 from app.main import create_app
 from app.settings import Settings
+from app.state import AppState
 from tests import databases
 from tests.factories import ClientHandle, Factory, ServiceHandle
 

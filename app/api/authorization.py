@@ -1,14 +1,16 @@
 """The authorization endpoint's half of PAR: resolve and consume a request_uri (service token, JSON);
-served directly (``app.api.direct``)."""
+served directly (``@served_directly``: ``app.api.direct``)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from app.api.bodies import read_body
-from app.api.deps import IdPath, StateDep, audit, authorize_backend_call
+from app.api.backend_call import backend_call, parameters_required
+from app.api.deps import IdPath, StateDep
+from app.api.direct import served_directly
 from app.api.errors import NO_STORE
+from app.api.observability import audit
 from app.api.schemas import API_ERRORS, AuthorizationOut, ConsumeIn, ResolveIn, epoch_millis
 from app.core import authorization
 from app.core.authorization import AuthorizationOutcome
@@ -25,19 +27,15 @@ router = APIRouter(
     response_model_exclude_none=True,
     summary="Resolve the authorization endpoint's parameters (client_id + request_uri, or a plain request)",
 )
+@served_directly
 async def resolve(service_id: IdPath, request: Request, state: StateDep) -> JSONResponse:
     """Repeatable until the request is consumed or its window closes; does not consume unless the
     service sets ``consumeRequestUriOnResolve``."""
-    body = await read_body(request, ResolveIn)
-    async with state.request_connection() as connection:
-        service = await authorize_backend_call(request, state, connection, service_id)
-        parameters = body.get().parameters
-        if parameters is None:
-            raise ApiBadRequest("the request body does not contain 'parameters'", result_code="A004201")
+    async with backend_call(request, state, service_id, ResolveIn, require=parameters_required("A004201")) as call:
         outcome = await authorization.resolve(
-            parameters,
-            service=service,
-            store=state.authorization_store(connection),
+            call.required,
+            service=call.service,
+            store=state.authorization_store(call.connection),
             limits=state.parameter_limits,
             now=state.clock(),
         )
@@ -51,22 +49,26 @@ async def resolve(service_id: IdPath, request: Request, state: StateDep) -> JSON
     response_model_exclude_none=True,
     summary="Consume a request_uri once, when the authorization is granted",
 )
+@served_directly
 async def consume(service_id: IdPath, request: Request, state: StateDep) -> JSONResponse:
-    body = await read_body(request, ConsumeIn)
-    async with state.request_connection() as connection:
-        service = await authorize_backend_call(request, state, connection, service_id)
-        consumption = body.get()
-        if not consumption.client_id or not consumption.request_uri:
-            raise ApiBadRequest("the request body must contain 'clientId' and 'requestUri'")
+    async with backend_call(request, state, service_id, ConsumeIn, require=_consumption) as call:
+        client_id, request_uri = call.required
         outcome = await authorization.consume(
-            consumption.client_id,
-            consumption.request_uri,
-            service=service,
-            store=state.authorization_store(connection),
+            client_id,
+            request_uri,
+            service=call.service,
+            store=state.authorization_store(call.connection),
             now=state.clock(),
         )
     _audit(request, "consume", service_id, outcome)
     return _answer(outcome)
+
+
+def _consumption(body: ConsumeIn) -> tuple[str, str]:
+    """The client id and request_uri a consume requires."""
+    if not body.client_id or not body.request_uri:
+        raise ApiBadRequest("the request body must contain 'clientId' and 'requestUri'")
+    return body.client_id, body.request_uri
 
 
 def _audit(request: Request, operation: str, service_id: int, outcome: AuthorizationOutcome) -> None:

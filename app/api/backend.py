@@ -1,5 +1,5 @@
 """The Authlete-compatible backend API: ``POST /api/{serviceId}/pushed_auth_req`` (served directly,
-``app.api.direct``).
+``@served_directly``: ``app.api.direct``), the same push as at the RFC 9126 endpoint (``app.api.push_pipeline``).
 
 An authorization server forwards its client's PAR request here and relays ``responseContent`` with
 the HTTP status that ``action`` names, as with Authlete's own API (``app.core.par.HTTP_STATUS_BY_ACTION``:
@@ -13,14 +13,16 @@ import json
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from app.api.bodies import read_body
-from app.api.deps import AppState, IdPath, StateDep, authorize_backend_call, bearer_token
+from app.api.backend_call import backend_call, parameters_required
+from app.api.deps import IdPath, StateDep, bearer_token
+from app.api.direct import served_directly
 from app.api.errors import NO_STORE
-from app.api.par import Throttle, execute_push, peek_client_id, too_many_requests
+from app.api.push_pipeline import Throttle, execute_push, peek_client_id, too_many_requests
 from app.api.schemas import API_ERRORS, PushedAuthReqIn, PushedAuthReqOut
 from app.core.client_auth import BasicCredentials, form_decoded
 from app.core.errors import ApiBadRequest
 from app.core.par import PushRequest
+from app.state import AppState
 
 router = APIRouter(prefix="/api/{service_id}", tags=["Authlete-compatible backend API"], responses=API_ERRORS)
 
@@ -40,45 +42,44 @@ router = APIRouter(prefix="/api/{service_id}", tags=["Authlete-compatible backen
         }
     },
 )
+@served_directly
 async def pushed_auth_req(service_id: IdPath, request: Request, state: StateDep) -> JSONResponse:
-    body = await read_body(request, PushedAuthReqIn, allow_form=True)
-    async with state.request_connection() as connection:
-        service = await authorize_backend_call(request, state, connection, service_id)
-        call = body.get()  # after authorization: an unauthenticated caller learns nothing about its body
-        if call.parameters is None:
-            raise ApiBadRequest("the request body does not contain 'parameters'", result_code="A245201")
-        if call.oauth_client_attestation or call.oauth_client_attestation_pop:
+    async with backend_call(
+        request, state, service_id, PushedAuthReqIn, require=parameters_required("A245201"), allow_form=True
+    ) as call:
+        body = call.body
+        if body.oauth_client_attestation is not None or body.oauth_client_attestation_pop is not None:
             # Refused rather than ignored: a client relying on attestation must not be let through on less.
             raise ApiBadRequest(
                 "attestation-based client authentication (oauthClientAttestation, oauthClientAttestationPop) "
                 "is not supported"
             )
-        basic = BasicCredentials(call.client_id, call.client_secret or "") if call.client_id is not None else None
+        basic = BasicCredentials(body.client_id, body.client_secret or "") if body.client_id is not None else None
         throttle = Throttle.of(
             state,
             "backend",
             service_id,
             request,
             # One budget for every encoding of a client id: the decoded retry is no way around it.
-            peek_client_id(call.parameters, (basic and form_decoded(basic)) or basic, state.parameter_limits),
+            peek_client_id(call.required, (basic and form_decoded(basic)) or basic, state.parameter_limits),
             relayed=True,
             token=_token_digest(request, state) if state.settings.rate_limit_per_service_token else None,
         )
-        await connection.release()  # not held while the limiter may read counters it has not seen
+        await call.connection.release()  # not held while the limiter may read counters it has not seen
         refusal = await throttle.admit()
         if refusal is not None:
             return too_many_requests(request.scope["path"], refusal)
         push_request = PushRequest(
-            parameters=call.parameters,
+            parameters=call.required,
             basic=basic,
-            dpop_proof=call.dpop,
-            htm=call.htm,
-            htu=call.htu,
-            dpop_nonce_required=bool(call.dpop_nonce_required),
-            client_certificate=call.client_certificate,
+            dpop_proof=body.dpop,
+            htm=body.htm,
+            htu=body.htu,
+            dpop_nonce_required=bool(body.dpop_nonce_required),
+            client_certificate=body.client_certificate,
             basic_may_be_form_encoded=True,
         )
-        outcome = await execute_push(state, connection, service, push_request)
+        outcome = await execute_push(state, call.connection, call.service, push_request)
     await throttle.record(outcome)
     answer = PushedAuthReqOut(
         result_code=outcome.result_code,

@@ -1,56 +1,24 @@
-"""Application state and typed dependencies shared by the routers."""
+"""The routers' typed dependencies (path ids, the application state) and request authorization: the
+admin token, and service access tokens acting on their own service."""
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-import hmac
 import re
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal, TypeVar
 
 from fastapi import Depends, Path, Query, Request
-from limits.aio.storage import RedisStorage, Storage
 from pydantic import BeforeValidator, Field
-from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.api.client_address import TrustedProxies
-from app.api.observability import Metrics
-from app.api.rate_limit import RateLimits
-from app.core import json_input
-from app.core.authorization import AuthorizationStore
-from app.core.client_auth import ClientAuthContext
-from app.core.client_keys import ClientKeys
-from app.core.errors import ApiBadRequest, ApiForbidden, ApiNotFound, ApiUnauthorized, InvalidClient
-from app.core.model import ClientRecord, ServiceRecord
-from app.core.par import PushStore
-from app.core.params import ParameterLimits
-from app.core.secrets import SecretBox, SecretHasher, constant_time_equals
-from app.db.cache import RecordCache
-from app.db.engine import RequestConnection, create_engine_from_settings, create_session_factory
+from app.core.errors import ApiBadRequest, ApiForbidden, ApiNotFound, ApiUnauthorized
+from app.core.secrets import constant_time_equals
 from app.db.models import Service
-from app.db.rate_limits import SqlRateLimitStorage, SyncedCounters
-from app.db.redis_pushed_requests import RedisAuthorizationStore, RedisPushedRequests, redis_client, redis_options
-from app.db.replay import RedisReplayStore, SqlReplayStore
-from app.db.repositories import (
-    ConnectionAuthorizationStore,
-    ConnectionSecretHashStore,
-    PushConnectionStore,
-    ServiceRepository,
-    ServiceTokenRepository,
-    find_service_id_by_token,
-    find_service_row,
-    service_record,
-)
-from app.db.schema import head_revisions
-from app.db.writer import PushedRequestWriter, pushed_request_writer
-from app.jwks_fetcher import JwksFetcher, JwksFetchError
-from app.settings import Settings
+from app.db.repositories import ServiceRepository, ServiceTokenRepository
+from app.state import AppState
+
+ServiceT = TypeVar("ServiceT")
 
 # Ids are BIGINT columns: a larger (or negative) number names nothing, and SQLite and PostgreSQL refuse to
 # bind it (OverflowError / NumericValueOutOfRange: a 500). Refused at the door instead, as a malformed path.
@@ -70,240 +38,6 @@ def canonical_id(value: object) -> object:
 DatabaseId = Annotated[int, BeforeValidator(canonical_id), Field(ge=0, le=DB_INT_MAX)]
 IdPath = Annotated[DatabaseId, Path()]
 PageQuery = Annotated[int, Query(ge=0, le=DB_INT_MAX)]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class AppState:
-    settings: Settings
-    engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
-    hasher: SecretHasher
-    secret_box: SecretBox
-    jwks_fetcher: JwksFetcher
-    replay_store: SqlReplayStore | RedisReplayStore
-    metrics: Metrics
-    schema_head: frozenset[str]  # the migrations' head revisions, for readiness
-    rate_limits: RateLimits
-    services: RecordCache[int, ServiceRecord]
-    clients: RecordCache[tuple[int, str], ClientRecord]
-    tokens: RecordCache[str, int]  # service access token digest -> its service
-    writer: PushedRequestWriter[Any]
-    redis: Redis | None = None  # PAR_REDIS_URL: one client for replay entries and pushed requests
-    pushed_requests: RedisPushedRequests | None = None  # PAR_PUSHED_REQUEST_STORE=redis; None: the database
-    clock: Callable[[], datetime] = utc_now  # replaceable so tests can stand at an expiry boundary
-    # Derived from the fields above once, not per request (a push used to pay an HMAC for the nonce key).
-    parameter_limits: ParameterLimits = field(init=False)
-    _client_auth: partial[ClientAuthContext] = field(init=False)  # all but what is bound to the request's connection
-
-    def __post_init__(self) -> None:
-        settings = self.settings
-        limits = ParameterLimits(
-            max_parameters=settings.max_parameters,
-            max_parameter_bytes=settings.max_parameter_bytes,
-            max_total_bytes=settings.max_body_bytes,
-        )
-        client_auth = partial(
-            ClientAuthContext,
-            hasher=self.hasher,
-            secret_box=self.secret_box,
-            clock_skew=timedelta(seconds=settings.clock_skew_seconds),
-            max_assertion_lifetime=timedelta(seconds=settings.max_assertion_lifetime_seconds),
-            dpop_nonce_key=hmac.new(settings.pepper_bytes, b"par-server dpop nonces", hashlib.sha256).digest(),
-            dpop_max_age=timedelta(seconds=settings.dpop_proof_max_age_seconds),
-            max_request_object_lifetime=timedelta(seconds=settings.max_request_object_lifetime_seconds),
-            imported_hash_checks=asyncio.Semaphore(settings.imported_hash_checks_in_flight),
-        )
-        object.__setattr__(self, "parameter_limits", limits)  # frozen: set once, here
-        object.__setattr__(self, "_client_auth", client_auth)
-
-    @asynccontextmanager
-    async def request_connection(self) -> AsyncIterator[RequestConnection]:
-        """The connection a push, resolve or consume uses, checked out only if it needs one
-        (``app.db.engine.RequestConnection``)."""
-        connection = RequestConnection(self.engine)
-        try:
-            yield connection
-        finally:
-            await connection.release()
-
-    def client_auth_for(self, connection: RequestConnection) -> ClientAuthContext:
-        """The client authentication context of one push, recording replays on its connection and giving
-        that connection back before fetching a client's keys (``client_keys_from``)."""
-        return self._client_auth(
-            replay_store=self.replay_store.bound(connection),
-            client_keys=client_keys_from(self.jwks_fetcher, connection),
-            secret_hashes=ConnectionSecretHashStore(connection, clients=self.clients),
-        )
-
-    async def aclose(self) -> None:
-        await self.writer.aclose()  # its writers give their connections back before the pool closes
-        await self.jwks_fetcher.aclose()
-        if self.redis is not None:
-            await self.redis.aclose()
-        await self.rate_limits.storage.aclose()
-        shared = self.rate_limits.storage.shared
-        if isinstance(shared, RedisStorage):
-            # limits has no close(); its redis-py bridge keeps the client in .storage (untyped).
-            client: Redis = getattr(shared.bridge, "storage")  # noqa: B009
-            await client.aclose()
-        await self.engine.dispose()
-
-    async def find_service(self, connection: RequestConnection, service_id: int) -> ServiceRecord | None:
-        """The service as the protocol rules see it (cached, ``app.db.cache``); None if it does not exist."""
-        service = self.services.get(service_id)
-        if service is None:
-            row = await find_service_row(connection, service_id)
-            if row is None:
-                return None
-            service = self.service_record(row)
-            self.services.put(service_id, service)
-        return service
-
-    def push_store(self, connection: RequestConnection) -> PushStore:
-        """Where a push stores its request: the database (batched writer) or Redis (``pushed_requests``)."""
-        sink = self.writer if self.pushed_requests is None else self.pushed_requests
-        return PushConnectionStore(connection, sink, clients=self.clients)
-
-    def authorization_store(self, connection: RequestConnection) -> AuthorizationStore:
-        """What resolve and consume use: clients from the database, pushed requests where pushes put them."""
-        if self.pushed_requests is not None:
-            return RedisAuthorizationStore(connection, self.pushed_requests)
-        return ConnectionAuthorizationStore(connection)
-
-    def forget_records(self) -> None:
-        """After a management change: this replica sees it at once (others within the cache's ttl)."""
-        self.services.clear()
-        self.clients.clear()
-        self.tokens.clear()
-
-    def service_record(self, row: Service) -> ServiceRecord:
-        return service_record(
-            row,
-            public_base_url=self.settings.public_base_url,
-            default_duration=self.settings.default_pushed_auth_req_duration,
-            default_session_duration=self.settings.default_authorization_session_duration,
-            default_dpop_nonce_duration=self.settings.default_dpop_nonce_duration,
-            default_max_state_length=self.settings.default_max_state_length,
-            default_max_nonce_length=self.settings.default_max_nonce_length,
-        )
-
-
-def build_state(settings: Settings) -> AppState:
-    """Everything the server holds for its lifetime, built from settings (used by the app and the CLI)."""
-    json_input.set_max_depth(settings.max_json_depth)
-    engine = create_engine_from_settings(settings)
-    sessions = create_session_factory(engine)
-    hasher = SecretHasher(settings.pepper_bytes)
-    key = settings.secret_encryption_key_bytes
-    secret_box = SecretBox(key) if key else SecretBox.derived_from_pepper(settings.pepper_bytes)
-    fetcher = JwksFetcher(
-        timeout_seconds=settings.jwks_fetch_timeout_seconds,
-        max_bytes=settings.jwks_max_bytes,
-        cache_ttl_seconds=settings.jwks_cache_seconds,
-        refetch_min_interval_seconds=settings.jwks_refetch_min_interval_seconds,
-        max_cache_entries=settings.jwks_cache_max_entries,
-        allow_private_addresses=settings.jwks_allow_private_addresses,
-    )
-    redis = redis_client(settings.redis_url, timeout=settings.redis_timeout_seconds) if settings.redis_url else None
-    replay_store: SqlReplayStore | RedisReplayStore = (
-        RedisReplayStore(redis) if redis is not None else SqlReplayStore(sessions)
-    )
-    pushed_requests = (
-        RedisPushedRequests(
-            redis,
-            max_batch=settings.push_write_batch_max,
-            concurrency=settings.push_write_concurrency,
-            queue_timeout=settings.db_pool_timeout_seconds,
-        )
-        if redis is not None and settings.pushed_request_store == "redis"
-        else None
-    )
-    metrics = Metrics()
-    shared_counters: Storage = (
-        RedisStorage(
-            f"async+{settings.redis_url}", implementation="redispy", **redis_options(settings.redis_timeout_seconds)
-        )
-        if settings.redis_url
-        else SqlRateLimitStorage(sessions, dialect=engine.dialect.name)
-    )
-    return AppState(
-        settings=settings,
-        engine=engine,
-        sessions=sessions,
-        hasher=hasher,
-        secret_box=secret_box,
-        jwks_fetcher=fetcher,
-        replay_store=replay_store,
-        metrics=metrics,
-        schema_head=_schema_head(),
-        writer=pushed_request_writer(
-            engine,
-            max_batch=settings.push_write_batch_max,
-            concurrency=settings.push_write_concurrency,
-            queue_timeout=settings.db_pool_timeout_seconds,
-            linger=settings.push_write_linger_seconds,
-        ),
-        redis=redis,
-        pushed_requests=pushed_requests,
-        services=RecordCache.from_settings(settings),
-        clients=RecordCache.from_settings(settings),
-        tokens=RecordCache.from_settings(settings),
-        rate_limits=RateLimits(
-            SyncedCounters(
-                shared_counters,
-                interval=settings.rate_limit_sync_seconds,
-                max_counters=settings.rate_limit_max_counters,
-            ),
-            per_address=settings.rate_limit_per_address,
-            per_client=settings.rate_limit_per_client,
-            per_service_token=settings.rate_limit_per_service_token,
-            failed_authentication=settings.rate_limit_failed_authentication,
-            metrics=metrics,
-            max_remembered_keys=settings.rate_limit_max_counters,
-            trusted_proxies=TrustedProxies.parse(settings.trusted_proxies),
-        ),
-    )
-
-
-def _schema_head() -> frozenset[str]:
-    try:
-        return head_revisions()
-    except FileNotFoundError:
-        return frozenset()  # no migrations at hand: readiness then reports them pending
-
-
-def client_keys_from(fetcher: JwksFetcher, connection: RequestConnection) -> ClientKeys:
-    """A client's public keys: its registered ``jwks``, or the document at its ``jwksUri``.
-
-    A fetch (or a wait for another request's fetch of the same URI) can take the whole
-    ``PAR_JWKS_FETCH_TIMEOUT_SECONDS`` at a server the client's registrant chose, and anyone can set one
-    off with a made-up assertion: the request's pooled connection is given back first, so a slow
-    ``jwksUri`` holds no connection that other requests (of any service) wait for. The request checks
-    one out again if it still needs one (its replay entry)."""
-
-    async def client_keys(client: ClientRecord, refresh: bool) -> dict[str, Any]:
-        if client.jwks is not None:
-            return client.jwks
-        if client.jwks_uri is None:
-            return {"keys": []}
-        try:
-            document = fetcher.cached(client.jwks_uri, refresh=refresh)
-            if document is not None:
-                return document
-            await connection.release()
-            return await fetcher.get(client.jwks_uri, refresh=refresh)
-        except JwksFetchError as error:
-            raise InvalidClient(
-                f"the client's keys could not be fetched from its jwksUri: {error}",
-                result_code="A157328",
-                used_authorization_header=False,
-            ) from error
-
-    return client_keys
 
 
 async def get_state(request: Request) -> AppState:
@@ -337,63 +71,50 @@ async def require_admin(request: Request, state: StateDep) -> None:
         raise ApiUnauthorized("the access token is not the admin token", result_code="A003201")
 
 
+async def authorize_service(
+    request: Request,
+    state: AppState,
+    service_id: int,
+    *,
+    token_service: Callable[[str], Awaitable[int | None]],
+    find_service: Callable[[int], Awaitable[ServiceT | None]],
+) -> ServiceT:
+    """Check the caller may act on ``service_id`` and return the service (``find_service``), looked up
+    once the caller is known to be allowed.
+
+    A service access token acts only on its own service (``token_service``: the service a token's lookup
+    digest belongs to, None if unknown or revoked): 403 otherwise, without revealing whether the other
+    service exists. The admin token acts on every service.
+    """
+    token = bearer_token(request)
+    if not is_admin_token(state, token):
+        token_service_id = await token_service(state.hasher.lookup_digest(token))
+        if token_service_id is None:
+            raise ApiUnauthorized("the access token is unknown or revoked", result_code="A003201")
+        if token_service_id != service_id:
+            raise ApiForbidden("the access token does not grant access to this service", result_code="A003204")
+    service = await find_service(service_id)
+    if service is None:
+        raise ApiNotFound(f"service {service_id} does not exist", result_code="A003202")
+    return service
+
+
 async def authorize_service_call(
     request: Request,
     state: AppState,
     session: AsyncSession,
     service_id: int,
     *,
-    allow_admin: bool = True,
     lock: Literal["share", "update"] | None = None,
 ) -> Service:
-    """Check the caller may act on ``service_id`` and return the service, locked as ``lock`` says
-    (``ServiceRepository.lock``) once the caller is known to be allowed.
-
-    A service access token acts only on its own service (403 otherwise, without revealing whether the
-    other service exists); the admin token acts on every service.
-    """
-    token = bearer_token(request)
-    if not (allow_admin and is_admin_token(state, token)):
-        token_service_id = await ServiceTokenRepository(session).get_service_id_by_digest(
-            state.hasher.lookup_digest(token)
-        )
-        if token_service_id is None:
-            raise ApiUnauthorized("the access token is unknown or revoked", result_code="A003201")
-        if token_service_id != service_id:
-            raise ApiForbidden("the access token does not grant access to this service", result_code="A003204")
+    """``authorize_service`` for the management API, in ``session``: the token read fresh, the service's row
+    locked as ``lock`` says (``ServiceRepository.lock``). The backend API's calls read both from the caches
+    instead (``app.api.backend_call``)."""
     services = ServiceRepository(session)
-    service = await (
-        services.get_or_none(service_id) if lock is None else services.lock(service_id, exclusive=lock == "update")
+    return await authorize_service(
+        request,
+        state,
+        service_id,
+        token_service=ServiceTokenRepository(session).get_service_id_by_digest,
+        find_service=services.get_or_none if lock is None else partial(services.lock, exclusive=lock == "update"),
     )
-    if service is None:
-        raise ApiNotFound(f"service {service_id} does not exist", result_code="A003202")
-    return service
-
-
-async def authorize_backend_call(
-    request: Request, state: AppState, connection: RequestConnection, service_id: int
-) -> ServiceRecord:
-    """``authorize_service_call`` for the calls an authorization server makes on every authorization
-    (push, resolve, consume): the same checks and answers, with the token's service and the service
-    itself from the caches (``app.db.cache``). A revoked token stops at once on the replica that revoked
-    it and within ``PAR_RECORD_CACHE_SECONDS`` on the others."""
-    token = bearer_token(request)
-    if not is_admin_token(state, token):
-        digest = state.hasher.lookup_digest(token)
-        token_service_id = state.tokens.get(digest)
-        if token_service_id is None:
-            token_service_id = await find_service_id_by_token(connection, digest)
-            if token_service_id is None:
-                raise ApiUnauthorized("the access token is unknown or revoked", result_code="A003201")
-            state.tokens.put(digest, token_service_id)
-        if token_service_id != service_id:
-            raise ApiForbidden("the access token does not grant access to this service", result_code="A003204")
-    service = await state.find_service(connection, service_id)
-    if service is None:
-        raise ApiNotFound(f"service {service_id} does not exist", result_code="A003202")
-    return service
-
-
-def audit(request: Request, **fields: Any) -> None:
-    """Describe this request's outcome for its log line and the metrics (never parameter values)."""
-    request.state.audit = {name: value for name, value in fields.items() if value is not None}

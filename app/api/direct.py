@@ -11,30 +11,49 @@ They stay declared as FastAPI routes, which document them (OpenAPI) and answer e
 on their paths; a direct route is only a shorter way to the same endpoint function. Protocol errors
 go through ``app.api.errors`` as everywhere else, the observation and size-limit middlewares wrap
 both ways in, and anything unexpected is answered by ``UnhandledErrorMiddleware``.
+
+Each such endpoint is marked ``@served_directly`` where its route is declared; ``app.main`` serves every
+marked route here. The paths served so, and the handler each reaches (as tests/api/test_direct.py checks):
+
+    POST /services/{service_id}/par                  app.api.par.pushed_authorization_request
+    POST /api/{service_id}/pushed_auth_req           app.api.backend.pushed_auth_req
+    POST /api/{service_id}/pushed_auth_req/resolve   app.api.authorization.resolve
+    POST /api/{service_id}/pushed_auth_req/consume   app.api.authorization.consume
 """
 
 from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI
-from fastapi.routing import APIRoute, APIRouter
+from fastapi.routing import APIRoute
 from pydantic import TypeAdapter, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.api.deps import AppState, DatabaseId
+from app.api.deps import DatabaseId
 from app.api.errors import NO_SUCH_PATH, UnhandledErrorMiddleware, par_server_error_response
 from app.core.errors import ApiNotFound, ParServerError
+from app.state import AppState
 
 # The constraints of ``app.api.deps.IdPath``, so both ways in accept the same ids.
 _DATABASE_ID = TypeAdapter(DatabaseId)
 ServiceEndpoint = Callable[[int, Request, AppState], Awaitable[Response]]
+EndpointT = TypeVar("EndpointT", bound=ServiceEndpoint)
+_SERVED_DIRECTLY: set[Callable[..., Any]] = set()
+
+
+def served_directly(endpoint: EndpointT) -> EndpointT:
+    """Marks a route's endpoint to be served by ``DirectRoutes``, ahead of FastAPI's routing; its FastAPI
+    route still documents it and answers every other method on its path."""
+    _SERVED_DIRECTLY.add(endpoint)
+    return endpoint
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,16 +63,19 @@ class DirectRoute:
     endpoint: ServiceEndpoint
 
 
-def direct_routes(router: APIRouter) -> list[DirectRoute]:
-    """The routes of ``router``, whose endpoints must take exactly ``(service_id, request, state)``."""
-    routes = []
-    for route in router.routes:
-        if not isinstance(route, APIRoute) or route.methods is None or len(route.methods) != 1:
-            raise TypeError(f"{route}: a direct route is an APIRoute with one method")
+def direct_routes(routes: Iterable[BaseRoute]) -> list[DirectRoute]:
+    """The routes among ``routes`` whose endpoints are marked ``@served_directly``; such an endpoint must
+    take exactly ``(service_id, request, state)`` and its route have one method."""
+    direct = []
+    for route in routes:
+        if not isinstance(route, APIRoute) or route.endpoint not in _SERVED_DIRECTLY:
+            continue
+        if route.methods is None or len(route.methods) != 1:
+            raise TypeError(f"{route.path}: a direct route has one method")
         if list(inspect.signature(route.endpoint).parameters) != ["service_id", "request", "state"]:
             raise TypeError(f"{route.path}: a direct route's endpoint takes (service_id, request, state)")
-        routes.append(DirectRoute(next(iter(route.methods)), route.path, route.endpoint))
-    return routes
+        direct.append(DirectRoute(next(iter(route.methods)), route.path, route.endpoint))
+    return direct
 
 
 def path_id(text: str, name: str) -> int:

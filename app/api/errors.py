@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.errors import InvalidClient, OAuthError, ParServerError, clean_description
+from app.core.errors import InvalidClient, OAuthError, ParServerError, TemporarilyUnavailable, clean_description
 
 logger = logging.getLogger("par_server")
 
@@ -85,11 +85,12 @@ def error_response(path: str, status_code: int, message: str, headers: dict[str,
 
 def par_server_error_response(path: str, error: ParServerError) -> JSONResponse:
     """A protocol error raised while handling ``path``, in that path's format."""
+    headers = {"Retry-After": RETRY_AFTER_SECONDS} if isinstance(error, TemporarilyUnavailable) else None
     if is_api_path(path):
-        return result_error_response(error.status_code, error.result_code, error.description)
+        return result_error_response(error.status_code, error.result_code, error.description, headers)
     if isinstance(error, OAuthError):
         return oauth_error_response(error)
-    return error_response(path, error.status_code, error.description)
+    return error_response(path, error.status_code, error.description, headers)
 
 
 async def _handle_par_server_error(request: Request, exc: Exception) -> JSONResponse:

@@ -8,8 +8,9 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app.api.deps import AppState, StateDep
+from app.api.deps import StateDep
 from app.db.schema import current_revisions
+from app.state import AppState
 
 router = APIRouter(tags=["Operations"])
 

@@ -11,13 +11,11 @@ from sqlalchemy.exc import IntegrityError
 
 from app.api.bodies import SafeJsonRoute
 from app.api.deps import (
-    AppState,
     IdPath,
     PageQuery,
     StateDep,
     authorize_service_call,
     require_admin,
-    utc_now,
 )
 from app.api.schemas import (
     API_ERRORS,
@@ -63,6 +61,7 @@ from app.core.secrets import HashCostLimits, UnusableHash, client_secret_problem
 from app.core.urls import default_issuer, default_par_endpoint
 from app.db.models import Client, Service, ServiceAccessToken
 from app.db.repositories import ClientRepository, ServiceRepository, ServiceTokenRepository, alias_index_violated
+from app.state import AppState, utc_now
 
 
 async def no_store(response: Response) -> None:

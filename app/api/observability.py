@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger("par_server")
@@ -26,6 +27,12 @@ access_logger = logging.getLogger("par_server.request")
 REQUEST_ID_HEADER = "x-request-id"
 _ACCEPTABLE_REQUEST_ID = re.compile(r"[A-Za-z0-9._\-]{1,64}")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+def audit(request: Request, **fields: Any) -> None:
+    """Describe this request's outcome for its log line and the metrics (never parameter values), as
+    ``RequestObservationMiddleware`` reads it from ``request.state.audit``."""
+    request.state.audit = {name: value for name, value in fields.items() if value is not None}
 
 
 @dataclass

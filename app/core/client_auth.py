@@ -12,6 +12,8 @@ import asyncio
 import base64
 import hashlib
 import hmac
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
@@ -22,7 +24,7 @@ from app.core import jose, mtls
 from app.core.client_assertion import AssertionPolicy, ReplayStore, verify_client_assertion
 from app.core.client_keys import ClientKeys
 from app.core.dpop import DpopNonces
-from app.core.errors import InvalidClient, InvalidRequest
+from app.core.errors import InvalidClient, InvalidRequest, TemporarilyUnavailable
 from app.core.jar import RequestObjectPolicy
 from app.core.model import ClientAuthMethod, ClientRecord, ServiceRecord
 from app.core.params import RequestParameters
@@ -160,6 +162,31 @@ def presented_credentials(params: RequestParameters, basic: BasicCredentials | N
     return presented[0] if presented else Presented.NOTHING
 
 
+class SlowHashChecks:
+    """How many imported (slow) hashes a process checks at once, and how many more may wait their turn.
+
+    Each check costs about a quarter of a second of a core and a wrong secret costs as much as a right
+    one, so however many arrive, at most ``in_flight`` cores are spent on them; beyond ``waiting`` queued
+    checks a push is answered at once with 503 and Retry-After, rather than queueing without bound."""
+
+    def __init__(self, *, in_flight: int, waiting: int) -> None:
+        self._slots = asyncio.Semaphore(in_flight)
+        self._in_flight = in_flight
+        self._most_waiting = waiting
+        self._admitted = 0  # running and waiting
+
+    @asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        if self._admitted >= self._in_flight + self._most_waiting:
+            raise TemporarilyUnavailable("too many client secret checks are in progress; retry later")
+        self._admitted += 1
+        try:
+            async with self._slots:
+                yield
+        finally:
+            self._admitted -= 1
+
+
 class SecretHashStore(Protocol):
     """Where a client's imported secret hash is replaced by the keyed one; ``app.db`` implements it."""
 
@@ -167,9 +194,10 @@ class SecretHashStore(Protocol):
         """Give back the request's database connection while a slow hash is checked."""
         ...
 
-    async def replace_secret_hash(self, client: ClientRecord, imported_hash: str, keyed_hash: str) -> None:
+    async def replace_secret_hash(self, client: ClientRecord, imported_hash: str, keyed_hash: str) -> str | None:
         """Store ``keyed_hash`` only if the client's stored hash is still ``imported_hash``: a secret
-        updated meanwhile must not be overwritten by the one it replaced."""
+        updated meanwhile must not be overwritten by the one it replaced. Answers the hash stored now
+        (None when the client is gone)."""
         ...
 
 
@@ -187,8 +215,7 @@ class ClientAuthContext:
     dpop_nonce_key: bytes
     dpop_max_age: timedelta
     max_request_object_lifetime: timedelta
-    # Shared by the process's pushes: how many imported (slow) hashes may be checked at once.
-    imported_hash_checks: asyncio.Semaphore
+    imported_hash_checks: SlowHashChecks  # shared by the process's pushes
 
     def dpop_nonces_for(self, service: ServiceRecord) -> DpopNonces:
         """Nonces keyed per service: valid on every replica, useless at another service."""
@@ -287,19 +314,19 @@ async def _verify_secret(secret: str, client: ClientRecord, context: ClientAuthC
     """RFC 6749 §2.3.1: the client password. A hash imported from another server (bcrypt, pbkdf2) is
     slow by design: it is checked in a worker thread, so that other requests go on meanwhile, and after
     its first success it is replaced by the keyed hash, which costs microseconds (RFC 6819 §5.1.4.2.2).
-    Only so many such checks run at once: however many wrong secrets arrive for such clients, they
-    take at most that many cores from the other pushes, and the rest wait holding no connection."""
+    Only so many such checks run or wait at once (``SlowHashChecks``); those waiting hold no connection."""
     stored = client.secret_hash
     if context.hasher.is_keyed(stored):
         return context.hasher.verify(secret, stored)
     assert stored is not None  # is_keyed answers True for None
     await context.secret_hashes.release()
-    async with context.imported_hash_checks:
+    async with context.imported_hash_checks.turn():
         verified = await asyncio.to_thread(context.hasher.verify, secret, stored)
     if not verified:
         return False
-    await context.secret_hashes.replace_secret_hash(client, stored, context.hasher.hash(secret))
-    return True
+    keyed = context.hasher.hash(secret)
+    # The check took a while: a secret updated meanwhile wins, and the one it replaced stops working now.
+    return await context.secret_hashes.replace_secret_hash(client, stored, keyed) == keyed
 
 
 async def _authenticate_certificate(

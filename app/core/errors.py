@@ -35,6 +35,14 @@ class ParServerError(Exception):
         return f"[{self.result_code}] {self.description}"
 
 
+class TemporarilyUnavailable(ParServerError):
+    """The server cannot take this request now; it may be retried (RFC 9110 §15.6.4 503 Service Unavailable,
+    with Retry-After). At the RFC endpoints ``temporarily_unavailable``, at /api a ``ResultError``."""
+
+    status_code = 503
+    default_result_code = "A001101"
+
+
 # --- OAuth errors: RFC 6749 §5.2 JSON at the RFC endpoints, `responseContent` at the backend API ----
 
 

@@ -43,6 +43,9 @@ SECRET_ENTROPY_BYTES = 32  # 256 bits
 MIN_SECRET_ENTROPY_BITS = 128
 # 32 random hex digits use fewer than 8 distinct ones with a probability below 10**-9.
 MIN_DISTINCT_CHARACTERS = 8
+# A run this long seen earlier in a secret is a repeat: four characters, so that 32 random hex digits
+# (where a repeated run of four comes up once in 150 secrets) still reach 128 bits.
+_REPEAT_RUN = 4
 # Printable ASCII without the space: what survives the Basic header and form encoding of every client.
 SECRET_CHARACTERS = frozenset(string.ascii_letters + string.digits + string.punctuation)
 _CHARACTER_CLASSES = (
@@ -54,6 +57,9 @@ _CHARACTER_CLASSES = (
 # The hash formats an imported secret may come in, by passlib scheme name.
 IMPORTED_HASH_SCHEMES = ("bcrypt", "pbkdf2_sha256", "django_pbkdf2_sha256")
 REQUEST_URI_PREFIX = "urn:ietf:params:oauth:request_uri:"
+_BCRYPT_PREFIX = "$2"
+_BCRYPT_IDENTS = frozenset({"$2a$", "$2b$", "$2y$"})
+BCRYPT_MAX_SECRET_BYTES = 72
 
 
 def _keyed_handler(pepper: bytes) -> type[handlers.StaticHandler]:
@@ -77,15 +83,19 @@ def client_secret_problem(secret: str, *, min_length: int, max_length: int) -> s
 
     The entropy estimate credits each character with the size of the character classes the secret
     draws on (lower case, upper case, digits, punctuation), but never more than twice the number of
-    distinct characters it uses, of which it needs ``MIN_DISTINCT_CHARACTERS``: ``aaaa...`` and
-    ``abab...`` are refused however long they are, 32 random hex digits (128 bits) are accepted."""
+    distinct characters it uses, of which it needs ``MIN_DISTINCT_CHARACTERS``. Only new characters
+    earn credit: one that ends a run of ``_REPEAT_RUN`` characters already seen earlier in the secret
+    adds nothing, so a padded word (``Password1!aaaa...``) or a repeated pattern (``abcdefgh`` four
+    times) is refused however long it is, while 32 random hex digits (128 bits) are accepted."""
     if not min_length <= len(secret) <= max_length:
         return f"the client secret must be {min_length} to {max_length} characters long"
     if not set(secret) <= SECRET_CHARACTERS:
         return "the client secret must consist of printable ASCII characters other than the space"
     alphabet = sum(len(chars) for chars in _CHARACTER_CLASSES if chars & set(secret))
     distinct = len(set(secret))
-    bits = len(secret) * math.log2(min(alphabet, distinct * 2))
+    runs = {secret[i : i + _REPEAT_RUN] for i in range(len(secret) - _REPEAT_RUN + 1)}
+    new_characters = len(runs) + _REPEAT_RUN - 1
+    bits = new_characters * math.log2(min(alphabet, distinct * 2))
     if bits < MIN_SECRET_ENTROPY_BITS or distinct < MIN_DISTINCT_CHARACTERS:
         return (
             f"the client secret is too predictable (about {int(bits)} bits; at least {MIN_SECRET_ENTROPY_BITS} "
@@ -136,10 +146,14 @@ class SecretHasher:
         checked = stored_hash or self._decoy_hash  # an unknown client costs what a known one does
         if checked.startswith(self._own_prefix):
             expected = hmac.new(self._pepper, secret.encode(), hashlib.sha256).hexdigest()
-            presented = checked[len(self._own_prefix) :].encode()
-            return hmac.compare_digest(expected.encode(), presented) and stored_hash is not None
+            checksum = checked[len(self._own_prefix) :].encode()
+            return hmac.compare_digest(expected.encode(), checksum) and stored_hash is not None
+        presented: str | bytes = secret
+        if checked.startswith(_BCRYPT_PREFIX):
+            # bcrypt reads 72 bytes; the server that made the hash ignored the rest (bcrypt 5 refuses it).
+            presented = secret.encode()[:BCRYPT_MAX_SECRET_BYTES]
         try:
-            return bool(self._context.verify(secret, checked)) and stored_hash is not None
+            return bool(self._context.verify(presented, checked)) and stored_hash is not None
         except (ValueError, TypeError):
             return False
 
@@ -156,17 +170,25 @@ class SecretHasher:
         if scheme not in IMPORTED_HASH_SCHEMES:
             raise UnusableHash("the client secret hash must be a bcrypt, pbkdf2_sha256 or Django pbkdf2_sha256 hash")
         handler = self._context.handler(scheme)
+        not_well_formed = UnusableHash(f"the client secret hash is not a well-formed {scheme} hash")
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", PasslibHashWarning)
-                rounds = int(handler.from_string(stored_hash).rounds)
+                parsed = handler.from_string(stored_hash)
                 normalised = str(handler.normhash(stored_hash)) if scheme == "bcrypt" else stored_hash
         except ValueError:
-            raise UnusableHash(f"the client secret hash is not a well-formed {scheme} hash") from None
+            raise not_well_formed from None
+        rounds = int(parsed.rounds)
         limit = limits.max_bcrypt_cost if scheme == "bcrypt" else limits.max_pbkdf2_rounds
         if rounds > limit:
             kind = "cost" if scheme == "bcrypt" else "rounds"
             raise UnusableHash(f"the client secret hash's {kind} {rounds} exceeds the {limit} this server verifies")
+        # Only the canonical form, with its checksum: what passlib would write for these values (no empty
+        # checksum, no "+1000" or "1_000" rounds, no bcrypt "$2$", which nobody writes).
+        if not parsed.checksum or parsed.to_string() != normalised:
+            raise not_well_formed
+        if scheme == "bcrypt" and parsed.ident not in _BCRYPT_IDENTS:
+            raise not_well_formed
         return normalised
 
     def lookup_digest(self, token: str) -> str:

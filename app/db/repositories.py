@@ -344,15 +344,19 @@ class ConnectionSecretHashStore:
     async def release(self) -> None:
         await self._connection.release()
 
-    async def replace_secret_hash(self, client: ClientRecord, imported_hash: str, keyed_hash: str) -> None:
+    async def replace_secret_hash(self, client: ClientRecord, imported_hash: str, keyed_hash: str) -> str | None:
         connection = await self._connection.get()
-        await connection.execute(
+        replaced = await connection.execute(
             REPLACE_SECRET_HASH, {"client_id": client.id, "imported_hash": imported_hash, "keyed_hash": keyed_hash}
         )
+        stored: str | None = keyed_hash
+        if replaced.rowcount != 1:  # updated, rehashed by a concurrent push, or deleted meanwhile
+            stored = await connection.scalar(select(_clients.c.secret_hash).where(_clients.c.id == client.id))
         if self._cache is not None:  # the next push reads the keyed hash, not the slow one again
             for identifier in (str(client.id), client.alias):
                 if identifier is not None:
                     self._cache.discard((client.service_id, identifier))
+        return stored
 
 
 async def read_client(

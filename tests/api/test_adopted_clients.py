@@ -30,11 +30,14 @@ ADOPTED_SECRET = "hydra-" + secrets.token_urlsafe(32)
 
 
 CHECKS_IN_FLIGHT = 2
+CHECKS_WAITING = 4
 
 
 @pytest.fixture
 def settings(settings_per_store: Settings) -> Settings:
-    return settings_per_store.model_copy(update={"imported_hash_checks_in_flight": CHECKS_IN_FLIGHT})
+    return settings_per_store.model_copy(
+        update={"imported_hash_checks_in_flight": CHECKS_IN_FLIGHT, "imported_hash_checks_waiting": CHECKS_WAITING}
+    )
 
 
 async def push_rfc(http: httpx.AsyncClient, service: ServiceHandle, client: ClientHandle, secret: str) -> int:
@@ -185,10 +188,53 @@ async def test_imported_hash_checks_in_flight_are_capped(
                 running -= 1
 
     monkeypatch.setattr(hasher, "verify", counting_verify)
-    wrong = [f"{ADOPTED_SECRET}-{i}" for i in range(3 * CHECKS_IN_FLIGHT)]
+    wrong = [f"{ADOPTED_SECRET}-{i}" for i in range(CHECKS_IN_FLIGHT + CHECKS_WAITING)]
     results = await asyncio.gather(*(push_rfc(client, service, adopted, secret) for secret in wrong))
     assert results == [401] * len(wrong)
     assert most == CHECKS_IN_FLIGHT
+    assert await push_rfc(client, service, adopted, ADOPTED_SECRET) == 201
+
+
+async def test_beyond_the_waiting_checks_a_push_is_answered_503_at_once(
+    client: httpx.AsyncClient, factory: Factory, service: ServiceHandle, app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With every slot busy and PAR_IMPORTED_HASH_CHECKS_WAITING checks waiting, another push for an
+    adopted client is refused at once, in its front door's format, with Retry-After; keyed clients are not."""
+    adopted = await factory.client(service, clientSecretHash=_bcrypt(ADOPTED_SECRET))
+    keyed = await factory.client(service)
+    hasher = app.state.par.hasher
+    verify = hasher.verify
+    release = threading.Event()
+    started = threading.Semaphore(0)
+
+    def blocking_verify(secret: str, stored_hash: str | None) -> bool:
+        if not hasher.is_keyed(stored_hash):
+            started.release()
+            release.wait(timeout=30)
+        return verify(secret, stored_hash)
+
+    monkeypatch.setattr(hasher, "verify", blocking_verify)
+    queued = [
+        asyncio.create_task(push_rfc(client, service, adopted, f"{ADOPTED_SECRET}-{i}"))
+        for i in range(CHECKS_IN_FLIGHT + CHECKS_WAITING)
+    ]
+    try:
+        for _ in range(CHECKS_IN_FLIGHT):
+            assert await asyncio.to_thread(started.acquire, timeout=10)
+        await asyncio.sleep(0.2)  # the waiting ones have reached the gate
+        refused = await client.post(service.par_path, data=par_params(adopted), headers=adopted.basic(ADOPTED_SECRET))
+        assert refused.status_code == 503
+        assert refused.json()["error"] == "temporarily_unavailable"
+        assert refused.headers["Retry-After"]
+        body = {"parameters": urlencode(par_params(adopted)), "clientId": str(adopted.id), "clientSecret": "x"}
+        backend = await client.post(f"/api/{service.id}/pushed_auth_req", json=body, headers=service.bearer)
+        assert backend.status_code == 503 and backend.json()["resultCode"] == "A001101"
+        assert backend.headers["Retry-After"]
+        assert keyed.secret is not None
+        assert await push_rfc(client, service, keyed, keyed.secret) == 201
+    finally:
+        release.set()
+    assert await asyncio.gather(*queued) == [401] * len(queued)
     assert await push_rfc(client, service, adopted, ADOPTED_SECRET) == 201
 
 
@@ -196,7 +242,8 @@ async def test_a_secret_updated_meanwhile_is_not_overwritten_by_the_rehash(
     client: httpx.AsyncClient, factory: Factory, service: ServiceHandle, app: FastAPI
 ) -> None:
     """The rehash replaces the stored hash only if it is still the imported one: a record read before a
-    secret update (another replica's cache) must not bring the old secret back."""
+    secret update (another replica's cache, or a check that was still running) must not bring the old
+    secret back, and the old secret stops working at once."""
     imported = _pbkdf2(ADOPTED_SECRET)
     adopted = await factory.client(service, clientSecretHash=imported)
     state = app.state.par
@@ -209,7 +256,7 @@ async def test_a_secret_updated_meanwhile_is_not_overwritten_by_the_rehash(
     )
     assert response.status_code == 200, response.text
     state.clients.put((service.id, str(adopted.id)), record)  # a replica still holding the old record
-    assert await push_rfc(client, service, adopted, ADOPTED_SECRET) == 201  # within the cache's staleness bound
+    assert await push_rfc(client, service, adopted, ADOPTED_SECRET) == 401  # its check lost to the update
     stored = await stored_hash(app, adopted.id)
     assert stored is not None and state.hasher.verify(newer, stored)
     assert not state.hasher.verify(ADOPTED_SECRET, stored)

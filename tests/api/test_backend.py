@@ -385,8 +385,9 @@ async def test_form_decoding_is_backend_only(
         {"oauthClientAttestation": "eyJ.attestation.jwt"},
         {"oauthClientAttestationPop": "eyJ.pop.jwt"},
         {"oauthClientAttestation": "eyJ.attestation.jwt", "oauthClientAttestationPop": "eyJ.pop.jwt"},
+        {"oauthClientAttestation": ""},  # present, though empty: a caller that relies on it is told
     ],
-    ids=["attestation", "pop", "both"],
+    ids=["attestation", "pop", "both", "empty"],
 )
 async def test_client_attestation_is_refused_not_ignored(
     app: FastAPI, client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle, fields: dict[str, str]

@@ -116,7 +116,7 @@ async def test_a_backend_push_is_one_insert_too(
     with database_work(app) as counts:
         response = await client.post(url, json=body, headers=service.bearer)
     assert response.status_code == 200 and response.json()["action"] == "CREATED", response.text
-    # the caller's token and its service are cached too (app.api.deps.authorize_backend_call)
+    # the caller's token and its service are cached too (app.api.backend_call, AppState.find_token_service)
     assert counts == batch_insert(app)
 
 

@@ -11,8 +11,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from app.api.deps import AppState
-from app.api.direct import DirectRoute, DirectRoutes, direct_routes
+from app.api import authorization, backend, par
+from app.api.deps import StateDep
+from app.api.direct import DirectRoute, DirectRoutes, ParServerApp, ServiceEndpoint, direct_routes, served_directly
+from app.state import AppState
 from tests.factories import ClientHandle, Factory, ServiceHandle, par_params
 
 DIRECT_PATHS = [
@@ -84,12 +86,22 @@ async def test_the_canonical_id_names_the_service(
     assert response.status_code == 201
 
 
-def test_the_hot_endpoints_are_direct_routes_and_documented(app: FastAPI) -> None:
+def test_the_hot_endpoints_are_direct_routes_and_documented(app: ParServerApp) -> None:
     """Each direct route is also a FastAPI route, so the OpenAPI document describes it."""
     documented = {(method.upper(), path) for path, item in app.openapi()["paths"].items() for method in item}
     direct = {("POST", path) for path in DIRECT_PATHS}
     assert direct <= documented
     assert {(route.method, route.path) for route in app.direct_routes} == direct
+
+
+def test_each_direct_path_reaches_the_handler_its_route_declares(app: ParServerApp) -> None:
+    """As the table in app/api/direct.py lists them."""
+    assert {route.path: route.endpoint for route in app.direct_routes} == {
+        DIRECT_PATHS[0]: par.pushed_authorization_request,
+        DIRECT_PATHS[1]: backend.pushed_auth_req,
+        DIRECT_PATHS[2]: authorization.resolve,
+        DIRECT_PATHS[3]: authorization.consume,
+    }
 
 
 def test_only_endpoints_of_the_direct_shape_can_be_direct_routes() -> None:
@@ -99,8 +111,36 @@ def test_only_endpoints_of_the_direct_shape_can_be_direct_routes() -> None:
     async def other_shape(service_id: int, request: Request) -> Response:
         return Response()
 
+    served_directly(cast(ServiceEndpoint, other_shape))
     with pytest.raises(TypeError):
-        direct_routes(router)
+        direct_routes(router.routes)
+
+
+def test_a_direct_route_has_one_method() -> None:
+    router = APIRouter()
+
+    @router.api_route("/x/{service_id}", methods=["GET", "POST"])
+    @served_directly
+    async def two_methods(service_id: int, request: Request, state: StateDep) -> Response:
+        return Response()
+
+    with pytest.raises(TypeError):
+        direct_routes(router.routes)
+
+
+def test_only_marked_endpoints_are_direct_routes() -> None:
+    router = APIRouter()
+
+    @router.post("/x/{service_id}")
+    async def unmarked(service_id: int, request: Request, state: StateDep) -> Response:
+        return Response()
+
+    @router.post("/y/{service_id}")
+    @served_directly
+    async def marked(service_id: int, request: Request, state: StateDep) -> Response:
+        return Response()
+
+    assert direct_routes(router.routes) == [DirectRoute("POST", "/y/{service_id}", marked)]
 
 
 async def test_the_observation_middleware_labels_direct_routes_by_template(

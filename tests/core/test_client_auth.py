@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 
 import pytest
@@ -9,11 +10,12 @@ import pytest
 from app.core.client_auth import (
     BasicCredentials,
     Presented,
+    SlowHashChecks,
     claimed_client_id,
     parse_basic_authorization,
     presented_credentials,
 )
-from app.core.errors import InvalidClient, InvalidRequest
+from app.core.errors import InvalidClient, InvalidRequest, TemporarilyUnavailable
 from app.core.params import ParameterLimits, parse_parameters
 
 LIMITS = ParameterLimits(max_parameters=20, max_parameter_bytes=1000, max_total_bytes=5000)
@@ -81,3 +83,26 @@ def test_more_than_one_method_is_invalid_request(body: str, with_basic: bool) ->
     """GEN-03: "The client MUST NOT use more than one authentication method in each request"."""
     with pytest.raises(InvalidRequest, match="more than one client authentication method"):
         presented_credentials(parse_parameters(body, LIMITS), BasicCredentials("1", "s") if with_basic else None)
+
+
+async def test_slow_hash_checks_run_so_many_at_once_and_refuse_beyond_the_waiting() -> None:
+    checks = SlowHashChecks(in_flight=1, waiting=1)
+    release = asyncio.Event()
+    running: list[int] = []
+
+    async def check(number: int) -> None:
+        async with checks.turn():
+            running.append(number)
+            await release.wait()
+
+    first, second = asyncio.create_task(check(1)), asyncio.create_task(check(2))
+    await asyncio.sleep(0)
+    assert running == [1]  # the second waits its turn
+    with pytest.raises(TemporarilyUnavailable):
+        async with checks.turn():
+            pass
+    release.set()
+    await asyncio.gather(first, second)
+    assert running == [1, 2]
+    async with checks.turn():  # room again once they are done
+        pass

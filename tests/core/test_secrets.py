@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 from typing import Any
 
 import pytest
@@ -111,10 +112,14 @@ def test_imported_hashes_verify_and_are_not_keyed(make_hash: Any) -> None:
     assert HASHER.is_keyed(HASHER.hash(ADOPTED))
 
 
-def test_bcrypt_refuses_secrets_over_72_bytes_as_a_failed_check() -> None:
-    """bcrypt 5 raises for more than 72 bytes instead of truncating: that is a wrong secret, not a 500."""
-    imported = bcrypt.using(rounds=4).hash(ADOPTED)
-    assert not HASHER.verify(ADOPTED + "x" * 80, imported)
+def test_bcrypt_checks_the_first_72_bytes_as_the_server_that_made_the_hash_did() -> None:
+    """bcrypt reads 72 bytes: a longer secret was hashed (by Go's bcrypt before 2023, Spring, PHP) as its
+    first 72, and is checked the same way here, though bcrypt 5 itself refuses more than 72."""
+    long_secret = secrets.token_urlsafe(75)  # 100 characters
+    imported = bcrypt.using(rounds=4).hash(long_secret[:72])
+    assert HASHER.verify(long_secret, imported)
+    assert not HASHER.verify(long_secret[:71] + "#" + long_secret[72:], imported)
+    assert not HASHER.verify(ADOPTED + "x" * 80, bcrypt.using(rounds=4).hash(ADOPTED))
 
 
 @pytest.mark.parametrize(
@@ -123,6 +128,10 @@ def test_bcrypt_refuses_secrets_over_72_bytes_as_a_failed_check() -> None:
         ("$2b$13$" + bcrypt.using(rounds=4).hash(ADOPTED)[7:], "cost 13 exceeds the 12"),
         ("$pbkdf2-sha256$1000001$c2FsdHNhbHQ$" + "a" * 43, "rounds 1000001 exceeds"),
         ("$2b$12$short", "well-formed"),
+        ("$2$04$" + bcrypt.using(rounds=4).hash(ADOPTED)[7:], "well-formed"),  # a bcrypt variant nobody writes
+        ("pbkdf2_sha256$1000$abc$", "well-formed"),  # no checksum
+        (django_pbkdf2_sha256.using(rounds=1000).hash(ADOPTED).replace("$1000$", "$+1000$"), "well-formed"),
+        (django_pbkdf2_sha256.using(rounds=1000).hash(ADOPTED).replace("$1000$", "$1_000$"), "well-formed"),
         ("plain text", "must be a bcrypt"),
         ("$par-hmac-sha256$" + "0" * 64, "must be a bcrypt"),  # our own format is never imported
         ("$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA", "must be a bcrypt"),
@@ -149,7 +158,7 @@ def test_bcrypt_salt_padding_bits_are_normalised_at_import() -> None:
 @pytest.mark.parametrize(
     "secret",
     [
-        "0123456789abcdef0123456789abcdef",  # 32 hex digits with all 16 of them: 128 bits
+        "9f86d081884c7d659a2feaa0c55ad015",  # 32 random hex digits: 128 bits
         "par_cs_" + "A1b2C3d4E5f6G7h8J9k0L1m2N3p4Q5r6S7t8U9v0W1x",
         "Correct-Horse-Battery-Staple-2026!!",
     ],
@@ -166,6 +175,12 @@ def test_strong_client_secrets(secret: str) -> None:
         ("a" * 100, "too predictable"),
         ("ab" * 50, "too predictable"),
         ("0123456789" * 3 + "01", "too predictable"),
+        ("0123456789abcdef" * 2, "too predictable"),  # every hex digit, but a pattern
+        ("Password1!" + "a" * 22, "too predictable"),  # a word padded out
+        ("Summer2024!" + "1" * 21, "too predictable"),
+        ("WEAKSECRETVALUE-" + "a" * 20, "too predictable"),
+        ("1234567890" * 4, "too predictable"),
+        ("abcdefgh" * 4, "too predictable"),
         ("Zq8vN3xR7mK2pL9wT4bY6cJ1 hF5sD0gAx", "printable ASCII"),
         ("Zq8vN3xR7mK2pL9wT4bY6cJ1hF5sD0gAé", "printable ASCII"),
         ("Zq8vN3xR7mK2pL9wT4bY6cJ1hF5sD0gA\x7f", "printable ASCII"),

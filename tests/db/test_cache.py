@@ -83,7 +83,7 @@ def test_entries_expire_and_the_cache_is_bounded() -> None:
 async def test_a_revoked_service_token_stops_where_it_was_revoked(
     replicas: list[httpx.AsyncClient], record_cache_seconds: float
 ) -> None:
-    """The backend API caches which service a token belongs to (app.api.deps.authorize_backend_call)."""
+    """The backend API caches which service a token belongs to (app.state.AppState.find_token_service)."""
     first, second = replicas
     factory = Factory(first, admin_token=ADMIN_TOKEN)
     service = await factory.service()
