@@ -35,7 +35,7 @@ def create_app(settings: Settings) -> ParServerApp:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # Everything built so far (modules, the app, its routes and models) lives as long as the process:
         # keep it out of the cyclic collector, whose full collections otherwise scanned it all and
-        # stalled every request in flight for up to 100 ms (bench/RESULTS.md).
+        # stalled every request in flight (bench/RESULTS.md, "What bounds it").
         gc.freeze()
         purger = asyncio.create_task(purge_expired_forever(state), name="purge-expired-pushed-requests")
         try:

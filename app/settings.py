@@ -178,8 +178,8 @@ class Settings(BaseSettings):
     purge_batch_size: Annotated[int, Field(gt=0)] = 1000
 
     # Database pool: fail fast under overload rather than queueing without bound. No overflow by default:
-    # overflow connections are closed on return, and the reconnects cost PostgreSQL about a quarter of
-    # its CPU under load (bench/RESULTS.md).
+    # overflow connections are closed on return, and the reconnects cost PostgreSQL much of its CPU under
+    # load (bench/RESULTS.md, "Figures behind the code's choices").
     db_pool_size: Annotated[int, Field(gt=0)] = 15
     db_max_overflow: Annotated[int, Field(ge=0)] = 0
     db_pool_timeout_seconds: Annotated[float, Field(gt=0)] = 5.0
@@ -193,8 +193,8 @@ class Settings(BaseSettings):
     readyz_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = Field(
         default=3.0, description="/readyz answers 503 when the database or Redis has not answered within this"
     )
-    # SQLite has one writer: more connections only queue on its lock, which stretched p99 from ~170 ms
-    # to ~1.2 s at 32 clients without adding throughput (bench/RESULTS.md).
+    # SQLite has one writer: more connections only queue on its lock, which stretched the tail latency
+    # several times over without adding throughput (bench/RESULTS.md, "Figures behind the code's choices").
     sqlite_pool_size: Annotated[int, Field(gt=0)] = 1
 
     log_level: str = "INFO"

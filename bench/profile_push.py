@@ -18,6 +18,7 @@ import cProfile
 import os
 import tempfile
 import time
+from collections.abc import MutableMapping
 from typing import Any
 from urllib.parse import quote_plus, urlencode
 
@@ -106,7 +107,7 @@ async def main(settings: Settings, arguments: argparse.Namespace) -> None:
                 sent = True
                 return {"type": "http.request", "body": body, "more_body": False}
 
-            async def send(message: dict[str, Any]) -> None:
+            async def send(message: MutableMapping[str, Any]) -> None:
                 if message["type"] == "http.response.start":
                     statuses[message["status"]] = statuses.get(message["status"], 0) + 1
 

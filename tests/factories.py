@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,7 @@ import httpx
 from joserfc import jwt
 
 from app.core.client_assertion import CLIENT_ASSERTION_TYPE
+from app.core.model import ClientRecord
 
 REDIRECT_URI = "https://client.example.org/cb"
 # The authorization server's own endpoints: without them a service publishes no RFC 8414 metadata.
@@ -85,7 +87,7 @@ class Factory:
         return ClientHandle(id=data["clientId"], secret=data.get("clientSecret"), body=data)
 
 
-def par_params(client: ClientHandle, **overrides: str | None) -> dict[str, str]:
+def par_params(client: ClientHandle | ClientRecord, **overrides: str | None) -> dict[str, str]:
     """A valid authorization request for ``client``; ``None`` removes a parameter."""
     params: dict[str, str | None] = {
         "response_type": "code",
@@ -98,6 +100,48 @@ def par_params(client: ClientHandle, **overrides: str | None) -> dict[str, str]:
     }
     params.update(overrides)
     return {key: value for key, value in params.items() if value is not None}
+
+
+async def post_par(
+    http: httpx.AsyncClient, service: ServiceHandle, params: dict[str, str], headers: dict[str, str] | None = None
+) -> httpx.Response:
+    """POST ``params`` to the service's RFC 9126 endpoint exactly as given."""
+    return await http.post(service.par_path, data=params, headers=headers)
+
+
+async def push(
+    http: httpx.AsyncClient,
+    service: ServiceHandle,
+    client: ClientHandle,
+    credentials: dict[str, str] | None = None,
+    *,
+    secret: str | None = None,
+    headers: dict[str, str] | None = None,
+    **overrides: str | None,
+) -> httpx.Response:
+    """An RFC 9126 push of ``client``'s usual request (:func:`par_params` with ``overrides``).
+
+    ``credentials`` (``client_secret``, a client assertion; ``{}`` for none) go in the body, and then no
+    Authorization header is added; without them the client uses client_secret_basic with ``secret``, by
+    default its own. ``headers`` are sent too."""
+    params = par_params(client, **overrides) | (credentials or {})
+    authorization = client.basic(secret) if credentials is None else {}
+    return await post_par(http, service, params, authorization | (headers or {}))
+
+
+def assert_result_error(response: httpx.Response, status: int, code: str | None = None) -> dict[str, str]:
+    """Authlete's ``ResultError`` as JSON with Cache-Control: no-store: exactly ``resultCode`` ("A" and six
+    digits; ``code`` when given) and a ``resultMessage`` that starts with "[<resultCode>] "."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert response.headers["cache-control"] == "no-store"
+    body: dict[str, str] = response.json()
+    assert set(body) == {"resultCode", "resultMessage"}, body
+    assert re.fullmatch(r"A\d{6}", body["resultCode"]), body
+    assert body["resultMessage"].startswith(f"[{body['resultCode']}] "), body
+    if code is not None:
+        assert body["resultCode"] == code, body
+    return body
 
 
 def public_jwks(*keys: Any) -> str:

@@ -36,7 +36,15 @@ from sqlalchemy import select
 from app.core.client_assertion import CLIENT_ASSERTION_TYPE
 from app.db.models import PushedRequest
 from tests.conftest import ADMIN_TOKEN
-from tests.factories import REDIRECT_URI, ClientHandle, Factory, ServiceHandle, par_params, public_jwks
+from tests.factories import (
+    REDIRECT_URI,
+    ClientHandle,
+    Factory,
+    ServiceHandle,
+    assert_result_error,
+    par_params,
+    public_jwks,
+)
 from tests.hostile_json import hostile_json, object_with
 
 FORM = "application/x-www-form-urlencoded"
@@ -70,18 +78,6 @@ def assert_rfc_answer(response: httpx.Response) -> None:
         assert set(response.json()) == {"request_uri", "expires_in"}
     else:
         assert_rfc_error(response, response.status_code, response.json().get("error", "?"))
-
-
-def assert_result_error(response: httpx.Response, status: int) -> dict[str, Any]:
-    """Authlete's ResultError: resultCode A + 6 digits, resultMessage "[code] ...", no-store."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    assert response.headers["cache-control"] == "no-store"
-    body = response.json()
-    assert set(body) == {"resultCode", "resultMessage"}, body
-    assert RESULT_CODE.fullmatch(body["resultCode"]), body
-    assert body["resultMessage"].startswith(f"[{body['resultCode']}] "), body
-    return dict(body)
 
 
 def assert_envelope(response: httpx.Response, action: str | tuple[str, ...]) -> dict[str, Any]:

@@ -267,7 +267,9 @@ async def test_cached_answers_without_fetching_or_says_none(
     await fetcher.get(server.url("/jwks"))
 
     assert fetcher.cached(server.url("/jwks")) == DOCUMENT
-    fetcher.cached(server.url("/jwks"))["keys"].clear()  # type: ignore[index] - a copy
+    cached = fetcher.cached(server.url("/jwks"))
+    assert cached is not None
+    cached["keys"].clear()  # a copy
     assert fetcher.cached(server.url("/jwks")) == DOCUMENT
     assert fetcher.cached(server.url("/jwks"), refresh=True) == DOCUMENT  # too soon to refetch
     clock.now += REFETCH_INTERVAL

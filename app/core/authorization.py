@@ -174,7 +174,7 @@ async def _resolve_pushed(
         expires_at = now
     elif record.resolved_at is None:
         # The first resolve opens the authorization session: the request now outlives expires_in for as
-        # long as a login may take (NOTE-02 in docs/requirements.md, Keycloak #51761, Spring #2043).
+        # long as a login may take (NOTE-02 in docs/requirements.md, with the servers that did otherwise).
         expires_at = max(record.expires_at, now + timedelta(seconds=service.authorization_session_duration))
         await store.mark_resolved(service.id, record.reference_hash, now=now, expires_at=expires_at)
     return AuthorizationOutcome.pushed(RESOLVED_RESULT_CODE, "resolved", record, client, request_uri, expires_at)

@@ -89,7 +89,7 @@ def validate_authorization_request(
         params.get("code_challenge"),
         params.get("code_challenge_method"),
         PkcePolicy(
-            # The rule: public clients cannot authenticate, so PKCE is their only code binding.
+            # Public clients cannot authenticate, so PKCE is their only code binding.
             required=service.pkce_required or client.pkce_required or client.token_auth_method is ClientAuthMethod.NONE,
             s256_required=service.pkce_s256_required or client.pkce_s256_required,
         ),

@@ -165,9 +165,10 @@ def presented_credentials(params: RequestParameters, basic: BasicCredentials | N
 class SlowHashChecks:
     """How many imported (slow) hashes a process checks at once, and how many more may wait their turn.
 
-    Each check costs about a quarter of a second of a core and a wrong secret costs as much as a right
-    one, so however many arrive, at most ``in_flight`` cores are spent on them; beyond ``waiting`` queued
-    checks a push is answered at once with 503 and Retry-After, rather than queueing without bound."""
+    Each check costs a good part of a second of a core (bench/RESULTS.md, "Figures behind the code's
+    choices") and a wrong secret costs as much as a right one, so however many arrive, at most
+    ``in_flight`` cores are spent on them; beyond ``waiting`` queued checks a push is answered at once
+    with 503 and Retry-After, rather than queueing without bound."""
 
     def __init__(self, *, in_flight: int, waiting: int) -> None:
         self._slots = asyncio.Semaphore(in_flight)

@@ -18,8 +18,8 @@ client key sets (registered or fetched), and what the stores give back.
 
 Each refusal is a :class:`JsonInputError` (a ``ValueError``) whose message is safe to show; the caller
 turns it into its own error code. The common case pays two ``str.count``, a substring test and
-``str.isascii`` beyond ``json.loads`` (about 0.5 µs for a typical JWT header): the exact checks run only
-when those find something suspect.
+``str.isascii`` beyond ``json.loads``, a tenth of the parse (bench/RESULTS.md, "Figures behind the code's
+choices"): the exact checks run only when those find something suspect.
 """
 
 from __future__ import annotations

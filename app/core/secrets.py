@@ -3,10 +3,11 @@
 Client secrets and service access tokens are generated here with 256 bits of entropy, so a keyed
 fast hash (HMAC-SHA256 under a pepper kept outside the database) is the right storage: RFC 6819
 §5.1.4.2.2 "Use High Entropy for Secrets"; a slow password hash would cap a core at a few pushes per
-second (bcrypt at its default cost spends about a quarter of a second on each check). The passlib
-``CryptContext`` is the one place that knows every stored format: hashes imported from another server
-(bcrypt as in ORY Hydra, pbkdf2_sha256 in passlib's or Django's format) verify, within a cost bound, and
-are replaced by the keyed hash on the client's first successful authentication.
+second (bcrypt at its default cost spends a good part of a second on each check: bench/RESULTS.md,
+"Figures behind the code's choices"). The passlib ``CryptContext`` is the one place that knows every
+stored format: hashes imported from another server (bcrypt as in ORY Hydra, pbkdf2_sha256 in passlib's or
+Django's format) verify, within a cost bound, and are replaced by the keyed hash on the client's first
+successful authentication.
 
 A secret a client brings along (an existing client adopting this server) is accepted only if it could
 have been generated: ``client_secret_problem``.
@@ -141,8 +142,8 @@ class SecretHasher:
         """Constant-time verification; an absent or unreadable hash verifies nothing.
 
         Our own format is checked here: the same HMAC as its passlib handler, without the context's
-        scheme lookup and checksum parsing, which cost five times the HMAC on every push. Every other
-        format goes through the ``CryptContext``."""
+        scheme lookup and checksum parsing, which cost five times the HMAC on every push (bench/RESULTS.md,
+        "What bounds it"). Every other format goes through the ``CryptContext``."""
         checked = stored_hash or self._decoy_hash  # an unknown client costs what a known one does
         if checked.startswith(self._own_prefix):
             expected = hmac.new(self._pepper, secret.encode(), hashlib.sha256).hexdigest()

@@ -22,9 +22,9 @@ On PostgreSQL a batch is one statement: its rows travel as one JSON parameter (`
 on a connection in autocommit, so writing it is a single round trip, committed by itself, durable as
 any commit (``synchronous_commit``). A writer holds its connection while batches keep coming, and
 returns it to the pool once no push has arrived for ``linger`` (``PAR_PUSH_WRITE_LINGER_SECONDS``),
-so the pool's liveness ping is paid once per burst, not per batch. Measured (bench/RESULTS.md),
-BEGIN, the pipelined per-row INSERT and COMMIT on a freshly checked-out connection cost the server
-about 1.4 ms of CPU per batch of ten, the single statement on a held connection about 0.4 ms.
+so the pool's liveness ping is paid once per burst, not per batch. BEGIN, the pipelined per-row INSERT
+and COMMIT on a freshly checked-out connection cost the server over three times the CPU of the single
+statement on a held connection (bench/RESULTS.md, "What bounds it").
 SQLite keeps a transaction per batch on a connection checked out for it: its pool is one
 connection, which a held writer would keep from every reader.
 

@@ -20,9 +20,10 @@ from fastapi import FastAPI
 from passlib.hash import bcrypt, django_pbkdf2_sha256, pbkdf2_sha256
 from sqlalchemy import select
 
+from app.core.secrets import SecretHasher
 from app.db.models import Client
 from app.settings import Settings
-from tests.factories import ClientHandle, Factory, ServiceHandle, par_params
+from tests.factories import ClientHandle, Factory, ServiceHandle, par_params, push
 
 pytestmark = pytest.mark.usefixtures("forget_redis_keys")
 
@@ -41,8 +42,7 @@ def settings(settings_per_store: Settings) -> Settings:
 
 
 async def push_rfc(http: httpx.AsyncClient, service: ServiceHandle, client: ClientHandle, secret: str) -> int:
-    response = await http.post(service.par_path, data=par_params(client), headers=client.basic(secret))
-    return response.status_code
+    return (await push(http, service, client, secret=secret)).status_code
 
 
 async def push_backend(http: httpx.AsyncClient, service: ServiceHandle, client: ClientHandle, secret: str) -> str:
@@ -55,7 +55,8 @@ async def push_backend(http: httpx.AsyncClient, service: ServiceHandle, client: 
 
 async def stored_hash(app: FastAPI, client_id: int) -> str | None:
     async with app.state.par.sessions() as session:
-        return await session.scalar(select(Client.secret_hash).where(Client.id == client_id))
+        secret_hash: str | None = await session.scalar(select(Client.secret_hash).where(Client.id == client_id))
+        return secret_hash
 
 
 async def test_create_with_a_client_secret_authenticates_at_both_front_doors(
@@ -168,7 +169,7 @@ async def test_imported_hash_checks_in_flight_are_capped(
     """A flood of wrong secrets for an adopted client runs at most PAR_IMPORTED_HASH_CHECKS_IN_FLIGHT slow
     checks at once, so it cannot take every core; the others wait their turn and are answered too."""
     adopted = await factory.client(service, clientSecretHash=_bcrypt(ADOPTED_SECRET))
-    hasher = app.state.par.hasher
+    hasher: SecretHasher = app.state.par.hasher
     verify = hasher.verify
     running, most = 0, 0
     lock = threading.Lock()
@@ -202,7 +203,7 @@ async def test_beyond_the_waiting_checks_a_push_is_answered_503_at_once(
     adopted client is refused at once, in its front door's format, with Retry-After; keyed clients are not."""
     adopted = await factory.client(service, clientSecretHash=_bcrypt(ADOPTED_SECRET))
     keyed = await factory.client(service)
-    hasher = app.state.par.hasher
+    hasher: SecretHasher = app.state.par.hasher
     verify = hasher.verify
     release = threading.Event()
     started = threading.Semaphore(0)

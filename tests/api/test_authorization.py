@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from app.core.authorization import UNUSABLE_REQUEST_URI
 from app.settings import Settings
 from tests.conftest import BASE_URL
-from tests.factories import REDIRECT_URI, ClientHandle, Factory, ServiceHandle, par_params
+from tests.factories import REDIRECT_URI, ClientHandle, Factory, ServiceHandle, par_params, post_par
 
 T0 = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -47,8 +47,10 @@ def clock(app: FastAPI) -> Clock:
     return Clock(app, T0)
 
 
-async def push(client: httpx.AsyncClient, service: ServiceHandle, par_client: ClientHandle, **overrides: str) -> str:
-    response = await client.post(service.par_path, data=par_params(par_client, **overrides), headers=par_client.basic())
+async def pushed_request_uri(
+    client: httpx.AsyncClient, service: ServiceHandle, par_client: ClientHandle, **overrides: str
+) -> str:
+    response = await post_par(client, service, par_params(par_client, **overrides), par_client.basic())
     assert response.status_code == 201, response.text
     return str(response.json()["request_uri"])
 
@@ -96,7 +98,7 @@ async def test_resolve_returns_the_pushed_request(
     client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle, clock: Clock
 ) -> None:
     """PAR-30: client_id + request_uri alone are enough."""
-    request_uri = await push(client, service, basic_client, nonce="n-1")
+    request_uri = await pushed_request_uri(client, service, basic_client, nonce="n-1")
     answer = await resolve(client, service, client_id=str(basic_client.id), request_uri=request_uri)
     assert answer["action"] == "OK" and answer["resultCode"] == "A008001"
     assert answer["clientId"] == basic_client.id and answer["requestUri"] == request_uri
@@ -113,7 +115,7 @@ async def test_resolve_is_repeatable_until_consumed(
     client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle
 ) -> None:
     """FAPI-08 / …-par-ensure-reused-request-uri-prior-to-auth-completion-succeeds: reloads work."""
-    request_uri = await push(client, service, basic_client)
+    request_uri = await pushed_request_uri(client, service, basic_client)
     for _ in range(3):
         assert (await resolve(client, service, client_id=str(basic_client.id), request_uri=request_uri))[
             "action"
@@ -124,7 +126,7 @@ async def test_other_parameters_are_ignored_in_favour_of_the_pushed_ones(
     client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle
 ) -> None:
     """RFC 9126 §4: only the pushed request counts."""
-    request_uri = await push(client, service, basic_client)
+    request_uri = await pushed_request_uri(client, service, basic_client)
     answer = await resolve(
         client,
         service,
@@ -140,7 +142,7 @@ async def test_other_parameters_are_ignored_in_favour_of_the_pushed_ones(
 
 async def test_resolve_by_client_alias(client: httpx.AsyncClient, factory: Factory, service: ServiceHandle) -> None:
     aliased = await factory.client(service, clientIdAlias="web-app")
-    request_uri = await push(client, service, aliased)
+    request_uri = await pushed_request_uri(client, service, aliased)
     answer = await resolve(client, service, client_id="web-app", request_uri=request_uri)
     assert answer["action"] == "OK" and answer["clientIdAlias"] == "web-app"
 
@@ -150,7 +152,7 @@ async def test_resolve_by_client_alias(client: httpx.AsyncClient, factory: Facto
 
 async def test_consume_once(client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle) -> None:
     """PAR-31: one-time use; afterwards every resolve or consume answers invalid_request_uri."""
-    request_uri = await push(client, service, basic_client)
+    request_uri = await pushed_request_uri(client, service, basic_client)
     first = await consume(client, service, basic_client.id, request_uri)
     assert first["action"] == "OK" and first["resultCode"] == "A008002"
     assert first["request"]["redirectUri"] == REDIRECT_URI
@@ -161,7 +163,7 @@ async def test_consume_once(client: httpx.AsyncClient, service: ServiceHandle, b
 async def test_fifty_concurrent_consumes_have_one_winner(
     client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle
 ) -> None:
-    request_uri = await push(client, service, basic_client)
+    request_uri = await pushed_request_uri(client, service, basic_client)
     answers = await asyncio.gather(*(consume(client, service, basic_client.id, request_uri) for _ in range(50)))
     assert sorted(answer["action"] for answer in answers) == ["BAD_REQUEST"] * 49 + ["OK"]
 
@@ -169,7 +171,7 @@ async def test_fifty_concurrent_consumes_have_one_winner(
 async def test_concurrent_consumes_across_replicas_have_one_winner(
     client: httpx.AsyncClient, second_replica: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle
 ) -> None:
-    request_uri = await push(client, service, basic_client)
+    request_uri = await pushed_request_uri(client, service, basic_client)
     answers = await asyncio.gather(
         *(
             consume(replica, service, basic_client.id, request_uri)
@@ -184,7 +186,7 @@ async def test_another_client_cannot_use_or_destroy_the_request(
     client: httpx.AsyncClient, factory: Factory, service: ServiceHandle, basic_client: ClientHandle
 ) -> None:
     """PAR-16 and NOTE-04: the binding is checked before anything changes (fosite burns it first)."""
-    request_uri = await push(client, service, basic_client)
+    request_uri = await pushed_request_uri(client, service, basic_client)
     intruder = await factory.client(service)
     assert_unusable(await resolve(client, service, client_id=str(intruder.id), request_uri=request_uri))
     assert_unusable(await consume(client, service, intruder.id, request_uri))
@@ -196,7 +198,7 @@ async def test_request_uri_of_another_service_is_unusable(
     client: httpx.AsyncClient, factory: Factory, service: ServiceHandle, basic_client: ClientHandle
 ) -> None:
     """Tenant isolation: a request_uri is only known to the service that issued it."""
-    request_uri = await push(client, service, basic_client)
+    request_uri = await pushed_request_uri(client, service, basic_client)
     other = await factory.service()
     assert_unusable(await resolve(client, other, client_id=str(basic_client.id), request_uri=request_uri))
     assert_unusable(await consume(client, other, basic_client.id, request_uri))
@@ -205,7 +207,7 @@ async def test_request_uri_of_another_service_is_unusable(
 async def test_consume_on_resolve_makes_resolve_single_use(client: httpx.AsyncClient, factory: Factory) -> None:
     service = await factory.service(consumeRequestUriOnResolve=True)
     par_client = await factory.client(service)
-    request_uri = await push(client, service, par_client)
+    request_uri = await pushed_request_uri(client, service, par_client)
     assert (await resolve(client, service, client_id=str(par_client.id), request_uri=request_uri))["action"] == "OK"
     assert_unusable(await resolve(client, service, client_id=str(par_client.id), request_uri=request_uri))
 
@@ -217,8 +219,8 @@ async def test_first_resolve_window_boundaries(
     client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle, clock: Clock
 ) -> None:
     """PAR-32: usable until expires_in has passed, and not at that instant."""
-    at_the_edge = await push(client, service, basic_client)
-    too_late = await push(client, service, basic_client)
+    at_the_edge = await pushed_request_uri(client, service, basic_client)
+    too_late = await pushed_request_uri(client, service, basic_client)
     clock.advance(60 - 0.001)
     assert (await resolve(client, service, client_id=str(basic_client.id), request_uri=at_the_edge))["action"] == "OK"
     clock.advance(0.001)
@@ -232,8 +234,8 @@ async def test_resolved_request_outlives_expires_in_for_the_session(
     """NOTE-02: expires_in bounds the first resolve; the login then has the authorization-session lifetime."""
     service = await factory.service(authorizationSessionDuration=600)
     par_client = await factory.client(service)
-    resolved = await push(client, service, par_client)
-    never_resolved = await push(client, service, par_client)
+    resolved = await pushed_request_uri(client, service, par_client)
+    never_resolved = await pushed_request_uri(client, service, par_client)
     clock.advance(30)
     answer = await resolve(client, service, client_id=str(par_client.id), request_uri=resolved)
     assert answer["expiresAt"] == int((T0 + timedelta(seconds=630)).timestamp() * 1000)
@@ -247,7 +249,7 @@ async def test_resolved_request_outlives_expires_in_for_the_session(
 async def test_session_lifetime_ends_too(client: httpx.AsyncClient, factory: Factory, clock: Clock) -> None:
     service = await factory.service(authorizationSessionDuration=120)
     par_client = await factory.client(service)
-    request_uri = await push(client, service, par_client)
+    request_uri = await pushed_request_uri(client, service, par_client)
     await resolve(client, service, client_id=str(par_client.id), request_uri=request_uri)
     clock.advance(120)
     assert_unusable(await consume(client, service, par_client.id, request_uri))
@@ -259,7 +261,7 @@ async def test_consumed_requests_are_purged(
     """With Redis the consumed request's key is gone at once: nothing is left to purge."""
     from app.main import purge_expired
 
-    request_uri = await push(client, service, basic_client)
+    request_uri = await pushed_request_uri(client, service, basic_client)
     await consume(client, service, basic_client.id, request_uri)
     assert await purge_expired(app.state.par) == (0 if app.state.par.pushed_requests else 1)
 
@@ -326,7 +328,7 @@ async def test_par_required_redirects_invalid_request(client: httpx.AsyncClient,
     assert base == REDIRECT_URI
     assert query["error"] == ["invalid_request"] and query["state"] == ["af0ifjsldkj"]
     assert query["iss"] == [f"{BASE_URL}/services/{service.id}"]
-    request_uri = await push(client, service, par_client)
+    request_uri = await pushed_request_uri(client, service, par_client)
     assert (await resolve(client, service, client_id=str(par_client.id), request_uri=request_uri))["action"] == "OK"
 
 
@@ -355,7 +357,7 @@ async def test_policy_change_after_the_push_is_enforced(
 ) -> None:
     """PAR-33: the client's policy is checked again when the request is resolved."""
     par_client = await factory.client(service)
-    request_uri = await push(client, service, par_client, scope="openid payments")
+    request_uri = await pushed_request_uri(client, service, par_client, scope="openid payments")
     update = await client.post(
         f"/api/{service.id}/client/update/{par_client.id}",
         headers=service.bearer,

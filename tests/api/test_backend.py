@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from app.db.models import Client, PushedRequest
-from tests.factories import ClientHandle, Factory, ServiceHandle, par_params
+from tests.factories import ClientHandle, Factory, ServiceHandle, assert_result_error, par_params
 
 
 async def call(
@@ -31,13 +31,6 @@ def envelope(response: httpx.Response, action: str) -> dict[str, Any]:
     assert body["resultMessage"].startswith(f"[{body['resultCode']}] ")
     assert None not in body.values()  # null fields are omitted
     return body
-
-
-def assert_result_error(response: httpx.Response, status: int) -> None:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"resultCode", "resultMessage"}
-    assert body["resultMessage"].startswith(f"[{body['resultCode']}] ")
 
 
 async def test_created(client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle) -> None:

@@ -27,6 +27,7 @@ from tests.factories import (
     client_assertion,
     par_params,
     public_jwks,
+    push,
     unsigned_jwt,
 )
 from tests.jwks_server import JwksServer
@@ -48,17 +49,6 @@ def jwks_server() -> Iterator[JwksServer]:
     server = JwksServer()
     yield server
     server.close()
-
-
-async def push(
-    http: httpx.AsyncClient,
-    service: ServiceHandle,
-    client: ClientHandle,
-    credentials: dict[str, str],
-    headers: dict[str, str] | None = None,
-    **overrides: str | None,
-) -> httpx.Response:
-    return await http.post(service.par_path, data=par_params(client, **overrides) | credentials, headers=headers)
 
 
 def assert_invalid_client(response: httpx.Response, fragment: str) -> None:

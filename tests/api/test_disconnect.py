@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import MutableMapping
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -13,12 +15,12 @@ from tests.factories import ServiceHandle
 async def test_client_disconnect_is_not_logged_as_an_error(
     app: FastAPI, service: ServiceHandle, caplog: pytest.LogCaptureFixture
 ) -> None:
-    sent: list[dict[str, object]] = []
+    sent: list[MutableMapping[str, Any]] = []
 
     async def receive() -> dict[str, object]:
         return {"type": "http.disconnect"}
 
-    async def send(message: dict[str, object]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
     scope = {

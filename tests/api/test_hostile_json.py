@@ -27,7 +27,7 @@ from app.core.secrets import REQUEST_URI_PREFIX, new_request_reference, referenc
 from app.db.models import PushedRequest, Service
 from app.db.redis_pushed_requests import KEY_PREFIX, key_expiry_ms, micros, pushed_request_key
 from app.settings import Settings
-from tests.factories import ClientHandle, Factory, ServiceHandle, par_params, public_jwks
+from tests.factories import ClientHandle, Factory, ServiceHandle, assert_result_error, par_params, public_jwks
 
 EC_KEY = ECKey.generate_key("P-256", parameters={"kid": "ec-1"}, private=True)
 DETAIL_TYPES = ["payment_initiation"]
@@ -91,14 +91,6 @@ def assert_envelope_error(response: httpx.Response, action: str, error: str) -> 
     answer = response.json()
     assert answer["action"] == action, answer
     assert json.loads(answer["responseContent"])["error"] == error, answer
-
-
-def assert_result_error(response: httpx.Response, status: int) -> str:
-    assert response.status_code == status, response.text
-    assert response.headers["cache-control"] == "no-store"
-    body = response.json()
-    assert set(body) == {"resultCode", "resultMessage"}, body
-    return str(body["resultMessage"])
 
 
 # --- authorization_details (RFC 9396 §5: invalid_authorization_details) ------------------------------------
@@ -386,7 +378,7 @@ async def test_non_ascii_basic_credentials_are_invalid_client(
     response = await client.post(
         service.par_path,
         content=urlencode(par_params(basic_client)).encode(),
-        headers=[("Content-Type", "application/x-www-form-urlencoded"), ("Authorization", b"Basic " + token)],
+        headers=[(b"Content-Type", b"application/x-www-form-urlencoded"), (b"Authorization", b"Basic " + token)],
     )
     assert_rfc_error(response, 401, "invalid_client")
     assert response.headers["www-authenticate"].startswith("Basic")
@@ -411,7 +403,7 @@ async def test_hostile_jwks_are_refused_at_client_registration(
     response = await client.post(
         f"/api/{service.id}/client/create", json={**body, "jwks": jwks}, headers=service.bearer
     )
-    assert "jwks" in assert_result_error(response, 400)
+    assert "jwks" in assert_result_error(response, 400)["resultMessage"]
 
 
 HOSTILE_BODIES = {
@@ -429,18 +421,18 @@ async def test_hostile_json_bodies_are_result_errors(
 ) -> None:
     json_headers = {"Content-Type": "application/json"}
     response = await client.post("/api/service/create", content=body, headers={**factory.admin, **json_headers})
-    assert "not acceptable JSON" in assert_result_error(response, 400)
+    assert "not acceptable JSON" in assert_result_error(response, 400)["resultMessage"]
     client_body = body.replace('"serviceName"', '"clientName"')
     response = await client.post(
         f"/api/{service.id}/client/create", content=client_body, headers={**service.bearer, **json_headers}
     )
-    assert "not acceptable JSON" in assert_result_error(response, 400)
+    assert "not acceptable JSON" in assert_result_error(response, 400)["resultMessage"]
     response = await client.post(
         f"/api/{service.id}/pushed_auth_req",
         content=body.replace('"serviceName"', '"parameters"'),
         headers={**service.bearer, **json_headers},
     )
-    assert "not acceptable JSON" in assert_result_error(response, 400)
+    assert "not acceptable JSON" in assert_result_error(response, 400)["resultMessage"]
 
 
 async def test_an_oversized_chunked_management_body_is_413(

@@ -6,7 +6,6 @@ Every test runs on SQLite and PostgreSQL (``database_url`` fixture) through the 
 from __future__ import annotations
 
 import json
-import re
 import string
 from typing import Any
 from urllib.parse import quote
@@ -17,7 +16,7 @@ from authlete.dto.client import Client as SdkClient
 from authlete.dto.service import Service as SdkService
 from joserfc.jwk import ECKey, OctKey
 
-from tests.factories import REDIRECT_URI, ClientHandle, Factory, ServiceHandle, par_params
+from tests.factories import REDIRECT_URI, ClientHandle, Factory, ServiceHandle, assert_result_error, par_params, push
 
 BASE_URL = "http://par.test"
 UNKNOWN_ID = 999_999_999_999
@@ -42,18 +41,6 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def assert_result_error(response: httpx.Response, status: int) -> dict[str, str]:
-    """Authlete ``ResultError``: exactly resultCode ("A" + 6 digits) and "[<code>] "-prefixed resultMessage."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/json"
-    assert response.headers["cache-control"] == "no-store"
-    body: dict[str, str] = response.json()
-    assert set(body) == {"resultCode", "resultMessage"}
-    assert re.fullmatch(r"A\d{6}", body["resultCode"])
-    assert body["resultMessage"].startswith(f"[{body['resultCode']}] ")
-    return body
-
-
 def assert_ok(response: httpx.Response) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
@@ -67,11 +54,6 @@ def assert_client_secret(secret: str) -> None:
     assert len(random_part) >= SECRET_RANDOM_CHARS
     assert set(random_part) <= ALPHANUMERIC
     assert quote(secret, safe="") == secret
-
-
-async def push(http: httpx.AsyncClient, service: ServiceHandle, client: ClientHandle, secret: str) -> httpx.Response:
-    """An RFC 9126 push authenticated with client_secret_basic."""
-    return await http.post(service.par_path, data=par_params(client), headers=client.basic(secret))
 
 
 def assert_invalid_client(response: httpx.Response) -> None:
@@ -465,7 +447,7 @@ async def test_jwks_with_a_private_key_is_refused_without_echoing_it(
     assert body["resultMessage"].endswith(
         "jwks key 1 (kid 'ec-1') holds private key material (d): jwks holds public keys only"
     )
-    assert PRIVATE_EC_KEY["d"] not in body["resultMessage"]
+    assert str(PRIVATE_EC_KEY["d"]) not in body["resultMessage"]
     stored = await factory.client(service, jwks=json.dumps({"keys": [public]}))
     assert_result_error(await update_client(client, service, stored, {"jwks": jwks}), 400)
     assert json.loads(assert_ok(await get_client(client, service, stored.id))["jwks"]) == {"keys": [public]}
@@ -568,7 +550,7 @@ async def test_create_confidential_client(client: httpx.AsyncClient, factory: Fa
     assert_client_secret(body["clientSecret"])
     another = await factory.client(service)
     assert another.secret != par_client.secret
-    assert (await push(client, service, par_client, body["clientSecret"])).status_code == 201
+    assert (await push(client, service, par_client, secret=body["clientSecret"])).status_code == 201
 
 
 async def test_create_public_client(client: httpx.AsyncClient, factory: Factory) -> None:
@@ -695,7 +677,7 @@ async def test_delete_client(client: httpx.AsyncClient, factory: Factory) -> Non
     assert_result_error(await get_client(client, service, par_client.id), 404)
     again = await client.delete(f"/api/{service.id}/client/delete/{par_client.id}", headers=service.bearer)
     assert_result_error(again, 404)
-    assert_invalid_client(await push(client, service, par_client, par_client.secret or ""))
+    assert_invalid_client(await push(client, service, par_client, secret=par_client.secret or ""))
 
 
 @pytest.mark.parametrize("method", ["GET", "POST"])
@@ -713,8 +695,8 @@ async def test_secret_refresh_replaces_the_secret(client: httpx.AsyncClient, fac
     new_secret = body["newClientSecret"]
     assert_client_secret(new_secret)
     assert new_secret != par_client.secret
-    assert_invalid_client(await push(client, service, par_client, par_client.secret))
-    assert (await push(client, service, par_client, new_secret)).status_code == 201
+    assert_invalid_client(await push(client, service, par_client, secret=par_client.secret))
+    assert (await push(client, service, par_client, secret=new_secret)).status_code == 201
 
 
 async def test_secret_refresh_of_a_public_client_is_400(client: httpx.AsyncClient, factory: Factory) -> None:
@@ -759,14 +741,14 @@ async def test_weak_client_secrets_are_refused(client: httpx.AsyncClient, factor
         f"/api/{service.id}/client/secret/update/{existing.id}", json={"clientSecret": secret}, headers=service.bearer
     )
     assert_result_error(updated, 400)
-    assert (await push(client, service, existing, existing.secret)).status_code == 201
+    assert (await push(client, service, existing, secret=existing.secret)).status_code == 201
 
 
 async def test_a_strong_client_secret_is_accepted(client: httpx.AsyncClient, factory: Factory) -> None:
     service = await factory.service()
     created = await factory.client(service, clientSecret=STRONG_SECRET)
     assert created.secret == STRONG_SECRET
-    assert (await push(client, service, created, STRONG_SECRET)).status_code == 201
+    assert (await push(client, service, created, secret=STRONG_SECRET)).status_code == 201
 
 
 def _bcrypt_hash(cost: int) -> str:
@@ -909,8 +891,8 @@ async def test_client_of_another_service_cannot_push_there(client: httpx.AsyncCl
     service_a, service_b = await factory.service(), await factory.service()
     client_a = await factory.client(service_a)
     assert client_a.secret is not None
-    assert_invalid_client(await push(client, service_b, client_a, client_a.secret))
-    assert (await push(client, service_a, client_a, client_a.secret)).status_code == 201
+    assert_invalid_client(await push(client, service_b, client_a, secret=client_a.secret))
+    assert (await push(client, service_a, client_a, secret=client_a.secret)).status_code == 201
 
 
 async def test_malformed_json_says_so(client: httpx.AsyncClient, factory: Factory) -> None:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from app.db.models import PushedRequest
-from tests.factories import CODE_CHALLENGE, REDIRECT_URI, ClientHandle, Factory, ServiceHandle, par_params
+from tests.factories import CODE_CHALLENGE, REDIRECT_URI, ClientHandle, Factory, ServiceHandle, par_params, post_par
 
 REQUEST_URI_PREFIX = "urn:ietf:params:oauth:request_uri:"
 
@@ -36,12 +36,6 @@ def assert_oauth_error(response: httpx.Response, status: int, error: str) -> dic
     return dict(body)
 
 
-async def push(
-    client: httpx.AsyncClient, service: ServiceHandle, params: dict[str, str], headers: dict[str, str] | None = None
-) -> httpx.Response:
-    return await client.post(service.par_path, data=params, headers=headers)
-
-
 # --- success ------------------------------------------------------------------------------------------
 
 
@@ -49,7 +43,7 @@ async def test_success_is_201_with_request_uri_and_expires_in(
     client: httpx.AsyncClient, app: FastAPI, service: ServiceHandle, basic_client: ClientHandle
 ) -> None:
     """PAR-13, PAR-14, PAR-15, PAR-18: 201, JSON, a 256-bit urn request_uri, integer expires_in, no-store."""
-    response = await push(client, service, par_params(basic_client), basic_client.basic())
+    response = await post_par(client, service, par_params(basic_client), basic_client.basic())
     assert response.status_code == 201, response.text
     assert response.headers["content-type"] == "application/json"
     assert response.headers["cache-control"] == "no-store"
@@ -69,7 +63,7 @@ async def test_each_push_gets_a_distinct_request_uri(
     client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle
 ) -> None:
     uris = {
-        (await push(client, service, par_params(basic_client), basic_client.basic())).json()["request_uri"]
+        (await post_par(client, service, par_params(basic_client), basic_client.basic())).json()["request_uri"]
         for _ in range(5)
     }
     assert len(uris) == 5
@@ -78,26 +72,26 @@ async def test_each_push_gets_a_distinct_request_uri(
 async def test_expires_in_follows_the_service_setting(client: httpx.AsyncClient, factory: Factory) -> None:
     service = await factory.service(pushedAuthReqDuration=90)
     par_client = await factory.client(service)
-    response = await push(client, service, par_params(par_client), par_client.basic())
+    response = await post_par(client, service, par_params(par_client), par_client.basic())
     assert response.json()["expires_in"] == 90
 
 
 async def test_client_secret_post(client: httpx.AsyncClient, factory: Factory, service: ServiceHandle) -> None:
     post_client = await factory.client(service, tokenAuthMethod="CLIENT_SECRET_POST")
-    response = await push(client, service, par_params(post_client, client_secret=post_client.secret))
+    response = await post_par(client, service, par_params(post_client, client_secret=post_client.secret))
     assert response.status_code == 201, response.text
 
 
 async def test_public_client_with_pkce(client: httpx.AsyncClient, factory: Factory, service: ServiceHandle) -> None:
     public = await factory.client(service, clientType="PUBLIC")
-    assert (await push(client, service, par_params(public))).status_code == 201
+    assert (await post_par(client, service, par_params(public))).status_code == 201
 
 
 async def test_client_id_may_be_omitted_with_basic(
     client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle
 ) -> None:
     """NOTE-07: accept-and-fill, as fosite does, when Basic names the client."""
-    response = await push(client, service, par_params(basic_client, client_id=None), basic_client.basic())
+    response = await post_par(client, service, par_params(basic_client, client_id=None), basic_client.basic())
     assert response.status_code == 201, response.text
 
 
@@ -106,7 +100,7 @@ async def test_client_alias_works_as_client_id(
 ) -> None:
     aliased = await factory.client(service, clientIdAlias="my-app")
     credentials = base64.b64encode(f"my-app:{aliased.secret}".encode()).decode()
-    response = await push(
+    response = await post_par(
         client, service, par_params(aliased, client_id="my-app"), {"Authorization": f"Basic {credentials}"}
     )
     assert response.status_code == 201, response.text
@@ -125,9 +119,10 @@ async def test_stored_request_is_normalised_and_has_no_credentials(
         scope="openid openid profile",
         response_type="code",
     )
-    assert (await push(client, service, params)).status_code == 201
+    assert (await post_par(client, service, params)).status_code == 201
     [row] = await stored_requests(app)
     stored = parse_qs(row.parameters)
+    assert post_client.secret is not None
     assert "client_secret" not in stored and post_client.secret not in row.parameters
     assert stored["unknown_extension"] == ["x"]
     assert row.request == {
@@ -146,7 +141,9 @@ async def test_response_type_words_in_any_order(client: httpx.AsyncClient, facto
     hybrid = await factory.client(
         service, responseTypes=["CODE_ID_TOKEN"], grantTypes=["AUTHORIZATION_CODE", "IMPLICIT"]
     )
-    response = await push(client, service, par_params(hybrid, response_type="id_token code", nonce="n"), hybrid.basic())
+    response = await post_par(
+        client, service, par_params(hybrid, response_type="id_token code", nonce="n"), hybrid.basic()
+    )
     assert response.status_code == 201, response.text
 
 
@@ -209,7 +206,7 @@ async def test_oversized_body_is_413(
 ) -> None:
     """PAR-23: 413 in the OAuth error format; nothing stored."""
     params = par_params(basic_client) | {f"pad{i}": "x" * 10_000 for i in range(7)}
-    response = await push(client, service, params, basic_client.basic())
+    response = await post_par(client, service, params, basic_client.basic())
     assert_oauth_error(response, 413, "invalid_request")
     assert await stored_requests(app) == []
 
@@ -217,7 +214,7 @@ async def test_oversized_body_is_413(
 async def test_oversized_parameter_is_413(
     client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle
 ) -> None:
-    response = await push(client, service, par_params(basic_client, state="s" * 20_000), basic_client.basic())
+    response = await post_par(client, service, par_params(basic_client, state="s" * 20_000), basic_client.basic())
     assert_oauth_error(response, 413, "invalid_request")
 
 
@@ -243,7 +240,7 @@ async def test_wrong_secret_with_basic_is_401_with_challenge(
     client: httpx.AsyncClient, app: FastAPI, service: ServiceHandle, basic_client: ClientHandle
 ) -> None:
     """GEN-05: 401 and WWW-Authenticate when the Authorization header was used; nothing stored."""
-    response = await push(client, service, par_params(basic_client), basic_client.basic("wrong"))
+    response = await post_par(client, service, par_params(basic_client), basic_client.basic("wrong"))
     assert_oauth_error(response, 401, "invalid_client")
     assert response.headers["www-authenticate"].startswith("Basic ")
     assert await stored_requests(app) == []
@@ -253,13 +250,13 @@ async def test_wrong_secret_with_post_is_401_without_challenge(
     client: httpx.AsyncClient, factory: Factory, service: ServiceHandle
 ) -> None:
     post_client = await factory.client(service, tokenAuthMethod="CLIENT_SECRET_POST")
-    response = await push(client, service, par_params(post_client, client_secret="wrong"))
+    response = await post_par(client, service, par_params(post_client, client_secret="wrong"))
     assert_oauth_error(response, 401, "invalid_client")
     assert "www-authenticate" not in response.headers
 
 
 async def test_unknown_client(client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle) -> None:
-    response = await push(client, service, par_params(basic_client, client_id="999999999999999"))
+    response = await post_par(client, service, par_params(basic_client, client_id="999999999999999"))
     assert_oauth_error(response, 401, "invalid_client")
 
 
@@ -268,13 +265,15 @@ async def test_non_canonical_numeric_client_id_is_unknown(
 ) -> None:
     public = await factory.client(service, clientType="PUBLIC")
     for variant in (f"0{public.id}", f"+{public.id}", f" {public.id}"):
-        assert_oauth_error(await push(client, service, par_params(public, client_id=variant)), 401, "invalid_client")
+        assert_oauth_error(
+            await post_par(client, service, par_params(public, client_id=variant)), 401, "invalid_client"
+        )
 
 
 async def test_missing_credentials_for_confidential_client(
     client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle
 ) -> None:
-    body = assert_oauth_error(await push(client, service, par_params(basic_client)), 401, "invalid_client")
+    body = assert_oauth_error(await post_par(client, service, par_params(basic_client)), 401, "invalid_client")
     assert "client_secret_basic" in body["error_description"]
 
 
@@ -282,10 +281,10 @@ async def test_credentials_in_the_wrong_channel(
     client: httpx.AsyncClient, factory: Factory, service: ServiceHandle, basic_client: ClientHandle
 ) -> None:
     """Authlete A157357: a basic client posting its secret in the body, and vice versa, is refused."""
-    response = await push(client, service, par_params(basic_client, client_secret=basic_client.secret))
+    response = await post_par(client, service, par_params(basic_client, client_secret=basic_client.secret))
     assert_oauth_error(response, 401, "invalid_client")
     post_client = await factory.client(service, tokenAuthMethod="CLIENT_SECRET_POST")
-    response = await push(client, service, par_params(post_client), post_client.basic())
+    response = await post_par(client, service, par_params(post_client), post_client.basic())
     assert_oauth_error(response, 401, "invalid_client")
 
 
@@ -329,7 +328,7 @@ async def test_public_client_sending_a_secret_is_refused(
     client: httpx.AsyncClient, factory: Factory, service: ServiceHandle
 ) -> None:
     public = await factory.client(service, clientType="PUBLIC")
-    response = await push(client, service, par_params(public, client_secret="guess"))
+    response = await post_par(client, service, par_params(public, client_secret="guess"))
     assert_oauth_error(response, 401, "invalid_client")
 
 
@@ -337,7 +336,7 @@ async def test_two_methods_at_once_is_invalid_request(
     client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle
 ) -> None:
     """GEN-03."""
-    response = await push(
+    response = await post_par(
         client, service, par_params(basic_client, client_secret=basic_client.secret), basic_client.basic()
     )
     assert_oauth_error(response, 400, "invalid_request")
@@ -348,14 +347,14 @@ async def test_client_id_must_match_the_authenticated_client(
 ) -> None:
     """PAR-09."""
     other = await factory.client(service)
-    response = await push(client, service, par_params(basic_client, client_id=str(other.id)), basic_client.basic())
+    response = await post_par(client, service, par_params(basic_client, client_id=str(other.id)), basic_client.basic())
     assert_oauth_error(response, 400, "invalid_request")
 
 
 async def test_malformed_authorization_header(
     client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle
 ) -> None:
-    response = await push(client, service, par_params(basic_client), {"Authorization": "Basic %%%"})
+    response = await post_par(client, service, par_params(basic_client), {"Authorization": "Basic %%%"})
     assert_oauth_error(response, 401, "invalid_client")
     assert response.headers["www-authenticate"].startswith("Basic ")
 
@@ -365,7 +364,7 @@ async def test_client_of_another_service_is_unknown(
 ) -> None:
     """Tenant isolation: clients belong to one service."""
     other_service = await factory.service()
-    response = await push(client, other_service, par_params(basic_client), basic_client.basic())
+    response = await post_par(client, other_service, par_params(basic_client), basic_client.basic())
     assert_oauth_error(response, 401, "invalid_client")
 
 
@@ -378,7 +377,7 @@ async def test_method_disabled_on_the_service_after_registration(
         json={"supportedTokenAuthMethods": ["CLIENT_SECRET_POST"]},
     )
     assert update.status_code == 200, update.text
-    response = await push(client, service, par_params(basic_client), basic_client.basic())
+    response = await post_par(client, service, par_params(basic_client), basic_client.basic())
     assert_oauth_error(response, 401, "invalid_client")
 
 
@@ -420,7 +419,7 @@ async def test_invalid_request_is_refused_and_nothing_is_stored(
     fragment: str,
 ) -> None:
     """PAR-12 / PAR-19 / PAR-20: validated like an authorization request; errors as JSON; nothing stored."""
-    response = await push(client, service, par_params(basic_client, **overrides), basic_client.basic())
+    response = await post_par(client, service, par_params(basic_client, **overrides), basic_client.basic())
     body = assert_oauth_error(response, status, error)
     assert fragment in body["error_description"]
     assert await stored_requests(app) == []
@@ -429,7 +428,7 @@ async def test_invalid_request_is_refused_and_nothing_is_stored(
 async def test_response_type_not_registered_for_client(client: httpx.AsyncClient, factory: Factory) -> None:
     service = await factory.service(supportedResponseTypes=["CODE", "CODE_ID_TOKEN"])
     code_only = await factory.client(service)
-    response = await push(
+    response = await post_par(
         client, service, par_params(code_only, response_type="code id_token", nonce="n"), code_only.basic()
     )
     assert_oauth_error(response, 400, "unauthorized_client")
@@ -439,7 +438,7 @@ async def test_grant_types_must_allow_the_response_type(
     client: httpx.AsyncClient, factory: Factory, service: ServiceHandle
 ) -> None:
     no_code = await factory.client(service, grantTypes=["CLIENT_CREDENTIALS"])
-    response = await push(client, service, par_params(no_code), no_code.basic())
+    response = await post_par(client, service, par_params(no_code), no_code.basic())
     assert_oauth_error(response, 400, "unauthorized_client")
 
 
@@ -447,8 +446,8 @@ async def test_client_requestable_scopes(client: httpx.AsyncClient, factory: Fac
     limited = await factory.client(
         service, extension={"requestableScopesEnabled": True, "requestableScopes": ["openid"]}
     )
-    assert (await push(client, service, par_params(limited, scope="openid"), limited.basic())).status_code == 201
-    response = await push(client, service, par_params(limited, scope="openid payments"), limited.basic())
+    assert (await post_par(client, service, par_params(limited, scope="openid"), limited.basic())).status_code == 201
+    response = await post_par(client, service, par_params(limited, scope="openid payments"), limited.basic())
     assert "payments" in assert_oauth_error(response, 400, "invalid_scope")["error_description"]
 
 
@@ -457,7 +456,7 @@ async def test_nonce_required_for_id_token_response_types(client: httpx.AsyncCli
     hybrid = await factory.client(
         service, responseTypes=["CODE_ID_TOKEN"], grantTypes=["AUTHORIZATION_CODE", "IMPLICIT"]
     )
-    response = await push(client, service, par_params(hybrid, response_type="code id_token"), hybrid.basic())
+    response = await post_par(client, service, par_params(hybrid, response_type="code id_token"), hybrid.basic())
     assert "nonce" in assert_oauth_error(response, 400, "invalid_request")["error_description"]
 
 
@@ -465,7 +464,7 @@ async def test_long_state_and_64_char_nonce_are_accepted(
     client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle
 ) -> None:
     """FAPI-17: state may exceed 1000 characters; nonce up to 64 characters must work."""
-    response = await push(
+    response = await post_par(
         client, service, par_params(basic_client, state="s" * 1500, nonce="n" * 64), basic_client.basic()
     )
     assert response.status_code == 201, response.text
@@ -477,7 +476,7 @@ async def test_long_state_and_64_char_nonce_are_accepted(
 async def test_public_client_needs_pkce(client: httpx.AsyncClient, factory: Factory, service: ServiceHandle) -> None:
     """Public clients cannot authenticate; PKCE binds their code (PAR-38)."""
     public = await factory.client(service, clientType="PUBLIC")
-    response = await push(client, service, par_params(public, code_challenge=None, code_challenge_method=None))
+    response = await post_par(client, service, par_params(public, code_challenge=None, code_challenge_method=None))
     assert_oauth_error(response, 400, "invalid_request")
 
 
@@ -485,10 +484,10 @@ async def test_confidential_client_may_skip_pkce_unless_required(client: httpx.A
     relaxed = await factory.service()
     relaxed_client = await factory.client(relaxed)
     no_pkce = par_params(relaxed_client, code_challenge=None, code_challenge_method=None)
-    assert (await push(client, relaxed, no_pkce, relaxed_client.basic())).status_code == 201
+    assert (await post_par(client, relaxed, no_pkce, relaxed_client.basic())).status_code == 201
     strict = await factory.service(pkceRequired=True)
     strict_client = await factory.client(strict)
-    response = await push(
+    response = await post_par(
         client,
         strict,
         par_params(strict_client, code_challenge=None, code_challenge_method=None),
@@ -503,16 +502,16 @@ async def test_plain_refused_when_s256_required(client: httpx.AsyncClient, facto
     service = await factory.service(**({"pkceS256Required": True} if where == "service" else {}))
     par_client = await factory.client(service, **({"pkceS256Required": True} if where == "client" else {}))
     plain = par_params(par_client, code_challenge="a" * 43, code_challenge_method="plain")
-    assert_oauth_error(await push(client, service, plain, par_client.basic()), 400, "invalid_request")
+    assert_oauth_error(await post_par(client, service, plain, par_client.basic()), 400, "invalid_request")
     implicit_plain = par_params(par_client, code_challenge="a" * 43, code_challenge_method=None)
-    assert_oauth_error(await push(client, service, implicit_plain, par_client.basic()), 400, "invalid_request")
+    assert_oauth_error(await post_par(client, service, implicit_plain, par_client.basic()), 400, "invalid_request")
 
 
 async def test_plain_allowed_when_policy_permits(
     client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle
 ) -> None:
     params = par_params(basic_client, code_challenge="a" * 43, code_challenge_method="plain")
-    assert (await push(client, service, params, basic_client.basic())).status_code == 201
+    assert (await post_par(client, service, params, basic_client.basic())).status_code == 201
 
 
 # --- client policies that later features complete ----------------------------------------------------
@@ -523,23 +522,23 @@ async def test_request_object_required_refuses_plain_parameters(
 ) -> None:
     """PAR-22: when signed request objects are required, plain parameters get invalid_request."""
     strict = await factory.client(service, requestObjectRequired=True)
-    assert_oauth_error(await push(client, service, par_params(strict), strict.basic()), 400, "invalid_request")
+    assert_oauth_error(await post_par(client, service, par_params(strict), strict.basic()), 400, "invalid_request")
 
 
 async def test_dpop_required_needs_dpop_jkt(
     client: httpx.AsyncClient, factory: Factory, service: ServiceHandle
 ) -> None:
     bound = await factory.client(service, dpopRequired=True)
-    assert_oauth_error(await push(client, service, par_params(bound), bound.basic()), 400, "invalid_request")
+    assert_oauth_error(await post_par(client, service, par_params(bound), bound.basic()), 400, "invalid_request")
     jkt = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"
-    assert (await push(client, service, par_params(bound, dpop_jkt=jkt), bound.basic())).status_code == 201
+    assert (await post_par(client, service, par_params(bound, dpop_jkt=jkt), bound.basic())).status_code == 201
 
 
 async def test_malformed_dpop_header_is_refused(
     client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle
 ) -> None:
     """DPOP-03/05: a proof is never silently ignored, since the client would believe its code is bound."""
-    response = await push(client, service, par_params(basic_client), basic_client.basic() | {"DPoP": "eyJ.x.y"})
+    response = await post_par(client, service, par_params(basic_client), basic_client.basic() | {"DPoP": "eyJ.x.y"})
     assert_oauth_error(response, 400, "invalid_dpop_proof")
 
 
@@ -547,7 +546,7 @@ async def test_error_descriptions_use_the_rfc6749_character_set(
     client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle
 ) -> None:
     """RFC 6749 §5.2: no '"' or '\\' and nothing outside %x20-7E, even when echoing input."""
-    response = await push(client, service, par_params(basic_client, scope='openid "é\\x'), basic_client.basic())
+    response = await post_par(client, service, par_params(basic_client, scope='openid "é\\x'), basic_client.basic())
     description = assert_oauth_error(response, 400, "invalid_scope")["error_description"]
     assert all(0x20 <= ord(c) <= 0x7E and c not in '"\\' for c in description)
     assert json.loads(response.text) == response.json()

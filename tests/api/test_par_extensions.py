@@ -21,24 +21,12 @@ from tests.factories import (
     dpop_proof,
     par_params,
     public_jwks,
+    push,
     request_object,
 )
 
 DPOP_KEY = ECKey.generate_key("P-256", private=True)
 SIGNING_KEY = ECKey.generate_key("P-256", private=True, parameters={"kid": "sig-1"})
-
-
-async def push(
-    http: httpx.AsyncClient,
-    service: ServiceHandle,
-    client: ClientHandle,
-    *,
-    headers: dict[str, str] | None = None,
-    **overrides: str | None,
-) -> httpx.Response:
-    return await http.post(
-        service.par_path, data=par_params(client, **overrides), headers=client.basic() | (headers or {})
-    )
 
 
 async def resolved_request(

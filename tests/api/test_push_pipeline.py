@@ -36,7 +36,7 @@ def test_too_many_requests_at_the_rfc_endpoint_is_an_oauth_error_with_retry_afte
     assert response.status_code == 429
     assert response.headers["retry-after"] == "7"
     assert response.headers["cache-control"] == "no-store"
-    assert json.loads(response.body) == {
+    assert json.loads(bytes(response.body)) == {
         "error": "temporarily_unavailable",
         "error_description": "too many requests (client); retry after 7 s",
     }
@@ -46,4 +46,4 @@ def test_too_many_requests_at_the_backend_api_is_a_result_error_with_retry_after
     response = too_many_requests("/api/1/pushed_auth_req", Refusal(retry_after=3, scope="service_token"))
     assert response.status_code == 429
     assert response.headers["retry-after"] == "3"
-    assert json.loads(response.body)["resultCode"] == "A001214"
+    assert json.loads(bytes(response.body))["resultCode"] == "A001214"

@@ -147,7 +147,7 @@ async def test_refusals_are_counted(
 @pytest.fixture
 async def redis_replicas(database_url: str, redis_url: str) -> AsyncIterator[list[FastAPI]]:
     settings = make_settings(database_url, redis_url=redis_url, rate_limit_per_client="2/minute")
-    apps = [create_app(settings) for _ in range(2)]
+    apps: list[FastAPI] = [create_app(settings) for _ in range(2)]
     await apps[0].state.par.rate_limits.storage.reset()
     yield apps
     for app in apps:
@@ -358,7 +358,8 @@ async def test_forwarded_for_names_the_client_behind_a_trusted_proxy(database_ur
         public = await factory.client(service, clientType="PUBLIC")
 
         async def push(forwarded_for: str | bytes) -> int:
-            headers = {"X-Forwarded-For": forwarded_for}
+            value = forwarded_for if isinstance(forwarded_for, bytes) else forwarded_for.encode("ascii")
+            headers = {b"X-Forwarded-For": value}
             return (await http.post(service.par_path, data=par_params(public), headers=headers)).status_code
 
         assert [await push("203.0.113.1") for _ in range(4)] == [201, 201, 201, 429]

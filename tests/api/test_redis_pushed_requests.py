@@ -29,7 +29,7 @@ from app.db.redis_pushed_requests import (
 from app.main import create_app, update_gauges
 from app.settings import Settings
 from tests.conftest import BASE_URL, forget_pushed_requests, make_settings
-from tests.factories import ClientHandle, Factory, ServiceHandle, par_params
+from tests.factories import ClientHandle, Factory, ServiceHandle, par_params, push
 from tests.faults.support import assert_result_error, assert_rfc6749_server_error
 
 
@@ -61,10 +61,6 @@ async def rows_in_database(app: FastAPI) -> int:
 
 async def keys_of(app: FastAPI, service: ServiceHandle) -> list[bytes]:
     return [key async for key in redis_of(app).scan_iter(match=f"{KEY_PREFIX}{service.id}:*", count=1000)]
-
-
-async def push(client: httpx.AsyncClient, service: ServiceHandle, par_client: ClientHandle) -> httpx.Response:
-    return await client.post(service.par_path, data=par_params(par_client), headers=par_client.basic())
 
 
 async def backend_push(client: httpx.AsyncClient, service: ServiceHandle, par_client: ClientHandle) -> httpx.Response:

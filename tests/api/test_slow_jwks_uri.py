@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlencode
 
 import httpx
@@ -70,7 +71,8 @@ async def slow_push(
         credentials = client_assertion(client, KEY, "ES256", aud=service.issuer)
         body = {"parameters": urlencode(par_params(client) | credentials)}
         return await http.post(f"/api/{service.id}/pushed_auth_req", json=body, headers=service.bearer)
-    signed = request_object(client, KEY, aud=service.issuer, **par_params(client))
+    parameters: dict[str, Any] = par_params(client)
+    signed = request_object(client, KEY, aud=service.issuer, **parameters)
     params = {"client_id": str(client.id), "request": signed}
     return await http.post(service.par_path, data=params, headers=client.basic())
 

@@ -25,7 +25,15 @@ import pytest
 from fastapi import FastAPI
 from joserfc.jwk import ECKey
 
-from tests.factories import ClientHandle, Factory, ServiceHandle, client_assertion, par_params, public_jwks
+from tests.factories import (
+    ClientHandle,
+    Factory,
+    ServiceHandle,
+    assert_result_error,
+    client_assertion,
+    par_params,
+    public_jwks,
+)
 
 UNUSABLE = "invalid_request_uri"
 
@@ -152,12 +160,6 @@ async def call(t: Tenants, operation: Operation, url: str, headers: dict[str, st
     make_body = BODIES.get(operation.path)
     body = make_body(t) if make_body else None
     return await t.http.request(operation.method, url, json=body, headers=headers)
-
-
-def assert_result_error(response: httpx.Response, status: int, code: str) -> None:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"resultCode", "resultMessage"} and body["resultCode"] == code, body
 
 
 def test_the_table_covers_every_operation_that_names_a_service(app: FastAPI) -> None:

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from app.db.cache import RecordCache
 from app.main import create_app
 from tests.conftest import ADMIN_TOKEN, BASE_URL, make_settings
-from tests.factories import ClientHandle, Factory, ServiceHandle, par_params
+from tests.factories import ClientHandle, Factory, ServiceHandle, par_params, push
 
 
 @pytest.fixture(params=[0.0, 300.0], ids=["cache-off", "cache-300s"])
@@ -32,15 +32,12 @@ async def replicas(record_cache_seconds: float, database_url: str) -> AsyncItera
         await application.state.par.aclose()
 
 
-async def push(replica: httpx.AsyncClient, service: ServiceHandle, client: ClientHandle) -> int:
-    return (await replica.post(service.par_path, data=par_params(client), headers=client.basic())).status_code
-
-
 async def setup(replicas: list[httpx.AsyncClient]) -> tuple[ServiceHandle, ClientHandle]:
     factory = Factory(replicas[0], admin_token=ADMIN_TOKEN)
     service = await factory.service()
     client = await factory.client(service)
-    assert [await push(replica, service, client) for replica in replicas] == [201, 201]  # both have cached it
+    statuses = [(await push(replica, service, client)).status_code for replica in replicas]
+    assert statuses == [201, 201]  # both have cached it
     return service, client
 
 
@@ -64,10 +61,10 @@ async def test_a_rotated_secret_works_where_it_was_rotated(
     first, second = replicas
     refreshed = await first.post(f"/api/{service.id}/client/secret/refresh/{client.id}", headers=service.bearer)
     rotated = ClientHandle(client.id, refreshed.json()["newClientSecret"], client.body)
-    assert await push(first, service, rotated) == 201
-    assert await push(first, service, client) == 401
+    assert (await push(first, service, rotated)).status_code == 201
+    assert (await push(first, service, client)).status_code == 401
     # The other replica: at once without a cache; with one, until its entry is older than the bound.
-    assert await push(second, service, client) == (401 if record_cache_seconds == 0 else 201)
+    assert (await push(second, service, client)).status_code == (401 if record_cache_seconds == 0 else 201)
 
 
 def test_entries_expire_and_the_cache_is_bounded() -> None:
@@ -113,7 +110,7 @@ async def test_only_a_committed_change_empties_the_caches(
         return None not in (state.services.get(service.id), state.clients.get((service.id, str(registered.id))))
 
     async def cached() -> bool:
-        assert await push(client, service, registered) == 201
+        assert (await push(client, service, registered)).status_code == 201
         return held()
 
     assert await cached()

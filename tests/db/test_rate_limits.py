@@ -23,7 +23,7 @@ class SharedStore(MemoryStorage):
         self.down = False
         self.gate: asyncio.Event | None = None  # when set, incr waits for it
 
-    async def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+    async def incr(self, key: str, expiry: float, amount: int = 1) -> int:
         if self.down:
             raise ConnectionError("shared store unreachable")
         if self.gate is not None:

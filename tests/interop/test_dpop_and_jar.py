@@ -248,6 +248,7 @@ def test_request_object_signed_with_another_key(
     """RFC 9101 §6.2 / JAR-06: a request object signed with a key the client did not register (same kid, other
     key material) is invalid_request_object; the client itself authenticated (client_secret_basic)."""
     client = live_server.create_client(service, jwks=jwks(ec_key))
+    assert ec_key.kid is not None
     other = ECKey.generate_key("P-256", private=True, parameters={"kid": ec_key.kid})
     result = run_harness(
         client, auth="basic", secret=client.secret, private_jwk=other.as_dict(private=True), request_object=True
