@@ -22,8 +22,8 @@ from app.api.observability import Metrics
 from app.api.rate_limit import RateLimits
 from app.core import json_input
 from app.core.authorization import AuthorizationStore
-from app.core.client_assertion import ClientKeys
 from app.core.client_auth import ClientAuthContext, SlowHashChecks
+from app.core.client_keys import ClientKeys
 from app.core.errors import InvalidClient
 from app.core.model import ClientRecord, ServiceRecord
 from app.core.par import PushStore

@@ -15,9 +15,9 @@ from enum import StrEnum
 from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
+from app.core.authorization_request import validate_authorization_request, validate_redirect_uri
 from app.core.errors import InvalidRequest, InvalidRequestUri, OAuthError
 from app.core.model import ClientRecord, PushedRequestRecord, ServiceRecord
-from app.core.par import validate_authorization_request, validate_redirect_uri
 from app.core.params import ParameterLimits, RequestParameters, parse_parameters
 from app.core.secrets import REQUEST_URI_PREFIX, reference_hash
 

@@ -7,17 +7,16 @@ rules, including the audience conflict of NOTE-01 in docs/requirements.md, settl
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from app.core import jose
+from app.core.client_keys import ClientKeys, verify_with_client_keys
 from app.core.errors import InvalidClient
 from app.core.model import AudiencePolicy, ClientAuthMethod, ClientRecord
 
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-MAX_JTI_LENGTH = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,11 +33,6 @@ class ReplayStore(Protocol):
     async def remember(self, key: str, *, expires_at: datetime) -> bool:
         """Record ``key`` until ``expires_at``; False when it was already recorded (a replay)."""
         ...
-
-
-# The client's JWKS for private_key_jwt: (client, refresh) -> document. ``refresh`` asks a jwks_uri
-# client's keys to be fetched again because the assertion names an unknown kid.
-ClientKeys = Callable[[ClientRecord, bool], Awaitable[dict[str, Any]]]
 
 
 async def verify_client_assertion(
@@ -77,9 +71,9 @@ async def verify_client_assertion(
             raise _failure(f"the client assertion's {claim} claim must be the client_id", "A157317")
     _check_audience(claims.get("aud"), policy)
     expires_at = _check_times(claims, policy, now)
-    jti = claims.get("jti")
-    if not isinstance(jti, str) or not jti or len(jti) > MAX_JTI_LENGTH:
-        raise _failure(f"the client assertion needs a jti claim of 1 to {MAX_JTI_LENGTH} characters", "A157321")
+    jti = jose.jti_value(claims.get("jti"))
+    if jti is None:
+        raise _failure(f"the client assertion needs a jti claim of 1 to {jose.MAX_JTI_LENGTH} characters", "A157321")
     # OIDC Core §9: "The JWT MUST only be used once"; keys are per client so clients cannot collide.
     key = hashlib.sha256(f"client_assertion:{client.id}:{jti}".encode()).hexdigest()
     if not await replay_store.remember(key, expires_at=expires_at + policy.clock_skew):
@@ -104,13 +98,7 @@ async def _verify_signature(
         if not client_secret:
             raise jose.JoseFailure("the client has no secret to verify client_secret_jwt with")
         return jose.verify(assertion, jose.symmetric_key(client_secret), algorithm)
-    try:
-        return jose.verify(assertion, jose.public_key_set(await client_keys(client, False)), algorithm)
-    except jose.UnknownKeyId:
-        if client.jwks_uri is None:
-            raise
-        # The client may have rotated its keys: fetch them again (rate-limited by the fetcher).
-        return jose.verify(assertion, jose.public_key_set(await client_keys(client, True)), algorithm)
+    return await verify_with_client_keys(assertion, algorithm, client=client, client_keys=client_keys)
 
 
 def _check_audience(audience: Any, policy: AssertionPolicy) -> None:
@@ -133,30 +121,19 @@ def _check_audience(audience: Any, policy: AssertionPolicy) -> None:
 def _check_times(claims: dict[str, Any], policy: AssertionPolicy, now: datetime) -> datetime:
     """RFC 7523 §3 (4)-(6): exp required and not passed; nbf and iat not in the future beyond the skew;
     and a bound on the assertion's lifetime so that a leaked one is short-lived."""
+    try:
+        times = jose.check_validity_times(
+            claims, subject="the client assertion", now=now, clock_skew=policy.clock_skew, order=("iat", "nbf")
+        )
+    except jose.TimeClaimFailure as error:
+        raise _failure(str(error), "A157319" if error.malformed else "A157320") from None
     skew = policy.clock_skew.total_seconds()
-    current = now.timestamp()
-    times = {}
-    for claim in ("exp", "iat", "nbf"):
-        value = claims.get(claim)
-        if value is None:
-            continue
-        number = jose.numeric_date(value)
-        if number is None:
-            raise _failure(f"the client assertion's {claim} claim must be a number", "A157319")
-        times[claim] = number
-    if "exp" not in times:
-        raise _failure("the client assertion needs an exp claim", "A157319")
-    if times["exp"] <= current - skew:
-        raise _failure("the client assertion has expired", "A157320")
-    for claim in ("iat", "nbf"):
-        if claim in times and times[claim] > current + skew:
-            raise _failure(f"the client assertion's {claim} is in the future", "A157320")
-    issued = times.get("iat", current)
-    if times["exp"] - issued > policy.max_lifetime.total_seconds() + skew:
+    issued = times.iat if times.iat is not None else now.timestamp()
+    if times.exp - issued > policy.max_lifetime.total_seconds() + skew:
         raise _failure(
             f"the client assertion lives longer than {int(policy.max_lifetime.total_seconds())} s", "A157320"
         )
-    return datetime.fromtimestamp(times["exp"], tz=now.tzinfo)
+    return datetime.fromtimestamp(times.exp, tz=now.tzinfo)
 
 
 def _failure(description: str, result_code: str) -> InvalidClient:

@@ -21,7 +21,8 @@ from typing import Protocol
 from urllib.parse import unquote_plus
 
 from app.core import jose, mtls
-from app.core.client_assertion import AssertionPolicy, ClientKeys, ReplayStore, verify_client_assertion
+from app.core.client_assertion import AssertionPolicy, ReplayStore, verify_client_assertion
+from app.core.client_keys import ClientKeys
 from app.core.dpop import DpopNonces
 from app.core.errors import InvalidClient, InvalidRequest, TemporarilyUnavailable
 from app.core.jar import RequestObjectPolicy

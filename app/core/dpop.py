@@ -36,14 +36,13 @@ from urllib.parse import urlsplit
 
 from joserfc import jwt
 from joserfc.errors import BadSignatureError, JoseError
-from joserfc.jwk import JWKRegistry, Key
+from joserfc.jwk import Key
 from joserfc.jws import JWSRegistry, extract_compact
 
 from app.core import jose
 from app.core.errors import InvalidDpopProof, InvalidRequest, OAuthError
 
 DPOP_JWT_TYPE: Final = "dpop+jwt"
-MAX_JTI_LENGTH: Final = 256
 # The largest proof we parse. An RSA-4096 public key in the header is about 1 KiB of base64url; the
 # claims of a proof at the PAR endpoint are a few hundred bytes.
 MAX_PROOF_LENGTH: Final = 8 * 1024
@@ -250,8 +249,7 @@ def _check_type(value: Any) -> None:
     """RFC 9449 §4.3 (4): "The typ JOSE Header Parameter has the value dpop+jwt." (and §11.5: "to ensure
     that adversaries cannot use JWTs created for other purposes"). RFC 7515 §4.1.9: media type values
     are case insensitive and the "application/" prefix may be present."""
-    media_type = value.lower().removeprefix("application/") if isinstance(value, str) else None
-    if media_type != DPOP_JWT_TYPE:
+    if not isinstance(value, str) or jose.type_header_media_type(value) != DPOP_JWT_TYPE:
         raise InvalidDpopProof(f"the DPoP proof's typ header must be {DPOP_JWT_TYPE}")
 
 
@@ -280,12 +278,11 @@ def _public_key(jwk: Any) -> Key:
         # Checked before joserfc imports the key, which would warn about a short one.
         raise InvalidDpopProof(f"the DPoP proof's jwk must be an RSA key of at least {MIN_RSA_KEY_BITS} bits")
     try:
-        key = JWKRegistry.import_key(jwk)
-    except (JoseError, ValueError, TypeError, KeyError) as error:
+        return jose.import_public_jwk(jwk)
+    except jose.PrivateKeyMaterial as error:
+        raise InvalidDpopProof("the DPoP proof's jwk must not contain a private key") from error
+    except jose.JoseFailure as error:
         raise InvalidDpopProof("the DPoP proof's jwk is not a valid public key") from error
-    if key.is_private:
-        raise InvalidDpopProof("the DPoP proof's jwk must not contain a private key")
-    return key
 
 
 def _modulus_bits(modulus: Any) -> int:
@@ -314,9 +311,10 @@ def _check_jti(jti: Any) -> str:
     """RFC 9449 §4.3 (3): "All required claims per Section 4.2 are contained in the JWT"; §4.2: "jti:
     Unique identifier for the DPoP proof JWT"; §11.1: "reject DPoP proof JWTs with unnecessarily large
     jti values"."""
-    if not isinstance(jti, str) or not jti or len(jti) > MAX_JTI_LENGTH:
-        raise InvalidDpopProof(f"the DPoP proof needs a jti claim of 1 to {MAX_JTI_LENGTH} characters")
-    return jti
+    value = jose.jti_value(jti)
+    if value is None:
+        raise InvalidDpopProof(f"the DPoP proof needs a jti claim of 1 to {jose.MAX_JTI_LENGTH} characters")
+    return value
 
 
 def _check_method(claimed: Any, htm: str) -> None:

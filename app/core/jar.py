@@ -9,8 +9,9 @@ Three steps, in order: :func:`verify_request_object` checks the JWT and returns 
 validates; :func:`merge_with_outer` adds the client-authentication parameters of the form body.
 
 A *missing* request object for a client that must send one is not this module's error: RFC 9126 §2.3
-answers it with ``invalid_request`` (PAR-22, NOTE-06 in docs/requirements.md), raised by ``app.core.par``.
-Everything here concerns a request object that is present and wrong: ``invalid_request_object``.
+answers it with ``invalid_request`` (PAR-22, NOTE-06 in docs/requirements.md), raised by
+``app.core.authorization_request``. Everything here concerns a request object that is present and wrong:
+``invalid_request_object``.
 """
 
 from __future__ import annotations
@@ -23,14 +24,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from app.core import jose
-from app.core.client_assertion import ClientKeys
+from app.core.client_keys import ClientKeys, verify_with_client_keys
 from app.core.errors import InvalidRequest, OAuthError
 from app.core.model import ClientRecord
 from app.core.params import MULTI_VALUED_PARAMETERS, RequestParameters
 
-# RFC 7515 §4.1.9: "A recipient using the media type value MUST treat it as if "application/" were
-# prepended to any "typ" value not containing a '/'." Media types compare case-insensitively.
-_MEDIA_TYPE_PREFIX = "application/"
 # RFC 9101 §10.8's explicit type, and the generic JWT type most existing clients send (see _check_type).
 ACCEPTED_TYPES = frozenset({"oauth-authz-req+jwt", "jwt"})
 # The claims that secure the JWT itself rather than carry authorization request parameters.
@@ -208,10 +206,7 @@ def _check_type(typ: Any) -> None:
         return
     if not isinstance(typ, str):
         raise InvalidRequestObject("the request object's typ header must be a string")
-    media_type = typ.lower()
-    if media_type.startswith(_MEDIA_TYPE_PREFIX):
-        media_type = media_type[len(_MEDIA_TYPE_PREFIX) :]
-    if media_type not in ACCEPTED_TYPES:
+    if jose.type_header_media_type(typ) not in ACCEPTED_TYPES:
         raise InvalidRequestObject("the request object's typ header must be oauth-authz-req+jwt or JWT")
 
 
@@ -222,13 +217,7 @@ async def _verify_signature(
     and MUST be a key associated with the client. The signature MUST be validated using a key
     associated with the client and the algorithm specified in the alg Header Parameter." (JAR-06)"""
     try:
-        try:
-            verified = jose.verify(request_object, jose.public_key_set(await client_keys(client, False)), algorithm)
-        except jose.UnknownKeyId:
-            if client.jwks_uri is None:
-                raise
-            # The client may have rotated its keys: fetch them again, once (rate-limited by the fetcher).
-            verified = jose.verify(request_object, jose.public_key_set(await client_keys(client, True)), algorithm)
+        verified = await verify_with_client_keys(request_object, algorithm, client=client, client_keys=client_keys)
     except jose.JoseFailure as error:
         raise InvalidRequestObject(f"the request object is rejected: {error}") from error
     return verified.claims
@@ -277,34 +266,26 @@ def _check_times(claims: dict[str, Any], policy: RequestObjectPolicy, now: datet
     the request object to contain an nbf claim that is no longer than 60 minutes in the past". The skew
     applies to comparisons with our clock only, never to ``exp - nbf``.
     """
-    skew = policy.clock_skew.total_seconds()
+    try:
+        times = jose.check_validity_times(
+            claims,
+            subject="the request object",
+            now=now,
+            clock_skew=policy.clock_skew,
+            order=("nbf", "iat"),
+            require_nbf=policy.require_exp_nbf,
+        )
+    except jose.TimeClaimFailure as error:
+        raise InvalidRequestObject(str(error)) from None
     current = now.timestamp()
-    times: dict[str, float] = {}
-    for claim in ("exp", "nbf", "iat"):
-        value = claims.get(claim)
-        if value is None:
-            continue
-        number = jose.numeric_date(value)
-        if number is None:
-            raise InvalidRequestObject(f"the request object's {claim} claim must be a number")
-        times[claim] = number
-    if "exp" not in times:
-        raise InvalidRequestObject("the request object needs an exp claim")
-    if policy.require_exp_nbf and "nbf" not in times:
-        raise InvalidRequestObject("the request object needs an nbf claim")
-    if times["exp"] <= current - skew:
-        raise InvalidRequestObject("the request object has expired")
-    for claim in ("nbf", "iat"):
-        if claim in times and times[claim] > current + skew:
-            raise InvalidRequestObject(f"the request object's {claim} is in the future")
-    start = times.get("nbf", times.get("iat", current))
-    if times["exp"] - start > policy.max_lifetime.total_seconds():
+    start = next((time for time in (times.nbf, times.iat) if time is not None), current)
+    if times.exp - start > policy.max_lifetime.total_seconds():
         raise InvalidRequestObject(f"the request object lives longer than {int(policy.max_lifetime.total_seconds())} s")
-    if policy.require_exp_nbf:
+    if times.nbf is not None and policy.require_exp_nbf:
         fapi_limit = FAPI_MAX_REQUEST_OBJECT_LIFETIME.total_seconds()
-        if times["nbf"] < current - fapi_limit - skew:
+        if times.nbf < current - fapi_limit - policy.clock_skew.total_seconds():
             raise InvalidRequestObject("the request object's nbf must be at most 60 minutes in the past")
-        if times["exp"] - times["nbf"] > fapi_limit:
+        if times.exp - times.nbf > fapi_limit:
             raise InvalidRequestObject("the request object's exp must be at most 60 minutes after its nbf")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from joserfc import jwt
@@ -30,6 +31,10 @@ SYMMETRIC_ALGORITHMS = ("HS256", "HS384", "HS512")
 ASYMMETRIC_KEY_TYPES = frozenset({"RSA", "EC", "OKP"})
 # RFC 7518 §6.2.2, §6.3.2, §6.4 and RFC 8037 §2: the JWK members that hold private or secret key material.
 PRIVATE_KEY_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+# RFC 9449 §11.1: "reject DPoP proof JWTs with unnecessarily large jti values"; the same bound serves every
+# single-use JWT we remember (client assertions, DPoP proofs).
+MAX_JTI_LENGTH = 256
+_MEDIA_TYPE_PREFIX = "application/"  # see type_header_media_type
 
 
 class JoseFailure(Exception):
@@ -38,6 +43,19 @@ class JoseFailure(Exception):
 
 class UnknownKeyId(JoseFailure):
     """The token names a ``kid`` the key set does not have (the client may have rotated its keys)."""
+
+
+class PrivateKeyMaterial(JoseFailure):
+    """A JWK that should be a public key holds private or secret key material."""
+
+
+class TimeClaimFailure(JoseFailure):
+    """A JWT whose time claims are ``malformed`` (missing or not a number), or whose validity window does
+    not contain the current time."""
+
+    def __init__(self, description: str, *, malformed: bool) -> None:
+        super().__init__(description)
+        self.malformed = malformed
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,11 +98,78 @@ def unverified_claims(token: str) -> dict[str, Any]:
     return read_compact(token)[1]
 
 
+def type_header_media_type(typ: str) -> str:
+    """The media type a JWT's ``typ`` header names, lower-case and without the ``application/`` prefix, for
+    comparison with an explicit type (RFC 8725 §3.11, "Use Explicit Typing"). RFC 7515 §4.1.9: "A
+    recipient using the media type value MUST treat it as if "application/" were prepended to any "typ"
+    value not containing a '/'"; media types compare case-insensitively."""
+    media_type = typ.lower()
+    return media_type[len(_MEDIA_TYPE_PREFIX) :] if media_type.startswith(_MEDIA_TYPE_PREFIX) else media_type
+
+
+def jti_value(jti: Any) -> str | None:
+    """The ``jti`` claim of a single-use JWT, or None when it is not a string of 1 to ``MAX_JTI_LENGTH``
+    characters. RFC 7519 §4.1.7: "The "jti" (JWT ID) claim provides a unique identifier for the JWT"."""
+    return jti if isinstance(jti, str) and 0 < len(jti) <= MAX_JTI_LENGTH else None
+
+
 def numeric_date(value: Any) -> float | None:
     """A JWT time claim as seconds, or None when it is none. RFC 7519 §2: "NumericDate: A JSON numeric
     value representing the number of seconds from 1970-01-01T00:00:00Z UTC": a number (not a boolean),
     finite and within the range of a double (``NaN``, ``1e400`` or a 400-digit integer is not a time)."""
     return json_input.finite_number(value)
+
+
+@dataclass(frozen=True, slots=True)
+class ValidityTimes:
+    """The time claims of a JWT, as seconds since the epoch."""
+
+    exp: float
+    nbf: float | None
+    iat: float | None
+
+
+def check_validity_times(
+    claims: dict[str, Any],
+    *,
+    subject: str,
+    now: datetime,
+    clock_skew: timedelta,
+    order: tuple[str, str] = ("nbf", "iat"),
+    require_nbf: bool = False,
+) -> ValidityTimes:
+    """Check ``exp`` (required), ``nbf`` (required with ``require_nbf``) and ``iat``; raise TimeClaimFailure.
+
+    RFC 7519 §4.1.4: "The processing of the "exp" claim requires that the current date/time MUST be before
+    the expiration date/time listed in the "exp" claim." §4.1.5: "The processing of the "nbf" claim
+    requires that the current date/time MUST be after or equal to the not-before date/time listed in the
+    "nbf" claim." Both: "Implementers MAY provide for some small leeway, usually no more than a few
+    minutes, to account for clock skew" (``clock_skew``). An ``iat`` in the future is refused likewise.
+
+    ``subject`` names the JWT in the messages ("the client assertion"); ``order`` is the order in which
+    ``nbf`` and ``iat`` are read and checked, so it decides which one a message names when both fail.
+    Bounds on the lifetime differ per kind of JWT and are the caller's.
+    """
+    skew = clock_skew.total_seconds()
+    current = now.timestamp()
+    times: dict[str, float] = {}
+    for claim in ("exp", *order):
+        value = claims.get(claim)
+        if value is None:
+            continue
+        number = numeric_date(value)
+        if number is None:
+            raise TimeClaimFailure(f"{subject}'s {claim} claim must be a number", malformed=True)
+        times[claim] = number
+    for claim in ("exp", "nbf") if require_nbf else ("exp",):
+        if claim not in times:
+            raise TimeClaimFailure(f"{subject} needs an {claim} claim", malformed=True)
+    if times["exp"] <= current - skew:
+        raise TimeClaimFailure(f"{subject} has expired", malformed=False)
+    for claim in order:
+        if claim in times and times[claim] > current + skew:
+            raise TimeClaimFailure(f"{subject}'s {claim} is in the future", malformed=False)
+    return ValidityTimes(exp=times["exp"], nbf=times.get("nbf"), iat=times.get("iat"))
 
 
 def import_public_jwk(entry: Any) -> Key:
@@ -98,13 +183,13 @@ def import_public_jwk(entry: Any) -> Key:
         raise JoseFailure("is a symmetric (oct) key, not a public key")
     private = sorted(PRIVATE_KEY_MEMBERS & entry.keys())
     if private:
-        raise JoseFailure(f"holds private key material ({', '.join(private)})")
+        raise PrivateKeyMaterial(f"holds private key material ({', '.join(private)})")
     try:
         key = JWKRegistry.import_key(entry)
     except (JoseError, ValueError, TypeError, LookupError) as error:
         raise JoseFailure("is not a valid RSA, EC or OKP public key") from error
     if key.is_private:
-        raise JoseFailure("holds private key material")
+        raise PrivateKeyMaterial("holds private key material")
     return key
 
 

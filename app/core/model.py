@@ -53,8 +53,6 @@ class FapiMode(StrEnum):
 FAPI2_AUTH_METHODS = frozenset(
     {ClientAuthMethod.PRIVATE_KEY_JWT, ClientAuthMethod.TLS_CLIENT_AUTH, ClientAuthMethod.SELF_SIGNED_TLS_CLIENT_AUTH}
 )
-# FAPI 2.0 §5.3.2.2-12 (FAPI-07): "expires_in" shall be less than 600 seconds.
-FAPI2_MAX_PUSHED_REQUEST_DURATION = 599
 
 
 class ClientType(StrEnum):

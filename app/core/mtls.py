@@ -52,13 +52,28 @@ _PEM_BEGIN = "-----BEGIN CERTIFICATE-----"
 _SF_BINARY = re.compile(r":([A-Za-z0-9+/=]*):")
 _BARE_BASE64 = re.compile(r"[A-Za-z0-9+/=\s]+")
 
-# RFC 8705 §2.1.2 metadata, by the name Authlete's client record uses (what an operator configures).
+# RFC 8705 §2.1.2: the client metadata of which a tls_client_auth client uses exactly one, by the RFC's
+# names, which ClientRecord and the database use too. TlsClientAuthRegistration drops the prefix.
+TLS_CLIENT_AUTH_METADATA: Final = (
+    "tls_client_auth_subject_dn",
+    "tls_client_auth_san_dns",
+    "tls_client_auth_san_uri",
+    "tls_client_auth_san_ip",
+    "tls_client_auth_san_email",
+)
+_METADATA_PREFIX = "tls_client_auth_"
+
+
+def _camel_case(name: str) -> str:
+    first, *rest = name.split("_")
+    return first + "".join(word.capitalize() for word in rest)
+
+
+# The same metadata as Authlete's client record names it (tlsClientAuthSubjectDn ...): what an operator
+# configures, and what messages name.
+TLS_CLIENT_AUTH_FIELD_NAMES: Final[Mapping[str, str]] = {name: _camel_case(name) for name in TLS_CLIENT_AUTH_METADATA}
 _REGISTRATION_FIELD_NAMES: Final[Mapping[str, str]] = {
-    "subject_dn": "tlsClientAuthSubjectDn",
-    "san_dns": "tlsClientAuthSanDns",
-    "san_uri": "tlsClientAuthSanUri",
-    "san_ip": "tlsClientAuthSanIp",
-    "san_email": "tlsClientAuthSanEmail",
+    name.removeprefix(_METADATA_PREFIX): field_name for name, field_name in TLS_CLIENT_AUTH_FIELD_NAMES.items()
 }
 
 # RFC 4514 §3 keywords (the first nine, which every parser must know) plus names that client
@@ -163,9 +178,8 @@ def _base64_decoded(encoded: str) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class TlsClientAuthRegistration:
-    """The RFC 8705 §2.1.2 client metadata of a ``tls_client_auth`` client, by Authlete field:
-    ``tlsClientAuthSubjectDn``, ``tlsClientAuthSanDns``, ``tlsClientAuthSanUri``,
-    ``tlsClientAuthSanIp``, ``tlsClientAuthSanEmail``. An empty or blank string counts as unset."""
+    """The RFC 8705 §2.1.2 client metadata of a ``tls_client_auth`` client: ``TLS_CLIENT_AUTH_METADATA``,
+    named without their common prefix. An empty or blank string counts as unset."""
 
     subject_dn: str | None = None
     san_dns: str | None = None
@@ -200,9 +214,8 @@ def verify_tls_client_auth(cert: x509.Certificate, registration: TlsClientAuthRe
     if len(chosen) != 1:
         names = ", ".join(_REGISTRATION_FIELD_NAMES[name] for name, _ in chosen) or "none"
         raise _invalid_client(
-            "tls_client_auth needs exactly one of tlsClientAuthSubjectDn, tlsClientAuthSanDns, "
-            f"tlsClientAuthSanUri, tlsClientAuthSanIp, tlsClientAuthSanEmail (RFC 8705 2.1.2); "
-            f"the client has {names}"
+            f"tls_client_auth needs exactly one of {', '.join(TLS_CLIENT_AUTH_FIELD_NAMES.values())} "
+            f"(RFC 8705 2.1.2); the client has {names}"
         )
     _require_validity_period(cert, now)
     name, expected = chosen[0]

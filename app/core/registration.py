@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from urllib.parse import SplitResult, urlsplit
 
-from app.core import jose, json_input
+from app.core import jose, json_input, mtls
 from app.core.errors import ApiBadRequest
 from app.core.model import FAPI2_AUTH_METHODS, ClientAuthMethod, ClientType
 
@@ -92,15 +92,6 @@ def resolve_client_type_and_method(
     return client_type, method
 
 
-TLS_ATTRIBUTES = (
-    "tlsClientAuthSubjectDn",
-    "tlsClientAuthSanDns",
-    "tlsClientAuthSanUri",
-    "tlsClientAuthSanIp",
-    "tlsClientAuthSanEmail",
-)
-
-
 def validate_request_sign_alg(alg: str | None) -> None:
     """Request objects are verified with the client's public keys: an asymmetric algorithm, never none."""
     if alg is not None and alg not in jose.ASYMMETRIC_ALGORITHMS:
@@ -131,11 +122,12 @@ def validate_client_authentication(
     ):
         raise ApiBadRequest(f"token auth method {method.name} needs the client's keys in jwks or jwksUri")
     if method is ClientAuthMethod.TLS_CLIENT_AUTH:
-        given = [name for name in TLS_ATTRIBUTES if tls_attributes.get(name)]
+        names = mtls.TLS_CLIENT_AUTH_FIELD_NAMES.values()
+        given = [name for name in names if tls_attributes.get(name)]
         # RFC 8705 §2.1.2: "A client using the "tls_client_auth" authentication method MUST use exactly one
         # of the below metadata parameters to indicate the certificate subject value".
         if len(given) != 1:
-            raise ApiBadRequest("token auth method TLS_CLIENT_AUTH needs exactly one of " + ", ".join(TLS_ATTRIBUTES))
+            raise ApiBadRequest("token auth method TLS_CLIENT_AUTH needs exactly one of " + ", ".join(names))
 
 
 FAPI2_METHOD_NAMES = ", ".join(sorted(method.name for method in FAPI2_AUTH_METHODS))

@@ -23,9 +23,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import json_input
+from app.core.fapi import apply_fapi_modes
 from app.core.model import (
-    FAPI2_AUTH_METHODS,
-    FAPI2_MAX_PUSHED_REQUEST_DURATION,
     AudiencePolicy,
     ClientAuthMethod,
     ClientRecord,
@@ -458,40 +457,33 @@ def service_record(
     default_max_nonce_length: int,
     default_dpop_nonce_duration: int,
 ) -> ServiceRecord:
-    """The service as the protocol rules see it: defaults filled in, and the FAPI 2.0 profile applied here,
-    in one place, on top of the stored settings (FAPI-02, -04, -07, -10, -19)."""
-    fapi_modes = {FapiMode[name] for name in row.fapi_modes}
-    fapi2 = FapiMode.FAPI2_SECURITY in fapi_modes
-    duration = row.pushed_auth_req_duration or default_duration
-    return ServiceRecord(
+    """The service as the protocol rules see it: defaults filled in, and its FAPI modes applied on top of
+    the stored settings (``app.core.fapi``)."""
+    stored = ServiceRecord(
         id=row.id,
         name=row.name,
         issuer=row.issuer or default_issuer(public_base_url, row.id),
         pushed_auth_req_endpoint=row.pushed_auth_req_endpoint or default_par_endpoint(public_base_url, row.id),
         token_endpoint=row.token_endpoint,
-        client_assertion_audience_policy=AudiencePolicy.FAPI2
-        if fapi2
-        else AudiencePolicy(row.client_assertion_audience_policy),
-        pushed_auth_req_duration=min(duration, FAPI2_MAX_PUSHED_REQUEST_DURATION) if fapi2 else duration,
+        client_assertion_audience_policy=AudiencePolicy(row.client_assertion_audience_policy),
+        pushed_auth_req_duration=row.pushed_auth_req_duration or default_duration,
         authorization_session_duration=row.authorization_session_duration or default_session_duration,
         consume_request_uri_on_resolve=row.consume_request_uri_on_resolve,
-        par_required=row.par_required or fapi2,
+        par_required=row.par_required,
         supported_scopes=tuple(_scope(entry) for entry in row.supported_scopes),
-        supported_response_types=frozenset(ResponseType[name] for name in row.supported_response_types)
-        & ({ResponseType.CODE} if fapi2 else set(ResponseType)),
-        supported_token_auth_methods=frozenset(ClientAuthMethod[name] for name in row.supported_token_auth_methods)
-        & (FAPI2_AUTH_METHODS if fapi2 else set(ClientAuthMethod)),
-        pkce_required=row.pkce_required or fapi2,
-        pkce_s256_required=row.pkce_s256_required or fapi2,
+        supported_response_types=frozenset(ResponseType[name] for name in row.supported_response_types),
+        supported_token_auth_methods=frozenset(ClientAuthMethod[name] for name in row.supported_token_auth_methods),
+        pkce_required=row.pkce_required,
+        pkce_s256_required=row.pkce_s256_required,
         max_state_length=row.max_state_length or default_max_state_length,
         max_nonce_length=row.max_nonce_length or default_max_nonce_length,
         supported_authorization_details_types=frozenset(row.supported_authorization_details_types),
-        request_object_required=row.request_object_required or FapiMode.FAPI2_MESSAGE_SIGNING_AUTH_REQ in fapi_modes,
+        request_object_required=row.request_object_required,
         dpop_nonce_required=row.dpop_nonce_required,
         dpop_nonce_duration=row.dpop_nonce_duration or default_dpop_nonce_duration,
-        fapi2=fapi2,
         allow_unregistered_pushed_redirect_uris=row.allow_unregistered_pushed_redirect_uris,
     )
+    return apply_fapi_modes(stored, {FapiMode[name] for name in row.fapi_modes})
 
 
 def client_record(row: Client) -> ClientRecord:

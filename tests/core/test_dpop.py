@@ -21,7 +21,6 @@ from joserfc.jws import JWSRegistry
 from joserfc.registry import HeaderParameter
 
 from app.core.dpop import (
-    MAX_JTI_LENGTH,
     MAX_PROOF_LENGTH,
     DpopNonces,
     DpopPolicy,
@@ -33,6 +32,7 @@ from app.core.dpop import (
     verify_dpop_proof,
 )
 from app.core.errors import InvalidDpopProof, InvalidRequest
+from app.core.jose import MAX_JTI_LENGTH
 
 PAR_ENDPOINT = "https://as.example/par"
 # A multiple of the nonce lifetime, so that NOW starts a nonce window.

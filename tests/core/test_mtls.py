@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 from collections.abc import Sequence
+from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -20,8 +21,11 @@ from hypothesis import strategies as st
 from joserfc.jwk import JWKRegistry
 
 from app.core.errors import InvalidClient
+from app.core.model import ClientRecord
 from app.core.mtls import (
     MAX_CLIENT_CERTIFICATE_CHARS,
+    TLS_CLIENT_AUTH_FIELD_NAMES,
+    TLS_CLIENT_AUTH_METADATA,
     TlsClientAuthRegistration,
     parse_client_certificate,
     verify_self_signed_tls_client_auth,
@@ -183,13 +187,32 @@ def test_oversized_certificate_is_refused_before_decoding() -> None:
 # --- verify_tls_client_auth: registration (MTLS-03) --------------------------------------------------
 
 
+def test_the_metadata_names_are_defined_once() -> None:
+    """RFC 8705 §2.1.2's five parameters: the record fields, the registration's, and Authlete's names."""
+    assert TLS_CLIENT_AUTH_METADATA == tuple(
+        name for name in ClientRecord.__dataclass_fields__ if name.startswith("tls_")
+    )
+    assert [f"tls_client_auth_{field.name}" for field in fields(TlsClientAuthRegistration)] == list(
+        TLS_CLIENT_AUTH_METADATA
+    )
+    assert list(TLS_CLIENT_AUTH_FIELD_NAMES.values()) == [
+        "tlsClientAuthSubjectDn",
+        "tlsClientAuthSanDns",
+        "tlsClientAuthSanUri",
+        "tlsClientAuthSanIp",
+        "tlsClientAuthSanEmail",
+    ]
+
+
 def test_no_registered_attribute_fails() -> None:
     """MTLS-03 / RFC 8705 §2.1.2: the client "MUST use exactly one" of the metadata parameters."""
     for registration in (TlsClientAuthRegistration(), TlsClientAuthRegistration(subject_dn=" ", san_dns="")):
         with pytest.raises(InvalidClient) as caught:
             verify_tls_client_auth(SAN_CERT, registration, now=NOW)
-        assert "exactly one of tlsClientAuthSubjectDn" in rejected(caught)
-        assert rejected(caught).endswith("the client has none")
+        assert rejected(caught) == (
+            "tls_client_auth needs exactly one of tlsClientAuthSubjectDn, tlsClientAuthSanDns, tlsClientAuthSanUri, "
+            "tlsClientAuthSanIp, tlsClientAuthSanEmail (RFC 8705 2.1.2); the client has none"
+        )
 
 
 def test_two_registered_attributes_fail_even_if_both_match() -> None:
