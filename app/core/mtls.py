@@ -301,7 +301,7 @@ def _jwk_matches(entry: dict[str, Any], cert_der: bytes, cert_spki: bytes) -> bo
         first_der = _x5c_leaf_der(entry)
         if first_der is not None and _spki(x509.load_der_x509_certificate(first_der).public_key()) != key_spki:
             return None
-    except (JoseError, UnsupportedAlgorithm, ValueError, TypeError):
+    except (JoseError, UnsupportedAlgorithm, ValueError, TypeError, KeyError):  # KeyError: an unknown "crv"
         return None
     if key_spki is None:
         return None

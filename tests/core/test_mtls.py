@@ -442,6 +442,19 @@ def test_self_signed_matches_via_bare_public_key(key: PrivateKey) -> None:
     verify_self_signed_tls_client_auth(make_cert(key), {"keys": [public_jwk(key)]}, now=NOW)
 
 
+@pytest.mark.parametrize(
+    "unusable",
+    [{"kty": "EC", "crv": "P-999", "x": "AA", "y": "AA"}, {"kty": "OKP", "crv": "X9", "x": "AA"}],
+    ids=["ec-unknown-curve", "okp-unknown-curve"],
+)
+def test_a_key_of_an_unknown_curve_is_skipped_not_a_crash(unusable: dict[str, str]) -> None:
+    """A fetched JWKS is not refused as a whole: an entry joserfc cannot import is skipped."""
+    cert = make_cert(EC_KEY)
+    verify_self_signed_tls_client_auth(cert, {"keys": [unusable, public_jwk(EC_KEY)]}, now=NOW)
+    with pytest.raises(InvalidClient):
+        verify_self_signed_tls_client_auth(cert, {"keys": [unusable]}, now=NOW)
+
+
 def test_renewed_certificate_for_the_same_key_still_matches() -> None:
     """The registered x5c is the old certificate; the key is the same, which TLS proved possession of."""
     old = make_cert(serial=1, not_before=NOW - timedelta(days=400), not_after=NOW - timedelta(days=35))
