@@ -12,11 +12,11 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from app.api import authorization, backend, health, management, metadata, par
+from app.api.body_size import BodySizeLimitMiddleware
 from app.api.direct import ParServerApp, direct_routes
 from app.api.errors import install_error_handlers
-from app.api.limits import BodySizeLimitMiddleware
 from app.api.observability import RequestObservationMiddleware, configure_logging
-from app.db.rate_limits import SqlRateLimitStorage
+from app.db.rate_limit_counters import SqlRateLimitStorage
 from app.db.replay import SqlReplayStore
 from app.db.repositories import PushedRequestRepository
 from app.settings import Settings

@@ -32,7 +32,7 @@ from app.core.secrets import SecretBox, SecretHasher
 from app.db.cache import RecordCache
 from app.db.engine import RequestConnection, create_engine_from_settings, create_session_factory
 from app.db.models import Service
-from app.db.rate_limits import SqlRateLimitStorage, SyncedCounters
+from app.db.rate_limit_counters import SqlRateLimitStorage, SyncedCounters
 from app.db.redis_pushed_requests import RedisAuthorizationStore, RedisPushedRequests, redis_client, redis_options
 from app.db.replay import RedisReplayStore, SqlReplayStore
 from app.db.repositories import (

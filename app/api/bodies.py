@@ -89,7 +89,7 @@ class SafeJsonRoute(APIRoute):
     """Routes whose JSON body parameters are read by ``_json_body`` (the management API). FastAPI turns
     any error while reading the body into a 400 "error parsing the body" whose cause is the error;
     ``app.api.errors`` answers with the cause (``ApiBadRequest``, or ``RequestTooLarge`` from
-    ``app.api.limits``)."""
+    ``app.api.body_size``)."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()

@@ -21,7 +21,7 @@ address by its normalised form, and the counters and keys a process keeps are ca
 
 Budgets are checked before a request reaches the push logic. Counters live in the process and are
 synchronised with the shared store (the database or Redis) in the background
-(``app.db.rate_limits.SyncedCounters``), so checking and spending costs a request no round trip
+(``app.db.rate_limit_counters.SyncedCounters``), so checking and spending costs a request no round trip
 unless it names a counter this replica has not seen lately.
 """
 
@@ -37,7 +37,7 @@ from limits.aio.strategies import FixedWindowRateLimiter
 
 from app.api.client_address import TrustedProxies
 from app.api.observability import Metrics
-from app.db.rate_limits import SyncedCounters
+from app.db.rate_limit_counters import SyncedCounters
 
 
 @dataclass(frozen=True, slots=True)

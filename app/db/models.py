@@ -175,7 +175,7 @@ class ReplayEntry(Base):
 
 
 class RateLimitCounter(Base):
-    """A fixed-window counter of the rate limiter, shared by all replicas (``app.db.rate_limits``)."""
+    """A fixed-window counter of the rate limiter, shared by all replicas (``app.db.rate_limit_counters``)."""
 
     __tablename__ = "rate_limit_counter"
 

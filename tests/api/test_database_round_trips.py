@@ -90,7 +90,7 @@ async def test_a_push_is_one_insert(
     """Once the service and client are cached (app.db.cache, PAR_RECORD_CACHE_SECONDS), a push is its
     row in a batched INSERT (app.db.writer; alone here, so a batch of one) and checks out no connection
     of its own. Rate-limit counters cost it nothing: they are counted in the process and synchronised
-    in the background (app.db.rate_limits.SyncedCounters)."""
+    in the background (app.db.rate_limit_counters.SyncedCounters)."""
     await counted_push(app, client, service, basic_client)
     counts = await counted_push(app, client, service, basic_client)
     assert counts == batch_insert(app)

@@ -14,7 +14,7 @@ from limits.aio.storage import MemoryStorage
 from app.api.observability import Metrics
 from app.api.rate_limit import Caller, RateLimits
 from app.db.models import Client
-from app.db.rate_limits import SqlRateLimitStorage, SyncedCounters
+from app.db.rate_limit_counters import SqlRateLimitStorage, SyncedCounters
 from app.main import create_app
 from app.settings import Settings
 from tests.conftest import ADMIN_TOKEN, BASE_URL, make_settings

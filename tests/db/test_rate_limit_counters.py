@@ -12,7 +12,7 @@ import asyncio
 import pytest
 from limits.aio.storage import MemoryStorage
 
-from app.db.rate_limits import SyncedCounters
+from app.db.rate_limit_counters import SyncedCounters
 
 WINDOW = 60
 
