@@ -7,8 +7,8 @@ database; resolve and consume still read the client from there, fresh (PAR-33).
 
 Guarantees, the same as the database store's for every caller:
 
-* A push is answered only after Redis acknowledged its ``SET``: writes go through the batched writer
-  of ``app.db.writer`` (concurrent pushes share one pipeline round trip), so a 201 means Redis holds
+* A push is answered only after Redis acknowledged its ``SET``: writes go through a batched writer
+  (``app.db.batch_writer``: concurrent pushes share one pipeline round trip), so a 201 means Redis holds
   the request. Whether it survives a Redis restart is Redis's durability (``appendonly`` /
   ``appendfsync``), not ours: see README, "Redis for pushed requests".
 * ``SET ... PXAT <expiry> NX``: the key expires when the request does (its expiry, rounded up to the
@@ -57,9 +57,9 @@ from redis.backoff import NoBackoff
 from app.core import json_input
 from app.core.errors import InvalidRequest
 from app.core.model import ClientRecord, PushedRequestRecord
+from app.db.batch_writer import BatchWriter, Waiting
 from app.db.engine import RequestConnection
 from app.db.repositories import read_client
-from app.db.writer import BatchWriter, Waiting
 
 KEY_PREFIX = "par:pushed:"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
