@@ -10,11 +10,12 @@ import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from app.core import jose
 from app.core.errors import InvalidClient
 from app.core.model import AudiencePolicy, ClientAuthMethod, ClientRecord
+from app.core.ports import ReplayStore
 
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 MAX_JTI_LENGTH = 256
@@ -28,12 +29,6 @@ class AssertionPolicy:
     par_endpoint: str
     clock_skew: timedelta
     max_lifetime: timedelta
-
-
-class ReplayStore(Protocol):
-    async def remember(self, key: str, *, expires_at: datetime) -> bool:
-        """Record ``key`` until ``expires_at``; False when it was already recorded (a replay)."""
-        ...
 
 
 # The client's JWKS for private_key_jwt: (client, refresh) -> document. ``refresh`` asks a jwks_uri

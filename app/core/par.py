@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
 from app.core import json_input
@@ -49,6 +49,7 @@ from app.core.jar import merge_with_outer, request_object_parameters, verify_req
 from app.core.model import ClientAuthMethod, ClientRecord, GrantType, PushedRequestRecord, ResponseType, ServiceRecord
 from app.core.params import ParameterLimits, RequestParameters, parse_parameters
 from app.core.pkce import PkcePolicy, validate_code_challenge
+from app.core.ports import ClientDirectory, PushedRequestStore
 from app.core.secrets import REQUEST_URI_PREFIX, new_request_reference, reference_hash
 
 SUCCESS_RESULT_CODE = "A245001"
@@ -140,22 +141,12 @@ class PushOutcome:
         )
 
 
-class PushStore(Protocol):
-    """What pushing needs from storage; ``app.db`` implements it."""
-
-    async def get_client(self, service_id: int, client_identifier: str) -> ClientRecord | None: ...
-
-    async def add_pushed_request(self, record: PushedRequestRecord) -> bool:
-        """Store the request; False if its client no longer exists (deleted since it was read)."""
-        ...
-
-
 async def _identify_and_authenticate(
     request: PushRequest,
     params: RequestParameters,
     *,
     service: ServiceRecord,
-    store: PushStore,
+    clients: ClientDirectory,
     auth: ClientAuthContext,
     now: datetime,
 ) -> tuple[ClientRecord, ClientAuthMethod]:
@@ -168,7 +159,7 @@ async def _identify_and_authenticate(
     parameters' ``client_id``, the values were not form-encoded: the first failure is the answer."""
     try:
         return await _authenticate_basic_as(
-            request.basic, request, params, service=service, store=store, auth=auth, now=now
+            request.basic, request, params, service=service, clients=clients, auth=auth, now=now
         )
     except (InvalidClient, InvalidRequest) as error:
         if isinstance(error, InvalidRequest) and error.result_code != CLIENT_ID_MISMATCH:
@@ -178,7 +169,9 @@ async def _identify_and_authenticate(
             raise
         first_failure = error
     try:
-        return await _authenticate_basic_as(decoded, request, params, service=service, store=store, auth=auth, now=now)
+        return await _authenticate_basic_as(
+            decoded, request, params, service=service, clients=clients, auth=auth, now=now
+        )
     except InvalidRequest as retry_failure:
         if retry_failure.result_code == CLIENT_ID_MISMATCH:
             raise first_failure from None
@@ -191,11 +184,11 @@ async def _authenticate_basic_as(
     params: RequestParameters,
     *,
     service: ServiceRecord,
-    store: PushStore,
+    clients: ClientDirectory,
     auth: ClientAuthContext,
     now: datetime,
 ) -> tuple[ClientRecord, ClientAuthMethod]:
-    client = await store.get_client(service.id, claimed_client_id(params, basic))
+    client = await clients.get_client(service.id, claimed_client_id(params, basic))
     method = await authenticate_client(
         client,
         ClientAuthentication(params=params, basic=basic, certificate=request.client_certificate),
@@ -211,12 +204,14 @@ async def push(
     request: PushRequest,
     *,
     service: ServiceRecord,
-    store: PushStore,
+    clients: ClientDirectory,
+    pushed_requests: PushedRequestStore,
     auth: ClientAuthContext,
     limits: ParameterLimits,
     now: datetime,
 ) -> PushOutcome:
-    """Authenticate the client, validate its request and store it (RFC 9126 §2.1 steps 1-3).
+    """Authenticate the client (read from ``clients``), validate its request and store it in
+    ``pushed_requests`` (RFC 9126 §2.1 steps 1-3).
 
     Nothing is stored unless every check passes (single-use values excepted: a DPoP proof or client
     assertion is spent even when the request fails). OAuth errors become outcomes; anything else (a
@@ -231,7 +226,7 @@ async def push(
         params = parse_parameters(request.parameters, limits)
         proof_jkt = await _verify_dpop(request, service=service, auth=auth, nonce_required=nonce_required, now=now)
         client, auth_method = await _identify_and_authenticate(
-            request, params, service=service, store=store, auth=auth, now=now
+            request, params, service=service, clients=clients, auth=auth, now=now
         )
         client_id = client.id
         signed = "request" in params
@@ -254,7 +249,7 @@ async def push(
             stored = stored.with_value("dpop_jkt", proof_jkt)
         normalised = validate_authorization_request(stored, service=service, client=client, pushed=True, signed=signed)
         reference = new_request_reference()
-        stored_request = await store.add_pushed_request(
+        stored_request = await pushed_requests.add(
             PushedRequestRecord(
                 reference_hash=reference_hash(reference),
                 service_id=service.id,

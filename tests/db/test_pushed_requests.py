@@ -1,4 +1,4 @@
-"""The batched writer of pushed requests (app/db/writer.py)."""
+"""Pushed requests in the database (app/db/pushed_requests.py): the batched writer of their rows."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from sqlalchemy.exc import StatementError
 
 from app.core.errors import InvalidRequest
 from app.db.models import PushedRequest
-from app.db.writer import INSERT_PUSHED_REQUEST
+from app.db.pushed_requests import INSERT_PUSHED_REQUEST
 from app.settings import Settings
 from tests.conftest import make_settings
 from tests.factories import ClientHandle, ServiceHandle

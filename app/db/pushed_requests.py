@@ -1,22 +1,15 @@
-"""Pushed requests written in batches: concurrent pushes share one INSERT transaction and one commit.
+"""Pushed requests in the database: ``SqlPushedRequestStore``, the ``app.core.ports.PushedRequestStore``
+of one request, and the batched writer its pushes share.
 
-Why: a push's own INSERT cost it a pool checkout (with its liveness ping), the statement and the
-commit, each a database round trip and, in Python, more CPU than the database spends. Under load,
-requests wait here for the batch in flight to commit, then the next batch takes every request that
-arrived meanwhile: batches grow with the load, and a lone request waits for nothing but its own
-commit. Durability is unchanged: each caller hears back only after the transaction holding its row
-has committed, so a 201 is still only sent for a stored request.
+Resolve and consume run one Core statement each on the request's own connection (autocommit): each
+write is one conditional statement, atomic on its own. A push's row goes through the writer
+(``app.db.batch_writer``): concurrent pushes share one INSERT and its commit, and each push is
+answered only once the batch holding its row has committed.
 
 A row the database refuses (its client or service deleted meanwhile: a foreign key; or a value it cannot
 hold) fails the batch's transaction; the batch is then written row by row, so only that row's push
-fails (``ROW_REFUSED``), and a push of one service never fails another's.
-
-Up to ``concurrency`` batches are written at once (each on a pooled connection), so one slow batch
-does not hold up every push behind it. The waits are bounded like those of a push with a connection
-of its own: a row waits at most ``queue_timeout`` (the pool timeout) for a batch to take it, then
-fails as on an unavailable database (503); a batch waits for a connection at most the pool timeout,
-and its statements are bounded by the statement timeout. A push that gave up is never acknowledged,
-so a row written after all is never used and expires like any other.
+fails (``ROW_REFUSED``), and a push of one service never fails another's. A batch waits for a
+connection at most the pool timeout, and its statements are bounded by the statement timeout.
 
 On PostgreSQL a batch is one statement: its rows travel as one JSON parameter (``json_to_recordset``)
 on a connection in autocommit, so writing it is a single round trip, committed by itself, durable as
@@ -27,9 +20,6 @@ and COMMIT on a freshly checked-out connection cost the server over three times 
 statement on a held connection (bench/RESULTS.md, "What bounds it").
 SQLite keeps a transaction per batch on a connection checked out for it: its pool is one
 connection, which a held writer would keep from every reader.
-
-The batching itself (``app.db.batch_writer``) is shared with the Redis store of pushed requests
-(``app.db.redis_pushed_requests``), whose batches are pipelines instead of transactions.
 """
 
 from __future__ import annotations
@@ -42,13 +32,15 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import insert
+from sqlalchemy import CursorResult, Executable, Table, bindparam, insert, select, update
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app.core import json_input
 from app.core.errors import InvalidRequest
 from app.core.model import PushedRequestRecord
 from app.db.batch_writer import BatchWriter, Held, Waiting
+from app.db.engine import RequestConnection
 from app.db.models import PushedRequest, UTCDateTime
 
 Row = dict[str, Any]
@@ -72,6 +64,121 @@ FROM json_to_recordset(%s::json) AS batch(
 )
 """
 
+# The statements of resolve and consume, built once: building a statement and computing its cache key
+# cost a resolve more CPU than running it (bench/RESULTS.md). In an UPDATE a parameter may not be named
+# like a column (SQLAlchemy would take it for a SET value): match_*.
+_pushed = cast(Table, PushedRequest.__table__)
+READ_PUSHED_REQUEST = select(*_pushed.c).where(
+    _pushed.c.reference_hash == bindparam("reference_hash"), _pushed.c.service_id == bindparam("service_id")
+)
+MARK_RESOLVED = (
+    update(_pushed)
+    .where(
+        _pushed.c.reference_hash == bindparam("match_reference_hash"),
+        _pushed.c.service_id == bindparam("match_service_id"),
+        _pushed.c.resolved_at.is_(None),
+        _pushed.c.consumed_at.is_(None),
+        _pushed.c.expires_at > bindparam("now"),
+    )
+    .values(state="resolved", resolved_at=bindparam("now"), expires_at=bindparam("new_expires_at"))
+)
+CONSUME = (
+    update(_pushed)
+    .where(
+        _pushed.c.reference_hash == bindparam("match_reference_hash"),
+        _pushed.c.service_id == bindparam("match_service_id"),
+        _pushed.c.client_id == bindparam("match_client_id"),
+        _pushed.c.consumed_at.is_(None),
+        _pushed.c.expires_at > bindparam("now"),
+    )
+    .values(state="consumed", consumed_at=bindparam("now"), expires_at=bindparam("now"))
+    .returning(*_pushed.c)
+)
+
+
+class SqlPushedRequestStore:
+    """``app.core.ports.PushedRequestStore`` of one request: added through the process's batched writer,
+    read and changed on the request's connection (this module's docstring)."""
+
+    __slots__ = ("_connection", "_writer")
+
+    def __init__(self, connection: RequestConnection, writer: PushedRequestWriter[Any]) -> None:
+        self._connection = connection
+        self._writer = writer
+
+    async def add(self, record: PushedRequestRecord) -> bool:
+        """False when its client or service no longer exists: the foreign keys refuse it, so a client
+        deleted through another replica cannot push even while this replica's cache (``app.db.cache``)
+        still holds it. The request's connection is given back first: it is not held while the row
+        waits for its batch."""
+        await self._connection.release()
+        return await self._writer.add(
+            {
+                "reference_hash": record.reference_hash,
+                "service_id": record.service_id,
+                "client_id": record.client_id,
+                "parameters": record.parameters,
+                "request": record.request,
+                "state": "pushed",
+                "created_at": record.created_at,
+                "expires_at": record.expires_at,
+            }
+        )
+
+    async def get(self, service_id: int, reference_hash: str) -> PushedRequestRecord | None:
+        row = (await self._execute(READ_PUSHED_REQUEST, reference_hash=reference_hash, service_id=service_id)).first()
+        return pushed_request_record(cast(PushedRequest, row)) if row is not None else None
+
+    async def mark_resolved(self, service_id: int, reference_hash: str, *, now: datetime, expires_at: datetime) -> None:
+        await self._execute(
+            MARK_RESOLVED,
+            match_reference_hash=reference_hash,
+            match_service_id=service_id,
+            now=now,
+            new_expires_at=expires_at,
+        )
+
+    async def consume(
+        self, service_id: int, reference_hash: str, *, client_id: int, now: datetime
+    ) -> PushedRequestRecord | None:
+        """One statement: among any number of concurrent callers, on any number of replicas, exactly one
+        gets the row back. The client binding is part of the condition, so a wrong client changes
+        nothing. Setting ``expires_at`` to now hands the row to the purger."""
+        row = (
+            await self._execute(
+                CONSUME,
+                match_reference_hash=reference_hash,
+                match_service_id=service_id,
+                match_client_id=client_id,
+                now=now,
+            )
+        ).first()
+        return pushed_request_record(cast(PushedRequest, row)) if row is not None else None
+
+    async def _execute(self, statement: Executable, **parameters: Any) -> CursorResult[Any]:
+        return await (await self._connection.get()).execute(statement, parameters)
+
+
+def pushed_request_record(row: PushedRequest) -> PushedRequestRecord | None:
+    """The stored request, or None when it holds what could not be answered with (``NaN``, an unpaired
+    surrogate: stored on SQLite before pushes were checked with ``app.core.json_input``). Such a request
+    is as unusable as an unknown one, and answered the same way, never with a 500."""
+    try:
+        json_input.check(row.request)
+    except json_input.JsonInputError:
+        return None
+    return PushedRequestRecord(
+        reference_hash=row.reference_hash,
+        service_id=row.service_id,
+        client_id=row.client_id,
+        parameters=row.parameters,
+        request=row.request,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        resolved_at=row.resolved_at,
+        consumed_at=row.consumed_at,
+    )
+
 
 class PushedRequestWriter(BatchWriter[Row, Held]):
     """Pushed-request rows in shared INSERT transactions (this module's docstring). ``add`` answers
@@ -84,23 +191,6 @@ class PushedRequestWriter(BatchWriter[Row, Held]):
     ) -> None:
         super().__init__(max_batch=max_batch, concurrency=concurrency, queue_timeout=queue_timeout, linger=linger)
         self._engine = engine
-
-    async def add_record(self, record: PushedRequestRecord) -> bool:
-        """Store the request (``app.db.repositories.PushedRequestSink``); False when its client or service
-        no longer exists: the foreign keys refuse it, so a client deleted through another replica cannot
-        push even while that replica's cache (``app.db.cache``) still holds it."""
-        return await self.add(
-            {
-                "reference_hash": record.reference_hash,
-                "service_id": record.service_id,
-                "client_id": record.client_id,
-                "parameters": record.parameters,
-                "request": record.request,
-                "state": "pushed",
-                "created_at": record.created_at,
-                "expires_at": record.expires_at,
-            }
-        )
 
     async def _write(self, batch: Sequence[Waiting[Row]], held: Held) -> None:
         try:
