@@ -9,14 +9,18 @@ import os
 import secrets
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_settings import SettingsError
 
 from app.settings import FILE_SUFFIX, Settings, UnsafeSettingsError, settings_error_message
+
+if TYPE_CHECKING:  # imported when used: `par-server serve` and `healthcheck` start without them
+    from app.management.schemas import ClientIn
+    from app.state import AppState
 
 # The container's port: docker/entrypoint.sh serves on it and `par-server healthcheck` probes it.
 PORT_VARIABLE = "PAR_PORT"
@@ -287,17 +291,20 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 async def _seed_demo(settings: Settings, demo: dict[str, Any]) -> dict[str, Any]:
-    from app.api.management import create_service
-    from app.api.schemas import ClientIn, ServiceIn
-    from app.db.repositories import ServiceRepository
+    from app.core.errors import ApiNotFound
+    from app.management import services
+    from app.management.context import any_service
+    from app.management.schemas import ClientIn, ServiceIn
 
     state = _state(settings)
     try:
         if "service_id" in demo:
-            async with state.sessions() as session:
-                if await ServiceRepository(session).get_or_none(int(demo["service_id"])) is not None:
-                    return {}
-        service = await create_service(
+            try:
+                await services.get_service(state, any_service, int(demo["service_id"]))
+                return {}
+            except ApiNotFound:
+                pass  # gone with an earlier database: seed a new one
+        service = await services.create_service(
             state,
             ServiceIn(
                 service_name="demo",
@@ -355,7 +362,7 @@ def _write_private(path: Path, content: str) -> None:
 # --- management commands ------------------------------------------------------------------------------
 
 
-def _state(settings: Settings) -> Any:
+def _state(settings: Settings) -> AppState:
     from app.state import build_state
 
     return build_state(settings)
@@ -374,13 +381,14 @@ def _management_settings() -> Settings:
     return settings
 
 
-def _run(coroutine_factory: Any) -> int:
+def _run(use_case: Callable[[AppState], Awaitable[object]]) -> int:
+    """Run a use case (``app.management``) as the operator, and print its answer as JSON."""
     from app.core.errors import ApiError
 
-    async def run() -> Any:
+    async def run() -> object:
         state = _state(_management_settings())
         try:
-            return await coroutine_factory(state)
+            return await use_case(state)
         finally:
             await state.aclose()
 
@@ -393,9 +401,14 @@ def _run(coroutine_factory: Any) -> int:
     return 0
 
 
+def _json(answer: BaseModel, *, exclude_none: bool = True) -> dict[str, Any]:
+    """As the management API answers."""
+    return answer.model_dump(by_alias=True, exclude_none=exclude_none)
+
+
 def _service_create(args: argparse.Namespace) -> int:
-    from app.api.management import create_service
-    from app.api.schemas import ServiceIn
+    from app.management import services
+    from app.management.schemas import ServiceIn
 
     body = ServiceIn(
         service_name=args.name,
@@ -406,39 +419,35 @@ def _service_create(args: argparse.Namespace) -> int:
         pkce_s256_required=args.pkce_s256_required or None,
     )
 
-    async def create(state: Any) -> Any:
-        return (await create_service(state, body)).model_dump(by_alias=True, exclude_none=True)
+    async def create(state: AppState) -> dict[str, Any]:
+        return _json(await services.create_service(state, body))
 
     return _run(create)
 
 
-def _service_list(_args: argparse.Namespace) -> int:
-    from app.api.management import service_out
-    from app.db.repositories import ServiceRepository
+LISTED_SERVICES = 10_000  # every one, in practice: the operator's list is not paged
 
-    async def list_services(state: Any) -> Any:
-        async with state.sessions() as session:
-            rows, _ = await ServiceRepository(session).list(start=0, end=10_000)
-        return [service_out(state, row).model_dump(by_alias=True, exclude_none=True) for row in rows]
+
+def _service_list(_args: argparse.Namespace) -> int:
+    from app.management import services
+    from app.management.context import Page
+
+    async def list_services(state: AppState) -> list[dict[str, Any]]:
+        listed = await services.list_services(state, Page(0, LISTED_SERVICES))
+        return [_json(service) for service in listed.services]
 
     return _run(list_services)
 
 
-async def _create_client(state: Any, service_id: int, body: Any) -> dict[str, Any]:
-    from app.api.management import client_out, create_client
-    from app.core.errors import ApiNotFound
-    from app.db.repositories import ClientRepository, ServiceRepository
+async def _create_client(state: AppState, service_id: int, body: ClientIn) -> dict[str, Any]:
+    from app.management import clients
+    from app.management.context import any_service
 
-    async with state.sessions.begin() as session:
-        service = await ServiceRepository(session).get_or_none(service_id)
-        if service is None:
-            raise ApiNotFound(f"service {service_id} does not exist")
-        row, secret = await create_client(state, service, body, ClientRepository(session))
-    return client_out(row, secret=secret).model_dump(by_alias=True, exclude_none=True)
+    return _json(await clients.create_client(state, any_service, service_id, body))
 
 
 def _client_create(args: argparse.Namespace) -> int:
-    from app.api.schemas import ClientExtension, ClientIn
+    from app.management.schemas import ClientExtension, ClientIn
 
     method = "NONE" if args.public else args.auth_method
     given = sys.stdin.readline().rstrip("\r\n") if args.secret_stdin or args.secret_hash_stdin else None
@@ -462,13 +471,8 @@ MAX_IMPORT_FILE_BYTES = 64 * 1024 * 1024  # a list of client registrations, not 
 def _client_import(args: argparse.Namespace) -> int:
     """Every refused record is reported (by index, never with its values: they may hold secrets), and
     nothing is stored if any is refused, unless ``--skip-invalid``."""
-    from pydantic import ValidationError
-
-    from app.api.management import client_out, create_client
-    from app.api.schemas import ClientIn
     from app.core import json_input
-    from app.core.errors import ApiError, ApiNotFound
-    from app.db.repositories import ClientRepository, ServiceRepository
+    from app.management import clients
 
     try:
         with args.file.open("rb") as handle:
@@ -482,84 +486,49 @@ def _client_import(args: argparse.Namespace) -> int:
     if not isinstance(records, list):
         print(f"par-server: {args.file} must hold a JSON list of client objects", file=sys.stderr)
         return 1
+    refused = False
 
-    class Refused(Exception):
-        pass
-
-    outcome: dict[str, Any] = {}
-
-    async def import_all(state: Any) -> dict[str, Any]:
-        created: list[dict[str, Any]] = []
-        refused: list[dict[str, Any]] = []
-        try:
-            async with state.sessions.begin() as session:
-                service = await ServiceRepository(session).lock(args.service, exclusive=False)
-                if service is None:
-                    raise ApiNotFound(f"service {args.service} does not exist")
-                clients = ClientRepository(session)
-                for index, record in enumerate(records):
-                    try:
-                        body = ClientIn.model_validate(record)
-                        row, secret = await create_client(state, service, body, clients)
-                    except ValidationError as error:
-                        problems = "; ".join(
-                            f"{'.'.join(str(part) for part in problem['loc']) or 'record'}: {problem['msg']}"
-                            for problem in error.errors(include_input=False, include_url=False)
-                        )
-                        refused.append({"index": index, "error": problems})
-                        continue
-                    except ApiError as error:
-                        refused.append({"index": index, "error": error.description})
-                        continue
-                    shown = secret if secret is not None and secret != body.client_secret else None
-                    created.append(
-                        {"index": index, **client_out(row, secret=shown).model_dump(by_alias=True, exclude_none=True)}
-                    )
-                if refused and not args.skip_invalid:
-                    raise Refused  # rolls the transaction back: nothing of the file is stored
-        except Refused:
-            created = []
-        outcome.update(created=created, refused=refused)
-        return outcome
+    async def import_all(state: AppState) -> dict[str, Any]:
+        nonlocal refused
+        outcome = await clients.import_clients(state, args.service, records, keep_valid=args.skip_invalid)
+        refused = bool(outcome.refused)
+        return {
+            "created": [{"index": created.index, **_json(created.client)} for created in outcome.created],
+            "refused": [{"index": record.index, "error": record.error} for record in outcome.refused],
+        }
 
     code = _run(import_all)
-    return 1 if code == 0 and outcome["refused"] and not args.skip_invalid else code
+    return 1 if code == 0 and refused and not args.skip_invalid else code
 
 
 def _token_create(args: argparse.Namespace) -> int:
-    from app.api.management import create_service_token
+    from app.management import tokens
 
-    async def create(state: Any) -> Any:
-        return (await create_service_token(state, args.service, args.description)).model_dump(by_alias=True)
+    async def create(state: AppState) -> dict[str, Any]:
+        return _json(await tokens.create_service_token(state, args.service, args.description), exclude_none=False)
 
     return _run(create)
 
 
 def _token_list(args: argparse.Namespace) -> int:
-    from app.api.management import token_out
-    from app.db.repositories import ServiceTokenRepository
+    from app.core.errors import ApiNotFound
+    from app.management import tokens
 
-    async def list_tokens(state: Any) -> Any:
-        async with state.sessions() as session:
-            return [
-                token_out(row).model_dump(by_alias=True)
-                for row in await ServiceTokenRepository(session).list(args.service)
-            ]
+    async def list_tokens(state: AppState) -> list[dict[str, Any]]:
+        try:
+            listed = await tokens.list_service_tokens(state, args.service)
+        except ApiNotFound:
+            return []  # as this command has always answered for a service that does not exist
+        return [_json(token, exclude_none=False) for token in listed]
 
     return _run(list_tokens)
 
 
 def _token_revoke(args: argparse.Namespace) -> int:
-    from app.core.errors import ApiNotFound
-    from app.db.repositories import ServiceTokenRepository
-    from app.state import utc_now
+    from app.management import tokens
 
-    async def revoke(state: Any) -> Any:
-        async with state.sessions.begin() as session:
-            if not await ServiceTokenRepository(session).revoke(
-                service_id=args.service, token_id=args.token_id, now=utc_now()
-            ):
-                raise ApiNotFound(f"no active token {args.token_id} in service {args.service}")
+    async def revoke(state: AppState) -> dict[str, int]:
+        await tokens.revoke_service_token(state, args.service, args.token_id)
         return {"revoked": args.token_id}
 
     return _run(revoke)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, Generic, Literal, TypeVar, cast
 
-from sqlalchemy import ColumnElement, Table, and_, bindparam, delete, func, select, update
+from sqlalchemy import ColumnElement, Select, Table, and_, bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,24 +24,70 @@ from app.core.model import (
     ScopeDefinition,
     ServiceRecord,
 )
-from app.core.secrets import new_numeric_id
 from app.core.urls import default_issuer, default_par_endpoint
 from app.db.cache import RecordCache
 from app.db.engine import RequestConnection
 from app.db.models import CLIENT_ALIAS_INDEX, Client, PushedRequest, Service, ServiceAccessToken
 
+# FOR SHARE ("share") and FOR NO KEY UPDATE ("update") exclude each other; neither excludes the
+# pushed-request writer's foreign-key checks (FOR KEY SHARE), which FOR UPDATE would.
+RowLock = Literal["share", "update"]
+RowT = TypeVar("RowT", Service, Client, ServiceAccessToken)
+ServiceRowT = TypeVar("ServiceRowT", Client, ServiceAccessToken)
 
-class ServiceRepository:
+
+def locked(query: Select[RowT], lock: RowLock | None) -> Select[RowT]:
+    """``query`` locking the rows it reads until the transaction ends (PostgreSQL; SQLite has no row
+    locks and ignores it)."""
+    if lock is None:
+        return query
+    return query.with_for_update(read=lock == "share", key_share=lock == "update")
+
+
+class Repository(Generic[RowT]):
+    """What the management repositories share: a session the caller owns, adding rows, and pages of rows
+    oldest first."""
+
+    model: type[RowT]
+
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def add(self, service: Service) -> Service:
-        self.session.add(service)
+    async def add(self, row: RowT) -> RowT:
+        self.session.add(row)
         await self.session.flush()
-        return service
+        return row
+
+    async def _page(self, *conditions: ColumnElement[bool], start: int, end: int) -> tuple[Sequence[RowT], int]:
+        total = await self.session.scalar(select(func.count()).select_from(self.model).where(*conditions)) or 0
+        rows = await self.session.scalars(
+            select(self.model)
+            .where(*conditions)
+            .order_by(self.model.created_at, self.model.id)
+            .offset(start)
+            .limit(max(end - start, 0))
+        )
+        return rows.all(), total
+
+
+class ServiceScopedRepository(Repository[ServiceRowT]):
+    """Rows that belong to one service (clients, access tokens)."""
+
+    def _of(self, service_id: int, *conditions: ColumnElement[bool]) -> ColumnElement[bool]:
+        return and_(self.model.service_id == service_id, *conditions)
+
+
+class ServiceRepository(Repository[Service]):
+    model = Service
 
     async def get_or_none(self, service_id: int) -> Service | None:
         return await self.session.get(Service, service_id)
+
+    async def get(self, service_id: int, *, lock: RowLock | None = None) -> Service | None:
+        """``get_or_none``, or ``lock`` when a lock is asked for."""
+        return await (
+            self.get_or_none(service_id) if lock is None else self.lock(service_id, exclusive=lock == "update")
+        )
 
     async def lock(self, service_id: int, *, exclusive: bool) -> Service | None:
         """The service as it is now, locked until the transaction ends: a call that checks its clients
@@ -52,25 +98,19 @@ class ServiceRepository:
         SQLite has no row locks: a no-op UPDATE, as the transaction's first write, takes the database's
         write lock (waiting up to its busy_timeout), so the reads that follow see the latest commit and
         no other writer commits before this transaction does."""
+        query = select(Service)
         if self.session.get_bind().dialect.name == "sqlite":
             unchanged = {"modified_at": _services.c.modified_at}  # not the key: no foreign-key checks
             await self.session.execute(update(_services).where(_services.c.id == service_id).values(unchanged))
-            query = select(Service)
         else:
-            # FOR SHARE and FOR NO KEY UPDATE exclude each other; neither excludes the pushed-request
-            # writer's foreign-key checks (FOR KEY SHARE), which FOR UPDATE would.
-            query = select(Service).with_for_update(read=not exclusive, key_share=exclusive)
+            query = locked(query, "update" if exclusive else "share")
         rows = await self.session.scalars(
             query.where(Service.id == service_id).execution_options(populate_existing=True)
         )
         return rows.one_or_none()
 
     async def list(self, *, start: int, end: int) -> tuple[Sequence[Service], int]:
-        total = await self.session.scalar(select(func.count()).select_from(Service)) or 0
-        rows = await self.session.scalars(
-            select(Service).order_by(Service.created_at, Service.id).offset(start).limit(max(end - start, 0))
-        )
-        return rows.all(), total
+        return await self._page(start=start, end=end)
 
     async def delete(self, service: Service) -> None:
         # Explicit deletes so that SQLite without foreign-key enforcement behaves like PostgreSQL.
@@ -79,24 +119,8 @@ class ServiceRepository:
         await self.session.delete(service)
 
 
-class ServiceTokenRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-
-    async def add(self, *, service_id: int, token_digest: str, description: str | None, now: datetime) -> int:
-        token_id = new_numeric_id()
-        self.session.add(
-            ServiceAccessToken(
-                id=token_id,
-                service_id=service_id,
-                token_digest=token_digest,
-                description=description,
-                created_at=now,
-                revoked_at=None,
-            )
-        )
-        await self.session.flush()
-        return token_id
+class ServiceTokenRepository(ServiceScopedRepository[ServiceAccessToken]):
+    model = ServiceAccessToken
 
     async def get_service_id_by_digest(self, token_digest: str) -> int | None:
         return await self.session.scalar(
@@ -107,20 +131,14 @@ class ServiceTokenRepository:
 
     async def list(self, service_id: int) -> Sequence[ServiceAccessToken]:
         rows = await self.session.scalars(
-            select(ServiceAccessToken)
-            .where(ServiceAccessToken.service_id == service_id)
-            .order_by(ServiceAccessToken.created_at)
+            select(ServiceAccessToken).where(self._of(service_id)).order_by(ServiceAccessToken.created_at)
         )
         return rows.all()
 
     async def revoke(self, *, service_id: int, token_id: int, now: datetime) -> bool:
         result = await self.session.execute(
             update(ServiceAccessToken)
-            .where(
-                ServiceAccessToken.id == token_id,
-                ServiceAccessToken.service_id == service_id,
-                ServiceAccessToken.revoked_at.is_(None),
-            )
+            .where(self._of(service_id, ServiceAccessToken.id == token_id, ServiceAccessToken.revoked_at.is_(None)))
             .values(revoked_at=now)
         )
         return bool(getattr(result, "rowcount", 0))
@@ -150,51 +168,32 @@ def client_lookup(service_id: int, identifier: str) -> ColumnElement[bool] | Non
     return and_(Client.service_id == service_id, Client.client_id_alias == named)
 
 
-class ClientRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+class ClientRepository(ServiceScopedRepository[Client]):
+    model = Client
 
-    async def add(self, client: Client) -> Client:
-        self.session.add(client)
-        await self.session.flush()
-        return client
-
-    async def get_or_none(self, service_id: int, identifier: str, *, for_update: bool = False) -> Client | None:
-        """By numeric client id (canonical decimal only) or by alias, within one service. ``for_update``
-        locks the row until the transaction ends, so that a concurrent deletion either waits for this
+    async def get_or_none(self, service_id: int, identifier: str, *, lock: RowLock | None = None) -> Client | None:
+        """By numeric client id (canonical decimal only) or by alias, within one service. Locked (NO KEY
+        UPDATE: pushes of the client go on meanwhile), so that a concurrent deletion either waits for this
         transaction or is seen by it (None), never removes the row under a pending UPDATE."""
         condition = client_lookup(service_id, identifier)
         if condition is None:
             return None
-        query = select(Client).where(condition)
-        # NO KEY UPDATE: pushes of the client go on meanwhile (``ServiceRepository.lock``).
-        return await self.session.scalar(query.with_for_update(key_share=True) if for_update else query)
+        return await self.session.scalar(locked(select(Client).where(condition), lock))
 
     async def alias_taken(self, service_id: int, alias: str, *, except_id: int | None = None) -> bool:
-        query = select(Client.id).where(Client.service_id == service_id, Client.client_id_alias == alias)
+        query = select(Client.id).where(self._of(service_id, Client.client_id_alias == alias))
         if except_id is not None:
             query = query.where(Client.id != except_id)
         return await self.session.scalar(query) is not None
 
     async def list(self, service_id: int, *, start: int, end: int) -> tuple[Sequence[Client], int]:
-        total = (
-            await self.session.scalar(select(func.count()).select_from(Client).where(Client.service_id == service_id))
-            or 0
-        )
-        rows = await self.session.scalars(
-            select(Client)
-            .where(Client.service_id == service_id)
-            .order_by(Client.created_at, Client.id)
-            .offset(start)
-            .limit(max(end - start, 0))
-        )
-        return rows.all(), total
+        return await self._page(self._of(service_id), start=start, end=end)
 
     async def ids_not_using(self, service_id: int, methods: Iterable[str], *, limit: int) -> Sequence[int]:
         """Up to ``limit`` clients of the service whose token auth method is none of ``methods``."""
         rows = await self.session.scalars(
             select(Client.id)
-            .where(Client.service_id == service_id, Client.token_auth_method.not_in(list(methods)))
+            .where(self._of(service_id, Client.token_auth_method.not_in(list(methods))))
             .order_by(Client.id)
             .limit(limit)
         )

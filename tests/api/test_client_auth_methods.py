@@ -190,6 +190,22 @@ async def test_authlete_aud_restricted_to_issuer_sets_the_audience_policy(
     assert refused.status_code == 400 and "contradicts" in refused.json()["resultMessage"], refused.text
 
 
+async def test_a_fapi2_service_read_and_sent_back_unchanged_is_accepted(
+    client: httpx.AsyncClient, factory: Factory
+) -> None:
+    """A FAPI 2.0 service answers clientAssertionAudRestrictedToIssuer true (in force) beside its stored
+    policy; the read-modify-write the README recommends sends that pair back, and it is what the service is."""
+    service = await factory.service(fapiModes=["FAPI2_SECURITY"])
+    read = await client.get(f"/api/{service.id}/service/get", headers=service.bearer)
+    assert read.status_code == 200, read.text
+    body = read.json()
+    assert (body["clientAssertionAudiencePolicy"], body["clientAssertionAudRestrictedToIssuer"]) == ("RFC9126", True)
+    written = await client.post(f"/api/{service.id}/service/update", headers=service.bearer, json=body)
+    assert written.status_code == 200, written.text
+    assert written.json()["clientAssertionAudiencePolicy"] == "RFC9126"
+    assert written.json()["clientAssertionAudRestrictedToIssuer"] is True
+
+
 async def test_jwks_uri_with_key_rotation(
     client: httpx.AsyncClient, factory: Factory, service: ServiceHandle, jwks_server: JwksServer
 ) -> None:

@@ -778,6 +778,9 @@ def _pbkdf2_hash(rounds: int) -> str:
         ({"clientSecretHash": "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA"}, "must be a bcrypt"),
         ({"clientSecretHash": "$2b$12$\u00e9" + "a" * 52}, "must be a bcrypt"),
         ({"clientSecretHash": _bcrypt_hash(4), "clientSecret": STRONG_SECRET}, "not both"),
+        ({"clientSecretHash": _bcrypt_hash(4), "clientSecret": ""}, "not both"),
+        ({"clientSecret": ""}, "32 to 128 characters"),  # given, though empty: never a generated one instead
+        ({"clientSecretHash": ""}, "must be a bcrypt"),
         ({"clientSecretHash": _bcrypt_hash(4), "tokenAuthMethod": "CLIENT_SECRET_JWT"}, "in clear"),
         ({"clientSecret": STRONG_SECRET, "clientType": "PUBLIC"}, "uses no client secret"),
         ({"clientSecretHash": _bcrypt_hash(4), "clientType": "PUBLIC"}, "uses no client secret"),
