@@ -21,30 +21,22 @@ from app.api.client_address import TrustedProxies
 from app.api.observability import Metrics
 from app.api.rate_limit import RateLimits
 from app.core import json_input
-from app.core.authorization import AuthorizationStore
 from app.core.client_auth import ClientAuthContext, SlowHashChecks
 from app.core.client_keys import ClientKeys
 from app.core.errors import InvalidClient
 from app.core.model import ClientRecord, ServiceRecord
-from app.core.par import PushStore
 from app.core.params import ParameterLimits
+from app.core.ports import PushedRequestStore, SecretHashStore
 from app.core.secrets import SecretBox, SecretHasher
 from app.db.cache import RecordCache
 from app.db.engine import RequestConnection, create_engine_from_settings, create_session_factory
 from app.db.models import Service
+from app.db.pushed_requests import PushedRequestWriter, SqlPushedRequestStore, pushed_request_writer
 from app.db.rate_limit_counters import SqlRateLimitStorage, SyncedCounters
-from app.db.redis_pushed_requests import RedisAuthorizationStore, RedisPushedRequests, redis_client, redis_options
+from app.db.redis_pushed_requests import RedisPushedRequests, RedisPushedRequestStore, redis_client, redis_options
 from app.db.replay import RedisReplayStore, SqlReplayStore
-from app.db.repositories import (
-    ConnectionAuthorizationStore,
-    ConnectionSecretHashStore,
-    PushConnectionStore,
-    find_service_id_by_token,
-    find_service_row,
-    service_record,
-)
+from app.db.repositories import SqlClients, find_service_id_by_token, find_service_row, service_record
 from app.db.schema import head_revisions
-from app.db.writer import PushedRequestWriter, pushed_request_writer
 from app.jwks_fetcher import JwksFetcher, JwksFetchError
 from app.settings import Settings
 
@@ -109,13 +101,14 @@ class AppState:
         finally:
             await connection.release()
 
-    def client_auth_for(self, connection: RequestConnection) -> ClientAuthContext:
+    def client_auth_for(self, connection: RequestConnection, *, secret_hashes: SecretHashStore) -> ClientAuthContext:
         """The client authentication context of one push, recording replays on its connection and giving
-        that connection back before fetching a client's keys (``client_keys_from``)."""
+        that connection back before fetching a client's keys (``client_keys_from``); ``secret_hashes`` is
+        the push's ``client_directory``, which replaces imported hashes in the client cache too."""
         return self._client_auth(
             replay_store=self.replay_store.bound(connection),
             client_keys=client_keys_from(self.jwks_fetcher, connection),
-            secret_hashes=ConnectionSecretHashStore(connection, clients=self.clients),
+            secret_hashes=secret_hashes,
         )
 
     async def aclose(self) -> None:
@@ -153,16 +146,17 @@ class AppState:
                 self.tokens.put(token_digest, service_id)
         return service_id
 
-    def push_store(self, connection: RequestConnection) -> PushStore:
-        """Where a push stores its request: the database (batched writer) or Redis (``pushed_requests``)."""
-        sink = self.writer if self.pushed_requests is None else self.pushed_requests
-        return PushConnectionStore(connection, sink, clients=self.clients)
+    def client_directory(self, connection: RequestConnection, *, cached: bool) -> SqlClients:
+        """The clients, from the database on the request's connection: through the cache for a push
+        (``cached``), fresh for resolve and consume (PAR-33)."""
+        return SqlClients(connection, clients=self.clients if cached else None)
 
-    def authorization_store(self, connection: RequestConnection) -> AuthorizationStore:
-        """What resolve and consume use: clients from the database, pushed requests where pushes put them."""
+    def pushed_request_store(self, connection: RequestConnection) -> PushedRequestStore:
+        """The pushed requests of one request: in the database (added through the batched ``writer``), or
+        in Redis (``pushed_requests``)."""
         if self.pushed_requests is not None:
-            return RedisAuthorizationStore(connection, self.pushed_requests)
-        return ConnectionAuthorizationStore(connection)
+            return RedisPushedRequestStore(connection, self.pushed_requests)
+        return SqlPushedRequestStore(connection, self.writer)
 
     def forget_records(self) -> None:
         """After a management change: this replica sees it at once (others within the cache's ttl)."""

@@ -16,7 +16,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from app.db.engine import create_engine_from_settings
-from app.db.writer import INSERT_PUSHED_REQUEST
+from app.db.pushed_requests import INSERT_PUSHED_REQUEST
 from app.settings import Settings
 
 BATCH = 5_000

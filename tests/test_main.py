@@ -22,7 +22,7 @@ async def test_lifespan_purges_expired_requests(
     app = create_app(make_settings(settings.database_url, purge_interval_seconds=0.05))
     state = app.state.par
     async with state.request_connection() as connection:
-        await state.push_store(connection).add_pushed_request(
+        await state.pushed_request_store(connection).add(
             PushedRequestRecord(
                 reference_hash="e" * 64,
                 service_id=service.id,

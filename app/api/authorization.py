@@ -35,7 +35,8 @@ async def resolve(service_id: IdPath, request: Request, state: StateDep) -> JSON
         outcome = await authorization.resolve(
             call.required,
             service=call.service,
-            store=state.authorization_store(call.connection),
+            clients=state.client_directory(call.connection, cached=False),
+            pushed_requests=state.pushed_request_store(call.connection),
             limits=state.parameter_limits,
             now=state.clock(),
         )
@@ -57,7 +58,8 @@ async def consume(service_id: IdPath, request: Request, state: StateDep) -> JSON
             client_id,
             request_uri,
             service=call.service,
-            store=state.authorization_store(call.connection),
+            clients=state.client_directory(call.connection, cached=False),
+            pushed_requests=state.pushed_request_store(call.connection),
             now=state.clock(),
         )
     _audit(request, "consume", service_id, outcome)

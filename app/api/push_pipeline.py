@@ -24,13 +24,15 @@ from app.state import AppState
 async def execute_push(
     state: AppState, connection: RequestConnection, service: ServiceRecord, request: PushRequest
 ) -> PushOutcome:
-    """Run one push. Its pushed request is committed (``app.db.writer``) before the caller answers, so
-    a 201 is only sent for a stored request."""
+    """Run one push. Its pushed request is committed (``app.db.batch_writer``) before the caller answers,
+    so a 201 is only sent for a stored request."""
+    clients = state.client_directory(connection, cached=True)
     return await push(
         request,
         service=service,
-        store=state.push_store(connection),
-        auth=state.client_auth_for(connection),
+        clients=clients,
+        pushed_requests=state.pushed_request_store(connection),
+        auth=state.client_auth_for(connection, secret_hashes=clients),
         limits=state.parameter_limits,
         now=state.clock(),
     )

@@ -12,13 +12,14 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from app.core.authorization_request import validate_authorization_request, validate_redirect_uri
 from app.core.errors import InvalidRequest, InvalidRequestUri, OAuthError
 from app.core.model import ClientRecord, PushedRequestRecord, ServiceRecord
 from app.core.params import ParameterLimits, RequestParameters, parse_parameters
+from app.core.ports import ClientDirectory, PushedRequestStore
 from app.core.secrets import REQUEST_URI_PREFIX, reference_hash
 
 RESOLVED_RESULT_CODE = "A008001"
@@ -82,24 +83,17 @@ class AuthorizationOutcome:
         )
 
 
-class AuthorizationStore(Protocol):
-    async def get_client(self, service_id: int, client_identifier: str) -> ClientRecord | None: ...
-
-    async def get_pushed_request(self, service_id: int, reference_hash: str) -> PushedRequestRecord | None: ...
-
-    async def mark_resolved(
-        self, service_id: int, reference_hash: str, *, now: datetime, expires_at: datetime
-    ) -> None: ...
-
-    async def consume(
-        self, service_id: int, reference_hash: str, *, client_id: int, now: datetime
-    ) -> PushedRequestRecord | None: ...
-
-
 async def resolve(
-    parameters: str, *, service: ServiceRecord, store: AuthorizationStore, limits: ParameterLimits, now: datetime
+    parameters: str,
+    *,
+    service: ServiceRecord,
+    clients: ClientDirectory,
+    pushed_requests: PushedRequestStore,
+    limits: ParameterLimits,
+    now: datetime,
 ) -> AuthorizationOutcome:
-    """Turn the authorization endpoint's parameters into the request to process."""
+    """Turn the authorization endpoint's parameters into the request to process: the client read from
+    ``clients``, a ``request_uri``'s request from ``pushed_requests``."""
     try:
         params = parse_parameters(parameters, limits)
     except OAuthError as error:
@@ -107,7 +101,7 @@ async def resolve(
     client_identifier = params.get("client_id")
     if client_identifier is None:
         return AuthorizationOutcome.bad_request(InvalidRequest("the client_id parameter is required"))
-    client = await store.get_client(service.id, client_identifier)
+    client = await clients.get_client(service.id, client_identifier)
     request_uri = params.get("request_uri")
     if request_uri is not None:
         if "request" in params:
@@ -115,29 +109,40 @@ async def resolve(
                 InvalidRequest("request and request_uri must not both be present", result_code="A008304")
             )
         # RFC 9126 §4: the other parameters are ignored in favour of the pushed ones.
-        return await _resolve_pushed(request_uri, client, service=service, store=store, now=now)
+        return await _resolve_pushed(request_uri, client, service=service, pushed_requests=pushed_requests, now=now)
     return _resolve_plain(params, client, service=service)
 
 
 async def consume(
-    client_identifier: str, request_uri: str, *, service: ServiceRecord, store: AuthorizationStore, now: datetime
+    client_identifier: str,
+    request_uri: str,
+    *,
+    service: ServiceRecord,
+    clients: ClientDirectory,
+    pushed_requests: PushedRequestStore,
+    now: datetime,
 ) -> AuthorizationOutcome:
     """Consume a pushed request once, atomically (RFC 9126 §7.3: "one-time use").
 
     The client binding is part of the atomic statement, so a wrong client changes nothing.
     """
-    client = await store.get_client(service.id, client_identifier)
+    client = await clients.get_client(service.id, client_identifier)
     reference = _reference(request_uri)
     record = None
     if client is not None and reference is not None:
-        record = await store.consume(service.id, reference_hash(reference), client_id=client.id, now=now)
+        record = await pushed_requests.consume(service.id, reference_hash(reference), client_id=client.id, now=now)
     if record is None or client is None:
         return AuthorizationOutcome.bad_request(InvalidRequestUri(UNUSABLE_REQUEST_URI))
     return AuthorizationOutcome.pushed(CONSUMED_RESULT_CODE, "consumed", record, client, request_uri, record.expires_at)
 
 
 async def _resolve_pushed(
-    request_uri: str, client: ClientRecord | None, *, service: ServiceRecord, store: AuthorizationStore, now: datetime
+    request_uri: str,
+    client: ClientRecord | None,
+    *,
+    service: ServiceRecord,
+    pushed_requests: PushedRequestStore,
+    now: datetime,
 ) -> AuthorizationOutcome:
     reference = _reference(request_uri)
     if reference is None:
@@ -148,7 +153,7 @@ async def _resolve_pushed(
                 result_code="A008308",
             )
         )
-    record = await store.get_pushed_request(service.id, reference_hash(reference))
+    record = await pushed_requests.get(service.id, reference_hash(reference))
     # RFC 9126 §2.2: "The request_uri MUST be bound to the client that posted the authorization request."
     # Checked before anything changes: another client's attempt leaves the request usable by its own.
     if (
@@ -168,7 +173,7 @@ async def _resolve_pushed(
         return checked
     expires_at = record.expires_at
     if service.consume_request_uri_on_resolve:
-        consumed = await store.consume(service.id, record.reference_hash, client_id=client.id, now=now)
+        consumed = await pushed_requests.consume(service.id, record.reference_hash, client_id=client.id, now=now)
         if consumed is None:
             return AuthorizationOutcome.bad_request(InvalidRequestUri(UNUSABLE_REQUEST_URI))
         expires_at = now
@@ -176,7 +181,7 @@ async def _resolve_pushed(
         # The first resolve opens the authorization session: the request now outlives expires_in for as
         # long as a login may take (NOTE-02 in docs/requirements.md, with the servers that did otherwise).
         expires_at = max(record.expires_at, now + timedelta(seconds=service.authorization_session_duration))
-        await store.mark_resolved(service.id, record.reference_hash, now=now, expires_at=expires_at)
+        await pushed_requests.mark_resolved(service.id, record.reference_hash, now=now, expires_at=expires_at)
     return AuthorizationOutcome.pushed(RESOLVED_RESULT_CODE, "resolved", record, client, request_uri, expires_at)
 
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from app.core import jose
 from app.core.client_keys import ClientKeys, verify_with_client_keys
 from app.core.errors import InvalidClient
 from app.core.model import AudiencePolicy, ClientAuthMethod, ClientRecord
+from app.core.ports import ReplayStore
 
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
@@ -27,12 +28,6 @@ class AssertionPolicy:
     par_endpoint: str
     clock_skew: timedelta
     max_lifetime: timedelta
-
-
-class ReplayStore(Protocol):
-    async def remember(self, key: str, *, expires_at: datetime) -> bool:
-        """Record ``key`` until ``expires_at``; False when it was already recorded (a replay)."""
-        ...
 
 
 async def verify_client_assertion(

@@ -17,17 +17,17 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import Protocol
 from urllib.parse import unquote_plus
 
 from app.core import jose, mtls
-from app.core.client_assertion import AssertionPolicy, ReplayStore, verify_client_assertion
+from app.core.client_assertion import AssertionPolicy, verify_client_assertion
 from app.core.client_keys import ClientKeys
 from app.core.dpop import DpopNonces
 from app.core.errors import InvalidClient, InvalidRequest, TemporarilyUnavailable
 from app.core.jar import RequestObjectPolicy
 from app.core.model import ClientAuthMethod, ClientRecord, ServiceRecord
 from app.core.params import RequestParameters
+from app.core.ports import ReplayStore, SecretHashStore
 from app.core.secrets import SecretBox, SecretHasher
 
 # RFC 9126 §2.1: these are used for client authentication only and are not part of the stored request.
@@ -186,20 +186,6 @@ class SlowHashChecks:
                 yield
         finally:
             self._admitted -= 1
-
-
-class SecretHashStore(Protocol):
-    """Where a client's imported secret hash is replaced by the keyed one; ``app.db`` implements it."""
-
-    async def release(self) -> None:
-        """Give back the request's database connection while a slow hash is checked."""
-        ...
-
-    async def replace_secret_hash(self, client: ClientRecord, imported_hash: str, keyed_hash: str) -> str | None:
-        """Store ``keyed_hash`` only if the client's stored hash is still ``imported_hash``: a secret
-        updated meanwhile must not be overwritten by the one it replaced. Answers the hash stored now
-        (None when the client is gone)."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 
 from app.core.authorization_request import validate_authorization_request
 from app.core.client_auth import (
@@ -28,6 +28,7 @@ from app.core.errors import InvalidClient, InvalidDpopProof, InvalidRequest, OAu
 from app.core.jar import merge_with_outer, request_object_parameters, verify_request_object
 from app.core.model import ClientAuthMethod, ClientRecord, PushedRequestRecord, ServiceRecord
 from app.core.params import ParameterLimits, RequestParameters, parse_parameters
+from app.core.ports import ClientDirectory, PushedRequestStore
 from app.core.secrets import REQUEST_URI_PREFIX, new_request_reference, reference_hash
 
 SUCCESS_RESULT_CODE = "A245001"
@@ -112,22 +113,12 @@ class PushOutcome:
         )
 
 
-class PushStore(Protocol):
-    """What pushing needs from storage; ``app.db`` implements it."""
-
-    async def get_client(self, service_id: int, client_identifier: str) -> ClientRecord | None: ...
-
-    async def add_pushed_request(self, record: PushedRequestRecord) -> bool:
-        """Store the request; False if its client no longer exists (deleted since it was read)."""
-        ...
-
-
 async def _identify_and_authenticate(
     request: PushRequest,
     params: RequestParameters,
     *,
     service: ServiceRecord,
-    store: PushStore,
+    clients: ClientDirectory,
     auth: ClientAuthContext,
     now: datetime,
 ) -> tuple[ClientRecord, ClientAuthMethod]:
@@ -140,7 +131,7 @@ async def _identify_and_authenticate(
     parameters' ``client_id``, the values were not form-encoded: the first failure is the answer."""
     try:
         return await _authenticate_basic_as(
-            request.basic, request, params, service=service, store=store, auth=auth, now=now
+            request.basic, request, params, service=service, clients=clients, auth=auth, now=now
         )
     except (InvalidClient, InvalidRequest) as error:
         if isinstance(error, InvalidRequest) and error.result_code != CLIENT_ID_MISMATCH:
@@ -150,7 +141,9 @@ async def _identify_and_authenticate(
             raise
         first_failure = error
     try:
-        return await _authenticate_basic_as(decoded, request, params, service=service, store=store, auth=auth, now=now)
+        return await _authenticate_basic_as(
+            decoded, request, params, service=service, clients=clients, auth=auth, now=now
+        )
     except InvalidRequest as retry_failure:
         if retry_failure.result_code == CLIENT_ID_MISMATCH:
             raise first_failure from None
@@ -163,11 +156,11 @@ async def _authenticate_basic_as(
     params: RequestParameters,
     *,
     service: ServiceRecord,
-    store: PushStore,
+    clients: ClientDirectory,
     auth: ClientAuthContext,
     now: datetime,
 ) -> tuple[ClientRecord, ClientAuthMethod]:
-    client = await store.get_client(service.id, claimed_client_id(params, basic))
+    client = await clients.get_client(service.id, claimed_client_id(params, basic))
     method = await authenticate_client(
         client,
         ClientAuthentication(params=params, basic=basic, certificate=request.client_certificate),
@@ -183,12 +176,14 @@ async def push(
     request: PushRequest,
     *,
     service: ServiceRecord,
-    store: PushStore,
+    clients: ClientDirectory,
+    pushed_requests: PushedRequestStore,
     auth: ClientAuthContext,
     limits: ParameterLimits,
     now: datetime,
 ) -> PushOutcome:
-    """Authenticate the client, validate its request and store it (RFC 9126 §2.1 steps 1-3).
+    """Authenticate the client (read from ``clients``), validate its request and store it in
+    ``pushed_requests`` (RFC 9126 §2.1 steps 1-3).
 
     Nothing is stored unless every check passes (single-use values excepted: a DPoP proof or client
     assertion is spent even when the request fails). OAuth errors become outcomes; anything else (a
@@ -203,7 +198,7 @@ async def push(
         params = parse_parameters(request.parameters, limits)
         proof_jkt = await _verify_dpop(request, service=service, auth=auth, nonce_required=nonce_required, now=now)
         client, auth_method = await _identify_and_authenticate(
-            request, params, service=service, store=store, auth=auth, now=now
+            request, params, service=service, clients=clients, auth=auth, now=now
         )
         client_id = client.id
         signed = "request" in params
@@ -226,7 +221,7 @@ async def push(
             stored = stored.with_value("dpop_jkt", proof_jkt)
         normalised = validate_authorization_request(stored, service=service, client=client, pushed=True, signed=signed)
         reference = new_request_reference()
-        stored_request = await store.add_pushed_request(
+        stored_request = await pushed_requests.add(
             PushedRequestRecord(
                 reference_hash=reference_hash(reference),
                 service_id=service.id,

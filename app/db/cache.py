@@ -5,8 +5,8 @@ three statements. The bound on staleness is the point: a change made through ano
 rotated secret, a changed client or service setting) takes effect here at most ``ttl`` seconds later
 (``PAR_RECORD_CACHE_SECONDS``); the replica that made the change drops its cache at once. A deleted
 client or service is refused at once everywhere: the stored request's foreign keys refuse it
-(``app.db.writer``; with pushed requests in Redis, see README "Redis for pushed requests"). Unknown ids
-are not cached, so a new client works at once.
+(``app.db.pushed_requests``; with pushed requests in Redis, see README "Redis for pushed requests").
+Unknown ids are not cached, so a new client works at once.
 """
 
 from __future__ import annotations

@@ -161,9 +161,9 @@ class RequestConnection:
     as the request is done with it, or when it ends.
 
     A push that finds its service and client cached and authenticates with a secret never checks one
-    out: its row goes through the batched writer (``app.db.writer``). A push that must read or record
-    something (a cache miss, a replay entry) gives the connection back before waiting for the writer,
-    so no request waits for a second pooled connection while holding one.
+    out: its row goes through the batched writer (``app.db.pushed_requests``). A push that must read or
+    record something (a cache miss, a replay entry) gives the connection back before waiting for the
+    writer, so no request waits for a second pooled connection while holding one.
     """
 
     def __init__(self, engine: AsyncEngine) -> None:

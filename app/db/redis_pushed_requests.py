@@ -7,8 +7,8 @@ database; resolve and consume still read the client from there, fresh (PAR-33).
 
 Guarantees, the same as the database store's for every caller:
 
-* A push is answered only after Redis acknowledged its ``SET``: writes go through the batched writer
-  of ``app.db.writer`` (concurrent pushes share one pipeline round trip), so a 201 means Redis holds
+* A push is answered only after Redis acknowledged its ``SET``: writes go through a batched writer
+  (``app.db.batch_writer``: concurrent pushes share one pipeline round trip), so a 201 means Redis holds
   the request. Whether it survives a Redis restart is Redis's durability (``appendonly`` /
   ``appendfsync``), not ours: see README, "Redis for pushed requests".
 * ``SET ... PXAT <expiry> NX``: the key expires when the request does (its expiry, rounded up to the
@@ -56,10 +56,9 @@ from redis.backoff import NoBackoff
 
 from app.core import json_input
 from app.core.errors import InvalidRequest
-from app.core.model import ClientRecord, PushedRequestRecord
+from app.core.model import PushedRequestRecord
+from app.db.batch_writer import BatchWriter, Waiting
 from app.db.engine import RequestConnection
-from app.db.repositories import read_client
-from app.db.writer import BatchWriter, Waiting
 
 KEY_PREFIX = "par:pushed:"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -188,7 +187,8 @@ class RedisPushedRequestWriter(BatchWriter[PendingSet, None]):
 
 
 class RedisPushedRequests:
-    """The pushed requests of every service in one Redis (this module's docstring)."""
+    """The pushed requests of every service in one Redis (this module's docstring), shared by the
+    process's requests, each of which uses it through its ``RedisPushedRequestStore``."""
 
     def __init__(self, redis: Redis, *, max_batch: int, concurrency: int, queue_timeout: float) -> None:
         self._redis = redis
@@ -199,10 +199,10 @@ class RedisPushedRequests:
         self._consume = redis.register_script(CONSUME)
 
     async def add_record(self, record: PushedRequestRecord) -> bool:
-        """Store the request (``app.db.repositories.PushedRequestSink``): True once Redis acknowledged it;
-        errors propagate. No foreign key refuses it: a client deleted through another replica can push
-        until this replica's cache forgets it (``PAR_RECORD_CACHE_SECONDS``), but nobody can resolve or
-        consume what it pushed (``RedisAuthorizationStore`` reads the client fresh)."""
+        """Store the request: True once Redis acknowledged it; errors propagate. No foreign key refuses it:
+        a client deleted through another replica can push until this replica's cache forgets it
+        (``PAR_RECORD_CACHE_SECONDS``), but nobody can resolve or consume what it pushed (they read the
+        client fresh)."""
         try:
             value = encode(record)
         except ValueError:  # what validation keeps out; refused for this push alone
@@ -238,28 +238,31 @@ class RedisPushedRequests:
         return dataclasses.replace(record, expires_at=now, consumed_at=now) if record is not None else None
 
 
-class RedisAuthorizationStore:
-    """``app.core.authorization.AuthorizationStore`` with the pushed requests in Redis. The client is
-    read fresh from the database (PAR-33: resolve and consume apply its current registration, and a
-    deleted client's requests are unusable at once); the connection then goes back to the pool, as
-    nothing else here needs it."""
+class RedisPushedRequestStore:
+    """``app.core.ports.PushedRequestStore`` of one request, in Redis (``RedisPushedRequests``). Nothing
+    here needs the request's database connection: each operation gives it back first, so that none is
+    held while Redis answers."""
 
-    def __init__(self, connection: RequestConnection, pushed_requests: RedisPushedRequests) -> None:
+    __slots__ = ("_connection", "_requests")
+
+    def __init__(self, connection: RequestConnection, requests: RedisPushedRequests) -> None:
         self._connection = connection
-        self._pushed_requests = pushed_requests
+        self._requests = requests
 
-    async def get_client(self, service_id: int, client_identifier: str) -> ClientRecord | None:
-        client = await read_client(self._connection, service_id, client_identifier)
+    async def add(self, record: PushedRequestRecord) -> bool:
         await self._connection.release()
-        return client
+        return await self._requests.add_record(record)
 
-    async def get_pushed_request(self, service_id: int, reference_hash: str) -> PushedRequestRecord | None:
-        return await self._pushed_requests.get(service_id, reference_hash)
+    async def get(self, service_id: int, reference_hash: str) -> PushedRequestRecord | None:
+        await self._connection.release()
+        return await self._requests.get(service_id, reference_hash)
 
     async def mark_resolved(self, service_id: int, reference_hash: str, *, now: datetime, expires_at: datetime) -> None:
-        await self._pushed_requests.mark_resolved(service_id, reference_hash, now=now, expires_at=expires_at)
+        await self._connection.release()
+        await self._requests.mark_resolved(service_id, reference_hash, now=now, expires_at=expires_at)
 
     async def consume(
         self, service_id: int, reference_hash: str, *, client_id: int, now: datetime
     ) -> PushedRequestRecord | None:
-        return await self._pushed_requests.consume(service_id, reference_hash, client_id=client_id, now=now)
+        await self._connection.release()
+        return await self._requests.consume(service_id, reference_hash, client_id=client_id, now=now)

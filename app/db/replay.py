@@ -34,7 +34,7 @@ class SqlReplayStore:
 
 
 class ConnectionReplayStore:
-    """``app.core.client_assertion.ReplayStore`` on the request's own connection (autocommit).
+    """``app.core.ports.ReplayStore`` on the request's own connection (autocommit).
 
     The entry commits at once, whatever becomes of the request: a value is used once even when the
     request that used it fails later (OIDC Core §9: the JWT "MUST only be used once"). Using the
@@ -58,7 +58,7 @@ INSERT_REPLAY_ENTRY = insert(ReplayEntry)
 
 
 class RedisReplayStore:
-    """The same in Redis (``PAR_REDIS_URL``): SET NX with an absolute expiry, one round trip."""
+    """``app.core.ports.ReplayStore`` in Redis (``PAR_REDIS_URL``): SET NX with an absolute expiry, one round trip."""
 
     PREFIX = "par:replay:"
 

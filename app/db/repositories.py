@@ -4,21 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any, Generic, Literal, Protocol, TypeVar, cast
+from typing import Any, Generic, Literal, TypeVar, cast
 
-from sqlalchemy import (
-    ColumnElement,
-    CursorResult,
-    Executable,
-    Select,
-    Table,
-    and_,
-    bindparam,
-    delete,
-    func,
-    select,
-    update,
-)
+from sqlalchemy import ColumnElement, Select, Table, and_, bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,7 +19,6 @@ from app.core.model import (
     ClientType,
     FapiMode,
     GrantType,
-    PushedRequestRecord,
     ResponseType,
     ScopeDefinition,
     ServiceRecord,
@@ -250,11 +237,10 @@ class PushedRequestRepository:
 
 
 # The statements of the hot paths (push, resolve, consume), built once: building a statement and
-# computing its cache key cost a resolve more CPU than running it (bench/RESULTS.md). In an UPDATE a
-# parameter may not be named like a column (SQLAlchemy would take it for a SET value): match_*.
+# computing its cache key cost a resolve more CPU than running it (bench/RESULTS.md); those of pushed
+# requests are in ``app.db.pushed_requests``.
 _clients = cast(Table, Client.__table__)
 _services = cast(Table, Service.__table__)
-_pushed = cast(Table, PushedRequest.__table__)
 _tokens = cast(Table, ServiceAccessToken.__table__)
 READ_CLIENT_BY_ID = select(*_clients.c).where(
     _clients.c.service_id == bindparam("service_id"), _clients.c.id == bindparam("client")
@@ -266,75 +252,6 @@ READ_SERVICE = select(*_services.c).where(_services.c.id == bindparam("service_i
 READ_TOKEN_SERVICE = select(_tokens.c.service_id).where(
     _tokens.c.token_digest == bindparam("token_digest"), _tokens.c.revoked_at.is_(None)
 )
-READ_PUSHED_REQUEST = select(*_pushed.c).where(
-    _pushed.c.reference_hash == bindparam("reference_hash"), _pushed.c.service_id == bindparam("service_id")
-)
-MARK_RESOLVED = (
-    update(_pushed)
-    .where(
-        _pushed.c.reference_hash == bindparam("match_reference_hash"),
-        _pushed.c.service_id == bindparam("match_service_id"),
-        _pushed.c.resolved_at.is_(None),
-        _pushed.c.consumed_at.is_(None),
-        _pushed.c.expires_at > bindparam("now"),
-    )
-    .values(state="resolved", resolved_at=bindparam("now"), expires_at=bindparam("new_expires_at"))
-)
-CONSUME = (
-    update(_pushed)
-    .where(
-        _pushed.c.reference_hash == bindparam("match_reference_hash"),
-        _pushed.c.service_id == bindparam("match_service_id"),
-        _pushed.c.client_id == bindparam("match_client_id"),
-        _pushed.c.consumed_at.is_(None),
-        _pushed.c.expires_at > bindparam("now"),
-    )
-    .values(state="consumed", consumed_at=bindparam("now"), expires_at=bindparam("now"))
-    .returning(*_pushed.c)
-)
-
-
-class PushedRequestSink(Protocol):
-    """Where pushed requests go: the database (``app.db.writer.PushedRequestWriter``) or Redis
-    (``app.db.redis_pushed_requests.RedisPushedRequests``)."""
-
-    async def add_record(self, record: PushedRequestRecord) -> bool:
-        """Store the request once acknowledged; False when its client or service no longer exists."""
-        ...
-
-
-class PushConnectionStore:
-    """``app.core.par.PushStore`` of one push: the client read on the request's connection (autocommit,
-    Core statements: the ORM's sessions and unit of work cost a push more CPU than the database did;
-    cached, ``app.db.cache``), the pushed request handed to its sink, which writes it in batches."""
-
-    def __init__(
-        self,
-        connection: RequestConnection,
-        sink: PushedRequestSink,
-        *,
-        clients: RecordCache[tuple[int, str], ClientRecord] | None = None,
-    ) -> None:
-        self._connection = connection
-        self._sink = sink
-        self._cache = clients
-
-    async def get_client(self, service_id: int, client_identifier: str) -> ClientRecord | None:
-        """From the cache when it holds the client, else read and cached."""
-        key = (service_id, client_identifier)
-        cached = self._cache.get(key) if self._cache is not None else None
-        if cached is not None:
-            return cached
-        client = await read_client(self._connection, service_id, client_identifier)
-        if client is not None and self._cache is not None:
-            self._cache.put(key, client)
-        return client
-
-    async def add_pushed_request(self, record: PushedRequestRecord) -> bool:
-        await self._connection.release()  # not held while waiting for the sink's batch
-        return await self._sink.add_record(record)
-
-
 REPLACE_SECRET_HASH = (
     update(_clients)
     .where(_clients.c.id == bindparam("client_id"), _clients.c.secret_hash == bindparam("imported_hash"))
@@ -342,9 +259,13 @@ REPLACE_SECRET_HASH = (
 )
 
 
-class ConnectionSecretHashStore:
-    """``app.core.client_auth.SecretHashStore`` on the request's connection (autocommit: the one
-    conditional UPDATE is atomic on its own, on SQLite and PostgreSQL alike)."""
+class SqlClients:
+    """``app.core.ports.ClientDirectory`` and ``SecretHashStore`` of one request, on its connection
+    (autocommit, Core statements: the ORM's sessions and unit of work cost a push more CPU than the
+    database did). A push reads through the cache (``clients``, ``app.db.cache``); resolve and consume
+    read fresh, without one (PAR-33: they apply the client's current registration)."""
+
+    __slots__ = ("_cache", "_connection")
 
     def __init__(
         self, connection: RequestConnection, *, clients: RecordCache[tuple[int, str], ClientRecord] | None = None
@@ -352,10 +273,32 @@ class ConnectionSecretHashStore:
         self._connection = connection
         self._cache = clients
 
+    async def get_client(self, service_id: int, client_identifier: str) -> ClientRecord | None:
+        """From the cache when it holds the client, else read (and cached)."""
+        key = (service_id, client_identifier)
+        cached = self._cache.get(key) if self._cache is not None else None
+        if cached is not None:
+            return cached
+        client = await self._read(service_id, client_identifier)
+        if client is not None and self._cache is not None:
+            self._cache.put(key, client)
+        return client
+
+    async def _read(self, service_id: int, client_identifier_text: str) -> ClientRecord | None:
+        """The client a request names (``client_identifier``), read with a Core statement."""
+        named = client_identifier(client_identifier_text)
+        if named is None:
+            return None
+        statement = READ_CLIENT_BY_ID if isinstance(named, int) else READ_CLIENT_BY_ALIAS
+        connection = await self._connection.get()
+        row = (await connection.execute(statement, {"service_id": service_id, "client": named})).first()
+        return client_record(cast(Client, row)) if row is not None else None  # a Row with the model's names
+
     async def release(self) -> None:
         await self._connection.release()
 
     async def replace_secret_hash(self, client: ClientRecord, imported_hash: str, keyed_hash: str) -> str | None:
+        """One conditional UPDATE, atomic on its own, on SQLite and PostgreSQL alike."""
         connection = await self._connection.get()
         replaced = await connection.execute(
             REPLACE_SECRET_HASH, {"client_id": client.id, "imported_hash": imported_hash, "keyed_hash": keyed_hash}
@@ -370,72 +313,10 @@ class ConnectionSecretHashStore:
         return stored
 
 
-async def read_client(
-    request_connection: RequestConnection, service_id: int, client_identifier_text: str
-) -> ClientRecord | None:
-    """The client a request names (``client_identifier``), read with a Core statement."""
-    named = client_identifier(client_identifier_text)
-    if named is None:
-        return None
-    statement = READ_CLIENT_BY_ID if isinstance(named, int) else READ_CLIENT_BY_ALIAS
-    connection = await request_connection.get()
-    row = (await connection.execute(statement, {"service_id": service_id, "client": named})).first()
-    return client_record(cast(Client, row)) if row is not None else None  # a Row with the model's names
-
-
 async def find_service_row(request_connection: RequestConnection, service_id: int) -> Service | None:
     connection = await request_connection.get()
     row = (await connection.execute(READ_SERVICE, {"service_id": service_id})).first()
     return cast(Service, row) if row is not None else None  # a Row with the model's attribute names
-
-
-class ConnectionAuthorizationStore:
-    """``app.core.authorization.AuthorizationStore`` on the request's connection (autocommit, Core).
-
-    Clients are read fresh: resolve and consume apply the client's current registration (PAR-33).
-    Each write is one conditional statement, atomic on its own.
-    """
-
-    def __init__(self, connection: RequestConnection) -> None:
-        self._connection = connection
-
-    async def get_client(self, service_id: int, client_identifier: str) -> ClientRecord | None:
-        return await read_client(self._connection, service_id, client_identifier)
-
-    async def get_pushed_request(self, service_id: int, reference_hash: str) -> PushedRequestRecord | None:
-        row = (await self._execute(READ_PUSHED_REQUEST, reference_hash=reference_hash, service_id=service_id)).first()
-        return pushed_request_record(cast(PushedRequest, row)) if row is not None else None
-
-    async def mark_resolved(self, service_id: int, reference_hash: str, *, now: datetime, expires_at: datetime) -> None:
-        """Record the first resolve and extend the validity; a concurrent first resolve or a consume that
-        got there first makes this a no-op."""
-        await self._execute(
-            MARK_RESOLVED,
-            match_reference_hash=reference_hash,
-            match_service_id=service_id,
-            now=now,
-            new_expires_at=expires_at,
-        )
-
-    async def consume(
-        self, service_id: int, reference_hash: str, *, client_id: int, now: datetime
-    ) -> PushedRequestRecord | None:
-        """Consume in one statement: among any number of concurrent callers, on any number of replicas,
-        exactly one gets the row back. The client binding is part of the condition, so a wrong client
-        changes nothing. Setting ``expires_at`` to now hands the row to the purger."""
-        row = (
-            await self._execute(
-                CONSUME,
-                match_reference_hash=reference_hash,
-                match_service_id=service_id,
-                match_client_id=client_id,
-                now=now,
-            )
-        ).first()
-        return pushed_request_record(cast(PushedRequest, row)) if row is not None else None
-
-    async def _execute(self, statement: Executable, **parameters: Any) -> CursorResult[Any]:
-        return await (await self._connection.get()).execute(statement, parameters)
 
 
 async def find_service_id_by_token(request_connection: RequestConnection, token_digest: str) -> int | None:
@@ -514,27 +395,6 @@ def client_record(row: Client) -> ClientRecord:
         tls_client_auth_san_uri=row.tls_client_auth_san_uri,
         tls_client_auth_san_ip=row.tls_client_auth_san_ip,
         tls_client_auth_san_email=row.tls_client_auth_san_email,
-    )
-
-
-def pushed_request_record(row: PushedRequest) -> PushedRequestRecord | None:
-    """The stored request, or None when it holds what could not be answered with (``NaN``, an unpaired
-    surrogate: stored on SQLite before pushes were checked with ``app.core.json_input``). Such a request
-    is as unusable as an unknown one, and answered the same way, never with a 500."""
-    try:
-        json_input.check(row.request)
-    except json_input.JsonInputError:
-        return None
-    return PushedRequestRecord(
-        reference_hash=row.reference_hash,
-        service_id=row.service_id,
-        client_id=row.client_id,
-        parameters=row.parameters,
-        request=row.request,
-        created_at=row.created_at,
-        expires_at=row.expires_at,
-        resolved_at=row.resolved_at,
-        consumed_at=row.consumed_at,
     )
 
 

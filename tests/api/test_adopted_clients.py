@@ -249,7 +249,7 @@ async def test_a_secret_updated_meanwhile_is_not_overwritten_by_the_rehash(
     adopted = await factory.client(service, clientSecretHash=imported)
     state = app.state.par
     async with state.request_connection() as connection:
-        record = await state.push_store(connection).get_client(service.id, str(adopted.id))
+        record = await state.client_directory(connection, cached=True).get_client(service.id, str(adopted.id))
     assert record is not None and record.secret_hash == imported
     newer = "rotated-" + secrets.token_urlsafe(32)
     response = await client.post(

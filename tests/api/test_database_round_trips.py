@@ -26,7 +26,7 @@ from tests.factories import ClientHandle, ServiceHandle, par_params
 @pytest.fixture
 def settings(database_url: str) -> Settings:
     """No linger: a writer gives its connection back as soon as its batch is written, so each push's
-    budget is counted whole (tests/db/test_writer.py tests the linger)."""
+    budget is counted whole (tests/db/test_pushed_requests.py tests the linger)."""
     return make_settings(database_url, push_write_linger_seconds=0)
 
 
@@ -65,7 +65,7 @@ def database_work(app: FastAPI) -> Iterator[Counter[str]]:
 
 def batch_commit(app: FastAPI) -> dict[str, int]:
     """A batch's COMMIT: none on PostgreSQL, where the batch is one statement in autocommit that commits
-    by itself (app.db.writer); one elsewhere."""
+    by itself (app.db.pushed_requests); one elsewhere."""
     return {} if app.state.par.engine.dialect.name == "postgresql" else {"commits": 1}
 
 
@@ -88,9 +88,9 @@ async def test_a_push_is_one_insert(
     app: FastAPI, client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle
 ) -> None:
     """Once the service and client are cached (app.db.cache, PAR_RECORD_CACHE_SECONDS), a push is its
-    row in a batched INSERT (app.db.writer; alone here, so a batch of one) and checks out no connection
-    of its own. Rate-limit counters cost it nothing: they are counted in the process and synchronised
-    in the background (app.db.rate_limit_counters.SyncedCounters)."""
+    row in a batched INSERT (app.db.pushed_requests; alone here, so a batch of one) and checks out no
+    connection of its own. Rate-limit counters cost it nothing: they are counted in the process and
+    synchronised in the background (app.db.rate_limit_counters.SyncedCounters)."""
     await counted_push(app, client, service, basic_client)
     counts = await counted_push(app, client, service, basic_client)
     assert counts == batch_insert(app)

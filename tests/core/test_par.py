@@ -1,12 +1,12 @@
 """The push itself (RFC 9126 §2), without HTTP: :func:`app.core.par.push` against in-memory implementations of
-the ports it declares (``PushStore``, ``ReplayStore``, ``SecretHashStore``, ``ClientKeys``).
+the ports it uses (``ClientDirectory``, ``PushedRequestStore``, ``ReplayStore``, ``SecretHashStore``, ``ClientKeys``).
 
 PAR-07, PAR-10, PAR-11, PAR-12, PAR-13, PAR-14, PAR-15, GEN-01, GEN-05, RES-02: what each front door relies on,
 checked once here; tests/api/ checks the same rules over the wire."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlencode
@@ -28,7 +28,7 @@ from app.core.model import (
 from app.core.par import PushAction, PushOutcome, PushRequest, push
 from app.core.params import ParameterLimits
 from app.core.secrets import REQUEST_URI_PREFIX, SecretBox, SecretHasher, reference_hash
-from tests.core.ports import MemoryReplayStore
+from tests.core.ports import MemoryClients, MemoryPushedRequests, MemoryReplayStore, MemorySecretHashes
 from tests.factories import CODE_CHALLENGE, REDIRECT_URI, par_params
 
 NOW = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -74,37 +74,30 @@ POST_CLIENT = replace(BASIC_CLIENT, id=8, token_auth_method=ClientAuthMethod.CLI
 
 
 @dataclass
-class InMemoryPushStore:
-    """``PushStore``: clients by (service, id or alias), and the requests stored so far."""
+class Stores:
+    """The ports a push reads its client from and writes its request to."""
 
-    clients: list[ClientRecord]
-    stored: list[PushedRequestRecord] = field(default_factory=list)
-    deleted_after_read: bool = False  # the client is deleted between its read and the insert
+    clients: MemoryClients
+    pushed_requests: MemoryPushedRequests
 
-    async def get_client(self, service_id: int, client_identifier: str) -> ClientRecord | None:
-        for client in self.clients:
-            if client.service_id == service_id and client_identifier in client.identifiers:
-                return client
-        return None
+    @classmethod
+    def of(cls, clients: list[ClientRecord], *, client_gone: bool = False) -> Stores:
+        return cls(MemoryClients(clients), MemoryPushedRequests(client_gone=client_gone))
 
-    async def add_pushed_request(self, record: PushedRequestRecord) -> bool:
-        if self.deleted_after_read:
-            return False
-        self.stored.append(record)
-        return True
+    @property
+    def stored(self) -> list[PushedRequestRecord]:
+        return self.pushed_requests.stored
 
-
-class InMemorySecretHashes:
-    """``SecretHashStore``: the replacements asked for (none here: every secret is a keyed hash)."""
-
-    def __init__(self) -> None:
-        self.replaced: list[tuple[int, str, str]] = []
-
-    async def release(self) -> None:
-        return None
-
-    async def replace_secret_hash(self, client: ClientRecord, imported_hash: str, keyed_hash: str) -> None:
-        self.replaced.append((client.id, imported_hash, keyed_hash))
+    async def push(self, request: PushRequest) -> PushOutcome:
+        return await push(
+            request,
+            service=SERVICE,
+            clients=self.clients,
+            pushed_requests=self.pushed_requests,
+            auth=auth_context(),
+            limits=LIMITS,
+            now=NOW,
+        )
 
 
 async def registered_keys(client: ClientRecord, refresh: bool) -> dict[str, Any]:
@@ -116,7 +109,7 @@ def auth_context() -> ClientAuthContext:
     return ClientAuthContext(
         hasher=HASHER,
         secret_box=SecretBox.derived_from_pepper(PEPPER),
-        secret_hashes=InMemorySecretHashes(),
+        secret_hashes=MemorySecretHashes(),  # none replaced here: every secret is a keyed hash
         client_keys=registered_keys,
         replay_store=MemoryReplayStore(),
         clock_skew=timedelta(seconds=10),
@@ -129,18 +122,18 @@ def auth_context() -> ClientAuthContext:
 
 
 async def push_basic(
-    store: InMemoryPushStore, params: dict[str, str] | str, secret: str = SECRET, client: ClientRecord = BASIC_CLIENT
+    store: Stores, params: dict[str, str] | str, secret: str = SECRET, client: ClientRecord = BASIC_CLIENT
 ) -> PushOutcome:
     """A push authenticated with client_secret_basic."""
     body = params if isinstance(params, str) else urlencode(params)
     request = PushRequest(parameters=body, basic=BasicCredentials(str(client.id), secret))
-    return await push(request, service=SERVICE, store=store, auth=auth_context(), limits=LIMITS, now=NOW)
+    return await store.push(request)
 
 
-async def push_post(store: InMemoryPushStore, params: dict[str, str]) -> PushOutcome:
+async def push_post(store: Stores, params: dict[str, str]) -> PushOutcome:
     """A push with its credentials in the body (client_secret_post)."""
     request = PushRequest(parameters=urlencode(params))
-    return await push(request, service=SERVICE, store=store, auth=auth_context(), limits=LIMITS, now=NOW)
+    return await store.push(request)
 
 
 # --- success ------------------------------------------------------------------------------------------
@@ -149,7 +142,7 @@ async def push_post(store: InMemoryPushStore, params: dict[str, str]) -> PushOut
 async def test_a_valid_push_is_created_and_stored_once() -> None:
     """PAR-13/14/15: CREATED (201) with a urn request_uri and expires_in; the store holds the request under the
     hash of its reference, normalised, and expiring after the service's duration."""
-    store = InMemoryPushStore([BASIC_CLIENT])
+    store = Stores.of([BASIC_CLIENT])
     outcome = await push_basic(store, par_params(BASIC_CLIENT))
 
     assert outcome.action is PushAction.CREATED and outcome.http_status == 201
@@ -175,7 +168,7 @@ async def test_a_valid_push_is_created_and_stored_once() -> None:
 
 async def test_client_authentication_parameters_are_not_stored() -> None:
     """PAR-10: client_secret authenticates the client and is not part of the stored request; the rest is."""
-    store = InMemoryPushStore([POST_CLIENT])
+    store = Stores.of([POST_CLIENT])
     outcome = await push_post(store, par_params(POST_CLIENT, client_secret=SECRET, extension="kept"))
 
     assert outcome.action is PushAction.CREATED, outcome
@@ -187,7 +180,7 @@ async def test_client_authentication_parameters_are_not_stored() -> None:
 
 
 async def test_every_push_gets_its_own_request_uri() -> None:
-    store = InMemoryPushStore([BASIC_CLIENT])
+    store = Stores.of([BASIC_CLIENT])
     first = await push_basic(store, par_params(BASIC_CLIENT))
     second = await push_basic(store, par_params(BASIC_CLIENT))
     assert first.request_uri != second.request_uri
@@ -219,7 +212,7 @@ async def test_every_push_gets_its_own_request_uri() -> None:
 )
 async def test_an_invalid_request_is_a_bad_request_and_stores_nothing(params: dict[str, str], error: str) -> None:
     """PAR-12: the pushed request is validated as the authorization endpoint would validate it."""
-    store = InMemoryPushStore([BASIC_CLIENT])
+    store = Stores.of([BASIC_CLIENT])
     outcome = await push_basic(store, params)
 
     assert outcome.action is PushAction.BAD_REQUEST and outcome.http_status == 400
@@ -232,7 +225,7 @@ async def test_an_invalid_request_is_a_bad_request_and_stores_nothing(params: di
 
 async def test_a_repeated_parameter_is_invalid_request() -> None:
     """GEN-01: a parameter sent twice is refused before the client is even looked up."""
-    store = InMemoryPushStore([BASIC_CLIENT])
+    store = Stores.of([BASIC_CLIENT])
     outcome = await push_basic(store, urlencode(par_params(BASIC_CLIENT)) + "&scope=openid")
 
     assert outcome.action is PushAction.BAD_REQUEST and outcome.error == "invalid_request"
@@ -244,7 +237,7 @@ async def test_a_repeated_parameter_is_invalid_request() -> None:
 
 async def test_a_wrong_basic_secret_is_invalid_client_with_a_challenge() -> None:
     """PAR-07, GEN-05: 401 invalid_client; the client used the Authorization header, so WWW-Authenticate."""
-    store = InMemoryPushStore([BASIC_CLIENT])
+    store = Stores.of([BASIC_CLIENT])
     outcome = await push_basic(store, par_params(BASIC_CLIENT), secret="wrong")
 
     assert outcome.action is PushAction.UNAUTHORIZED and outcome.http_status == 401
@@ -254,7 +247,7 @@ async def test_a_wrong_basic_secret_is_invalid_client_with_a_challenge() -> None
 
 
 async def test_a_wrong_posted_secret_is_invalid_client_without_a_challenge() -> None:
-    store = InMemoryPushStore([POST_CLIENT])
+    store = Stores.of([POST_CLIENT])
     outcome = await push_post(store, par_params(POST_CLIENT, client_secret="wrong"))
 
     assert outcome.action is PushAction.UNAUTHORIZED and outcome.error == "invalid_client"
@@ -263,7 +256,7 @@ async def test_a_wrong_posted_secret_is_invalid_client_without_a_challenge() -> 
 
 
 async def test_an_unknown_client_is_invalid_client() -> None:
-    store = InMemoryPushStore([BASIC_CLIENT])
+    store = Stores.of([BASIC_CLIENT])
     stranger = replace(BASIC_CLIENT, id=99)
     outcome = await push_basic(store, par_params(stranger), client=stranger)
 
@@ -272,7 +265,7 @@ async def test_an_unknown_client_is_invalid_client() -> None:
 
 
 async def test_a_client_of_another_service_is_unknown_here() -> None:
-    store = InMemoryPushStore([replace(BASIC_CLIENT, service_id=SERVICE.id + 1)])
+    store = Stores.of([replace(BASIC_CLIENT, service_id=SERVICE.id + 1)])
     outcome = await push_basic(store, par_params(BASIC_CLIENT))
 
     assert outcome.error == "invalid_client" and store.stored == []
@@ -280,7 +273,7 @@ async def test_a_client_of_another_service_is_unknown_here() -> None:
 
 async def test_a_method_the_client_did_not_register_is_invalid_client() -> None:
     """PAR-07: the client authenticates with the method it registered (client_secret_basic here)."""
-    store = InMemoryPushStore([BASIC_CLIENT])
+    store = Stores.of([BASIC_CLIENT])
     outcome = await push_post(store, par_params(BASIC_CLIENT, client_secret=SECRET))
 
     assert outcome.action is PushAction.UNAUTHORIZED and outcome.error == "invalid_client"
@@ -289,7 +282,7 @@ async def test_a_method_the_client_did_not_register_is_invalid_client() -> None:
 
 async def test_a_client_deleted_before_the_insert_is_invalid_client() -> None:
     """The store refuses a request whose client no longer exists: the push fails as for an unknown client."""
-    store = InMemoryPushStore([BASIC_CLIENT], deleted_after_read=True)
+    store = Stores.of([BASIC_CLIENT], client_gone=True)
     outcome = await push_basic(store, par_params(BASIC_CLIENT))
 
     assert outcome.action is PushAction.UNAUTHORIZED and outcome.error == "invalid_client"

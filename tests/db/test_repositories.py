@@ -22,9 +22,9 @@ async def add_requests(
     app: FastAPI, service: ServiceHandle, client: ClientHandle, *, count: int, expires_at: datetime
 ) -> None:
     async with app.state.par.request_connection() as connection:
-        store = app.state.par.push_store(connection)
+        store = app.state.par.pushed_request_store(connection)
         for index in range(count):
-            await store.add_pushed_request(
+            await store.add(
                 PushedRequestRecord(
                     reference_hash=f"{expires_at.timestamp()}-{index}".ljust(64, "0")[:64],
                     service_id=service.id,

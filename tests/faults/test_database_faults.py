@@ -248,7 +248,7 @@ async def test_exhausted_pool_fails_fast(live: Live, database_url: str) -> None:
     async with table_locked(database_url, "pushed_request") as locker:
         holders = []
         try:
-            for n in range(POOL_SIZE):  # one at a time: each in a batch of its own (app.db.writer)
+            for n in range(POOL_SIZE):  # one at a time: each in a batch of its own (app.db.pushed_requests)
                 holders.append(asyncio.ensure_future(live.push(backend=n % 2 == 1)))
                 await wait_for_lock_waiters(locker, n + 1)
             results = await asyncio.gather(*(live.push(backend=n % 2 == 1) for n in range(CONCURRENT_REQUESTS)))

@@ -1,12 +1,11 @@
-"""The batched writer of pushed requests (app/db/writer.py)."""
+"""Pushed requests in the database (app/db/pushed_requests.py): the batched writer of their rows."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-from collections.abc import Iterator, Sequence
-from contextlib import AbstractAsyncContextManager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,7 +16,7 @@ from sqlalchemy.exc import StatementError
 
 from app.core.errors import InvalidRequest
 from app.db.models import PushedRequest
-from app.db.writer import INSERT_PUSHED_REQUEST, BatchWriter, Waiting, WriteTimeout
+from app.db.pushed_requests import INSERT_PUSHED_REQUEST
 from app.settings import Settings
 from tests.conftest import make_settings
 from tests.factories import ClientHandle, ServiceHandle
@@ -202,76 +201,3 @@ class TestLinger:
         writer._linger = 30.0  # a writer lingering far longer than any test: closing must cut it short
         assert await writer.add(row(service.id, basic_client.id)) is True
         await asyncio.wait_for(writer.aclose(), timeout=5)
-
-
-class GatedWriter(BatchWriter[str, None]):
-    """A batch writer whose write waits for ``gate``, then stores every item."""
-
-    def __init__(self) -> None:
-        super().__init__(max_batch=10, concurrency=1, queue_timeout=0.01)
-        self.gate = asyncio.Event()
-
-    def _holding(self) -> AbstractAsyncContextManager[None]:
-        return contextlib.nullcontext()
-
-    async def _write(self, batch: Sequence[Waiting[str]], held: None) -> None:  # noqa: ARG002
-        await self.gate.wait()
-        for waiting in batch:
-            waiting.answer(True)
-
-
-async def test_a_caller_that_left_does_not_fail_the_rest_of_its_batch() -> None:
-    """A request cancelled (its client gone) while its row was being written: the others of the batch
-    are still answered, not failed by the answer nobody waits for any more."""
-    writer = GatedWriter()
-    gone = asyncio.create_task(writer.add("gone"))
-    staying = asyncio.create_task(writer.add("staying"))
-    await asyncio.sleep(0.05)  # both taken by the batch, past the queue timeout
-    gone.cancel()
-    await asyncio.sleep(0)
-    writer.gate.set()
-    assert await staying is True
-    assert gone.cancelled()
-
-
-class RecordingWriter(GatedWriter):
-    """One item per batch; remembers what it wrote."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._max_batch = 1
-        self.written: list[str] = []
-
-    async def _write(self, batch: Sequence[Waiting[str]], held: None) -> None:  # noqa: ARG002
-        await self.gate.wait()
-        self.written.extend(waiting.item for waiting in batch)
-        for waiting in batch:
-            waiting.answer(True)
-
-
-async def test_an_item_no_batch_takes_in_time_fails_and_is_never_written() -> None:
-    """The queue timeout (the pool timeout): a push waits no longer for a batch than it would have for a
-    connection of its own, and a push answered 503 is not stored afterwards."""
-    writer = RecordingWriter()
-    first = asyncio.create_task(writer.add("first"))  # taken by the only batch, which waits on the gate
-    await asyncio.sleep(0)
-    with pytest.raises(WriteTimeout):
-        await writer.add("late")
-    writer.gate.set()
-    assert await first is True
-    await asyncio.sleep(0.02)
-    assert writer.written == ["first"]
-
-
-async def test_a_caller_that_left_before_its_item_was_taken_is_not_written() -> None:
-    writer = RecordingWriter()
-    first = asyncio.create_task(writer.add("first"))
-    gone = asyncio.create_task(writer.add("gone"))
-    await asyncio.sleep(0)
-    gone.cancel()
-    await asyncio.sleep(0)
-    writer.gate.set()
-    assert await first is True
-    assert gone.cancelled()
-    await asyncio.sleep(0.02)
-    assert writer.written == ["first"]
