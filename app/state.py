@@ -21,11 +21,11 @@ from app.api.client_address import TrustedProxies
 from app.api.observability import Metrics
 from app.api.rate_limit import RateLimits
 from app.core import json_input
-from app.core.client_auth import ClientAuthContext, SlowHashChecks
+from app.core.client_auth import PushContext, SlowHashChecks
 from app.core.client_keys import ClientKeys
 from app.core.errors import InvalidClient
 from app.core.model import ClientRecord, ServiceRecord
-from app.core.params import ParameterLimits
+from app.core.params import ParameterBounds
 from app.core.ports import PushedRequestStore, SecretHashStore
 from app.core.secrets import SecretBox, SecretHasher
 from app.db.cache import RecordCache
@@ -65,18 +65,18 @@ class AppState:
     pushed_requests: RedisPushedRequests | None = None  # PAR_PUSHED_REQUEST_STORE=redis; None: the database
     clock: Callable[[], datetime] = utc_now  # replaceable so tests can stand at an expiry boundary
     # Derived from the fields above once, not per request (a push used to pay an HMAC for the nonce key).
-    parameter_limits: ParameterLimits = field(init=False)
-    _client_auth: partial[ClientAuthContext] = field(init=False)  # all but what is bound to the request's connection
+    parameter_bounds: ParameterBounds = field(init=False)
+    _push_context: partial[PushContext] = field(init=False)  # all but what is bound to the request's connection
 
     def __post_init__(self) -> None:
         settings = self.settings
-        limits = ParameterLimits(
+        limits = ParameterBounds(
             max_parameters=settings.max_parameters,
             max_parameter_bytes=settings.max_parameter_bytes,
             max_total_bytes=settings.max_body_bytes,
         )
-        client_auth = partial(
-            ClientAuthContext,
+        push_context = partial(
+            PushContext,
             hasher=self.hasher,
             secret_box=self.secret_box,
             clock_skew=timedelta(seconds=settings.clock_skew_seconds),
@@ -88,8 +88,8 @@ class AppState:
                 in_flight=settings.imported_hash_checks_in_flight, waiting=settings.imported_hash_checks_waiting
             ),
         )
-        object.__setattr__(self, "parameter_limits", limits)  # frozen: set once, here
-        object.__setattr__(self, "_client_auth", client_auth)
+        object.__setattr__(self, "parameter_bounds", limits)  # frozen: set once, here
+        object.__setattr__(self, "_push_context", push_context)
 
     @asynccontextmanager
     async def request_connection(self) -> AsyncIterator[RequestConnection]:
@@ -101,11 +101,11 @@ class AppState:
         finally:
             await connection.release()
 
-    def client_auth_for(self, connection: RequestConnection, *, secret_hashes: SecretHashStore) -> ClientAuthContext:
+    def push_context_for(self, connection: RequestConnection, *, secret_hashes: SecretHashStore) -> PushContext:
         """The client authentication context of one push, recording replays on its connection and giving
         that connection back before fetching a client's keys (``client_keys_from``); ``secret_hashes`` is
         the push's ``client_directory``, which replaces imported hashes in the client cache too."""
-        return self._client_auth(
+        return self._push_context(
             replay_store=self.replay_store.bound(connection),
             client_keys=client_keys_from(self.jwks_fetcher, connection),
             secret_hashes=secret_hashes,

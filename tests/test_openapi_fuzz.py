@@ -38,7 +38,7 @@ from schemathesis.specs.openapi.checks import (
 
 from app.core.client_auth import BasicCredentials, parse_basic_authorization
 from app.core.errors import InvalidClient, OAuthError
-from app.core.params import ParameterLimits, RequestParameters, parse_parameters
+from app.core.params import ParameterBounds, RequestParameters, parse_parameters
 from app.main import create_app
 from tests.conftest import ADMIN_TOKEN, make_settings
 from tests.factories import REDIRECT_URI
@@ -47,8 +47,8 @@ from tests.hostile_json import ANY_CHARACTER, hostile_json
 FUZZ_EXAMPLES = 25
 HOSTILE_FUZZ_EXAMPLES = 10
 RESULT_CODE = re.compile(r"A\d{6}")
-LIMITS = ParameterLimits(max_parameters=100, max_parameter_bytes=16_384, max_total_bytes=65_536)
-SMALL_LIMITS = ParameterLimits(max_parameters=4, max_parameter_bytes=40, max_total_bytes=120)
+LIMITS = ParameterBounds(max_parameters=100, max_parameter_bytes=16_384, max_total_bytes=65_536)
+SMALL_LIMITS = ParameterBounds(max_parameters=4, max_parameter_bytes=40, max_total_bytes=120)
 
 
 # --- schemathesis: every operation ---------------------------------------------------------------------
@@ -260,7 +260,7 @@ FORM_TEXT = st.lists(FORM_ALPHABET, max_size=60).map("".join)
 FUZZ = settings(max_examples=300, deadline=None, database=None)
 
 
-def check_parse(raw: str | bytes, limits: ParameterLimits = LIMITS) -> RequestParameters | None:
+def check_parse(raw: str | bytes, limits: ParameterBounds = LIMITS) -> RequestParameters | None:
     """parse_parameters answers RequestParameters or raises an OAuthError; nothing else escapes."""
     try:
         result = parse_parameters(raw, limits)

@@ -37,7 +37,7 @@ async def resolve(service_id: IdPath, request: Request, state: StateDep) -> JSON
             service=call.service,
             clients=state.client_directory(call.connection, cached=False),
             pushed_requests=state.pushed_request_store(call.connection),
-            limits=state.parameter_limits,
+            limits=state.parameter_bounds,
             now=state.clock(),
         )
     _audit(request, "resolve", service_id, outcome)

@@ -61,7 +61,7 @@ async def pushed_auth_req(service_id: IdPath, request: Request, state: StateDep)
             service_id,
             request,
             # One budget for every encoding of a client id: the decoded retry is no way around it.
-            peek_client_id(call.required, (basic and form_decoded(basic)) or basic, state.parameter_limits),
+            peek_client_id(call.required, (basic and form_decoded(basic)) or basic, state.parameter_bounds),
             relayed=True,
             token=_token_digest(request, state) if state.settings.rate_limit_per_service_token else None,
         )

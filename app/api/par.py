@@ -52,7 +52,7 @@ async def pushed_authorization_request(service_id: IdPath, request: Request, sta
         raise InvalidRequest("the request body must be encoded in UTF-8")
     body = await request.body()
     basic = _basic_credentials(request)
-    throttle = Throttle.of(state, "rfc9126", service_id, request, peek_client_id(body, basic, state.parameter_limits))
+    throttle = Throttle.of(state, "rfc9126", service_id, request, peek_client_id(body, basic, state.parameter_bounds))
     refusal = await throttle.admit()
     if refusal is not None:
         return too_many_requests(request.scope["path"], refusal)

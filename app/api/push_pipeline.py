@@ -16,7 +16,7 @@ from app.core.client_auth import BasicCredentials
 from app.core.errors import OAuthError
 from app.core.model import ClientAuthMethod, ServiceRecord
 from app.core.par import PushAction, PushOutcome, PushRequest, push
-from app.core.params import ParameterLimits, parse_parameters
+from app.core.params import ParameterBounds, parse_parameters
 from app.db.engine import RequestConnection
 from app.state import AppState
 
@@ -32,8 +32,8 @@ async def execute_push(
         service=service,
         clients=clients,
         pushed_requests=state.pushed_request_store(connection),
-        auth=state.client_auth_for(connection, secret_hashes=clients),
-        limits=state.parameter_limits,
+        auth=state.push_context_for(connection, secret_hashes=clients),
+        limits=state.parameter_bounds,
         now=state.clock(),
     )
 
@@ -86,7 +86,7 @@ class Throttle:
         )
 
 
-def peek_client_id(parameters: str | bytes, basic: BasicCredentials | None, limits: ParameterLimits) -> str | None:
+def peek_client_id(parameters: str | bytes, basic: BasicCredentials | None, limits: ParameterBounds) -> str | None:
     """The client a request names, for its rate limit, before anything is validated."""
     if basic is not None:
         return basic.client_id

@@ -18,7 +18,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from app.core.authorization_request import validate_authorization_request, validate_redirect_uri
 from app.core.errors import InvalidRequest, InvalidRequestUri, OAuthError
 from app.core.model import ClientRecord, PushedRequestRecord, ServiceRecord
-from app.core.params import ParameterLimits, RequestParameters, parse_parameters
+from app.core.params import ParameterBounds, RequestParameters, parse_parameters
 from app.core.ports import ClientDirectory, PushedRequestStore
 from app.core.secrets import REQUEST_URI_PREFIX, reference_hash
 
@@ -89,7 +89,7 @@ async def resolve(
     service: ServiceRecord,
     clients: ClientDirectory,
     pushed_requests: PushedRequestStore,
-    limits: ParameterLimits,
+    limits: ParameterBounds,
     now: datetime,
 ) -> AuthorizationOutcome:
     """Turn the authorization endpoint's parameters into the request to process: the client read from
@@ -262,4 +262,4 @@ def _reference(request_uri: str) -> str | None:
 
 
 # Stored parameters passed the limits when pushed; re-reading them applies none.
-_UNLIMITED = ParameterLimits(max_parameters=10**6, max_parameter_bytes=10**9, max_total_bytes=10**9)
+_UNLIMITED = ParameterBounds(max_parameters=10**6, max_parameter_bytes=10**9, max_total_bytes=10**9)

@@ -189,8 +189,9 @@ class SlowHashChecks:
 
 
 @dataclass(frozen=True, slots=True)
-class ClientAuthContext:
-    """What authenticating clients needs beyond the request: secrets, keys, replay memory, limits."""
+class PushContext:
+    """What one push needs beyond its request and its service's records: secrets and keys to authenticate
+    the client, replay memory, DPoP nonces, and the bounds on assertions and request objects."""
 
     hasher: SecretHasher
     secret_box: SecretBox
@@ -234,7 +235,7 @@ async def authenticate_client(
     request: ClientAuthentication,
     *,
     service: ServiceRecord,
-    context: ClientAuthContext,
+    context: PushContext,
     now: datetime,
 ) -> ClientAuthMethod:
     """Authenticate ``client`` with the method it registered; return that method.
@@ -297,7 +298,7 @@ async def authenticate_client(
     return registered
 
 
-async def _verify_secret(secret: str, client: ClientRecord, context: ClientAuthContext) -> bool:
+async def _verify_secret(secret: str, client: ClientRecord, context: PushContext) -> bool:
     """RFC 6749 §2.3.1: the client password. A hash imported from another server (bcrypt, pbkdf2) is
     slow by design: it is checked in a worker thread, so that other requests go on meanwhile, and after
     its first success it is replaced by the keyed hash, which costs microseconds (RFC 6819 §5.1.4.2.2).

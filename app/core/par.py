@@ -17,8 +17,8 @@ from app.core.client_auth import (
     CLIENT_AUTHENTICATION_PARAMETERS,
     CLIENT_ID_MISMATCH,
     BasicCredentials,
-    ClientAuthContext,
     ClientAuthentication,
+    PushContext,
     authenticate_client,
     claimed_client_id,
     form_decoded,
@@ -27,7 +27,7 @@ from app.core.dpop import DpopPolicy, UseDpopNonce, replay_expires_at, replay_ke
 from app.core.errors import InvalidClient, InvalidDpopProof, InvalidRequest, OAuthError
 from app.core.jar import merge_with_outer, request_object_parameters, verify_request_object
 from app.core.model import ClientAuthMethod, ClientRecord, PushedRequestRecord, ServiceRecord
-from app.core.params import ParameterLimits, RequestParameters, parse_parameters
+from app.core.params import ParameterBounds, RequestParameters, parse_parameters
 from app.core.ports import ClientDirectory, PushedRequestStore
 from app.core.secrets import REQUEST_URI_PREFIX, new_request_reference, reference_hash
 
@@ -119,7 +119,7 @@ async def _identify_and_authenticate(
     *,
     service: ServiceRecord,
     clients: ClientDirectory,
-    auth: ClientAuthContext,
+    auth: PushContext,
     now: datetime,
 ) -> tuple[ClientRecord, ClientAuthMethod]:
     """Find the client the request names and authenticate it.
@@ -157,7 +157,7 @@ async def _authenticate_basic_as(
     *,
     service: ServiceRecord,
     clients: ClientDirectory,
-    auth: ClientAuthContext,
+    auth: PushContext,
     now: datetime,
 ) -> tuple[ClientRecord, ClientAuthMethod]:
     client = await clients.get_client(service.id, claimed_client_id(params, basic))
@@ -178,8 +178,8 @@ async def push(
     service: ServiceRecord,
     clients: ClientDirectory,
     pushed_requests: PushedRequestStore,
-    auth: ClientAuthContext,
-    limits: ParameterLimits,
+    auth: PushContext,
+    limits: ParameterBounds,
     now: datetime,
 ) -> PushOutcome:
     """Authenticate the client (read from ``clients``), validate its request and store it in
@@ -260,7 +260,7 @@ async def push(
 
 
 async def _verify_dpop(
-    request: PushRequest, *, service: ServiceRecord, auth: ClientAuthContext, nonce_required: bool, now: datetime
+    request: PushRequest, *, service: ServiceRecord, auth: PushContext, nonce_required: bool, now: datetime
 ) -> str | None:
     """RFC 9449 §10.1: "the DPoP header ... at the PAR endpoint"; returns the proof key's thumbprint."""
     if request.dpop_proof is None:

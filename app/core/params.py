@@ -44,7 +44,10 @@ CREDENTIAL_PARAMETERS = frozenset(
 
 
 @dataclass(frozen=True, slots=True)
-class ParameterLimits:
+class ParameterBounds:
+    """How many parameters a request may carry and how large they may be (PAR_MAX_PARAMETERS,
+    PAR_MAX_PARAMETER_BYTES, PAR_MAX_BODY_BYTES)."""
+
     max_parameters: int
     max_parameter_bytes: int
     max_total_bytes: int
@@ -80,7 +83,7 @@ class RequestParameters:
         return "&".join(f"{_form_encode(key)}={_form_encode(value)}" for key, value in self.pairs)
 
 
-def parse_parameters(raw: str | bytes, limits: ParameterLimits) -> RequestParameters:
+def parse_parameters(raw: str | bytes, limits: ParameterBounds) -> RequestParameters:
     """Parse a form-encoded string, refusing anything a strict reading of the RFCs refuses.
 
     RFC 6749 §3.1: "Request and response parameters MUST NOT be included more than once."

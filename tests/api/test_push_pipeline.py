@@ -9,9 +9,9 @@ import pytest
 from app.api.push_pipeline import peek_client_id, too_many_requests
 from app.api.rate_limit import Refusal
 from app.core.client_auth import BasicCredentials
-from app.core.params import ParameterLimits
+from app.core.params import ParameterBounds
 
-LIMITS = ParameterLimits(max_parameters=100, max_parameter_bytes=8192, max_total_bytes=65536)
+LIMITS = ParameterBounds(max_parameters=100, max_parameter_bytes=8192, max_total_bytes=65536)
 
 
 def test_basic_credentials_name_the_client() -> None:

@@ -6,9 +6,9 @@ from urllib.parse import parse_qs, urlsplit
 
 from app.core.authorization import error_redirect_url
 from app.core.errors import InvalidScope
-from app.core.params import ParameterLimits, parse_parameters
+from app.core.params import ParameterBounds, parse_parameters
 
-LIMITS = ParameterLimits(max_parameters=50, max_parameter_bytes=1000, max_total_bytes=10_000)
+LIMITS = ParameterBounds(max_parameters=50, max_parameter_bytes=1000, max_total_bytes=10_000)
 ISSUER = "https://as.example.com"
 
 

@@ -28,9 +28,9 @@ from app.core.model import (
     ScopeDefinition,
     ServiceRecord,
 )
-from app.core.params import ParameterLimits, RequestParameters, parse_parameters
+from app.core.params import ParameterBounds, RequestParameters, parse_parameters
 
-LIMITS = ParameterLimits(max_parameters=50, max_parameter_bytes=2000, max_total_bytes=10_000)
+LIMITS = ParameterBounds(max_parameters=50, max_parameter_bytes=2000, max_total_bytes=10_000)
 REDIRECT_URI = "https://client.example.org/cb"
 THUMBPRINT = "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
 

@@ -16,9 +16,9 @@ from app.core.client_auth import (
     presented_credentials,
 )
 from app.core.errors import InvalidClient, InvalidRequest, TemporarilyUnavailable
-from app.core.params import ParameterLimits, parse_parameters
+from app.core.params import ParameterBounds, parse_parameters
 
-LIMITS = ParameterLimits(max_parameters=20, max_parameter_bytes=1000, max_total_bytes=5000)
+LIMITS = ParameterBounds(max_parameters=20, max_parameter_bytes=1000, max_total_bytes=5000)
 
 
 def basic(raw: str) -> str:

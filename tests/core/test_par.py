@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlencode
 
 import pytest
 
-from app.core.client_auth import BasicCredentials, ClientAuthContext, SlowHashChecks
+from app.core.client_auth import BasicCredentials, PushContext, SlowHashChecks
 from app.core.model import (
     AudiencePolicy,
     ClientAuthMethod,
@@ -26,7 +26,7 @@ from app.core.model import (
     ServiceRecord,
 )
 from app.core.par import PushAction, PushOutcome, PushRequest, push
-from app.core.params import ParameterLimits
+from app.core.params import ParameterBounds
 from app.core.secrets import REQUEST_URI_PREFIX, SecretBox, SecretHasher, reference_hash
 from tests.core.ports import MemoryClients, MemoryPushedRequests, MemoryReplayStore, MemorySecretHashes
 from tests.factories import CODE_CHALLENGE, REDIRECT_URI, par_params
@@ -35,7 +35,7 @@ NOW = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
 PEPPER = b"a pepper for the core push tests"
 SECRET = "the-client-secret-of-client-7"
 HASHER = SecretHasher(PEPPER)
-LIMITS = ParameterLimits(max_parameters=30, max_parameter_bytes=2000, max_total_bytes=20_000)
+LIMITS = ParameterBounds(max_parameters=30, max_parameter_bytes=2000, max_total_bytes=20_000)
 
 SERVICE = ServiceRecord(
     id=1,
@@ -105,8 +105,8 @@ async def registered_keys(client: ClientRecord, refresh: bool) -> dict[str, Any]
     return client.jwks or {"keys": []}
 
 
-def auth_context() -> ClientAuthContext:
-    return ClientAuthContext(
+def auth_context() -> PushContext:
+    return PushContext(
         hasher=HASHER,
         secret_box=SecretBox.derived_from_pepper(PEPPER),
         secret_hashes=MemorySecretHashes(),  # none replaced here: every secret is a keyed hash

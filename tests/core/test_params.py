@@ -10,9 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.core.errors import InvalidRequest, RequestTooLarge
-from app.core.params import ParameterLimits, RequestParameters, parse_parameters
+from app.core.params import ParameterBounds, RequestParameters, parse_parameters
 
-LIMITS = ParameterLimits(max_parameters=10, max_parameter_bytes=100, max_total_bytes=500)
+LIMITS = ParameterBounds(max_parameters=10, max_parameter_bytes=100, max_total_bytes=500)
 
 
 def test_decodes_form_encoding() -> None:
@@ -99,7 +99,7 @@ def test_encode_then_parse_is_identity(pairs: list[tuple[str, str]]) -> None:
 
     clean = [(k, v) for k, v in pairs if k.isprintable() and v.isprintable()]
     encoded = RequestParameters(tuple(clean)).encode()
-    limits = ParameterLimits(max_parameters=100, max_parameter_bytes=10_000, max_total_bytes=100_000)
+    limits = ParameterBounds(max_parameters=100, max_parameter_bytes=10_000, max_total_bytes=100_000)
     assert parse_parameters(encoded, limits).pairs == tuple(clean)
 
 
