@@ -3,6 +3,8 @@ served directly (``@served_directly``: ``app.api.direct``)."""
 
 from __future__ import annotations
 
+from functools import partial
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
@@ -21,10 +23,12 @@ router = APIRouter(
 )
 
 
-@router.post(
+# Both answer an AuthorizationOut and leave unset fields out.
+answering = partial(router.post, response_model=AuthorizationOut, response_model_exclude_none=True)
+
+
+@answering(
     "/resolve",
-    response_model=AuthorizationOut,
-    response_model_exclude_none=True,
     summary="Resolve the authorization endpoint's parameters (client_id + request_uri, or a plain request)",
 )
 @served_directly
@@ -44,10 +48,8 @@ async def resolve(service_id: IdPath, request: Request, state: StateDep) -> JSON
     return _answer(outcome)
 
 
-@router.post(
+@answering(
     "/consume",
-    response_model=AuthorizationOut,
-    response_model_exclude_none=True,
     summary="Consume a request_uri once, when the authorization is granted",
 )
 @served_directly

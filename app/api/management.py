@@ -3,7 +3,7 @@ use cases are ``app.management``."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -188,21 +188,17 @@ async def client_delete(service_id: IdPath, client_id: str, state: StateDep, acc
     return Response(status_code=NO_CONTENT)
 
 
-REFRESH_SUMMARY = "Replace the client secret; the new one is shown once and the old one stops working"
+REFRESH_PATH = "/{service_id}/client/secret/refresh/{client_id}"
+# Authlete serves the refresh on GET and POST alike; one route per method keeps operation ids unique.
+REFRESH_ROUTE: dict[str, Any] = {
+    "response_model": ClientSecretRefreshOut,
+    "response_model_exclude_none": True,
+    "summary": "Replace the client secret; the new one is shown once and the old one stops working",
+}
 
 
-@router.get(
-    "/{service_id}/client/secret/refresh/{client_id}",
-    response_model=ClientSecretRefreshOut,
-    response_model_exclude_none=True,
-    summary=REFRESH_SUMMARY,
-)
-@router.post(
-    "/{service_id}/client/secret/refresh/{client_id}",
-    response_model=ClientSecretRefreshOut,
-    response_model_exclude_none=True,
-    summary=REFRESH_SUMMARY,
-)
+@router.get(REFRESH_PATH, **REFRESH_ROUTE)
+@router.post(REFRESH_PATH, **REFRESH_ROUTE)
 async def client_secret_refresh(
     service_id: IdPath, client_id: str, state: StateDep, access: AccessDep
 ) -> ClientSecretRefreshOut:

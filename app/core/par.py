@@ -129,10 +129,16 @@ async def _identify_and_authenticate(
     secrets are checked here, so the second try spends no single-use value; the caller still sees one
     outcome, and the rate limits count it once. When the decoded client id does not even match the
     parameters' ``client_id``, the values were not form-encoded: the first failure is the answer."""
+
+    async def authenticate_as(basic: BasicCredentials | None) -> tuple[ClientRecord, ClientAuthMethod]:
+        client = await clients.get_client(service.id, claimed_client_id(params, basic))
+        credentials = ClientAuthentication(params=params, basic=basic, certificate=request.client_certificate)
+        method = await authenticate_client(client, credentials, service=service, context=auth, now=now)
+        assert client is not None  # authenticate_client refuses unknown clients
+        return client, method
+
     try:
-        return await _authenticate_basic_as(
-            request.basic, request, params, service=service, clients=clients, auth=auth, now=now
-        )
+        return await authenticate_as(request.basic)
     except (InvalidClient, InvalidRequest) as error:
         if isinstance(error, InvalidRequest) and error.result_code != CLIENT_ID_MISMATCH:
             raise
@@ -141,35 +147,11 @@ async def _identify_and_authenticate(
             raise
         first_failure = error
     try:
-        return await _authenticate_basic_as(
-            decoded, request, params, service=service, clients=clients, auth=auth, now=now
-        )
+        return await authenticate_as(decoded)
     except InvalidRequest as retry_failure:
         if retry_failure.result_code == CLIENT_ID_MISMATCH:
             raise first_failure from None
         raise
-
-
-async def _authenticate_basic_as(
-    basic: BasicCredentials | None,
-    request: PushRequest,
-    params: RequestParameters,
-    *,
-    service: ServiceRecord,
-    clients: ClientDirectory,
-    auth: PushContext,
-    now: datetime,
-) -> tuple[ClientRecord, ClientAuthMethod]:
-    client = await clients.get_client(service.id, claimed_client_id(params, basic))
-    method = await authenticate_client(
-        client,
-        ClientAuthentication(params=params, basic=basic, certificate=request.client_certificate),
-        service=service,
-        context=auth,
-        now=now,
-    )
-    assert client is not None  # authenticate_client refuses unknown clients
-    return client, method
 
 
 async def push(
