@@ -53,7 +53,7 @@ class JsonInputError(ValueError):
 
 
 def set_max_depth(depth: int) -> None:
-    """``PAR_MAX_JSON_DEPTH``, set once at startup (``app.api.deps.build_state``)."""
+    """``PAR_MAX_JSON_DEPTH``, set once at startup (``app.state.build_state``)."""
     global _max_depth  # noqa: PLW0603 - one process-wide limit, like the recursion limit it guards
     if depth < 1:
         raise ValueError("the JSON depth limit must be at least 1")
