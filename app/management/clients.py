@@ -7,10 +7,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from pydantic import ValidationError
-from pydantic.alias_generators import to_camel
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core import mtls
 from app.core.errors import ApiBadRequest, ApiConflict, ApiError, ApiNotFound
 from app.core.model import SECRET_AUTH_METHODS, ClientAuthMethod, ClientType, FapiMode, GrantType, ResponseType
 from app.core.registration import (
@@ -42,13 +42,6 @@ NEW_CLIENT = {
     "pkce_s256_required": False,
     "dpop_required": False,
 }
-TLS_FIELDS = (
-    "tls_client_auth_subject_dn",
-    "tls_client_auth_san_dns",
-    "tls_client_auth_san_uri",
-    "tls_client_auth_san_ip",
-    "tls_client_auth_san_email",
-)
 
 
 async def _apply(row: Client, body: ClientIn, *, service: Service, clients: ClientRepository) -> None:
@@ -82,7 +75,7 @@ async def _apply(row: Client, body: ClientIn, *, service: Service, clients: Clie
         sign_alg=row.token_auth_sign_alg,
         has_jwks=row.jwks is not None,
         has_jwks_uri=row.jwks_uri is not None,
-        tls_attributes={to_camel(name): getattr(row, name) for name in TLS_FIELDS},
+        tls_attributes={field: getattr(row, name) for name, field in mtls.TLS_CLIENT_AUTH_FIELD_NAMES.items()},
     )
 
 

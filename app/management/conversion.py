@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from app.core import mtls
 from app.core.errors import ApiBadRequest
 from app.core.model import AudiencePolicy, FapiMode, ServiceRecord
 from app.core.registration import validate_endpoint_url, validate_issuer, validate_jwks, validate_redirect_uri
@@ -155,11 +156,7 @@ CLIENT_FIELDS: Mapping[str, Convert] = {
     "jwks_uri": endpoint("jwksUri"),
     "token_auth_sign_alg": cleared,
     "request_sign_alg": cleared,
-    "tls_client_auth_subject_dn": cleared,
-    "tls_client_auth_san_dns": cleared,
-    "tls_client_auth_san_uri": cleared,
-    "tls_client_auth_san_ip": cleared,
-    "tls_client_auth_san_email": cleared,
+    **dict.fromkeys(mtls.TLS_CLIENT_AUTH_METADATA, cleared),
 }
 # Resolved by ``app.management.clients`` with what they depend on (the service, the other clients).
 CLIENT_CHECKED_FIELDS = frozenset(
