@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from app.api.client_address import TrustedProxies
 from app.api.observability import Metrics
 from app.api.rate_limit import RateLimits
-from app.core import json_input
+from app.core import json_input, result_codes
 from app.core.client_auth import PushContext, SlowHashChecks
 from app.core.client_keys import ClientKeys
 from app.core.errors import InvalidClient
@@ -283,7 +283,7 @@ def client_keys_from(fetcher: JwksFetcher, connection: RequestConnection) -> Cli
         except JwksFetchError as error:
             raise InvalidClient(
                 f"the client's keys could not be fetched from its jwksUri: {error}",
-                result_code="A157328",
+                result_code=result_codes.CLIENT_KEYS_UNAVAILABLE,
                 used_authorization_header=False,
             ) from error
 

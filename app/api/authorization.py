@@ -14,7 +14,7 @@ from app.api.direct import served_directly
 from app.api.errors import NO_STORE
 from app.api.observability import audit
 from app.api.schemas import API_ERRORS, AuthorizationOut, ConsumeIn, ResolveIn, epoch_millis
-from app.core import authorization
+from app.core import authorization, result_codes
 from app.core.authorization import AuthorizationOutcome
 from app.core.errors import ApiBadRequest
 
@@ -35,7 +35,13 @@ answering = partial(router.post, response_model=AuthorizationOut, response_model
 async def resolve(service_id: IdPath, request: Request, state: StateDep) -> JSONResponse:
     """Repeatable until the request is consumed or its window closes; does not consume unless the
     service sets ``consumeRequestUriOnResolve``."""
-    async with backend_call(request, state, service_id, ResolveIn, require=parameters_required("A004201")) as call:
+    async with backend_call(
+        request,
+        state,
+        service_id,
+        ResolveIn,
+        require=parameters_required(result_codes.AUTHORIZATION_PARAMETERS_MISSING),
+    ) as call:
         outcome = await authorization.resolve(
             call.required,
             service=call.service,

@@ -19,6 +19,7 @@ from app.api.direct import served_directly
 from app.api.errors import NO_STORE
 from app.api.push_pipeline import Throttle, execute_push, peek_client_id, too_many_requests
 from app.api.schemas import API_ERRORS, PushedAuthReqIn, PushedAuthReqOut
+from app.core import result_codes
 from app.core.client_auth import BasicCredentials, form_decoded
 from app.core.errors import ApiBadRequest
 from app.core.par import PushRequest
@@ -45,7 +46,12 @@ router = APIRouter(prefix="/api/{service_id}", tags=["Authlete-compatible backen
 @served_directly
 async def pushed_auth_req(service_id: IdPath, request: Request, state: StateDep) -> JSONResponse:
     async with backend_call(
-        request, state, service_id, PushedAuthReqIn, require=parameters_required("A245201"), allow_form=True
+        request,
+        state,
+        service_id,
+        PushedAuthReqIn,
+        require=parameters_required(result_codes.PUSH_PARAMETERS_MISSING),
+        allow_form=True,
     ) as call:
         body = call.body
         if body.oauth_client_attestation is not None or body.oauth_client_attestation_pop is not None:

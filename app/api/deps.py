@@ -12,6 +12,7 @@ from fastapi import Depends, Path, Query, Request
 from pydantic import BeforeValidator, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core import result_codes
 from app.core.errors import ApiBadRequest, ApiForbidden, ApiNotFound, ApiUnauthorized
 from app.core.secrets import constant_time_equals
 from app.db.models import Service
@@ -56,7 +57,8 @@ def bearer_token(request: Request) -> str:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip() or " " in token.strip():
         raise ApiBadRequest(
-            "Credentials in Authorization header are malformed: expected 'Bearer <token>'", result_code="A001203"
+            "Credentials in Authorization header are malformed: expected 'Bearer <token>'",
+            result_code=result_codes.API_BAD_REQUEST,
         )
     return token.strip()
 
@@ -68,7 +70,7 @@ def is_admin_token(state: AppState, token: str) -> bool:
 
 async def require_admin(request: Request, state: StateDep) -> None:
     if not is_admin_token(state, bearer_token(request)):
-        raise ApiUnauthorized("the access token is not the admin token", result_code="A003201")
+        raise ApiUnauthorized("the access token is not the admin token", result_code=result_codes.API_TOKEN_INVALID)
 
 
 async def authorize_service(
@@ -90,12 +92,15 @@ async def authorize_service(
     if not is_admin_token(state, token):
         token_service_id = await token_service(state.hasher.lookup_digest(token))
         if token_service_id is None:
-            raise ApiUnauthorized("the access token is unknown or revoked", result_code="A003201")
+            raise ApiUnauthorized("the access token is unknown or revoked", result_code=result_codes.API_TOKEN_INVALID)
         if token_service_id != service_id:
-            raise ApiForbidden("the access token does not grant access to this service", result_code="A003204")
+            raise ApiForbidden(
+                "the access token does not grant access to this service",
+                result_code=result_codes.SERVICE_ACCESS_FORBIDDEN,
+            )
     service = await find_service(service_id)
     if service is None:
-        raise ApiNotFound(f"service {service_id} does not exist", result_code="A003202")
+        raise ApiNotFound(f"service {service_id} does not exist", result_code=result_codes.SERVICE_NOT_FOUND)
     return service
 
 

@@ -38,7 +38,8 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.deps import DatabaseId
-from app.api.errors import NO_SUCH_PATH, UnhandledErrorMiddleware, par_server_error_response
+from app.api.errors import UnhandledErrorMiddleware, par_server_error_response
+from app.core import result_codes
 from app.core.errors import ApiNotFound, ParServerError
 from app.state import AppState
 
@@ -84,7 +85,9 @@ def path_id(text: str, name: str) -> int:
     try:
         return _DATABASE_ID.validate_python(text)
     except ValidationError as error:
-        raise ApiNotFound(f"invalid path.{name}: {error.errors()[0]['msg']}", result_code=NO_SUCH_PATH) from None
+        raise ApiNotFound(
+            f"invalid path.{name}: {error.errors()[0]['msg']}", result_code=result_codes.NO_SUCH_PATH
+        ) from None
 
 
 class DirectRoutes:

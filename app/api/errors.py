@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.core import result_codes
 from app.core.errors import InvalidClient, OAuthError, ParServerError, TemporarilyUnavailable, clean_description
 
 logger = logging.getLogger("par_server")
@@ -30,19 +31,18 @@ RETRY_AFTER_SECONDS = "5"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 BASIC_CHALLENGE = 'Basic realm="par-server", charset="UTF-8"'
 _API_PREFIX = "/api/"
-NO_SUCH_PATH = "A001210"
 _API_RESULT_CODE_BY_STATUS = {
-    429: "A001214",
-    431: "A001216",
-    400: "A001203",
-    401: "A001202",
-    403: "A003204",
-    404: NO_SUCH_PATH,
-    405: "A001211",
-    413: "A001212",
-    415: "A001213",
-    500: "A001101",
-    503: "A001101",
+    429: result_codes.TOO_MANY_REQUESTS,
+    431: result_codes.REQUEST_HEADERS_TOO_LARGE,
+    400: result_codes.API_BAD_REQUEST,
+    401: result_codes.API_UNAUTHORIZED,
+    403: result_codes.SERVICE_ACCESS_FORBIDDEN,
+    404: result_codes.NO_SUCH_PATH,
+    405: result_codes.METHOD_NOT_ALLOWED,
+    413: result_codes.REQUEST_BODY_TOO_LARGE,
+    415: result_codes.UNSUPPORTED_MEDIA_TYPE,
+    500: result_codes.SERVER_ERROR,
+    503: result_codes.SERVER_ERROR,
 }
 
 
@@ -71,7 +71,7 @@ def error_response(path: str, status_code: int, message: str, headers: dict[str,
     """An error that is neither an OAuth nor an API error (framework-level: 404, 405, 413, 422, 500)."""
     if is_api_path(path):
         return result_error_response(
-            status_code, _API_RESULT_CODE_BY_STATUS.get(status_code, "A001201"), message, headers
+            status_code, _API_RESULT_CODE_BY_STATUS.get(status_code, result_codes.API_CALL_FAILED), message, headers
         )
     error = {404: "not_found", 429: "temporarily_unavailable", 503: "temporarily_unavailable"}.get(
         status_code, "server_error" if status_code >= 500 else "invalid_request"

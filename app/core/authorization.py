@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
+from app.core import result_codes
 from app.core.authorization_request import validate_authorization_request, validate_redirect_uri
 from app.core.errors import InvalidRequest, InvalidRequestUri, OAuthError
 from app.core.model import ClientRecord, PushedRequestRecord, ServiceRecord
@@ -22,8 +23,6 @@ from app.core.params import ParameterBounds, RequestParameters, parse_parameters
 from app.core.ports import ClientDirectory, PushedRequestStore
 from app.core.secrets import REQUEST_URI_PREFIX, reference_hash
 
-RESOLVED_RESULT_CODE = "A008001"
-CONSUMED_RESULT_CODE = "A008002"
 # One description for unknown, expired, consumed and other-client request URIs: nothing reveals which.
 UNUSABLE_REQUEST_URI = "the request_uri is unknown, expired, already used, or not issued to this client"
 
@@ -106,7 +105,10 @@ async def resolve(
     if request_uri is not None:
         if "request" in params:
             return AuthorizationOutcome.bad_request(
-                InvalidRequest("request and request_uri must not both be present", result_code="A008304")
+                InvalidRequest(
+                    "request and request_uri must not both be present",
+                    result_code=result_codes.REQUEST_WITH_REQUEST_URI,
+                )
             )
         # RFC 9126 §4: the other parameters are ignored in favour of the pushed ones.
         return await _resolve_pushed(request_uri, client, service=service, pushed_requests=pushed_requests, now=now)
@@ -133,7 +135,9 @@ async def consume(
         record = await pushed_requests.consume(service.id, reference_hash(reference), client_id=client.id, now=now)
     if record is None or client is None:
         return AuthorizationOutcome.bad_request(InvalidRequestUri(UNUSABLE_REQUEST_URI))
-    return AuthorizationOutcome.pushed(CONSUMED_RESULT_CODE, "consumed", record, client, request_uri, record.expires_at)
+    return AuthorizationOutcome.pushed(
+        result_codes.REQUEST_URI_CONSUMED, "consumed", record, client, request_uri, record.expires_at
+    )
 
 
 async def _resolve_pushed(
@@ -150,7 +154,7 @@ async def _resolve_pushed(
         return AuthorizationOutcome.bad_request(
             InvalidRequestUri(
                 "the request_uri was not issued by this server's pushed authorization request endpoint",
-                result_code="A008308",
+                result_code=result_codes.REQUEST_URI_NOT_PUSHED,
             )
         )
     record = await pushed_requests.get(service.id, reference_hash(reference))
@@ -182,7 +186,9 @@ async def _resolve_pushed(
         # long as a login may take (NOTE-02 in docs/requirements.md, with the servers that did otherwise).
         expires_at = max(record.expires_at, now + timedelta(seconds=service.authorization_session_duration))
         await pushed_requests.mark_resolved(service.id, record.reference_hash, now=now, expires_at=expires_at)
-    return AuthorizationOutcome.pushed(RESOLVED_RESULT_CODE, "resolved", record, client, request_uri, expires_at)
+    return AuthorizationOutcome.pushed(
+        result_codes.REQUEST_URI_RESOLVED, "resolved", record, client, request_uri, expires_at
+    )
 
 
 def _resolve_plain(
@@ -196,8 +202,8 @@ def _resolve_plain(
         return checked
     return AuthorizationOutcome(
         AuthorizationAction.OK,
-        RESOLVED_RESULT_CODE,
-        f"[{RESOLVED_RESULT_CODE}] The authorization request of client ({client.id}) is valid.",
+        result_codes.REQUEST_URI_RESOLVED,
+        f"[{result_codes.REQUEST_URI_RESOLVED}] The authorization request of client ({client.id}) is valid.",
         client=client,
         parameters=params.encode(),
         request=checked,
@@ -224,7 +230,7 @@ def _validate_or_redirect(
     try:
         if not pushed and (service.par_required or client.par_required):
             # RFC 9126 §4 / PAR-34: "the authorization server ... MUST reject" requests not pushed.
-            code = "A008306" if service.par_required else "A008305"
+            code = result_codes.PAR_REQUIRED_BY_SERVICE if service.par_required else result_codes.PAR_REQUIRED_BY_CLIENT
             raise InvalidRequest("this client must use pushed authorization requests (request_uri)", result_code=code)
         return validate_authorization_request(params, service=service, client=client, pushed=pushed, signed=signed)
     except OAuthError as error:

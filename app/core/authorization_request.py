@@ -12,7 +12,7 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from app.core import json_input
+from app.core import json_input, result_codes
 from app.core.dpop import validate_dpop_jkt
 from app.core.errors import (
     InvalidAuthorizationDetails,
@@ -50,19 +50,23 @@ def validate_authorization_request(
         # RFC 9126 §2.1: "request_uri ... MUST NOT be provided in this case."
         raise InvalidRequest(
             "the request_uri parameter is not allowed at the pushed authorization request endpoint",
-            result_code="A248301",
+            result_code=result_codes.REQUEST_URI_PUSHED,
         )
     if "request" in params:
         raise RequestNotSupported("request objects are accepted at the pushed authorization request endpoint only")
     if not signed and (service.request_object_required or client.request_object_required):
         # RFC 9126 §2.3 / PAR-22: a request that is not a signed request object is rejected with invalid_request.
-        raise InvalidRequest("this client must push a signed request object (request parameter)", result_code="A008309")
+        raise InvalidRequest(
+            "this client must push a signed request object (request parameter)",
+            result_code=result_codes.REQUEST_OBJECT_REQUIRED,
+        )
     dpop_jkt = params.get("dpop_jkt")
     if dpop_jkt is not None:
         validate_dpop_jkt(dpop_jkt)
     if client.dpop_required and dpop_jkt is None:
         raise InvalidRequest(
-            "this client must bind its request to a DPoP key (DPoP proof or dpop_jkt)", result_code="A001301"
+            "this client must bind its request to a DPoP key (DPoP proof or dpop_jkt)",
+            result_code=result_codes.DPOP_BINDING_REQUIRED,
         )
     if service.fapi2 and dpop_jkt is None and client.token_auth_method not in MTLS_AUTH_METHODS:
         # FAPI 2.0 §5.3.2.1 (FAPI-12): sender-constrained: DPoP (here, dpop_jkt or a proof) or mutual TLS.
@@ -176,12 +180,13 @@ def validate_redirect_uri(value: str | None, *, client: ClientRecord, allow_unre
     it is still syntax-checked: https, or http on a loopback address (FAPI-15, RFC 8252 §7.3).
     """
     if value is None:
-        raise InvalidRequest("the redirect_uri parameter is required", result_code="A253302")
+        raise InvalidRequest("the redirect_uri parameter is required", result_code=result_codes.REDIRECT_URI_MISSING)
     parts = urlsplit(value)
     if not parts.scheme or parts.fragment or "#" in value:
         # RFC 6749 §3.1.2: "The endpoint URI MUST NOT include a fragment component" and is absolute.
         raise InvalidRequest(
-            "the redirect_uri is malformed: it must be absolute and have no fragment", result_code="A253304"
+            "the redirect_uri is malformed: it must be absolute and have no fragment",
+            result_code=result_codes.REDIRECT_URI_MALFORMED,
         )
     # RFC 6749 §3.1.2.3 / RFC 9700 §2.1: exact string matching against the registered URIs.
     if value in client.redirect_uris or _matches_loopback_ip_uri(value, client.redirect_uris):
@@ -191,9 +196,12 @@ def validate_redirect_uri(value: str | None, *, client: ClientRecord, allow_unre
         if (parts.scheme == "https" or loopback) and parts.hostname and len(value) <= MAX_REDIRECT_URI_LENGTH:
             return value
         raise InvalidRequest(
-            "an unregistered redirect_uri must use https (or http on a loopback address)", result_code="A253304"
+            "an unregistered redirect_uri must use https (or http on a loopback address)",
+            result_code=result_codes.REDIRECT_URI_MALFORMED,
         )
-    raise InvalidRequest("the redirect_uri is not registered for this client", result_code="A253303")
+    raise InvalidRequest(
+        "the redirect_uri is not registered for this client", result_code=result_codes.REDIRECT_URI_NOT_REGISTERED
+    )
 
 
 def _matches_loopback_ip_uri(value: str, registered: tuple[str, ...]) -> bool:

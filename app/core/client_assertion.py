@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from app.core import jose
+from app.core import jose, result_codes
 from app.core.client_keys import ClientKeys, verify_with_client_keys
 from app.core.errors import InvalidClient
 from app.core.model import AudiencePolicy, ClientAuthMethod, ClientRecord
@@ -49,7 +49,9 @@ async def verify_client_assertion(
     for "sub".
     """
     if assertion_type != CLIENT_ASSERTION_TYPE:
-        raise _failure(f"client_assertion_type must be {CLIENT_ASSERTION_TYPE}", "A157302")
+        raise _failure(
+            f"client_assertion_type must be {CLIENT_ASSERTION_TYPE}", result_codes.CLIENT_ASSERTION_TYPE_WRONG
+        )
     method = client.token_auth_method
     try:
         header = jose.unverified_header(assertion)
@@ -58,21 +60,29 @@ async def verify_client_assertion(
             assertion, algorithm, client=client, client_keys=client_keys, client_secret=client_secret
         )
     except jose.JoseFailure as error:
-        raise _failure(f"the client assertion is rejected: {error}", "A157326") from error
+        raise _failure(
+            f"the client assertion is rejected: {error}", result_codes.CLIENT_ASSERTION_UNVERIFIED
+        ) from error
     claims = verified.claims
     for claim in ("iss", "sub"):
         value = claims.get(claim)
         if not isinstance(value, str) or value not in client_identifiers:  # a list is not even hashable
-            raise _failure(f"the client assertion's {claim} claim must be the client_id", "A157317")
+            raise _failure(
+                f"the client assertion's {claim} claim must be the client_id",
+                result_codes.CLIENT_ASSERTION_ISSUER_WRONG,
+            )
     _check_audience(claims.get("aud"), policy)
     expires_at = _check_times(claims, policy, now)
     jti = jose.jti_value(claims.get("jti"))
     if jti is None:
-        raise _failure(f"the client assertion needs a jti claim of 1 to {jose.MAX_JTI_LENGTH} characters", "A157321")
+        raise _failure(
+            f"the client assertion needs a jti claim of 1 to {jose.MAX_JTI_LENGTH} characters",
+            result_codes.CLIENT_ASSERTION_JTI_MISSING,
+        )
     # OIDC Core §9: "The JWT MUST only be used once"; keys are per client so clients cannot collide.
     key = hashlib.sha256(f"client_assertion:{client.id}:{jti}".encode()).hexdigest()
     if not await replay_store.remember(key, expires_at=expires_at + policy.clock_skew):
-        raise _failure("the client assertion was already used (jti replay)", "A157322")
+        raise _failure("the client assertion was already used (jti replay)", result_codes.CLIENT_ASSERTION_REPLAYED)
 
 
 def _check_algorithm(algorithm: str, *, method: ClientAuthMethod, registered: str | None) -> str:
@@ -101,7 +111,10 @@ def _check_audience(audience: Any, policy: AssertionPolicy) -> None:
     identifies the authorization server as an intended audience"; which values do is the policy."""
     if policy.audience_policy is AudiencePolicy.FAPI2:
         if audience != policy.issuer:
-            raise _failure("the client assertion's aud must be the issuer identifier, as a string", "A157318")
+            raise _failure(
+                "the client assertion's aud must be the issuer identifier, as a string",
+                result_codes.CLIENT_ASSERTION_AUDIENCE_WRONG,
+            )
         return
     accepted = {policy.issuer, policy.par_endpoint} | ({policy.token_endpoint} if policy.token_endpoint else set())
     values = audience if isinstance(audience, list) else [audience]
@@ -109,7 +122,7 @@ def _check_audience(audience: Any, policy: AssertionPolicy) -> None:
         raise _failure(
             "the client assertion's aud must name this authorization server (issuer, token endpoint "
             "or pushed authorization request endpoint)",
-            "A157318",
+            result_codes.CLIENT_ASSERTION_AUDIENCE_WRONG,
         )
 
 
@@ -121,12 +134,18 @@ def _check_times(claims: dict[str, Any], policy: AssertionPolicy, now: datetime)
             claims, subject="the client assertion", now=now, clock_skew=policy.clock_skew, order=("iat", "nbf")
         )
     except jose.TimeClaimFailure as error:
-        raise _failure(str(error), "A157319" if error.malformed else "A157320") from None
+        raise _failure(
+            str(error),
+            result_codes.CLIENT_ASSERTION_TIME_MALFORMED
+            if error.malformed
+            else result_codes.CLIENT_ASSERTION_TIME_REJECTED,
+        ) from None
     skew = policy.clock_skew.total_seconds()
     issued = times.iat if times.iat is not None else now.timestamp()
     if times.exp - issued > policy.max_lifetime.total_seconds() + skew:
         raise _failure(
-            f"the client assertion lives longer than {int(policy.max_lifetime.total_seconds())} s", "A157320"
+            f"the client assertion lives longer than {int(policy.max_lifetime.total_seconds())} s",
+            result_codes.CLIENT_ASSERTION_TIME_REJECTED,
         )
     return datetime.fromtimestamp(times.exp, tz=now.tzinfo)
 

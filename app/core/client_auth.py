@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 from urllib.parse import unquote_plus
 
-from app.core import jose, mtls
+from app.core import jose, mtls, result_codes
 from app.core.client_assertion import AssertionPolicy, verify_client_assertion
 from app.core.client_keys import ClientKeys
 from app.core.dpop import DpopNonces
@@ -32,7 +32,6 @@ from app.core.secrets import SecretBox, SecretHasher
 
 # RFC 9126 §2.1: these are used for client authentication only and are not part of the stored request.
 CLIENT_AUTHENTICATION_PARAMETERS = frozenset({"client_secret", "client_assertion", "client_assertion_type"})
-CLIENT_ID_MISMATCH = "A247303"  # client_id and the Basic credentials name different clients
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +108,9 @@ def claimed_client_id(params: RequestParameters, basic: BasicCredentials | None)
             issuer = jose.unverified_claims(assertion).get("iss")
         except jose.JoseFailure as error:
             raise InvalidClient(
-                f"the client assertion cannot be read: {error}", result_code="A157326", used_authorization_header=False
+                f"the client assertion cannot be read: {error}",
+                result_code=result_codes.CLIENT_ASSERTION_UNVERIFIED,
+                used_authorization_header=False,
             ) from None
         if isinstance(issuer, str) and issuer:
             return issuer
@@ -117,11 +118,11 @@ def claimed_client_id(params: RequestParameters, basic: BasicCredentials | None)
         if form_client_id is not None and form_client_id != basic.client_id:
             raise InvalidRequest(
                 "the client_id parameter does not match the client of the Authorization header",
-                result_code=CLIENT_ID_MISMATCH,
+                result_code=result_codes.CLIENT_ID_MISMATCH,
             )
         return basic.client_id
     if form_client_id is None:
-        raise InvalidRequest("the client_id parameter is required", result_code="A247306")
+        raise InvalidRequest("the client_id parameter is required", result_code=result_codes.CLIENT_ID_MISSING)
     return form_client_id
 
 
@@ -251,14 +252,14 @@ async def authenticate_client(
         context.hasher.verify(presented_secret or "", None)  # same cost as a wrong secret
         raise InvalidClient(
             "the client is not registered with this service",
-            result_code="A247307",
+            result_code=result_codes.CLIENT_NOT_REGISTERED,
             used_authorization_header=used_header,
         )
     registered = client.token_auth_method
     if registered not in service.supported_token_auth_methods:
         raise InvalidClient(
             f"the client authentication method '{registered.value}' is not enabled for this service",
-            result_code="A157344",
+            result_code=result_codes.CLIENT_AUTH_METHOD_DISABLED,
             used_authorization_header=used_header,
         )
     if presented is not ACCEPTED_PRESENTATION[registered]:
@@ -268,11 +269,15 @@ async def authenticate_client(
             description = f"client authentication is required: the client is registered for '{registered.value}'"
         else:
             description = f"the client is registered for '{registered.value}' but the request used {presented.value}"
-        raise InvalidClient(description, result_code="A157357", used_authorization_header=used_header)
+        raise InvalidClient(
+            description, result_code=result_codes.CLIENT_AUTH_METHOD_MISMATCH, used_authorization_header=used_header
+        )
     if registered in (ClientAuthMethod.CLIENT_SECRET_BASIC, ClientAuthMethod.CLIENT_SECRET_POST):
         if presented_secret is None or not await _verify_secret(presented_secret, client, context):
             raise InvalidClient(
-                "the client secret is wrong", result_code="A157305", used_authorization_header=used_header
+                "the client secret is wrong",
+                result_code=result_codes.CLIENT_AUTHENTICATION_FAILED,
+                used_authorization_header=used_header,
             )
     elif registered in (ClientAuthMethod.CLIENT_SECRET_JWT, ClientAuthMethod.PRIVATE_KEY_JWT):
         await verify_client_assertion(
@@ -324,7 +329,7 @@ async def _authenticate_certificate(
     if certificate is None:
         raise InvalidClient(
             "the request does not carry a client certificate (mutual TLS)",
-            result_code="A157327",
+            result_code=result_codes.CLIENT_CERTIFICATE_MISSING,
             used_authorization_header=False,
         )
     parsed = mtls.parse_client_certificate(certificate)

@@ -39,7 +39,7 @@ from joserfc.errors import BadSignatureError, JoseError
 from joserfc.jwk import Key
 from joserfc.jws import JWSRegistry, extract_compact
 
-from app.core import jose
+from app.core import jose, result_codes
 from app.core.errors import InvalidDpopProof, InvalidRequest, OAuthError
 
 DPOP_JWT_TYPE: Final = "dpop+jwt"
@@ -77,7 +77,7 @@ class UseDpopNonce(OAuthError):
 
     error = "use_dpop_nonce"
     status_code = 400
-    default_result_code = "A350308"
+    default_result_code = result_codes.DPOP_NONCE_REQUIRED
 
     def __init__(self, description: str, *, nonce: str, result_code: str | None = None) -> None:
         super().__init__(description, result_code=result_code)

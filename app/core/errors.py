@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from typing import ClassVar
 
+from app.core import result_codes
+
 _DISALLOWED_DESCRIPTION_CHARS = re.compile(r"[^\x20-\x21\x23-\x5b\x5d-\x7e]")
 MAX_DESCRIPTION_LENGTH = 300
 
@@ -23,7 +25,7 @@ class ParServerError(Exception):
     """Base of every error the server turns into a response."""
 
     status_code: ClassVar[int] = 500
-    default_result_code: ClassVar[str] = "A245101"
+    default_result_code: ClassVar[str] = result_codes.PUSH_FAILED
 
     def __init__(self, description: str, *, result_code: str | None = None) -> None:
         self.description = clean_description(description)
@@ -40,7 +42,7 @@ class TemporarilyUnavailable(ParServerError):
     with Retry-After). At the RFC endpoints ``temporarily_unavailable``, at /api a ``ResultError``."""
 
     status_code = 503
-    default_result_code = "A001101"
+    default_result_code = result_codes.SERVER_ERROR
 
 
 # --- OAuth errors: RFC 6749 §5.2 JSON at the RFC endpoints, `responseContent` at the backend API ----
@@ -51,7 +53,7 @@ class OAuthError(ParServerError):
 
     error: ClassVar[str] = "invalid_request"
     status_code: ClassVar[int] = 400
-    default_result_code: ClassVar[str] = "A245302"
+    default_result_code: ClassVar[str] = result_codes.PUSH_INVALID_REQUEST
 
     def to_body(self) -> dict[str, str]:
         return {"error": self.error, "error_description": self.description}
@@ -66,7 +68,7 @@ class RequestTooLarge(OAuthError):
 
     error = "invalid_request"
     status_code = 413
-    default_result_code = "A245303"
+    default_result_code = result_codes.PUSH_REQUEST_TOO_LARGE
 
 
 class InvalidClient(OAuthError):
@@ -76,7 +78,7 @@ class InvalidClient(OAuthError):
 
     error = "invalid_client"
     status_code = 401
-    default_result_code = "A157305"
+    default_result_code = result_codes.CLIENT_AUTHENTICATION_FAILED
 
     def __init__(self, description: str, *, result_code: str | None = None, used_authorization_header: bool) -> None:
         super().__init__(description, result_code=result_code)
@@ -85,17 +87,17 @@ class InvalidClient(OAuthError):
 
 class UnauthorizedClient(OAuthError):
     error = "unauthorized_client"
-    default_result_code = "A245304"
+    default_result_code = result_codes.PUSH_UNAUTHORIZED_CLIENT
 
 
 class UnsupportedResponseType(OAuthError):
     error = "unsupported_response_type"
-    default_result_code = "A245305"
+    default_result_code = result_codes.PUSH_UNSUPPORTED_RESPONSE_TYPE
 
 
 class InvalidScope(OAuthError):
     error = "invalid_scope"
-    default_result_code = "A245306"
+    default_result_code = result_codes.PUSH_INVALID_SCOPE
 
 
 class InvalidRequestUri(OAuthError):
@@ -103,33 +105,33 @@ class InvalidRequestUri(OAuthError):
     contains invalid data."""
 
     error = "invalid_request_uri"
-    default_result_code = "A008303"
+    default_result_code = result_codes.INVALID_REQUEST_URI
 
 
 class InvalidTarget(OAuthError):
     """RFC 8707 §2: "the "invalid_target" error code" for an invalid or unacceptable resource."""
 
     error = "invalid_target"
-    default_result_code = "A251301"
+    default_result_code = result_codes.INVALID_TARGET
 
 
 class InvalidAuthorizationDetails(OAuthError):
     """RFC 9396 §5: "invalid_authorization_details" for an unknown type, a missing or invalid field."""
 
     error = "invalid_authorization_details"
-    default_result_code = "A249301"
+    default_result_code = result_codes.INVALID_AUTHORIZATION_DETAILS
 
 
 class RequestNotSupported(OAuthError):
     """RFC 9101 §7: "The authorization server does not support use of the "request" parameter"."""
 
     error = "request_not_supported"
-    default_result_code = "A245307"
+    default_result_code = result_codes.PUSH_REQUEST_NOT_SUPPORTED
 
 
 class InvalidDpopProof(OAuthError):
     error = "invalid_dpop_proof"
-    default_result_code = "A001303"
+    default_result_code = result_codes.INVALID_DPOP_PROOF
 
 
 # --- API errors: the Authlete `ResultError` body ``{"resultCode", "resultMessage"}`` at /api ---------
@@ -139,29 +141,29 @@ class ApiError(ParServerError):
     """A failure of a backend or management API call itself (not of the OAuth request it carries)."""
 
     status_code = 400
-    default_result_code = "A001201"
+    default_result_code = result_codes.API_CALL_FAILED
 
 
 class ApiBadRequest(ApiError):
     status_code = 400
-    default_result_code = "A001203"
+    default_result_code = result_codes.API_BAD_REQUEST
 
 
 class ApiUnauthorized(ApiError):
     status_code = 401
-    default_result_code = "A001202"
+    default_result_code = result_codes.API_UNAUTHORIZED
 
 
 class ApiForbidden(ApiError):
     status_code = 403
-    default_result_code = "A003204"
+    default_result_code = result_codes.SERVICE_ACCESS_FORBIDDEN
 
 
 class ApiNotFound(ApiError):
     status_code = 404
-    default_result_code = "A003201"
+    default_result_code = result_codes.API_NOT_FOUND
 
 
 class ApiConflict(ApiError):
     status_code = 409
-    default_result_code = "A001204"
+    default_result_code = result_codes.API_CONFLICT

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from app.core import jose
+from app.core import jose, result_codes
 from app.core.client_keys import ClientKeys, verify_with_client_keys
 from app.core.errors import InvalidRequest, OAuthError
 from app.core.model import ClientRecord
@@ -56,7 +56,7 @@ class InvalidRequestObject(OAuthError):
     """
 
     error = "invalid_request_object"
-    default_result_code = "A248304"
+    default_result_code = result_codes.INVALID_REQUEST_OBJECT
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +171,7 @@ def merge_with_outer(outer: RequestParameters, inner: RequestParameters) -> Requ
     if "request_uri" in outer:
         raise InvalidRequest(
             "the request_uri parameter is not allowed at the pushed authorization request endpoint",
-            result_code="A248301",
+            result_code=result_codes.REQUEST_URI_PUSHED,
         )
     inner_client_id = inner.get("client_id")
     outer_client_id = outer.get("client_id")

@@ -12,10 +12,10 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from app.core import result_codes
 from app.core.authorization_request import validate_authorization_request
 from app.core.client_auth import (
     CLIENT_AUTHENTICATION_PARAMETERS,
-    CLIENT_ID_MISMATCH,
     BasicCredentials,
     ClientAuthentication,
     PushContext,
@@ -30,8 +30,6 @@ from app.core.model import ClientAuthMethod, ClientRecord, PushedRequestRecord, 
 from app.core.params import ParameterBounds, RequestParameters, parse_parameters
 from app.core.ports import ClientDirectory, PushedRequestStore
 from app.core.secrets import REQUEST_URI_PREFIX, new_request_reference, reference_hash
-
-SUCCESS_RESULT_CODE = "A245001"
 
 
 class PushAction(StrEnum):
@@ -140,7 +138,7 @@ async def _identify_and_authenticate(
     try:
         return await authenticate_as(request.basic)
     except (InvalidClient, InvalidRequest) as error:
-        if isinstance(error, InvalidRequest) and error.result_code != CLIENT_ID_MISMATCH:
+        if isinstance(error, InvalidRequest) and error.result_code != result_codes.CLIENT_ID_MISMATCH:
             raise
         decoded = form_decoded(request.basic) if request.basic and request.basic_may_be_form_encoded else None
         if decoded is None:
@@ -149,7 +147,7 @@ async def _identify_and_authenticate(
     try:
         return await authenticate_as(decoded)
     except InvalidRequest as retry_failure:
-        if retry_failure.result_code == CLIENT_ID_MISMATCH:
+        if retry_failure.result_code == result_codes.CLIENT_ID_MISMATCH:
             raise first_failure from None
         raise
 
@@ -217,7 +215,7 @@ async def push(
         if not stored_request:
             raise InvalidClient(
                 "the client is not registered with this service",
-                result_code="A247307",
+                result_code=result_codes.CLIENT_NOT_REGISTERED,
                 used_authorization_header=request.basic is not None,
             )
     except UseDpopNonce as error:
@@ -227,9 +225,9 @@ async def push(
     request_uri = REQUEST_URI_PREFIX + reference
     return PushOutcome(
         action=PushAction.CREATED,
-        result_code=SUCCESS_RESULT_CODE,
+        result_code=result_codes.PUSH_REGISTERED,
         result_message=(
-            f"[{SUCCESS_RESULT_CODE}] Successfully registered a request object for client ({client.id}), "
+            f"[{result_codes.PUSH_REGISTERED}] Successfully registered a request object for client ({client.id}), "
             f"URI is {request_uri}."
         ),
         # RFC 9126 §2.2: "expires_in: A JSON number that represents the lifetime of the request URI in seconds"

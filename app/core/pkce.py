@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from app.core import result_codes
 from app.core.errors import InvalidRequest
 
 # RFC 7636 §4.2: code_challenge = 43*128unreserved; unreserved = ALPHA / DIGIT / "-" / "." / "_" / "~"
@@ -38,17 +39,23 @@ def validate_code_challenge(challenge: str | None, method: str | None, policy: P
         if method is not None:
             raise InvalidRequest("code_challenge_method was sent without code_challenge")
         if policy.required or policy.s256_required:
-            raise InvalidRequest("code_challenge is required (PKCE, RFC 7636)", result_code="A124301")
+            raise InvalidRequest(
+                "code_challenge is required (PKCE, RFC 7636)", result_code=result_codes.CODE_CHALLENGE_MISSING
+            )
         return None
     effective_method = method or "plain"
     if effective_method not in SUPPORTED_METHODS:
-        raise InvalidRequest("code_challenge_method must be S256 or plain", result_code="A124302")
+        raise InvalidRequest(
+            "code_challenge_method must be S256 or plain", result_code=result_codes.CODE_CHALLENGE_METHOD_UNSUPPORTED
+        )
     if policy.s256_required and effective_method != "S256":
-        raise InvalidRequest("code_challenge_method=S256 is required", result_code="A124307")
+        raise InvalidRequest(
+            "code_challenge_method=S256 is required", result_code=result_codes.CODE_CHALLENGE_METHOD_S256_REQUIRED
+        )
     pattern = _S256_CHALLENGE if effective_method == "S256" else _CODE_CHALLENGE
     if not pattern.fullmatch(challenge):
         raise InvalidRequest(
             "code_challenge is malformed: S256 needs 43 base64url characters, plain 43 to 128 unreserved ones",
-            result_code="A124303",
+            result_code=result_codes.CODE_CHALLENGE_MALFORMED,
         )
     return CodeChallenge(challenge=challenge, method=effective_method)

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core import mtls
+from app.core import mtls, result_codes
 from app.core.errors import ApiBadRequest, ApiConflict, ApiError, ApiNotFound
 from app.core.model import SECRET_AUTH_METHODS, ClientAuthMethod, ClientType, FapiMode, GrantType, ResponseType
 from app.core.registration import (
@@ -181,7 +181,9 @@ def _problems(error: ValidationError) -> str:
 async def _client_or_404(clients: ClientRepository, service_id: int, client_id: str, *, locked: bool) -> Client:
     row = await clients.get_or_none(service_id, client_id, lock="update" if locked else None)
     if row is None:
-        raise ApiNotFound(f"client {client_id[:40]} does not exist in this service", result_code="A001213")
+        raise ApiNotFound(
+            f"client {client_id[:40]} does not exist in this service", result_code=result_codes.CLIENT_NOT_FOUND
+        )
     return row
 
 
@@ -233,7 +235,9 @@ async def refresh_client_secret(
         secret = _set_new_secret(context, row)
         row.modified_at = utc_now()
     context.forget_records()
-    return _secret_answer("A086001", f"The client secret of client {row.id} was refreshed.", secret)
+    return _secret_answer(
+        result_codes.CLIENT_SECRET_REFRESHED, f"The client secret of client {row.id} was refreshed.", secret
+    )
 
 
 async def update_client_secret(
@@ -245,7 +249,9 @@ async def update_client_secret(
         _set_secret(context, row, secret)
         row.modified_at = utc_now()
     context.forget_records()
-    return _secret_answer("A087001", f"The client secret of client {row.id} was updated.", secret)
+    return _secret_answer(
+        result_codes.CLIENT_SECRET_UPDATED, f"The client secret of client {row.id} was updated.", secret
+    )
 
 
 async def _secret_client(access: ServiceAccess, session: AsyncSession, service_id: int, client_id: str) -> Client:

@@ -8,6 +8,7 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.core import result_codes
 from app.core.errors import ApiBadRequest, ApiNotFound
 from app.core.model import ServiceRecord
 from app.core.secrets import SecretBox, SecretHasher
@@ -58,7 +59,7 @@ async def any_service(session: AsyncSession, service_id: int, *, lock: RowLock |
 
 def service_or_404(row: Service | None, service_id: int) -> Service:
     if row is None:
-        raise ApiNotFound(f"service {service_id} does not exist", result_code="A003202")
+        raise ApiNotFound(f"service {service_id} does not exist", result_code=result_codes.SERVICE_NOT_FOUND)
     return row
 
 
