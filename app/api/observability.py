@@ -35,6 +35,9 @@ def audit(request: Request, **fields: Any) -> None:
     request.state.audit = {name: value for name, value in fields.items() if value is not None}
 
 
+STANDARD_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
+
+
 @dataclass
 class Metrics:
     """The server's Prometheus metrics, in a registry of its own (one per app)."""
@@ -120,25 +123,75 @@ class RequestObservationMiddleware:
     def _observe(self, scope: Scope, request_id: str, status: int, duration: float) -> None:
         route = scope.get("route")
         route_path = getattr(route, "path", None) or "unmatched"
-        self.metrics.observe_latency(route_path, scope.get("method", ""), status, duration)
+        method = scope.get("method", "")
+        # A client chooses the method: one it invents must not make a new series (RFC 9110 §9 names these).
+        self.metrics.observe_latency(route_path, method if method in STANDARD_METHODS else "other", status, duration)
         audit: dict[str, Any] = scope.get("state", {}).get("audit") or {}
         if "operation" in audit:
             self.metrics.count_operation(
                 audit["operation"], str(audit.get("service_id", "")), audit.get("outcome", ""), audit.get("error") or ""
             )
-        access_logger.info(
-            "request",
-            extra={
-                "fields": {
-                    "request_id": request_id,
-                    "method": scope.get("method"),
-                    "route": route_path,
-                    "status": status,
-                    "duration_ms": round(duration * 1000, 2),
-                    **audit,
-                }
+        log_request(
+            access_logger,
+            {
+                "request_id": request_id,
+                "method": scope.get("method"),
+                "route": route_path,
+                "status": status,
+                "duration_ms": round(duration * 1000, 2),
+                **audit,
             },
         )
+
+
+def log_request(log: logging.Logger, fields: dict[str, Any]) -> None:
+    """``log.info("request", extra={"fields": fields})``, the same line written without a ``LogRecord``
+    when every handler the record would reach is one of our JSON stream handlers.
+
+    The logging module's record, caller lookup and handler calls cost a request about as much again as
+    the line itself (bench/RESULTS.md, "Request log line without a LogRecord"). Any other handler, such
+    as pytest's log capture, or a filter anywhere on the way gets the record as before.
+    """
+    if not log.isEnabledFor(logging.INFO):
+        return
+    handlers = _json_stream_handlers(log)
+    if handlers is None:
+        log.info("request", extra={"fields": fields})
+        return
+    created, level = time.time(), logging.getLevelName(logging.INFO)
+    for handler in handlers:
+        formatter: JsonFormatter = handler.formatter  # type: ignore[assignment]
+        line = formatter.format_fields(created, level, log.name, "request", fields) + handler.terminator
+        with handler.lock:  # type: ignore[union-attr]
+            try:  # as StreamHandler.emit writes a line
+                handler.stream.write(line)
+                handler.flush()
+            except RecursionError:
+                raise
+            except Exception:
+                handler.handleError(log.makeRecord(log.name, logging.INFO, "", 0, "request", (), None))
+
+
+def _json_stream_handlers(log: logging.Logger) -> list[logging.StreamHandler] | None:  # type: ignore[type-arg]
+    """The handlers an INFO record of ``log`` reaches, as ``Logger.callHandlers`` finds them, if all of
+    them are plain stream handlers with our ``JsonFormatter`` and nothing on the way has a filter; else
+    None (and None when there are none, where logging's last resort decides)."""
+    found: list[logging.StreamHandler] = []  # type: ignore[type-arg]
+    current: logging.Logger | None = log
+    while current is not None:
+        if current.filters:
+            return None
+        for handler in current.handlers:
+            if (
+                type(handler) not in _PLAIN_STREAM_HANDLERS
+                or type(handler.formatter) is not JsonFormatter
+                or handler.filters
+            ):
+                return None
+            if logging.INFO >= handler.level:
+                found.append(handler)  # type: ignore[arg-type]
+        current = current.parent if current.propagate else None
+    return found or None
 
 
 def _header(scope: Scope, name: str) -> str | None:
@@ -164,17 +217,22 @@ class JsonFormatter(logging.Formatter):
         self._second: tuple[int, str] = (-1, "")  # the last whole second formatted, and its text
 
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "ts": self._timestamp(record.created),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
+        entry = self._head(record.created, record.levelname, record.name, record.getMessage())
         if record.exc_info and record.exc_info[1] is not None:
             entry["exception"] = _type_name(record.exc_info[1])
             entry["traceback"] = _traceback_without_messages(record.exc_info[1])
         entry.update(getattr(record, "fields", {}))
         return self._encode(entry)
+
+    def format_fields(self, created: float, level: str, name: str, message: str, fields: dict[str, Any]) -> str:
+        """What ``format`` writes for a record with no exception, from the record's attributes:
+        ``created``, ``levelname``, ``name``, its message and ``fields``."""
+        entry = self._head(created, level, name, message)
+        entry.update(fields)
+        return self._encode(entry)
+
+    def _head(self, created: float, level: str, name: str, message: str) -> dict[str, Any]:
+        return {"ts": self._timestamp(created), "level": level.lower(), "logger": name, "msg": message}
 
     def _timestamp(self, created: float) -> str:
         """ISO 8601 in UTC to the millisecond, as ``datetime.isoformat(timespec="milliseconds")`` writes it
@@ -259,6 +317,10 @@ class CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     @stream.setter
     def stream(self, _value: Any) -> None:
         """StreamHandler.__init__ assigns a stream; the current one is always used instead."""
+
+
+# The handlers whose emit is a plain "format, write to the stream, flush", which log_request repeats.
+_PLAIN_STREAM_HANDLERS = (logging.StreamHandler, CurrentStderrHandler)
 
 
 def configure_logging(level: str, name: str = "par_server") -> None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import secrets
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,7 +19,7 @@ from fastapi import FastAPI
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.api.observability import JsonFormatter
+from app.api.observability import CurrentStderrHandler, JsonFormatter, log_request
 from app.db.schema import alembic_config
 from app.main import create_app, update_gauges
 from tests.conftest import ADMIN_TOKEN, BASE_URL, make_settings
@@ -114,6 +117,97 @@ async def test_request_log_line_has_outcome_and_no_secrets(
     assert state not in JsonFormatter().format(record) and str(basic_client.secret) not in json.dumps(line)
 
 
+REQUEST_FIELDS = {
+    "request_id": "r-1",
+    "method": "POST",
+    "route": "/services/{service_id}/par",
+    "status": 201,
+    "duration_ms": 1.25,
+    "operation": "push",
+    "service_id": uuid.UUID(int=7),  # not a JSON type: written as str() writes it
+    "outcome": "created",
+    "error": 'caf\u00e9 "x"',
+}
+
+
+@pytest.fixture
+def json_log() -> Iterator[tuple[logging.Logger, logging.StreamHandler[io.StringIO]]]:
+    """A logger of its own writing JSON lines to one stream handler, as `par-server serve` configures
+    ``par_server`` (no propagation, so the test's own log capture does not see it)."""
+    log = logging.getLogger(f"par_server_test.request.{secrets.token_hex(4)}")
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    handler = logging.StreamHandler(io.StringIO())
+    handler.setFormatter(JsonFormatter())
+    log.addHandler(handler)
+    yield log, handler
+    log.removeHandler(handler)
+
+
+def test_the_request_line_written_directly_is_the_line_logging_writes(
+    json_log: tuple[logging.Logger, logging.StreamHandler[io.StringIO]],
+) -> None:
+    """Written without a LogRecord (only our JSON handler on the way) or through logging (a filter on
+    the way), a request line has the same fields in the same order with the same values."""
+    log, handler = json_log
+    log_request(log, REQUEST_FIELDS)
+    handler.addFilter(lambda _record: True)
+    log_request(log, REQUEST_FIELDS)
+    direct, logged = handler.stream.getvalue().splitlines()
+    assert handler.stream.getvalue().endswith("\n")
+    direct_line, logged_line = json.loads(direct), json.loads(logged)
+    assert list(direct_line) == list(logged_line) == ["ts", "level", "logger", "msg", *REQUEST_FIELDS]
+    assert {**direct_line, "ts": ""} == {**logged_line, "ts": ""}
+    assert (direct_line["level"], direct_line["logger"], direct_line["msg"]) == ("info", log.name, "request")
+    assert direct_line["service_id"] == str(uuid.UUID(int=7)) and "caf\\u00e9" in direct
+    assert datetime.fromisoformat(direct_line["ts"]).isoformat(timespec="milliseconds") == direct_line["ts"]
+
+
+class RecordingHandler(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_the_request_line_honours_levels_and_reaches_other_handlers_through_logging(
+    json_log: tuple[logging.Logger, logging.StreamHandler[io.StringIO]],
+) -> None:
+    log, handler = json_log
+    log.setLevel(logging.WARNING)
+    log_request(log, REQUEST_FIELDS)
+    log.setLevel(logging.INFO)
+    handler.setLevel(logging.WARNING)
+    log_request(log, REQUEST_FIELDS)
+    assert handler.stream.getvalue() == ""
+    handler.setLevel(logging.NOTSET)
+    other = RecordingHandler()
+    log.addHandler(other)
+    log_request(log, REQUEST_FIELDS)
+    log.removeHandler(other)
+    [record] = other.records
+    assert (record.name, record.getMessage(), record.__dict__["fields"]) == (log.name, "request", REQUEST_FIELDS)
+    assert json.loads(handler.stream.getvalue())["status"] == 201
+
+
+def test_the_request_line_written_directly_goes_to_the_current_stderr(
+    json_log: tuple[logging.Logger, logging.StreamHandler[io.StringIO]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    log, handler = json_log
+    log.removeHandler(handler)
+    stderr_handler = CurrentStderrHandler()
+    stderr_handler.setFormatter(JsonFormatter())
+    log.addHandler(stderr_handler)
+    try:
+        log_request(log, REQUEST_FIELDS)
+    finally:
+        log.removeHandler(stderr_handler)
+    [line] = capsys.readouterr().err.splitlines()
+    assert json.loads(line)["request_id"] == "r-1"
+
+
 async def test_gauges(
     app: FastAPI, client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle
 ) -> None:
@@ -143,3 +237,13 @@ async def test_readyz_when_current(client: httpx.AsyncClient) -> None:
 async def test_metrics_need_no_credentials_and_leak_none(client: httpx.AsyncClient) -> None:
     text = (await client.get("/metrics")).text
     assert "par_operations_total" in text and ADMIN_TOKEN not in text
+
+
+async def test_a_method_a_client_invents_makes_no_new_series(client: httpx.AsyncClient) -> None:
+    """The latency histogram's method label takes the standard methods; any other is "other", so a
+    client cannot grow the server's series (and memory) by inventing methods."""
+    for invented in ("FROBNICATE", "X-1", "PROPFIND"):
+        await client.request(invented, "/healthz")
+    text = (await client.get("/metrics")).text
+    assert "FROBNICATE" not in text and "PROPFIND" not in text
+    assert 'method="other"' in text
