@@ -13,6 +13,7 @@ from typing import Any, Generic, TypeVar
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
+from starlette.formparsers import MultiPartException
 
 from app.core import json_input
 from app.core.errors import ApiBadRequest
@@ -48,7 +49,10 @@ async def _parse(request: Request, model: type[ModelT], *, allow_form: bool) -> 
     if media_type == "application/json":
         raw = _json_body(await request.body())
     elif allow_form and media_type == "application/x-www-form-urlencoded":
-        form = await request.form()
+        try:
+            form = await request.form()
+        except MultiPartException as error:  # more fields than Starlette reads (1000)
+            raise ApiBadRequest(f"the form body cannot be read: {error.message}") from None
         # As at the RFC endpoint (app.core.params): a field given twice is refused, never one value kept.
         repeated = next((key for key in form if key not in LIST_FIELDS and len(form.getlist(key)) > 1), None)
         if repeated is not None:

@@ -58,6 +58,9 @@ _CHARACTER_CLASSES = (
 # The hash formats an imported secret may come in, by passlib scheme name.
 IMPORTED_HASH_SCHEMES = ("bcrypt", "pbkdf2_sha256", "django_pbkdf2_sha256")
 REQUEST_URI_PREFIX = "urn:ietf:params:oauth:request_uri:"
+# What a client's stored hash may take (the column's width): bcrypt is 60 characters, a pbkdf2_sha256
+# hash with a long salt about 100; our keyed hash 81.
+MAX_STORED_HASH_LENGTH = 200
 _BCRYPT_PREFIX = "$2"
 _BCRYPT_IDENTS = frozenset({"$2a$", "$2b$", "$2y$"})
 BCRYPT_MAX_SECRET_BYTES = 72
@@ -167,6 +170,8 @@ class SecretHasher:
 
         bcrypt hashes whose salt has its unused padding bits set (which bcrypt ignores) are normalised,
         as passlib warns about each verification of them."""
+        if len(stored_hash) > MAX_STORED_HASH_LENGTH:
+            raise UnusableHash(f"the client secret hash must be at most {MAX_STORED_HASH_LENGTH} characters long")
         scheme = self._context.identify(stored_hash) if stored_hash.isascii() else None
         if scheme not in IMPORTED_HASH_SCHEMES:
             raise UnusableHash("the client secret hash must be a bcrypt, pbkdf2_sha256 or Django pbkdf2_sha256 hash")

@@ -22,6 +22,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from app.core.secrets import MAX_STORED_HASH_LENGTH
+
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -120,7 +122,7 @@ class Client(Base):
     description: Mapped[str | None] = mapped_column(Text)
     client_type: Mapped[str] = mapped_column(String(20))
     token_auth_method: Mapped[str] = mapped_column(String(40))
-    secret_hash: Mapped[str | None] = mapped_column(String(200))  # keyed hash only; never the secret
+    secret_hash: Mapped[str | None] = mapped_column(String(MAX_STORED_HASH_LENGTH))  # a hash, never the secret
     # client_secret_jwt only: the secret sealed with AES-GCM (app.core.secrets.SecretBox), as the
     # HMAC key of its assertions cannot be a one-way hash.
     encrypted_secret: Mapped[str | None] = mapped_column(String(300))

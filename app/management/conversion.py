@@ -93,7 +93,7 @@ SERVICE_EFFECTIVE_FIELDS = (
 )
 
 
-def service_changes(body: ServiceIn, *, derived: Mapping[str, str]) -> dict[str, Any]:
+def service_changes(body: ServiceIn, *, derived: Mapping[str, str], stored_fapi2: bool = False) -> dict[str, Any]:
     """The column values ``body`` gives. A read-modify-write that sends back a ``derived`` default keeps it
     derived, so it goes on following PAR_PUBLIC_BASE_URL."""
     changes = {
@@ -106,7 +106,7 @@ def service_changes(body: ServiceIn, *, derived: Mapping[str, str]) -> dict[str,
     policy = audience_policy(
         body.client_assertion_audience_policy,
         body.client_assertion_aud_restricted_to_issuer,
-        fapi2=FapiMode.FAPI2_SECURITY in (body.fapi_modes or ()),
+        fapi2=stored_fapi2 if body.fapi_modes is None else FapiMode.FAPI2_SECURITY in body.fapi_modes,
     )
     if policy is not None:
         changes["client_assertion_audience_policy"] = policy

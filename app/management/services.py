@@ -43,7 +43,8 @@ def _apply(context: ManagementContext, row: Service, body: ServiceIn) -> None:
         "issuer": default_issuer(base_url, row.id),
         "pushed_auth_req_endpoint": default_par_endpoint(base_url, row.id),
     }
-    for column, value in service_changes(body, derived=derived).items():
+    stored_fapi2 = FapiMode.FAPI2_SECURITY.name in (row.fapi_modes or ())
+    for column, value in service_changes(body, derived=derived, stored_fapi2=stored_fapi2).items():
         setattr(row, column, value)
     for method in body.supported_token_auth_methods or ():
         resolve_client_type_and_method(None, method)  # refuses methods this server cannot verify yet

@@ -397,3 +397,16 @@ async def test_client_attestation_is_refused_not_ignored(
     assert "attestation-based client authentication" in response.json()["resultMessage"]
     async with app.state.par.sessions() as session:
         assert (await session.scalars(select(PushedRequest))).all() == []
+
+
+async def test_a_form_with_more_fields_than_can_be_read_is_a_result_error(
+    client: httpx.AsyncClient, service: ServiceHandle
+) -> None:
+    """Starlette reads at most 1000 form fields; more is a 400 ResultError once the caller is authorized,
+    and a 401 before, never a 500."""
+    body = "&".join(f"f{i}=1" for i in range(1001))
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    path = f"/api/{service.id}/pushed_auth_req"
+    assert_result_error(await client.post(path, content=body, headers=headers), 401)
+    refused = await client.post(path, content=body, headers=headers | service.bearer)
+    assert "cannot be read" in assert_result_error(refused, 400)["resultMessage"]

@@ -781,6 +781,7 @@ def _pbkdf2_hash(rounds: int) -> str:
         ({"clientSecretHash": _bcrypt_hash(4), "clientSecret": ""}, "not both"),
         ({"clientSecret": ""}, "32 to 128 characters"),  # given, though empty: never a generated one instead
         ({"clientSecretHash": ""}, "must be a bcrypt"),
+        ({"clientSecretHash": _pbkdf2_hash(1000).replace("$1000$", "$1000$" + "s" * 150, 1)}, "at most 200"),
         ({"clientSecretHash": _bcrypt_hash(4), "tokenAuthMethod": "CLIENT_SECRET_JWT"}, "in clear"),
         ({"clientSecret": STRONG_SECRET, "clientType": "PUBLIC"}, "uses no client secret"),
         ({"clientSecretHash": _bcrypt_hash(4), "clientType": "PUBLIC"}, "uses no client secret"),
