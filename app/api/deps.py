@@ -73,6 +73,18 @@ async def require_admin(request: Request, state: StateDep) -> None:
         raise ApiUnauthorized("the access token is not the admin token", result_code=result_codes.API_TOKEN_INVALID)
 
 
+async def require_known_token(request: Request, state: AppState) -> None:
+    """401 unless the bearer token is the admin token or a live service access token, checked before the
+    request's body is read: a caller without credentials learns nothing about its body and cannot make
+    the server parse one. Which service the token may act on is checked afterwards, as before."""
+    token = bearer_token(request)
+    if is_admin_token(state, token):
+        return
+    async with state.request_connection() as connection:
+        if await state.find_token_service(connection, state.hasher.lookup_digest(token)) is None:
+            raise ApiUnauthorized("the access token is unknown or revoked", result_code=result_codes.API_TOKEN_INVALID)
+
+
 async def authorize_service(
     request: Request,
     state: AppState,

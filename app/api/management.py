@@ -3,13 +3,14 @@ use cases are ``app.management``."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.bodies import SafeJsonRoute
-from app.api.deps import IdPath, PageQuery, StateDep, authorize_service_call, require_admin
+from app.api.deps import IdPath, PageQuery, StateDep, authorize_service_call, require_admin, require_known_token
 from app.api.schemas import API_ERRORS
 from app.db.models import Service
 from app.db.repositories import RowLock
@@ -40,12 +41,26 @@ async def no_store(response: Response) -> None:
 # A change that commits drops this replica's record caches (``AppState.forget_records``), so its pushes see
 # it from the next one on. Only then: a refused or read-only call (even an unauthenticated one) must not let
 # anyone empty the caches that every push relies on. Creations need none: unknown ids are never cached.
+class AuthenticatedJsonRoute(SafeJsonRoute):
+    """A management route: the caller's token is known (``require_known_token``) before its body is read,
+    then the route's own dependencies decide what the token may do."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def authenticated_handler(request: Request) -> Response:
+            await require_known_token(request, request.app.state.par)
+            return await handler(request)
+
+        return authenticated_handler
+
+
 router = APIRouter(
     prefix="/api",
     tags=["Management API"],
     dependencies=[Depends(no_store)],
     responses=API_ERRORS,
-    route_class=SafeJsonRoute,
+    route_class=AuthenticatedJsonRoute,
 )
 AdminDep = Depends(require_admin)
 NO_CONTENT = 204

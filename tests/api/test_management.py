@@ -923,3 +923,23 @@ async def test_answers_with_credentials_are_not_cacheable(client: httpx.AsyncCli
 async def test_token_list_of_a_missing_service_is_404(client: httpx.AsyncClient, factory: Factory) -> None:
     response = await client.get("/api/1000000000001/service/token/get/list", headers=factory.admin)
     assert response.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "content"),
+    [
+        ("POST", "/api/service/create", '{"serviceName": NaN}'),
+        ("POST", "/api/{sid}/client/create", '{"clientType": 5}'),
+        ("POST", "/api/{sid}/service/update", "[" * 5000),
+        ("POST", "/api/{sid}/client/secret/update/1", "not json"),
+        ("GET", "/api/{sid}/client/get/list?start=-1", ""),
+    ],
+)
+@pytest.mark.parametrize("authorization", [None, "Bearer unknown-token-0123456789abcdefghij"])
+async def test_an_unauthenticated_call_is_401_before_its_body_or_query_is_read(
+    client: httpx.AsyncClient, service: ServiceHandle, method: str, path: str, content: str, authorization: str | None
+) -> None:
+    """Without a known token, nothing of the request is read: 401, never the body's or query's 400."""
+    headers = {"Content-Type": "application/json"} | ({"Authorization": authorization} if authorization else {})
+    response = await client.request(method, path.format(sid=service.id), content=content, headers=headers)
+    assert_result_error(response, 401)
