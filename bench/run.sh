@@ -24,12 +24,32 @@
 # workers) FILL=0 (live pushed requests stored before the runs, bench/fill.py) SCENARIO=push or flow
 # (bench/flow.lua: the backend API push, resolve and consume) RSS_SAMPLE_SECONDS=5 PG_DB=par_server_bench PAR_SERVER;
 # PAR_* settings (e.g. PAR_DB_POOL_SIZE) reach the server.
+# PIN=1 compares servers per core: the server under test (par-server or the peer) runs on SERVER_CPUS
+# (default 0), wrk on LOAD_CPUS (default 1), and the running PostgreSQL and Redis processes are moved to
+# LOAD_CPUS for the run (new PostgreSQL backends inherit it) and given every CPU back at the end.
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$BENCH_DIR/.." && pwd)
 PAR_SERVER=${PAR_SERVER:-$ROOT/.venv/bin/par-server}
 PY=${PY:-$ROOT/.venv/bin/python}
+PIN=${PIN:-0}
+SERVER_CPUS=${SERVER_CPUS:-0}
+LOAD_CPUS=${LOAD_CPUS:-1}
+ON_SERVER_CPUS=()
+ON_LOAD_CPUS=()
+if [[ "$PIN" == 1 ]]; then
+  command -v taskset >/dev/null 2>&1 || { echo "PIN=1 needs taskset (util-linux)" >&2; exit 1; }
+  ON_SERVER_CPUS=(taskset -c "$SERVER_CPUS")
+  ON_LOAD_CPUS=(taskset -c "$LOAD_CPUS")
+fi
+
+pin_databases() {  # pin_databases CPUS: every PostgreSQL and Redis process (and thread) onto CPUS
+  local pid
+  for pid in $(pgrep -x postgres; pgrep -x redis-server); do
+    taskset -a -cp "$1" "$pid" >/dev/null 2>&1 || true
+  done
+}
 THREADS=${THREADS:-1}
 CONNECTIONS=${CONNECTIONS:-32}
 DURATION=${DURATION:-20}
@@ -114,11 +134,16 @@ cleanup() {
       -c "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1 || true
   fi
   rm -rf "$TMP"
+  if [[ "$PIN" == 1 ]]; then pin_databases "0-$(( $(nproc --all) - 1 ))"; fi
   exit "$status"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+if [[ "$PIN" == 1 ]]; then
+  pin_databases "$LOAD_CPUS"
+  echo "pinned: the server under test on CPUs $SERVER_CPUS; wrk, PostgreSQL and Redis on CPUs $LOAD_CPUS"
+fi
 
 free_port() {
   "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
@@ -213,7 +238,7 @@ children_cpu_ms() {  # sets CHILD_MS: CPU of this shell's reaped children so far
 
 run_wrk() {  # run_wrk OUTFILE WRK-ARGS...: in the background and waited for, so a signal is handled at once
   local out=$1; shift
-  timeout $(( DURATION + WARMUP + 30 )) wrk "$@" > "$out" 2>&1 &
+  timeout $(( DURATION + WARMUP + 30 )) ${ON_LOAD_CPUS[@]+"${ON_LOAD_CPUS[@]}"} wrk "$@" > "$out" 2>&1 &
   WRK_PID=$!
   local status=0
   wait "$WRK_PID" || status=$?
@@ -298,6 +323,9 @@ measure() {  # measure NAME URL SERVER_LOG: warm-up, RUNS wrk runs against the s
     busy+=("$(awk -v b=$(( $3 - $1 )) -v t=$(( $4 - $2 )) 'BEGIN { printf "%.0f", 100 * b / t }')")
     # Everything else the 2 cores did meanwhile (other processes, kernel), by difference.
     other_cpu+=("$(ticks_to_s $(( $3 - $1 - (s1 - s0) - wrk_ticks - p1 - px )))")
+    # CPU per request: the server's CPU over the requests wrk completed (the per-core comparison's figure).
+    line="$line server_cpu_ms_per_request=$(awk -v c="${srv_cpu[-1]}" -v line="$line" 'BEGIN {
+      match(line, /requests=[0-9]+/); n = substr(line, RSTART + 9, RLENGTH - 9); printf "%.3f", (n > 0 ? 1000 * c / n : 0) }')"
     line="$line server_cpu_s=${srv_cpu[-1]} wrk_cpu_s=${wrk_cpu[-1]} postgres_cpu_s=${pg_cpu[-1]}"
     line="$line postgres_exited_cpu_s=${pg_exited_cpu[-1]}"
     line="$line other_cpu_s=${other_cpu[-1]} machine_busy_pct=${busy[-1]} load=${load_during[-1]// /,}"
@@ -383,7 +411,7 @@ bench_peer() {
   url="http://127.0.0.1:$port"
   export CLIENT_ID=bench-client CLIENT_SECRET
   CLIENT_SECRET=$("$PY" -c 'import secrets; print(secrets.token_urlsafe(32))')
-  (cd "$BENCH_DIR/peer" && exec node server.mjs --port "$port" --client-id "$CLIENT_ID" \
+  (cd "$BENCH_DIR/peer" && exec ${ON_SERVER_CPUS[@]+"${ON_SERVER_CPUS[@]}"} node server.mjs --port "$port" --client-id "$CLIENT_ID" \
     --client-secret "$CLIENT_SECRET" --redirect-uri https://client.example.org/cb) > "$log" 2>&1 &
   SERVER_PID=$!
   wait_ready peer "$url/.well-known/openid-configuration" "$log"
@@ -454,7 +482,8 @@ bench_database() {
   # The limiter runs and counts every push, but wrk from one address must not reach its budgets.
   export PAR_RATE_LIMIT_PER_ADDRESS=1000000000/minute PAR_RATE_LIMIT_PER_CLIENT=1000000000/minute
 
-  (cd "$ROOT" && exec "$PAR_SERVER" serve --host 127.0.0.1 --port "$port" --workers "$WORKERS") \
+  (cd "$ROOT" && exec ${ON_SERVER_CPUS[@]+"${ON_SERVER_CPUS[@]}"} "$PAR_SERVER" serve --host 127.0.0.1 --port "$port" \
+    --workers "$WORKERS") \
     > "$log" 2>&1 &
   SERVER_PID=$!
   wait_ready "$db" "$url/healthz" "$log"
