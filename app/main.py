@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from app.api import authorization, backend, health, management, metadata, par
-from app.api.body_size import BodySizeLimitMiddleware
+from app.api.body_size import BodySizeLimitMiddleware, SizeLimits
 from app.api.direct import ParServerApp, direct_routes
 from app.api.errors import install_error_handlers
 from app.api.observability import RequestObservationMiddleware, configure_logging
@@ -61,17 +61,17 @@ def create_app(settings: Settings) -> ParServerApp:
         app.include_router(router)
     install_error_handlers(app)
 
+    limits = SizeLimits(settings.max_body_bytes, settings.max_api_body_bytes, settings.max_header_bytes)
+
     def middlewares(inner: ASGIApp) -> ASGIApp:
-        limited = BodySizeLimitMiddleware(
-            inner,
-            max_body_bytes=settings.max_body_bytes,
-            max_api_body_bytes=settings.max_api_body_bytes,
-            max_header_bytes=settings.max_header_bytes,
-        )
+        limited = BodySizeLimitMiddleware(inner, limits=limits)
         return RequestObservationMiddleware(limited, metrics=state.metrics)  # outermost: sees every answer
 
-    # The endpoints marked @served_directly, ahead of the app's own routing.
-    app.serve_in_front(direct_routes(route for router in routers for route in router.routes), middlewares)
+    # The endpoints marked @served_directly, ahead of the app's own routing and middlewares, whose work
+    # they do themselves (app.api.direct).
+    app.serve_in_front(
+        direct_routes(route for router in routers for route in router.routes), middlewares, limits, state.metrics
+    )
     return app
 
 

@@ -6,14 +6,13 @@ from __future__ import annotations
 from functools import partial
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
 
 from app.api.backend_call import backend_call, parameters_required
 from app.api.deps import IdPath, StateDep
 from app.api.direct import served_directly
-from app.api.errors import NO_STORE
 from app.api.observability import audit
-from app.api.schemas import API_ERRORS, AuthorizationOut, ConsumeIn, ResolveIn, epoch_millis
+from app.api.responses import JsonAnswer
+from app.api.schemas import API_ERRORS, AuthorizationOut, ConsumeIn, ResolveIn, epoch_millis, without_none
 from app.core import authorization, result_codes
 from app.core.authorization import AuthorizationOutcome
 from app.core.errors import ApiBadRequest
@@ -32,7 +31,7 @@ answering = partial(router.post, response_model=AuthorizationOut, response_model
     summary="Resolve the authorization endpoint's parameters (client_id + request_uri, or a plain request)",
 )
 @served_directly
-async def resolve(service_id: IdPath, request: Request, state: StateDep) -> JSONResponse:
+async def resolve(service_id: IdPath, request: Request, state: StateDep) -> JsonAnswer:
     """Repeatable until the request is consumed or its window closes; does not consume unless the
     service sets ``consumeRequestUriOnResolve``."""
     async with backend_call(
@@ -59,7 +58,7 @@ async def resolve(service_id: IdPath, request: Request, state: StateDep) -> JSON
     summary="Consume a request_uri once, when the authorization is granted",
 )
 @served_directly
-async def consume(service_id: IdPath, request: Request, state: StateDep) -> JSONResponse:
+async def consume(service_id: IdPath, request: Request, state: StateDep) -> JsonAnswer:
     async with backend_call(request, state, service_id, ConsumeIn, require=_consumption) as call:
         client_id, request_uri = call.required
         outcome = await authorization.consume(
@@ -92,18 +91,19 @@ def _audit(request: Request, operation: str, service_id: int, outcome: Authoriza
     )
 
 
-def _answer(outcome: AuthorizationOutcome) -> JSONResponse:
+def _answer(outcome: AuthorizationOutcome) -> JsonAnswer:
+    """AuthorizationOut's fields (which document this answer), in its order, unset ones left out."""
     client = outcome.client
-    answer = AuthorizationOut(
-        result_code=outcome.result_code,
-        result_message=outcome.result_message,
-        action=outcome.action.value,
-        response_content=outcome.response_content,
-        client_id=client.id if client else None,
-        client_id_alias=client.alias if client else None,
-        request_uri=outcome.request_uri,
-        parameters=outcome.parameters,
-        request=outcome.request,
-        expires_at=epoch_millis(outcome.expires_at) if outcome.expires_at else None,
-    )
-    return JSONResponse(answer.model_dump(by_alias=True, exclude_none=True), headers=NO_STORE)
+    answer = {
+        "resultCode": outcome.result_code,
+        "resultMessage": outcome.result_message,
+        "action": outcome.action.value,
+        "responseContent": outcome.response_content,
+        "clientId": client.id if client else None,
+        "clientIdAlias": client.alias if client else None,
+        "requestUri": outcome.request_uri,
+        "parameters": outcome.parameters,
+        "request": outcome.request,
+        "expiresAt": epoch_millis(outcome.expires_at) if outcome.expires_at else None,
+    }
+    return JsonAnswer(without_none(answer))

@@ -11,20 +11,21 @@ from __future__ import annotations
 import json
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
 
 from app.api.backend_call import backend_call, parameters_required
 from app.api.deps import IdPath, StateDep, bearer_token
 from app.api.direct import served_directly
-from app.api.errors import NO_STORE
 from app.api.push_pipeline import Throttle, execute_push, peek_client_id, too_many_requests
-from app.api.schemas import API_ERRORS, PushedAuthReqIn, PushedAuthReqOut
+from app.api.responses import JsonAnswer
+from app.api.schemas import API_ERRORS, PushedAuthReqIn, PushedAuthReqOut, without_none
 from app.core import result_codes
 from app.core.client_auth import BasicCredentials, form_decoded
 from app.core.errors import ApiBadRequest
 from app.core.par import PushRequest
 from app.state import AppState
 
+# Authlete's responseContent: the JSON to relay, ASCII-escaped as json.dumps writes it; one encoder for every call.
+_response_content = json.JSONEncoder(separators=(",", ":")).encode
 router = APIRouter(prefix="/api/{service_id}", tags=["Authlete-compatible backend API"], responses=API_ERRORS)
 
 
@@ -44,7 +45,7 @@ router = APIRouter(prefix="/api/{service_id}", tags=["Authlete-compatible backen
     },
 )
 @served_directly
-async def pushed_auth_req(service_id: IdPath, request: Request, state: StateDep) -> JSONResponse:
+async def pushed_auth_req(service_id: IdPath, request: Request, state: StateDep) -> JsonAnswer:
     async with backend_call(
         request,
         state,
@@ -87,16 +88,17 @@ async def pushed_auth_req(service_id: IdPath, request: Request, state: StateDep)
         )
         outcome = await execute_push(state, call.connection, call.service, push_request)
     await throttle.record(outcome)
-    answer = PushedAuthReqOut(
-        result_code=outcome.result_code,
-        result_message=outcome.result_message,
-        action=outcome.action.value,
-        response_content=json.dumps(outcome.response_content, separators=(",", ":")),
-        request_uri=outcome.request_uri,
-        client_auth_method=outcome.client_auth_method.name if outcome.client_auth_method else None,
-        dpop_nonce=outcome.dpop_nonce,
-    )
-    return JSONResponse(answer.model_dump(by_alias=True, exclude_none=True), headers=NO_STORE)
+    # PushedAuthReqOut's fields (which document this answer), in its order, unset ones left out.
+    answer = {
+        "resultCode": outcome.result_code,
+        "resultMessage": outcome.result_message,
+        "action": outcome.action.value,
+        "responseContent": _response_content(outcome.response_content),
+        "requestUri": outcome.request_uri,
+        "clientAuthMethod": outcome.client_auth_method.name if outcome.client_auth_method else None,
+        "dpopNonce": outcome.dpop_nonce,
+    }
+    return JsonAnswer(without_none(answer))
 
 
 def _token_digest(request: Request, state: AppState) -> str:

@@ -9,39 +9,69 @@ error that ``app.api.errors`` renders.
 
 from __future__ import annotations
 
-from starlette.datastructures import Headers
+from dataclasses import dataclass
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.errors import error_response, is_api_path
+from app.api.responses import JsonAnswer
 from app.core.errors import RequestTooLarge
 
 
+@dataclass(frozen=True, slots=True)
+class SizeLimits:
+    """PAR_MAX_BODY_BYTES (a pushed request's parameters), PAR_MAX_API_BODY_BYTES (/api bodies) and
+    PAR_MAX_HEADER_BYTES."""
+
+    max_body_bytes: int
+    max_api_body_bytes: int
+    max_header_bytes: int
+
+    def body_limit(self, path: str) -> tuple[int, str]:
+        """The largest body a request to ``path`` may send, and the words of its refusal."""
+        if is_api_path(path):
+            return self.max_api_body_bytes, f"the request body exceeds {self.max_api_body_bytes} bytes"
+        # the body is the pushed parameters: same words as app.core.params
+        return self.max_body_bytes, f"the request parameters exceed {self.max_body_bytes} bytes"
+
+    def refusal(self, path: str, header_bytes: int, declared_length: bytes | None) -> JsonAnswer | None:
+        """The answer to a request whose headers (``header_bytes`` of names and values) or declared
+        Content-Length are over the limits, before its body is read; None when they are within."""
+        if header_bytes > self.max_header_bytes:
+            # RFC 6585 §5: 431 Request Header Fields Too Large.
+            return error_response(path, 431, f"the request headers exceed {self.max_header_bytes} bytes")
+        if declared_length is None:
+            return None
+        limit, message = self.body_limit(path)
+        if not declared_length.isdigit():
+            return error_response(path, 400, "invalid Content-Length")
+        return error_response(path, 413, message) if int(declared_length) > limit else None
+
+
+def header_facts(scope: Scope) -> tuple[int, bytes | None]:
+    """The bytes of the request's header names and values, and its (first) Content-Length."""
+    header_bytes, declared_length = 0, None
+    for name, value in scope["headers"]:
+        header_bytes += len(name) + len(value)
+        if declared_length is None and name == b"content-length":
+            declared_length = value
+    return header_bytes, declared_length
+
+
 class BodySizeLimitMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, max_api_body_bytes: int, max_header_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, limits: SizeLimits) -> None:
         self.app = app
-        self.max_body_bytes = max_body_bytes
-        self.max_api_body_bytes = max_api_body_bytes
-        self.max_header_bytes = max_header_bytes
+        self.limits = limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        header_bytes = sum(len(name) + len(value) for name, value in scope.get("headers", []))
-        if header_bytes > self.max_header_bytes:
-            # RFC 6585 §5: 431 Request Header Fields Too Large.
-            message = f"the request headers exceed {self.max_header_bytes} bytes"
-            await error_response(scope["path"], 431, message)(scope, receive, send)
+        refusal = self.limits.refusal(scope["path"], *header_facts(scope))
+        if refusal is not None:
+            await refusal(scope, receive, send)
             return
-        if is_api_path(scope["path"]):
-            limit, message = self.max_api_body_bytes, f"the request body exceeds {self.max_api_body_bytes} bytes"
-        else:  # the body is the pushed parameters: same words as app.core.params
-            limit, message = self.max_body_bytes, f"the request parameters exceed {self.max_body_bytes} bytes"
-        declared = Headers(scope=scope).get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            status, text = (413, message) if declared.isdigit() else (400, "invalid Content-Length")
-            await error_response(scope["path"], status, text)(scope, receive, send)
-            return
+        limit, message = self.limits.body_limit(scope["path"])
         received = 0
 
         async def limited_receive() -> Message:

@@ -25,22 +25,25 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from pydantic import TypeAdapter, ValidationError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.api.body_size import SizeLimits
 from app.api.deps import DatabaseId
-from app.api.errors import UnhandledErrorMiddleware, par_server_error_response
+from app.api.errors import par_server_error_response, unhandled_error_response
+from app.api.observability import REQUEST_ID_HEADER, Metrics, observe_request, request_id_of
 from app.core import result_codes
-from app.core.errors import ApiNotFound, ParServerError
+from app.core.errors import ApiNotFound, ParServerError, RequestTooLarge
 from app.state import AppState
 
 # The constraints of ``app.api.deps.IdPath``, so both ways in accept the same ids.
@@ -90,17 +93,70 @@ def path_id(text: str, name: str) -> int:
         ) from None
 
 
-class DirectRoutes:
-    """ASGI: ``routes`` for their method and path, ``fallback`` (FastAPI) for every other request."""
+class DirectRequest(Request):
+    """The request a direct route's endpoint gets: Starlette's, with its body read here, under the size
+    limit of its path (``SizeLimits``), in one pass rather than through Starlette's stream."""
 
-    def __init__(self, routes: Sequence[DirectRoute], state: Callable[[], AppState], fallback: ASGIApp) -> None:
-        self._routes = {
-            (route.method, re.compile(re.sub(r"\{service_id\}", r"(?P<service_id>[^/]+)", route.path))): route
-            for route in routes
-        }
+    def __init__(self, scope: Scope, receive: Receive, max_body: tuple[int, str]) -> None:
+        super().__init__(scope, receive)
+        self._max_body = max_body
+
+    async def body(self) -> bytes:
+        if not hasattr(self, "_body"):
+            limit, message = self._max_body
+            chunks: list[bytes] = []
+            received, more = 0, True
+            while more:
+                event = await self._receive()
+                if event["type"] == "http.disconnect":
+                    self._is_disconnected = True
+                    raise ClientDisconnect()
+                chunk = event.get("body", b"")
+                received += len(chunk)
+                if received > limit:
+                    raise RequestTooLarge(message)
+                chunks.append(chunk)
+                more = event.get("more_body", False)
+            self._stream_consumed = True
+            self._body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return self._body
+
+    async def stream(self) -> AsyncGenerator[bytes, None]:
+        """The body, read (and limited) by ``body``: what ``form()`` parses."""
+        yield await self.body()
+        yield b""
+
+
+class DirectRoutes:
+    """ASGI: ``routes`` for their method and path, ``fallback`` (the middlewares around FastAPI) for
+    every other request.
+
+    A direct route does what the middlewares do for every other route, once and inline: the size
+    limits (``app.api.body_size``), the request id, latency, counters and log line
+    (``app.api.observability``), and the last-resort answer to anything unexpected (``app.api.errors``).
+    """
+
+    def __init__(
+        self,
+        routes: Sequence[DirectRoute],
+        state: Callable[[], AppState],
+        fallback: ASGIApp,
+        *,
+        limits: SizeLimits,
+        metrics: Metrics,
+    ) -> None:
+        # One expression for every route: the route is the outer group that matched, the id its inner one.
+        self._routes = {f"route{number}": route for number, route in enumerate(routes)}
+        self._pattern = re.compile(
+            "|".join(
+                f"(?P<{name}>{re.escape(route.path).replace(re.escape('{service_id}'), f'(?P<{name}_id>[^/]+)')})"
+                for name, route in self._routes.items()
+            )
+        )
         self._state = state
         self._fallback = fallback
-        self._guarded = UnhandledErrorMiddleware(self._serve)
+        self._limits = limits
+        self._metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -108,24 +164,84 @@ class DirectRoutes:
             path, root_path = scope["path"], scope.get("root_path", "")
             if root_path and path.startswith(root_path):
                 path = path[len(root_path) :]
-            for (method, pattern), route in self._routes.items():
-                match = pattern.fullmatch(path) if scope["method"] == method else None
-                if match is not None:
-                    scope["route"] = route  # the observation middleware labels by route.path
-                    scope["path_params"] = match.groupdict()
-                    await self._guarded(scope, receive, send)
+            match = self._pattern.fullmatch(path)
+            if match is not None and match.lastgroup is not None:
+                route = self._routes[match.lastgroup]
+                if scope["method"] == route.method:
+                    await self._serve(route, match[f"{match.lastgroup}_id"], scope, receive, send)
                     return
         await self._fallback(scope, receive, send)
 
-    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route: DirectRoute = scope["route"]
-        request = Request(scope, receive)
+    async def _serve(self, route: DirectRoute, service_id: str, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        state = self._state()
+        scope["route"] = route  # what the route label of metrics and log lines is read from, as elsewhere
+        scope["path_params"] = {"service_id": service_id}
+        scope["state"] = {}  # the endpoint's ``audit`` describes its outcome here
+        header_bytes, declared_length, offered_id = _header_facts(scope["headers"])
+        request_id = request_id_of(offered_id)
+        status = 500
         try:
-            service_id = path_id(scope["path_params"]["service_id"], "service_id")
-            response = await route.endpoint(service_id, request, self._state())
+            response = await self._answer(route, service_id, scope, receive, state, header_bytes, declared_length)
+            if response is not None:
+                status = response.status_code
+                headers = response.raw_headers
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": status,
+                        "headers": [*headers, (b"x-request-id", request_id.encode())],
+                    }
+                )
+                await send({"type": "http.response.body", "body": response.body})
+        finally:
+            observe_request(
+                self._metrics,
+                route.path,
+                scope["method"],
+                status,
+                time.perf_counter() - started,
+                request_id,
+                scope["state"].get("audit"),
+            )
+
+    async def _answer(
+        self,
+        route: DirectRoute,
+        service_id: str,
+        scope: Scope,
+        receive: Receive,
+        state: AppState,
+        header_bytes: int,
+        declared_length: bytes | None,
+    ) -> Response | None:
+        """The endpoint's response, or the error response in its path's format; None when the client left."""
+        path = scope["path"]
+        refusal = self._limits.refusal(path, header_bytes, declared_length)
+        if refusal is not None:
+            return refusal
+        request = DirectRequest(scope, receive, self._limits.body_limit(path))
+        try:
+            return await route.endpoint(path_id(service_id, "service_id"), request, state)
         except ParServerError as error:
-            response = par_server_error_response(scope["path"], error)
-        await response(scope, receive, send)
+            return par_server_error_response(path, error)
+        except ClientDisconnect:
+            return None  # the client left before sending its whole request: nobody to answer, nothing broken
+        except Exception as error:
+            return unhandled_error_response(scope, error)
+
+
+def _header_facts(headers: Iterable[tuple[bytes, bytes]]) -> tuple[int, bytes | None, bytes | None]:
+    """One pass over the headers: the bytes of names and values (``SizeLimits``), the first
+    Content-Length and the first X-Request-ID."""
+    header_bytes, declared_length, request_id = 0, None, None
+    for name, value in headers:
+        header_bytes += len(name) + len(value)
+        if name == b"content-length":
+            declared_length = value if declared_length is None else declared_length
+        elif name == REQUEST_ID_HEADER:
+            request_id = value if request_id is None else request_id
+    return header_bytes, declared_length, request_id
 
 
 class ParServerApp(FastAPI):
@@ -136,11 +252,16 @@ class ParServerApp(FastAPI):
         self.direct_routes: list[DirectRoute] = []
         self._front: ASGIApp = super().__call__
 
-    def serve_in_front(self, routes: Sequence[DirectRoute], wrap: Callable[[ASGIApp], ASGIApp]) -> None:
-        """Serve ``routes`` directly, with ``wrap`` (the middlewares) around them and FastAPI. Their state
-        is read from ``self.state.par`` on each request, as FastAPI's ``get_state`` reads it."""
+    def serve_in_front(
+        self, routes: Sequence[DirectRoute], wrap: Callable[[ASGIApp], ASGIApp], limits: SizeLimits, metrics: Metrics
+    ) -> None:
+        """Serve ``routes`` directly, and every other request by FastAPI with ``wrap`` (the middlewares)
+        around it. Their state is read from ``self.state.par`` on each request, as FastAPI's ``get_state``
+        reads it."""
         self.direct_routes = list(routes)
-        self._front = wrap(DirectRoutes(self.direct_routes, self._app_state, fallback=super().__call__))
+        self._front = DirectRoutes(
+            self.direct_routes, self._app_state, wrap(super().__call__), limits=limits, metrics=metrics
+        )
 
     def _app_state(self) -> AppState:
         state: AppState = self.state.par

@@ -10,7 +10,6 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -19,6 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.api.responses import NO_STORE_HEADERS, JsonAnswer, encode_headers
 from app.core import result_codes
 from app.core.errors import InvalidClient, OAuthError, ParServerError, TemporarilyUnavailable, clean_description
 
@@ -28,8 +28,9 @@ logger = logging.getLogger("par_server")
 # is unreachable or stuck (its timeout): a transient condition.
 DATABASE_UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeoutError, RedisConnectionError, RedisTimeoutError)
 RETRY_AFTER_SECONDS = "5"
-NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 BASIC_CHALLENGE = 'Basic realm="par-server", charset="UTF-8"'
+# RFC 6749 §5.2: 401 with WWW-Authenticate when the client authenticated with the Authorization header.
+CHALLENGED = (*NO_STORE_HEADERS, (b"www-authenticate", BASIC_CHALLENGE.encode("latin-1")))
 _API_PREFIX = "/api/"
 _API_RESULT_CODE_BY_STATUS = {
     429: result_codes.TOO_MANY_REQUESTS,
@@ -50,24 +51,22 @@ def is_api_path(path: str) -> bool:
     return path.startswith(_API_PREFIX)
 
 
-def oauth_error_response(error: OAuthError) -> JSONResponse:
-    headers = dict(NO_STORE)
-    if isinstance(error, InvalidClient) and error.used_authorization_header:
-        headers["WWW-Authenticate"] = BASIC_CHALLENGE
-    return JSONResponse(error.to_body(), status_code=error.status_code, headers=headers)
+def oauth_error_response(error: OAuthError) -> JsonAnswer:
+    challenged = isinstance(error, InvalidClient) and error.used_authorization_header
+    return JsonAnswer(error.to_body(), error.status_code, CHALLENGED if challenged else NO_STORE_HEADERS)
 
 
 def result_error_response(
     status_code: int, result_code: str, message: str, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    return JSONResponse(
+) -> JsonAnswer:
+    return JsonAnswer(
         {"resultCode": result_code, "resultMessage": f"[{result_code}] {clean_description(message)}"},
-        status_code=status_code,
-        headers={**NO_STORE, **(headers or {})},
+        status_code,
+        _no_store_and(headers),
     )
 
 
-def error_response(path: str, status_code: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(path: str, status_code: int, message: str, headers: dict[str, str] | None = None) -> JsonAnswer:
     """An error that is neither an OAuth nor an API error (framework-level: 404, 405, 413, 422, 500)."""
     if is_api_path(path):
         return result_error_response(
@@ -76,14 +75,16 @@ def error_response(path: str, status_code: int, message: str, headers: dict[str,
     error = {404: "not_found", 429: "temporarily_unavailable", 503: "temporarily_unavailable"}.get(
         status_code, "server_error" if status_code >= 500 else "invalid_request"
     )
-    return JSONResponse(
-        {"error": error, "error_description": clean_description(message)},
-        status_code=status_code,
-        headers={**NO_STORE, **(headers or {})},
+    return JsonAnswer(
+        {"error": error, "error_description": clean_description(message)}, status_code, _no_store_and(headers)
     )
 
 
-def par_server_error_response(path: str, error: ParServerError) -> JSONResponse:
+def _no_store_and(headers: dict[str, str] | None) -> tuple[tuple[bytes, bytes], ...]:
+    return (*NO_STORE_HEADERS, *encode_headers(headers)) if headers else NO_STORE_HEADERS
+
+
+def par_server_error_response(path: str, error: ParServerError) -> JsonAnswer:
     """A protocol error raised while handling ``path``, in that path's format."""
     headers = {"Retry-After": RETRY_AFTER_SECONDS} if isinstance(error, TemporarilyUnavailable) else None
     if is_api_path(path):
@@ -93,12 +94,12 @@ def par_server_error_response(path: str, error: ParServerError) -> JSONResponse:
     return error_response(path, error.status_code, error.description, headers)
 
 
-async def _handle_par_server_error(request: Request, exc: Exception) -> JSONResponse:
+async def _handle_par_server_error(request: Request, exc: Exception) -> JsonAnswer:
     assert isinstance(exc, ParServerError)
     return par_server_error_response(request.url.path, exc)
 
 
-async def _handle_http_exception(request: Request, exc: Exception) -> JSONResponse:
+async def _handle_http_exception(request: Request, exc: Exception) -> JsonAnswer:
     assert isinstance(exc, HTTPException)
     if isinstance(exc.__cause__, ParServerError):
         # FastAPI wraps whatever fails while it reads body parameters ("There was an error parsing the
@@ -109,7 +110,7 @@ async def _handle_http_exception(request: Request, exc: Exception) -> JSONRespon
     return error_response(request.url.path, exc.status_code, message, dict(exc.headers or {}))
 
 
-async def _handle_validation_error(request: Request, exc: Exception) -> JSONResponse:
+async def _handle_validation_error(request: Request, exc: Exception) -> JsonAnswer:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0] if exc.errors() else {}
     if first.get("type") == "json_invalid":
@@ -154,23 +155,31 @@ class UnhandledErrorMiddleware:
         except ClientDisconnect:
             return  # the client left before sending its whole request: nobody to answer, nothing broken
         except Exception as exc:
-            database_unavailable = isinstance(exc, DATABASE_UNAVAILABLE)
-            logger.error(
-                "%s %s on %s %s",
-                "database unavailable:" if database_unavailable else "unhandled",
-                type(exc).__name__,
-                scope.get("method"),
-                scope.get("path"),
-            )
             if started:
+                _log_unhandled(scope, exc)
                 raise
-            if database_unavailable:
-                response = error_response(
-                    scope.get("path", ""),
-                    503,
-                    "the service is temporarily unavailable, retry later",
-                    {"Retry-After": RETRY_AFTER_SECONDS},
-                )
-            else:
-                response = error_response(scope.get("path", ""), 500, "the server could not process the request")
-            await response(scope, receive, send)
+            await unhandled_error_response(scope, exc)(scope, receive, send)
+
+
+def unhandled_error_response(scope: Scope, error: Exception) -> JsonAnswer:
+    """The answer to an unexpected exception (logged by its type alone): 503 with Retry-After when the
+    database or Redis is unavailable, else 500."""
+    _log_unhandled(scope, error)
+    if isinstance(error, DATABASE_UNAVAILABLE):
+        return error_response(
+            scope.get("path", ""),
+            503,
+            "the service is temporarily unavailable, retry later",
+            {"Retry-After": RETRY_AFTER_SECONDS},
+        )
+    return error_response(scope.get("path", ""), 500, "the server could not process the request")
+
+
+def _log_unhandled(scope: Scope, error: Exception) -> None:
+    logger.error(
+        "%s %s on %s %s",
+        "database unavailable:" if isinstance(error, DATABASE_UNAVAILABLE) else "unhandled",
+        type(error).__name__,
+        scope.get("method"),
+        scope.get("path"),
+    )

@@ -24,8 +24,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger("par_server")
 access_logger = logging.getLogger("par_server.request")
-REQUEST_ID_HEADER = "x-request-id"
-_ACCEPTABLE_REQUEST_ID = re.compile(r"[A-Za-z0-9._\-]{1,64}")
+REQUEST_ID_HEADER = b"x-request-id"
+_ACCEPTABLE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._\-]{1,64}")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -102,8 +102,7 @@ class RequestObservationMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        offered = _header(scope, REQUEST_ID_HEADER)
-        request_id = offered if offered and _ACCEPTABLE_REQUEST_ID.fullmatch(offered) else secrets.token_hex(16)
+        request_id = request_id_of(_header(scope, REQUEST_ID_HEADER))
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
         status = 500
@@ -118,30 +117,51 @@ class RequestObservationMiddleware:
         try:
             await self.app(scope, receive, observing_send)
         finally:
-            self._observe(scope, request_id, status, time.perf_counter() - started)
-
-    def _observe(self, scope: Scope, request_id: str, status: int, duration: float) -> None:
-        route = scope.get("route")
-        route_path = getattr(route, "path", None) or "unmatched"
-        method = scope.get("method", "")
-        # A client chooses the method: one it invents must not make a new series (RFC 9110 §9 names these).
-        self.metrics.observe_latency(route_path, method if method in STANDARD_METHODS else "other", status, duration)
-        audit: dict[str, Any] = scope.get("state", {}).get("audit") or {}
-        if "operation" in audit:
-            self.metrics.count_operation(
-                audit["operation"], str(audit.get("service_id", "")), audit.get("outcome", ""), audit.get("error") or ""
+            route = scope.get("route")
+            observe_request(
+                self.metrics,
+                getattr(route, "path", None) or "unmatched",
+                scope.get("method", ""),
+                status,
+                time.perf_counter() - started,
+                request_id,
+                scope.get("state", {}).get("audit"),
             )
-        log_request(
-            access_logger,
-            {
-                "request_id": request_id,
-                "method": scope.get("method"),
-                "route": route_path,
-                "status": status,
-                "duration_ms": round(duration * 1000, 2),
-                **audit,
-            },
+
+
+def request_id_of(offered: bytes | None) -> str:
+    """The request id a client offered in ``X-Request-ID`` when it is acceptable, else a new one."""
+    if offered is not None and _ACCEPTABLE_REQUEST_ID.fullmatch(offered):
+        return offered.decode("ascii")
+    return secrets.token_hex(16)
+
+
+def observe_request(
+    metrics: Metrics,
+    route_path: str,
+    method: str,
+    status: int,
+    duration: float,
+    request_id: str,
+    audit: dict[str, Any] | None,
+) -> None:
+    """The latency histogram, the operation counter and the JSON request log line of one request."""
+    # A client chooses the method: one it invents must not make a new series (RFC 9110 §9 names these).
+    metrics.observe_latency(route_path, method if method in STANDARD_METHODS else "other", status, duration)
+    if audit and "operation" in audit:
+        metrics.count_operation(
+            audit["operation"], str(audit.get("service_id", "")), audit.get("outcome", ""), audit.get("error") or ""
         )
+    fields = {
+        "request_id": request_id,
+        "method": method,
+        "route": route_path,
+        "status": status,
+        "duration_ms": round(duration * 1000, 2),
+    }
+    if audit:
+        fields.update(audit)
+    log_request(access_logger, fields)
 
 
 def log_request(log: logging.Logger, fields: dict[str, Any]) -> None:
@@ -194,14 +214,10 @@ def _json_stream_handlers(log: logging.Logger) -> list[logging.StreamHandler] | 
     return found or None
 
 
-def _header(scope: Scope, name: str) -> str | None:
-    wanted = name.encode()
+def _header(scope: Scope, name: bytes) -> bytes | None:
     for key, value in scope.get("headers", []):
-        if key == wanted:
-            try:
-                return str(value.decode("latin-1"))
-            except UnicodeDecodeError:
-                return None
+        if key == name:
+            return bytes(value)
     return None
 
 

@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
 
 from app.api.deps import IdPath, StateDep
 from app.api.direct import served_directly
-from app.api.errors import BASIC_CHALLENGE, NO_STORE, error_response
+from app.api.errors import CHALLENGED, error_response
 from app.api.push_pipeline import Throttle, execute_push, peek_client_id, too_many_requests
+from app.api.responses import NO_STORE_HEADERS, JsonAnswer
 from app.api.schemas import OAUTH_ERRORS
 from app.core.client_auth import BasicCredentials, parse_basic_authorization
 from app.core.errors import InvalidClient, InvalidDpopProof, InvalidRequest
@@ -22,14 +22,12 @@ router = APIRouter(tags=["RFC 9126"], responses=OAUTH_ERRORS)
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 
 
-def outcome_response(outcome: PushOutcome) -> JSONResponse:
-    headers = dict(NO_STORE)
-    if outcome.basic_challenge:
-        headers["WWW-Authenticate"] = BASIC_CHALLENGE
+def outcome_response(outcome: PushOutcome) -> JsonAnswer:
+    headers = CHALLENGED if outcome.basic_challenge else NO_STORE_HEADERS
     if outcome.dpop_nonce is not None:
         # RFC 9449 §8: "DPoP-Nonce" carries the nonce the client must use (on errors and successes alike).
-        headers["DPoP-Nonce"] = outcome.dpop_nonce
-    return JSONResponse(outcome.response_content, status_code=outcome.http_status, headers=headers)
+        headers = (*headers, (b"dpop-nonce", outcome.dpop_nonce.encode("latin-1")))
+    return JsonAnswer(outcome.response_content, outcome.http_status, headers)
 
 
 @router.post(
@@ -40,7 +38,7 @@ def outcome_response(outcome: PushOutcome) -> JSONResponse:
     openapi_extra={"requestBody": {"required": True, "content": {FORM_MEDIA_TYPE: {"schema": {"type": "object"}}}}},
 )
 @served_directly
-async def pushed_authorization_request(service_id: IdPath, request: Request, state: StateDep) -> JSONResponse:
+async def pushed_authorization_request(service_id: IdPath, request: Request, state: StateDep) -> JsonAnswer:
     """RFC 9126 §2.1: "The client sends the parameters that comprise an authorization request directly to
     the PAR endpoint ... using the application/x-www-form-urlencoded format"."""
     refuse_credentials_in_query(request.scope["query_string"].decode("latin-1"))

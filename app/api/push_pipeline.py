@@ -7,11 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fastapi import Request
-from fastapi.responses import JSONResponse
 
 from app.api.errors import error_response
 from app.api.observability import audit
 from app.api.rate_limit import Caller, RateLimits, Refusal
+from app.api.responses import JsonAnswer
 from app.core.client_auth import BasicCredentials
 from app.core.errors import OAuthError
 from app.core.model import ClientAuthMethod, ServiceRecord
@@ -96,7 +96,7 @@ def peek_client_id(parameters: str | bytes, basic: BasicCredentials | None, limi
         return None
 
 
-def too_many_requests(path: str, refusal: Refusal) -> JSONResponse:
+def too_many_requests(path: str, refusal: Refusal) -> JsonAnswer:
     """RFC 9126 §2.3 / RFC 6585 §4: 429 with Retry-After, in the format of the path."""
     return error_response(
         path,

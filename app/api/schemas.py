@@ -11,6 +11,12 @@ from app.management.schemas import CamelModel
 from app.management.schemas import epoch_millis as epoch_millis  # app.api.authorization renders expiresAt
 
 
+def without_none(answer: dict[str, Any]) -> dict[str, Any]:
+    """An answer built in the order of its model's fields, without its unset ones: what
+    ``model.model_dump(by_alias=True, exclude_none=True)`` gives, without building the model first."""
+    return {name: value for name, value in answer.items() if value is not None}
+
+
 class ResultErrorOut(BaseModel):
     """Authlete's ResultError: every /api error."""
 

@@ -12,8 +12,10 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from app.api import authorization, backend, par
+from app.api.body_size import SizeLimits
 from app.api.deps import StateDep
 from app.api.direct import DirectRoute, DirectRoutes, ParServerApp, ServiceEndpoint, direct_routes, served_directly
+from app.api.observability import Metrics
 from app.state import AppState
 from tests.factories import ClientHandle, Factory, ServiceHandle, par_params
 
@@ -169,7 +171,9 @@ async def test_an_unexpected_error_in_a_direct_route_is_a_json_500_without_detai
     routes = DirectRoutes(
         [DirectRoute("POST", "/things/{service_id}", _boom), DirectRoute("GET", "/ids/{service_id}", _echo_id)],
         lambda: cast(AppState, None),
-        fallback=_fallback,
+        _fallback,
+        limits=SizeLimits(max_body_bytes=1024, max_api_body_bytes=1024, max_header_bytes=8192),
+        metrics=Metrics(),
     )
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=routes), base_url="http://test") as http:
         response = await http.post("/things/1")
