@@ -1,6 +1,6 @@
 """A ``limits`` storage over the shared database, so rate limits hold across replicas without Redis.
 
-The library provides the strategy (fixed windows) and the API; this provides only the counter: an
+The library provides the storage API (and the Redis store); this provides only the counter: an
 atomic upsert per counter (``INSERT ... ON CONFLICT DO UPDATE ... RETURNING``, SQLite >= 3.35 and
 PostgreSQL alike), in a short transaction of its own so that no counter row stays locked while a
 push runs.
@@ -149,7 +149,8 @@ class SyncedCounters(Storage):
     round trip) per budget per request, on the hot path of every push, and a database that slows down
     slows every push with it. Here a request counts in memory; a background task adds this replica's
     hits to the shared store and reads back the totals, which include every other replica's hits.
-    ``limits`` keeps the strategy (fixed windows): this is a ``Storage`` like any other.
+    It is a ``limits`` ``Storage`` like any other; a request counts through ``counts`` and ``hit``, plain
+    calls without I/O for the counters this replica read lately (the storage API awaits per counter).
 
     Accuracy: a replica's own hits count at once; the other replicas' hits reach it within about two
     intervals (they add theirs, it reads the totals back; a counter it has not refreshed for two
