@@ -17,9 +17,8 @@ client: there the address is the forwarded one or none (``relayed``).
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
-
-from starlette.requests import Request
+from dataclasses import dataclass, field
+from typing import Protocol
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -31,6 +30,24 @@ MAX_ENTRY_LENGTH = 64  # "[v6 address with scope]:port" fits
 # One subscriber, one /64 (RFC 6177 recommends at least a /56 per site): an IPv6 client that owns
 # 2^64 addresses gets one budget, not 2^64.
 IPV6_CLIENT_PREFIX = 64
+# Peer hosts and X-Forwarded-For entries whose reading is remembered: a request from a known address then
+# costs a lookup, not a parse. Bounded (a flood of distinct addresses empties it), as is each entry.
+REMEMBERED_ENTRIES = 4096
+REMEMBERED_ENTRY_LENGTH = 2 * MAX_ENTRY_LENGTH
+
+
+class Headers(Protocol):
+    def getlist(self, key: str, /) -> list[str]: ...
+
+
+class PeerRequest(Protocol):
+    """What is read of a request: its TCP peer, ``(host, port)`` or ``None``, and its headers."""
+
+    @property
+    def client(self) -> tuple[str, int] | None: ...
+
+    @property
+    def headers(self) -> Headers: ...
 
 
 def parse_networks(setting: str) -> tuple[IPNetwork, ...]:
@@ -73,6 +90,10 @@ def parse_address(text: str) -> IPAddress | None:
 @dataclass(frozen=True, slots=True)
 class TrustedProxies:
     networks: tuple[IPNetwork, ...] = ()
+    # An entry's address key (None: not an address) and whether it is a trusted proxy.
+    _read: dict[str, tuple[str | None, bool]] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
     @classmethod
     def parse(cls, setting: str) -> TrustedProxies:
@@ -81,30 +102,48 @@ class TrustedProxies:
     def trusts(self, address: IPAddress) -> bool:
         return any(address in network for network in self.networks)
 
-    def client_address(self, request: Request, *, relayed: bool = False) -> str | None:
+    def client_address(self, request: PeerRequest, *, relayed: bool = False) -> str | None:
         """The key of the address ``request`` comes from, or ``None`` when it is unknown.
 
         ``relayed``: the peer is an authorization server calling the backend API on its client's behalf;
         its own address never stands for the client."""
-        peer_host = request.client.host if request.client else None
-        peer = parse_address(peer_host) if peer_host else None
-        fallback = None if relayed else (address_key(peer) if peer else peer_host)
-        if peer is None or not self.trusts(peer):
+        peer = request.client
+        if peer is None:
+            return None
+        peer_host = peer[0]
+        if not peer_host:
+            return None if relayed else peer_host
+        key, trusted = self._entry(peer_host)
+        fallback = None if relayed else (peer_host if key is None else key)
+        if not trusted:
             return fallback
         forwarded = self._forwarded_for(request)
-        return address_key(forwarded) if forwarded is not None else fallback
+        return forwarded if forwarded is not None else fallback
 
-    def _forwarded_for(self, request: Request) -> IPAddress | None:
-        """The right-most ``X-Forwarded-For`` entry that is not a trusted proxy; ``None`` when there is
-        none, or when the header is malformed or padded."""
+    def _forwarded_for(self, request: PeerRequest) -> str | None:
+        """The key of the right-most ``X-Forwarded-For`` entry that is not a trusted proxy; ``None`` when
+        there is none, or when the header is malformed or padded."""
         values = request.headers.getlist("x-forwarded-for")
         if not values or sum(len(value) for value in values) > MAX_FORWARDED_BYTES:
             return None
         entries = ",".join(values).split(",")  # RFC 9110 §5.3: repeated fields are one list
         for entry in reversed(entries[-MAX_FORWARDED_HOPS:]):
-            address = parse_address(entry)
-            if address is None:
+            key, trusted = self._entry(entry)
+            if key is None:
                 return None
-            if not self.trusts(address):
-                return address
+            if not trusted:
+                return key
         return None
+
+    def _entry(self, text: str) -> tuple[str | None, bool]:
+        """A peer host or an ``X-Forwarded-For`` entry: its address key (``None`` when it is not an
+        address) and whether it is a trusted proxy."""
+        read = self._read.get(text)
+        if read is None:
+            address = parse_address(text)
+            read = (None, False) if address is None else (address_key(address), self.trusts(address))
+            if len(text) <= REMEMBERED_ENTRY_LENGTH:
+                if len(self._read) >= REMEMBERED_ENTRIES:
+                    self._read.clear()
+                self._read[text] = read
+        return read

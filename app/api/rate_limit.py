@@ -31,13 +31,17 @@ import hashlib
 import math
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from limits import RateLimitItem, parse
-from limits.aio.strategies import FixedWindowRateLimiter
 
 from app.api.client_address import TrustedProxies
 from app.api.observability import Metrics
 from app.db.rate_limit_counters import SyncedCounters
+
+# A claimed client id longer than this is digested on every push rather than remembered with its keys:
+# real ids are far shorter, and a remembered key costs no more memory than any other.
+REMEMBERED_CLIENT_ID_LENGTH = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +56,10 @@ def claimed(client_id: str) -> str:
     return hashlib.blake2b(client_id.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
-@dataclass(frozen=True, slots=True)
-class Caller:
+class Caller(NamedTuple):
+    """Who pushes; a tuple, so that it is cheap to build per push and is itself the key its counters are
+    remembered by (``RateLimits._counters``)."""
+
     front_door: str
     service_id: int
     address: str | None  # the client's (``TrustedProxies.client_address``); None when unknown
@@ -79,11 +85,36 @@ class Budgets:
     failed_authentication: RateLimitItem
 
 
+@dataclass(frozen=True, slots=True)
+class _Counters:
+    """The counters of one caller, by their storage keys (``RateLimitItem.key_for``, as the shared store
+    has always named them)."""
+
+    checks: tuple[tuple[str, int, str], ...]  # (scope, budget, key) that admit checks, cheapest refusal first
+    check_keys: tuple[str, ...]
+    # Spent, as (key, window length in seconds):
+    service_token: tuple[str, int] | None  # by admit
+    client: tuple[str, int] | None  # by a push that authenticated the client
+    address: tuple[str, int] | None  # by any other push from a known address
+    failed_authentication: tuple[tuple[str, int], ...]  # by a failed authentication from a known address
+
+    @property
+    def size(self) -> int:
+        """At most how many keys this holds."""
+        return len(self.checks) + (self.client is not None)
+
+
 def _budget(setting: str) -> RateLimitItem | None:
     return parse(setting) if setting else None
 
 
 class RateLimits:
+    """Fixed windows (what ``limits``' ``FixedWindowRateLimiter`` does: refuse once a window's count reaches
+    the budget; a hit opens a window of the budget's length) on ``SyncedCounters``. Counting calls the
+    counters directly, without I/O unless a counter must be read from the shared store first: the
+    strategy's and the storage API's per-call layers cost more than the counting itself. ``limits``
+    still parses the settings, names the counters and is the shared store's API (Redis)."""
+
     def __init__(
         self,
         storage: SyncedCounters,
@@ -98,45 +129,71 @@ class RateLimits:
     ) -> None:
         self.storage = storage
         self.trusted_proxies = trusted_proxies or TrustedProxies()
-        self._limiter = FixedWindowRateLimiter(storage)
         self._budgets = Budgets(
             _budget(per_address), _budget(per_client), _budget(per_service_token), parse(failed_authentication)
         )
         self._metrics = metrics
-        self._keys: dict[tuple[RateLimitItem, tuple[str, ...]], str] = {}
+        self._keys: dict[Caller, _Counters] = {}
+        self._kept_keys = 0  # counter keys held by ``_keys``
         self._max_keys = max_remembered_keys
 
-    def _checks(self, caller: Caller) -> list[tuple[str, RateLimitItem, tuple[str, ...]]]:
-        """The budgets a push by ``caller`` must not have spent, cheapest refusal first."""
+    def _counters(self, caller: Caller) -> _Counters:
+        """The counters of ``caller``, remembered: building their keys cost more than counting on them. At
+        most ``PAR_RATE_LIMIT_MAX_COUNTERS`` keys are remembered, each of bounded length (``Caller.key``)."""
+        counters = self._keys.get(caller)
+        if counters is None:
+            counters = self._build(caller)
+            if caller.client_id is None or len(caller.client_id) <= REMEMBERED_CLIENT_ID_LENGTH:
+                if self._kept_keys + counters.size > self._max_keys:
+                    self._keys.clear()
+                    self._kept_keys = 0
+                self._keys[caller] = counters
+                self._kept_keys += counters.size
+        return counters
+
+    def _build(self, caller: Caller) -> _Counters:
         budgets = self._budgets
-        checks: list[tuple[str, RateLimitItem, tuple[str, ...]]] = []
+        checks: list[tuple[str, int, str]] = []
+
+        def counter(budget: RateLimitItem, scope: str, **parts: bool) -> tuple[str, int]:
+            key = budget.key_for(*caller.key(scope, **parts))
+            checks.append((scope, budget.amount, key))
+            return key, budget.get_expiry()
+
+        address = None
+        failed: tuple[tuple[str, int], ...] = ()
         if caller.address:
             lockout = budgets.failed_authentication
-            checks.append(("failed_authentication", lockout, caller.key("failed_authentication", address=True)))
+            failed = (counter(lockout, "failed_authentication", address=True),)
             if caller.client_id:
-                checks.append(
-                    ("failed_authentication", lockout, caller.key("failed_authentication", client=True, address=True))
-                )
+                failed += (counter(lockout, "failed_authentication", client=True, address=True),)
             if budgets.per_address:
-                checks.append(("address", budgets.per_address, caller.key("address", address=True)))
-        if caller.client_id and budgets.per_client:
-            checks.append(("client", budgets.per_client, caller.key("client", client=True)))
+                address = counter(budgets.per_address, "address", address=True)
+        client = None
+        if budgets.per_client:
+            if caller.client_id:
+                client = counter(budgets.per_client, "client", client=True)
+            else:  # checked for no one; spent only by a push that authenticated a client
+                client = budgets.per_client.key_for(*caller.key("client", client=True)), budgets.per_client.get_expiry()
+        service_token = None
         if caller.token and budgets.per_service_token:
-            checks.append(("service_token", budgets.per_service_token, caller.key("service_token", token=True)))
-        return checks
+            service_token = counter(budgets.per_service_token, "service_token", token=True)
+        return _Counters(tuple(checks), tuple(key for _, _, key in checks), service_token, client, address, failed)
 
     async def admit(self, caller: Caller) -> Refusal | None:
         """Refuse when a budget is spent; otherwise spend from the service token's budget (the other
         budgets are spent by ``record``, once the push showed who it was)."""
-        checks = self._checks(caller)
-        keys = [self._key(item, identifiers) for _, item, identifiers in checks]
-        await self.storage.prefetch(keys)  # one read for all unknown
-        # What FixedWindowRateLimiter.test and .hit do, on remembered keys (``_key``).
-        for (scope, item, identifiers), key in zip(checks, keys, strict=True):
-            if await self.storage.get(key) >= item.amount:
-                return await self._refuse(caller, scope, item, identifiers)
-        if caller.token and self._budgets.per_service_token:
-            await self._hit(self._budgets.per_service_token, caller.key("service_token", token=True))
+        counters = self._counters(caller)
+        storage = self.storage
+        counts = storage.counts(counters.check_keys)
+        if counts is None:
+            await storage.prefetch(counters.check_keys)  # one read for all unknown
+            counts = storage.counts(counters.check_keys, read=True)
+        for (scope, budget, key), count in zip(counters.checks, counts, strict=True):
+            if count >= budget:
+                return await self._refuse(caller, scope, key)
+        if counters.service_token is not None:
+            await self._hit(counters.service_token)
         return None
 
     async def record(self, caller: Caller, *, authenticated_confidential: bool, failed_authentication: bool) -> None:
@@ -145,37 +202,26 @@ class RateLimits:
         ``authenticated_confidential``: the push proved a credential of the client it claimed, so it
         spends that client's budget and not its address's. ``failed_authentication``: it claimed a
         client and did not prove it."""
-        budgets = self._budgets
+        counters = self._counters(caller)
         if authenticated_confidential:
-            if budgets.per_client:
-                await self._hit(budgets.per_client, caller.key("client", client=True))
+            if counters.client is not None:
+                await self._hit(counters.client)
             return
         if not caller.address:
             return
-        if budgets.per_address:
-            await self._hit(budgets.per_address, caller.key("address", address=True))
+        if counters.address is not None:
+            await self._hit(counters.address)
         if failed_authentication:
-            await self._hit(budgets.failed_authentication, caller.key("failed_authentication", address=True))
-            if caller.client_id:
-                await self._hit(
-                    budgets.failed_authentication, caller.key("failed_authentication", client=True, address=True)
-                )
+            for counter in counters.failed_authentication:
+                await self._hit(counter)
 
-    async def _hit(self, item: RateLimitItem, identifiers: tuple[str, ...]) -> None:
-        """``FixedWindowRateLimiter.hit`` on a remembered key."""
-        await self.storage.incr(self._key(item, identifiers), item.get_expiry())
+    async def _hit(self, counter: tuple[str, int]) -> None:
+        """One hit, opening a window of the budget's length if none is open (``FixedWindowRateLimiter.hit``)."""
+        key, expiry = counter
+        if not self.storage.hit(key, expiry):
+            await self.storage.incr(key, expiry)
 
-    def _key(self, item: RateLimitItem, identifiers: tuple[str, ...]) -> str:
-        """``item.key_for(*identifiers)``, remembered: building a key cost more than counting on it. At
-        most ``PAR_RATE_LIMIT_MAX_COUNTERS`` are remembered, each of bounded length (``Caller.key``)."""
-        key = self._keys.get((item, identifiers))
-        if key is None:
-            if len(self._keys) >= self._max_keys:
-                self._keys.clear()
-            key = self._keys[(item, identifiers)] = item.key_for(*identifiers)
-        return key
-
-    async def _refuse(self, caller: Caller, scope: str, item: RateLimitItem, identifiers: tuple[str, ...]) -> Refusal:
+    async def _refuse(self, caller: Caller, scope: str, key: str) -> Refusal:
         self._metrics.rate_limited.labels(caller.front_door, scope).inc()
-        reset = (await self._limiter.get_window_stats(item, *identifiers)).reset_time
+        reset = await self.storage.get_expiry(key)  # ``FixedWindowRateLimiter.get_window_stats``' reset
         return Refusal(retry_after=max(1, math.ceil(reset - time.time())), scope=scope)

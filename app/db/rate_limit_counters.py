@@ -1,6 +1,6 @@
 """A ``limits`` storage over the shared database, so rate limits hold across replicas without Redis.
 
-The library provides the strategy (fixed windows) and the API; this provides only the counter: an
+The library provides the storage API (and the Redis store); this provides only the counter: an
 atomic upsert per counter (``INSERT ... ON CONFLICT DO UPDATE ... RETURNING``, SQLite >= 3.35 and
 PostgreSQL alike), in a short transaction of its own so that no counter row stays locked while a
 push runs.
@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Literal, overload
 
 from limits.aio.storage import Storage
 from sqlalchemy import case, delete, literal, select
@@ -148,7 +149,8 @@ class SyncedCounters(Storage):
     round trip) per budget per request, on the hot path of every push, and a database that slows down
     slows every push with it. Here a request counts in memory; a background task adds this replica's
     hits to the shared store and reads back the totals, which include every other replica's hits.
-    ``limits`` keeps the strategy (fixed windows): this is a ``Storage`` like any other.
+    It is a ``limits`` ``Storage`` like any other; a request counts through ``counts`` and ``hit``, plain
+    calls without I/O for the counters this replica read lately (the storage API awaits per counter).
 
     Accuracy: a replica's own hits count at once; the other replicas' hits reach it within about two
     intervals (they add theirs, it reads the totals back; a counter it has not refreshed for two
@@ -168,6 +170,7 @@ class SyncedCounters(Storage):
         super().__init__(uri=None, wrap_exceptions=False)
         self.shared = shared
         self._interval = interval
+        self._stale_after = 2 * interval  # a view not refreshed for this long is read again before use
         self._max_counters = max_counters
         self._sync_lock = asyncio.Lock()  # one sync at a time: each owns _in_flight while it runs
         self._views: dict[str, _View] = {}
@@ -193,6 +196,55 @@ class SyncedCounters(Storage):
         view = await self._view(key)
         pending = self._pending.get(key)
         return self._live_count(view) + self._in_flight.get(key, 0) + (pending.amount if pending else 0)
+
+    # What a request calls: no I/O, and no coroutine, for a counter this replica has read lately.
+
+    @overload
+    def counts(self, keys: Iterable[str], *, read: Literal[True]) -> list[int]: ...
+    @overload
+    def counts(self, keys: Iterable[str], *, read: Literal[False] = False) -> list[int] | None: ...
+    def counts(self, keys: Iterable[str], *, read: bool = False) -> list[int] | None:
+        """The live counts of ``keys``, of every replica as of the last sync and of this one now; ``None``
+        when one must first be read from the shared store (``prefetch``): this replica does not know it, or
+        has not refreshed it for two intervals. ``read``: they were just read; one the shared store did
+        not answer for (or that made room for another) counts what this replica has."""
+        self.start()
+        views, pending, in_flight = self._views, self._pending, self._in_flight
+        now, wall = time.monotonic(), time.time()
+        stale_before = now - self._stale_after
+        counts = []
+        for key in keys:
+            view = views.get(key)
+            if view is None or view.synced_at < stale_before:
+                if not read:
+                    return None
+                count = 0
+            else:
+                view.used_at = now
+                count = view.count if view.window_end > wall else 0
+            hits = pending.get(key)
+            if hits is not None:
+                count += hits.amount
+            if in_flight:
+                count += in_flight.get(key, 0)
+            counts.append(count)
+        return counts
+
+    def hit(self, key: str, expiry: int) -> bool:
+        """Count one hit on a counter read lately, which has (or may take) a pending slot; ``False``, and
+        nothing counted, when ``incr`` must do it (a read of the shared store, or room to make)."""
+        view = self._views.get(key)
+        now = time.monotonic()
+        if view is None or view.synced_at < now - self._stale_after:
+            return False
+        pending = self._pending.get(key)
+        if pending is None:
+            if len(self._pending) >= self._max_counters:
+                return False
+            self._pending[key] = pending = _Pending(0, expiry)
+        pending.amount += 1
+        view.used_at = now
+        return True
 
     async def get_expiry(self, key: str) -> float:
         view = await self._view(key)
@@ -262,7 +314,7 @@ class SyncedCounters(Storage):
 
     async def prefetch(self, keys: Iterable[str], *, refresh: bool = False) -> None:
         """Read the counters this replica does not know (or has not refreshed lately), all at once."""
-        stale_before = time.monotonic() - 2 * self._interval
+        stale_before = time.monotonic() - self._stale_after
         wanted = [key for key in keys if refresh or key not in self._views or self._views[key].synced_at < stale_before]
         if wanted:
             self._store(await self._read_shared(wanted))
@@ -278,7 +330,7 @@ class SyncedCounters(Storage):
     async def _view(self, key: str) -> _View:
         self.start()
         view = self._views.get(key)
-        if view is None or view.synced_at < time.monotonic() - 2 * self._interval:
+        if view is None or view.synced_at < time.monotonic() - self._stale_after:
             await self.prefetch([key])
             view = self._views.get(key) or _View(0, 0.0, time.monotonic(), time.monotonic())
         view.used_at = time.monotonic()
@@ -322,6 +374,6 @@ class SyncedCounters(Storage):
 
     def _forget_idle(self) -> None:
         """Counters nobody used for two intervals are no longer refreshed (they are read again when needed)."""
-        idle_before = time.monotonic() - 2 * self._interval
+        idle_before = time.monotonic() - self._stale_after
         for key in [key for key, view in self._views.items() if view.used_at < idle_before]:
             del self._views[key]

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 from starlette.requests import Request
 
-from app.api.client_address import MAX_FORWARDED_HOPS, TrustedProxies, parse_address
+from app.api.client_address import (
+    MAX_ENTRY_LENGTH,
+    MAX_FORWARDED_HOPS,
+    REMEMBERED_ENTRIES,
+    TrustedProxies,
+    parse_address,
+)
 
 PROXIES = TrustedProxies.parse("10.0.0.0/8, 192.0.2.1 2001:db8:ffff::/48")
 
@@ -43,7 +49,20 @@ def request(peer: str | None, *forwarded_for: bytes) -> Request:
     ],
 )
 def test_client_address(peer: str, forwarded_for: list[bytes], expected: str) -> None:
-    assert PROXIES.client_address(request(peer, *forwarded_for)) == expected
+    for _ in range(2):  # the second time from what the first remembered
+        assert PROXIES.client_address(request(peer, *forwarded_for)) == expected
+
+
+def test_remembered_entries_are_bounded() -> None:
+    proxies = TrustedProxies.parse("10.0.0.0/8")
+    for number in range(3 * REMEMBERED_ENTRIES):
+        peer = f"10.{number // 65536}.{number // 256 % 256}.{number % 256}"
+        assert (
+            proxies.client_address(request(peer, f"198.51.100.{number % 256}".encode())) == f"198.51.100.{number % 256}"
+        )
+    assert proxies.client_address(request("10.0.0.1", b" " * 500 + b"198.51.100.1")) == "198.51.100.1"
+    assert 0 < len(proxies._read) <= REMEMBERED_ENTRIES
+    assert max(len(entry) for entry in proxies._read) <= 2 * MAX_ENTRY_LENGTH
 
 
 @pytest.mark.parametrize(

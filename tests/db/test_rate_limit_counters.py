@@ -142,3 +142,22 @@ async def test_a_full_counter_map_drops_new_hits_while_the_shared_store_is_away(
     shared.down = False
     await counters.sync()
     assert (await shared.get("k9"), await shared.get("new")) == (2, 0)
+
+
+async def test_a_counter_read_lately_counts_without_the_shared_store(shared: SharedStore) -> None:
+    """What a request calls: counts and hits in memory; a counter unknown here, or not refreshed for two
+    intervals, is to be read from the shared store first."""
+    counters = replica(shared, interval=1.0)
+    await shared.incr("k", WINDOW, 2)
+    assert counters.counts(["k"]) is None and not counters.hit("k", WINDOW)
+    await counters.prefetch(["k"])
+    shared.down = True
+    assert counters.hit("k", WINDOW)
+    assert counters.counts(["k"]) == [3]
+    assert counters.counts(["k", "other"]) is None
+    assert counters.counts(["k", "other"], read=True) == [3, 0]
+    counters._views["k"].synced_at -= 3.0  # noqa: SLF001 - staleness is the point of this test
+    assert counters.counts(["k"]) is None and not counters.hit("k", WINDOW)
+    shared.down = False
+    await counters.sync()
+    assert await shared.get("k") == 3
