@@ -11,14 +11,13 @@
 # the Redis store (redis) and on SQLite (sqlite), and the backend API's push, resolve and consume on
 # PostgreSQL (flow); then prints a SUMMARY table and one TARGET line per target (measured value, target,
 # met or NOT MET). Resolve and consume are compared with the calls per second recorded in
-# bench/baseline.env. Defaults there: DURATION=12 WARMUP=4 RUNS=3 (about 12 minutes on 2 cores).
+# bench/baseline.env. Its defaults: DURATION=12 WARMUP=4 RUNS=3 (about 12 minutes on 2 idle cores).
 #
 # peer-redis: the peer with PEER_STORE=redis (bench/peer/redis_adapter.mjs), its pushed requests in
-# BENCH_REDIS_URL. api-push and flow: par-server on PostgreSQL with those scenarios. all: sqlite, postgresql,
-# redis and peer.
+# BENCH_REDIS_URL. api-push and flow: par-server on PostgreSQL with those scenarios.
 # redis: PostgreSQL for services and clients, pushed requests in Redis (PAR_PUSHED_REQUEST_STORE=redis,
 # PAR_REDIS_URL from BENCH_REDIS_URL, default redis://127.0.0.1:6379/14; its keys expire by themselves;
-# Redis's own CPU is part of other_cpu_s). all: sqlite, postgresql, redis and peer.
+# Redis's own CPU is redis_cpu_s). all: sqlite, postgresql, redis and peer.
 #
 # For each database: a fresh store, `par-server migrate`, a service and a client seeded with the CLI,
 # `par-server serve --workers 1` on a free loopback port, a warm-up, then RUNS wrk runs
@@ -26,7 +25,7 @@
 # median, with the server's CPU time and peak RSS. Raw outputs go to bench/out/<timestamp>/.
 # Each RESULT line is extended with the CPU seconds used during that run by the server, wrk, the
 # PostgreSQL processes alive at its end (postgres_cpu_s), the PostgreSQL backends that exited during it
-# (postgres_exited_cpu_s, may include other databases'), everything else on the machine (other_cpu_s,
+# (postgres_exited_cpu_s, may include other databases'), the Redis servers (redis_cpu_s), everything else on the machine (other_cpu_s,
 # by difference: concurrent test suites), the machine's busy % and the load average.
 # ROUNDS=N (default 1) repeats the whole sequence of targets N times, each round in its own directory
 # (round-1/, ...), and ends with RATIO_MEDIAN lines: the median over the rounds of each round's ratios. This
