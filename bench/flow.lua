@@ -6,8 +6,10 @@
 -- An authorization server's calls: POST /api/{id}/pushed_auth_req with the client's parameters and
 -- credentials (a unique `state` each), then .../resolve with client_id and the request_uri it got, then
 -- .../consume. Requests are taken from a queue, so once running the mix is about a third of each.
--- done() (bench/report.lua) prints the RESULT line; non201 counts every answer that is not a 200 with
--- the expected outcome (CREATED, then "was resolved", then "was consumed").
+-- FLOW_STEPS=push sends only the pushes (the backend API's push alone, to set against the RFC endpoint's).
+-- done() (bench/report.lua) prints the RESULT line, with push_per_s, resolve_per_s and consume_per_s: the
+-- expected answers of each call per second; non201 counts every answer that is not a 200 with the
+-- expected outcome (CREATED, then "was resolved", then "was consumed").
 
 dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "report.lua")
 
@@ -24,6 +26,7 @@ local parameters = "response_type=code&client_id=" .. urlencode(client_id)
   .. "&redirect_uri=" .. urlencode("https://client.example.org/cb") .. "&scope=openid"
   .. "&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256&state="
 
+local push_only = os.getenv("FLOW_STEPS") == "push"
 local counter = 0
 local state_prefix = ""
 local to_resolve, to_consume = {}, {}
@@ -55,10 +58,14 @@ function response(status, _headers, body)
   end
   local uri = body:match('"requestUri":"([^"]+)"')
   if body:find('"action":"CREATED"', 1, true) and uri then
-    to_resolve[#to_resolve + 1] = uri
+    count_call("push")
+    if not push_only then to_resolve[#to_resolve + 1] = uri end
   elseif body:find("was resolved", 1, true) and uri then
+    count_call("resolve")
     to_consume[#to_consume + 1] = uri
-  elseif not body:find("was consumed", 1, true) then
+  elseif body:find("was consumed", 1, true) then
+    count_call("consume")
+  else
     unexpected("200-" .. (body:match('"action":"([A-Z_]+)"') or "?"))
   end
 end

@@ -1,7 +1,11 @@
 // Benchmark peer: node-oidc-provider with Pushed Authorization Requests (RFC 9126), one confidential
-// client, default in-memory adapter, so bench/ can drive it with wrk exactly like par-server.
+// client, so bench/ can drive it with wrk exactly like par-server.
 //
 //   node server.mjs --port PORT --client-id ID --client-secret SECRET --redirect-uri URI
+//
+// PEER_STORE=memory (default): the provider's own in-memory adapter. PEER_STORE=redis: pushed requests
+// (and any other model) in Redis at PEER_REDIS_URL (default redis://127.0.0.1:6379/14), through
+// redis_adapter.mjs, acknowledged before the 201.
 //
 // PAR endpoint: POST /request (client_secret_basic). Prints "peer listening on PORT" once ready.
 import { parseArgs } from 'node:util';
@@ -26,8 +30,18 @@ for (const name of ['port', 'client-id', 'client-secret', 'redirect-uri']) {
 }
 const port = Number(args.port);
 
+const store = process.env.PEER_STORE || 'memory';
+let adapter;  // undefined: the default in-memory one (a bounded LRU, so memory stays flat under load)
+if (store === 'redis') {
+  const { redisAdapter } = await import('./redis_adapter.mjs');
+  adapter = await redisAdapter(process.env.PEER_REDIS_URL || 'redis://127.0.0.1:6379/14');
+} else if (store !== 'memory') {
+  console.error('PEER_STORE must be memory or redis');
+  process.exit(2);
+}
+
 const provider = new Provider(`http://127.0.0.1:${port}`, {
-  // No adapter: the default in-memory one (a bounded LRU, so memory stays flat under load).
+  adapter,
   clients: [{
     client_id: args['client-id'],
     client_secret: args['client-secret'],
@@ -49,5 +63,5 @@ provider.proxy = false; // Loopback only: do not trust X-Forwarded-* headers.
 // No request logger is attached; oidc-provider logs errors only through `debug` (DEBUG=oidc-provider:*).
 
 provider.listen(port, '127.0.0.1', () => {
-  console.log(`peer listening on ${port}`);
+  console.log(`peer listening on ${port} (store: ${store})`);
 });
