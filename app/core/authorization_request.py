@@ -228,7 +228,8 @@ def _validate_scopes(value: str | None, *, service: ServiceRecord, client: Clien
     if any(not _SCOPE_TOKEN.fullmatch(scope) for scope in scopes):
         raise InvalidScope("the scope parameter is malformed (RFC 6749 §3.3)")
     unique = list(dict.fromkeys(scopes))
-    unsupported = [scope for scope in unique if scope not in service.scope_names]
+    supported = service.scope_names
+    unsupported = [scope for scope in unique if scope not in supported]
     if unsupported:
         raise InvalidScope(f"scope '{unsupported[0]}' is not supported by this service")
     if client.requestable_scopes is not None:
