@@ -29,8 +29,8 @@ from app.core.pkce import PkcePolicy, validate_code_challenge
 
 MAX_REDIRECT_URI_LENGTH = 2000
 MTLS_AUTH_METHODS = frozenset({ClientAuthMethod.TLS_CLIENT_AUTH, ClientAuthMethod.SELF_SIGNED_TLS_CLIENT_AUTH})
-# RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
-_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+# RFC 6749 §3.3: scope = scope-token *( SP scope-token ); scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+_SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+(?: [\x21\x23-\x5b\x5d-\x7e]+)*")
 # An http redirect URI on a loopback IP literal, split at its port: (scheme and host, port, the rest).
 _LOOPBACK_IP_URI = re.compile(r"(http://(?:127\.0\.0\.1|\[::1\]))(?::([0-9]{1,5}))?([/?].*)?", re.DOTALL)
 MAX_PORT = 65535
@@ -224,11 +224,11 @@ def _validate_scopes(value: str | None, *, service: ServiceRecord, client: Clien
     """RFC 6749 §3.3: scope is a space-delimited list of case-sensitive scope tokens."""
     if value is None:
         return []
-    scopes = value.split(" ")
-    if any(not _SCOPE_TOKEN.fullmatch(scope) for scope in scopes):
+    if not _SCOPE.fullmatch(value):
         raise InvalidScope("the scope parameter is malformed (RFC 6749 §3.3)")
-    unique = list(dict.fromkeys(scopes))
-    unsupported = [scope for scope in unique if scope not in service.scope_names]
+    unique = list(dict.fromkeys(value.split(" ")))
+    supported = service.scope_names
+    unsupported = [scope for scope in unique if scope not in supported]
     if unsupported:
         raise InvalidScope(f"scope '{unsupported[0]}' is not supported by this service")
     if client.requestable_scopes is not None:

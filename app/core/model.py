@@ -88,6 +88,8 @@ class ResponseType(StrEnum):
     @classmethod
     def parse(cls, value: str) -> ResponseType | None:
         """The response type a request's ``response_type`` denotes, whatever its word order."""
+        if value in _RESPONSE_TYPES_BY_VALUE:
+            return _RESPONSE_TYPES_BY_VALUE[value]  # the canonical order, as most requests have it
         words = value.split(" ")
         if len(set(words)) != len(words):
             return None
@@ -95,10 +97,12 @@ class ResponseType(StrEnum):
 
     @property
     def words(self) -> frozenset[str]:
-        return frozenset(self.value.split(" "))
+        return _WORDS_BY_RESPONSE_TYPE[self]
 
 
-_RESPONSE_TYPES_BY_WORDS = {frozenset(member.value.split(" ")): member for member in ResponseType}
+_WORDS_BY_RESPONSE_TYPE = {member: frozenset(member.value.split(" ")) for member in ResponseType}
+_RESPONSE_TYPES_BY_WORDS = {words: member for member, words in _WORDS_BY_RESPONSE_TYPE.items()}
+_RESPONSE_TYPES_BY_VALUE = {member.value: member for member in ResponseType}
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,8 @@ backend API from its ``parameters`` field.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import re
 from dataclasses import dataclass
 from urllib.parse import quote_plus, unquote_plus
@@ -18,8 +20,16 @@ _BAD_PERCENT_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 # Control characters other than TAB, LF and CR (which JSON-valued parameters may carry).
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 MAX_REPORTED_NAME_LENGTH = 40
+MAX_REMEMBERED_COMPONENT_LENGTH = 1024  # a redirect URI, say
 # What quote_plus leaves as it is: most names and values (codes, scopes without spaces, PKCE challenges).
 _UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
+# A body quote_plus could have written: name=value fields joined by single "&", each name and value made of
+# what quote_plus leaves as it is, "+" (its space) and upper-case escapes of the bytes it does escape (not
+# of the unreserved characters or the space). Decoding such a body and encoding it again gives it back.
+_FORM_CHARACTERS = "[A-Za-z0-9_.~+-]*"
+_QUOTED_BYTE = "%(?:[01][0-9A-F]|2[1-9A-CF]|3[A-F]|40|5[B-E]|60|7[B-DF]|[89A-F][0-9A-F])"
+_ENCODED_COMPONENT = f"{_FORM_CHARACTERS}(?:{_QUOTED_BYTE}{_FORM_CHARACTERS})*"
+_ENCODED_FORM = re.compile(f"{_ENCODED_COMPONENT}={_ENCODED_COMPONENT}(?:&{_ENCODED_COMPONENT}={_ENCODED_COMPONENT})*")
 
 
 # RFC 6749 §2.3.1: client credentials "can only be transmitted in the request-body and MUST NOT be included
@@ -58,21 +68,29 @@ class RequestParameters:
     """Parameters in their original order. Values are decoded; empty values are kept as sent."""
 
     pairs: tuple[tuple[str, str], ...]
+    # The body these pairs were parsed from: their encoding too when it has urlencode's form (``encode``).
+    body: str | None = dataclasses.field(default=None, repr=False, compare=False)
+    # A push looks parameters up dozens of times: the first value of each name.
+    _first: dict[str, str] = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_first", dict(reversed(self.pairs)))
 
     def get(self, name: str) -> str | None:
         """RFC 6749 §3.1: "Parameters sent without a value MUST be treated as if they were omitted"."""
-        for key, value in self.pairs:
-            if key == name:
-                return value or None
-        return None
+        return self._first.get(name) or None
 
     def get_all(self, name: str) -> list[str]:
         return [value for key, value in self.pairs if key == name and value]
 
     def __contains__(self, name: object) -> bool:
-        return any(key == name and value for key, value in self.pairs)
+        """Whether ``name`` has a value (``get``'s rule), if only a later one of a multi-valued name."""
+        first = self._first.get(name) if isinstance(name, str) else None
+        return bool(first) or (first is not None and any(key == name and value for key, value in self.pairs))
 
     def without(self, names: frozenset[str]) -> RequestParameters:
+        if names.isdisjoint(self._first):
+            return self
         return RequestParameters(tuple((key, value) for key, value in self.pairs if key not in names))
 
     def with_value(self, name: str, value: str) -> RequestParameters:
@@ -80,6 +98,9 @@ class RequestParameters:
         return RequestParameters((*((k, v) for k, v in self.pairs if k != name), (name, value)))
 
     def encode(self) -> str:
+        """``urlencode(self.pairs)``: the body they were parsed from when that is already in its form."""
+        if self.body is not None and _ENCODED_FORM.fullmatch(self.body):
+            return self.body
         return "&".join(f"{_form_encode(key)}={_form_encode(value)}" for key, value in self.pairs)
 
 
@@ -102,6 +123,7 @@ def parse_parameters(raw: str | bytes, limits: ParameterBounds) -> RequestParame
     fields = raw.split("&")
     if len(fields) > limits.max_parameters:
         raise RequestTooLarge(f"the request has more than {limits.max_parameters} parameters")
+    clean = not _CONTROL_CHARACTERS.search(raw)
     pairs: list[tuple[str, str]] = []
     seen: set[str] = set()
     for field in fields:
@@ -112,14 +134,14 @@ def parse_parameters(raw: str | bytes, limits: ParameterBounds) -> RequestParame
         name, separator, value = field.partition("=")
         if not separator:
             raise InvalidRequest("every parameter must have the form name=value")
-        name, value = _decode(name), _decode(value)
+        name, value = _decode(name, clean=clean), _decode(value, clean=clean)
         if not name:
             raise InvalidRequest("a parameter has an empty name")
         if name in seen and name not in MULTI_VALUED_PARAMETERS:
             raise InvalidRequest(f"the '{_reportable(name)}' parameter is included more than once")
         seen.add(name)
         pairs.append((name, value))
-    return RequestParameters(tuple(pairs))
+    return RequestParameters(tuple(pairs), body=raw)
 
 
 def refuse_credentials_in_query(query: str) -> None:
@@ -132,19 +154,37 @@ def refuse_credentials_in_query(query: str) -> None:
             raise InvalidRequest(f"the '{name}' parameter must not be in the request URI (RFC 6749 section 2.3.1)")
 
 
-def _decode(component: str) -> str:
-    if "%" not in component and "+" not in component:
-        decoded = component  # nothing to decode, as most names and values
-    else:
-        if _BAD_PERCENT_ESCAPE.search(component):
-            raise InvalidRequest("the request contains a malformed percent-encoding")
-        try:
-            decoded = unquote_plus(component, encoding="utf-8", errors="strict")
-        except UnicodeDecodeError:
-            raise InvalidRequest("a parameter is not valid percent-encoded UTF-8") from None
+def _decode(component: str, *, clean: bool) -> str:
+    """``clean``: the body has no control characters, so only a percent-escape can bring one in."""
+    if "%" in component:
+        if len(component) <= MAX_REMEMBERED_COMPONENT_LENGTH:
+            return _remembered_percent_decode(component)
+        return _percent_decode(component)
+    decoded = component.replace("+", " ")  # all that unquote_plus does without escapes, as to most components
+    if not clean:
+        _refuse_control_characters(decoded)
+    return decoded
+
+
+def _percent_decode(component: str) -> str:
+    if _BAD_PERCENT_ESCAPE.search(component):
+        raise InvalidRequest("the request contains a malformed percent-encoding")
+    try:
+        decoded = unquote_plus(component, encoding="utf-8", errors="strict")
+    except UnicodeDecodeError:
+        raise InvalidRequest("a parameter is not valid percent-encoded UTF-8") from None
+    _refuse_control_characters(decoded)
+    return decoded
+
+
+# A client sends the same percent-encoded redirect_uri with every push, and decoding it costs more than the
+# rest of the parsing. Bounded: a few megabytes at most, however many distinct values arrive.
+_remembered_percent_decode = functools.lru_cache(maxsize=1024)(_percent_decode)
+
+
+def _refuse_control_characters(decoded: str) -> None:
     if _CONTROL_CHARACTERS.search(decoded):
         raise InvalidRequest("a parameter contains control characters")
-    return decoded
 
 
 def _form_encode(text: str) -> str:

@@ -3,9 +3,12 @@ RFC 9126 §2.1, PAR-11, PAR-22, PAR-39, DPOP-01, FAPI-12)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from app.core.authorization_request import validate_authorization_request, validate_redirect_uri
 from app.core.errors import (
@@ -182,6 +185,21 @@ def test_scope_rules() -> None:
     refused(InvalidScope, "scope 'email' is not supported by this service", BASE + "&scope=email")
     limited = client(requestable_scopes=frozenset({"openid"}))
     refused(InvalidScope, "may not request scope 'profile'", BASE + "&scope=openid+profile", client_record=limited)
+
+
+@settings(max_examples=500)
+@given(st.text(alphabet=st.sampled_from(' a"\\\t~!\x7f'), min_size=1, max_size=8) | st.text(min_size=1, max_size=8))
+def test_a_scope_is_malformed_exactly_when_one_of_its_tokens_is(scope: str) -> None:
+    """RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ), one space between tokens."""
+    token = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+    malformed = any(not token.fullmatch(part) for part in scope.split(" "))
+    params = RequestParameters((("response_type", "code"), ("redirect_uri", REDIRECT_URI), ("scope", scope)))
+    try:
+        validate_authorization_request(params, service=service(), client=client(), pushed=True)
+    except InvalidScope as error:
+        assert ("malformed" in error.description) == malformed
+    else:
+        assert not malformed
 
 
 def test_state_nonce_and_id_token_nonce() -> None:

@@ -134,3 +134,34 @@ def test_decoding_takes_no_shortcut_that_changes_the_answer(component: str) -> N
             parse_parameters(body, LIMITS)
     else:
         assert parse_parameters(body, LIMITS).pairs == (("name", expected),)
+
+
+@settings(max_examples=1000)
+@given(st.text(alphabet=st.sampled_from("ab=&+%2F0ACe7~-_. /:é\x01"), max_size=24) | st.text(max_size=24))
+def test_the_body_is_reused_as_the_encoding_only_where_it_is_that(body: str) -> None:
+    """``encode`` answers with the parsed body itself when that is in urlencode's form; either way, it is
+    what urlencode makes of the pairs."""
+    limits = ParameterBounds(max_parameters=100, max_parameter_bytes=10_000, max_total_bytes=100_000)
+    try:
+        params = parse_parameters(body, limits)
+    except InvalidRequest:
+        return
+    assert params.encode() == urlencode(params.pairs)
+
+
+def test_a_canonical_body_is_its_own_encoding() -> None:
+    body = "response_type=code&redirect_uri=https%3A%2F%2Fc.example%2Fcb&scope=openid+profile"
+    assert parse_parameters(body, LIMITS).encode() is not body  # a str from the decoded bytes
+    assert parse_parameters(body.encode(), LIMITS).encode() == body
+    assert parse_parameters("a=%7e&b=%2f", LIMITS).encode() == "a=~&b=%2F"  # escapes urlencode would not write
+
+
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", "resource"]), st.sampled_from(["", "x", "y"])), max_size=6))
+def test_lookups_answer_as_a_scan_of_the_pairs(pairs: list[tuple[str, str]]) -> None:
+    """``get`` is the first value (None when empty); ``in`` is whether any value is non-empty."""
+    params = RequestParameters(tuple(pairs))
+    for name in ("a", "b", "resource", "c"):
+        assert params.get(name) == (next((value for key, value in pairs if key == name), None) or None)
+        assert (name in params) == any(key == name and value for key, value in pairs)
+    assert params.without(frozenset({"c"})) == params
+    assert params.without(frozenset({"a"})).pairs == tuple(pair for pair in pairs if pair[0] != "a")
