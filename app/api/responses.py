@@ -4,9 +4,11 @@ Every answer of the hot endpoints and every error answer is one of these. It is 
 (FastAPI sends it as it is), and ``app.api.direct`` sends its status, ``raw_headers`` and ``body`` itself.
 Why not ``JSONResponse``: on this project's benchmark machine, building one cost a push about 18 µs,
 mostly for a new ``json.JSONEncoder`` per call and for encoding the same header names and values every
-time (bench/RESULTS.md, "The direct pipeline"). orjson writes the bytes ``json.dumps`` writes with
-JSONResponse's options (UTF-8, no spaces; NaN, which ``json.dumps`` refuses, never reaches an answer:
-``app.core.json_input`` refuses it in every input) for a tenth of the time.
+time (bench/RESULTS.md, "The direct pipeline"). orjson writes the text ``json.dumps`` writes with
+JSONResponse's options (UTF-8, no spaces) for a tenth of the time. It differs in two ways only: an
+exponent without its sign's leading zero (``1e-7`` where ``json`` writes ``1e-07``: the same number, as a
+client's authorization details may carry it back), and NaN, which ``app.core.json_input`` refuses in
+every input, so no answer holds it.
 """
 
 from __future__ import annotations

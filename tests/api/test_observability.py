@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import json
 import logging
@@ -247,3 +248,56 @@ async def test_a_method_a_client_invents_makes_no_new_series(client: httpx.Async
     text = (await client.get("/metrics")).text
     assert "FROBNICATE" not in text and "PROPFIND" not in text
     assert 'method="other"' in text
+
+
+@dataclasses.dataclass
+class _Described:
+    name: str
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "plain",
+        "caf\u00e9",
+        '\x00\x1f\x7f"\\/',
+        2**70,
+        -(2**63),
+        1.25,
+        1e300,
+        1e-7,
+        1e16,
+        float("inf"),
+        float("nan"),
+        True,
+        None,
+        [1, "a", {"b": 2}],
+        uuid.UUID(int=7),
+        datetime(2026, 12, 6, 19, 0, tzinfo=UTC),
+        _Described("x"),
+    ],
+)
+def test_a_request_line_is_the_text_the_stdlib_encoder_writes(value: object) -> None:
+    """Request lines are written by orjson when it writes exactly what ``json`` does, else by ``json``."""
+    formatter = JsonFormatter()
+    line = formatter.format_fields(0.0, "INFO", "par_server.request", "request", {"value": value})
+    expected = json.dumps(
+        {
+            "ts": formatter._timestamp(0.0),
+            "level": "info",
+            "logger": "par_server.request",
+            "msg": "request",
+            "value": value,
+        },
+        separators=(",", ":"),
+        default=str,
+    )
+    assert line == expected
+
+
+@given(st.dictionaries(st.text(max_size=8), st.one_of(st.text(), st.integers(), st.floats(), st.booleans(), st.none())))
+def test_any_request_line_is_the_text_the_stdlib_encoder_writes(fields: dict[str, object]) -> None:
+    formatter = JsonFormatter()
+    line = formatter.format_fields(0.0, "INFO", "par_server.request", "request", fields)
+    head = {"ts": formatter._timestamp(0.0), "level": "info", "logger": "par_server.request", "msg": "request"}
+    assert line == json.dumps({**head, **fields}, separators=(",", ":"), default=str)
