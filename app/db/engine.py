@@ -9,6 +9,7 @@ import math
 import os
 import socket
 import sqlite3
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import psycopg
 from psycopg.abc import PQGen
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from app.settings import Settings
@@ -185,3 +187,65 @@ class RequestConnection:
         if self._connection is not None:
             connection, self._connection = self._connection, None
             await connection.close()
+
+
+class DriverStatements:
+    """Statements of the hot paths sent on the psycopg connection under a pooled PostgreSQL connection,
+    not through SQLAlchemy's ``AsyncConnection`` (whose greenlet adapter and result machinery cost a
+    push more CPU than the database spent on its INSERT: bench/RESULTS.md).
+
+    What SQLAlchemy would do around a statement is kept: a driver error is raised as SQLAlchemy's own
+    (``IntegrityError``, ``OperationalError``...: the API answers them as before), without parameter
+    values; a connection the error (or a cancellation) left unusable is invalidated, so it never goes
+    back to the pool; and the engine's cursor-execute events still see each statement.
+    """
+
+    __slots__ = ("_connection", "_sync", "driver")
+
+    def __init__(self, connection: AsyncConnection, driver: psycopg.AsyncConnection[Any]) -> None:
+        self._connection = connection
+        sync = connection.sync_connection
+        assert sync is not None  # noqa: S101 - a connected AsyncConnection has one
+        self._sync = sync
+        self.driver = driver
+
+    @classmethod
+    async def of(cls, connection: AsyncConnection) -> DriverStatements:
+        raw = await connection.get_raw_connection()
+        return cls(connection, raw.driver_connection)  # type: ignore[arg-type]  # the psycopg dialect's
+
+    async def execute(self, statement: str, parameters: Sequence[Any]) -> psycopg.AsyncCursor[Any]:
+        """Run one statement (autocommit: committed once it returns); its cursor holds any rows."""
+        sync = self._sync
+        dispatch = sync.dispatch if sync._has_events or sync.engine._has_events else None  # noqa: SLF001
+        cursor = self.driver.cursor()
+        if dispatch is not None:
+            for listener in dispatch.before_cursor_execute:
+                listener(sync, cursor, statement, parameters, None, False)
+        try:
+            await cursor.execute(statement, parameters)
+        except BaseException as error:
+            await self._failed(statement, parameters, error)
+            raise
+        if dispatch is not None:
+            for listener in dispatch.after_cursor_execute:
+                listener(sync, cursor, statement, parameters, None, False)
+        return cursor
+
+    async def _failed(self, statement: str, parameters: Sequence[Any], error: BaseException) -> None:
+        """As SQLAlchemy handles a failed statement: the connection invalidated if it is unusable (or the
+        statement was interrupted), a driver error re-raised as SQLAlchemy's."""
+        interrupted = not isinstance(error, Exception)  # a cancellation: the connection was severed
+        invalidated = interrupted or self.driver.broken or self.driver.closed
+        if invalidated:
+            await self._connection.invalidate()
+        if isinstance(error, psycopg.Error):
+            raise DBAPIError.instance(
+                statement,
+                parameters,
+                error,
+                psycopg.Error,
+                hide_parameters=True,
+                connection_invalidated=invalidated,
+                dialect=self._connection.dialect,
+            ) from error

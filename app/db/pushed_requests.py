@@ -29,19 +29,19 @@ import json
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, Executable, Table, bindparam, insert, select, update
 from sqlalchemy.exc import DataError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core import json_input
 from app.core.errors import InvalidRequest
 from app.core.model import PushedRequestRecord
 from app.db.batch_writer import BatchWriter, Held, Waiting
-from app.db.engine import RequestConnection
-from app.db.models import PushedRequest, UTCDateTime
+from app.db.engine import DriverStatements, RequestConnection
+from app.db.models import PushedRequest
 
 Row = dict[str, Any]
 # What the database refuses for one row's sake, never the batch's: a foreign key (IntegrityError), or a
@@ -224,33 +224,32 @@ class TransactionPushedRequestWriter(PushedRequestWriter[None]):
             await connection.execute(INSERT_PUSHED_REQUEST, rows)
 
 
-class PostgresPushedRequestWriter(PushedRequestWriter[AsyncConnection]):
-    """PostgreSQL: each batch one statement on a held autocommit connection (this module's docstring)."""
+class PostgresPushedRequestWriter(PushedRequestWriter[DriverStatements]):
+    """PostgreSQL: each batch one statement on a held autocommit connection (this module's docstring),
+    sent on its psycopg connection (``app.db.engine.DriverStatements``)."""
 
     @asynccontextmanager
-    async def _holding(self) -> AsyncIterator[AsyncConnection]:
+    async def _holding(self) -> AsyncIterator[DriverStatements]:
         async with self._engine.connect() as connection:
             await connection.execution_options(isolation_level="AUTOCOMMIT")
-            yield connection
+            yield await DriverStatements.of(connection)
 
-    async def _insert(self, rows: list[Row], held: AsyncConnection) -> None:
-        await held.exec_driver_sql(POSTGRESQL_INSERT_PUSHED_REQUESTS, (self._json_rows(rows),))
-
-    def _json_rows(self, rows: list[Row]) -> str:
-        """The rows as the JSON array ``json_to_recordset`` reads, times in ISO 8601 with their offset."""
-        return json.dumps(
-            [
-                {**row, "created_at": self._time(row["created_at"]), "expires_at": self._time(row["expires_at"])}
-                for row in rows
-            ]
-        )
-
-    def _time(self, moment: datetime) -> str:
-        """As the column's type binds it (``UTCDateTime``: aware, in UTC; a naive time refused)."""
-        return cast(datetime, _UTC_DATETIME.process_bind_param(moment, self._engine.dialect)).isoformat()
+    async def _insert(self, rows: list[Row], held: DriverStatements) -> None:
+        await held.execute(POSTGRESQL_INSERT_PUSHED_REQUESTS, (json_rows(rows),))
 
 
-_UTC_DATETIME = UTCDateTime()
+def json_rows(rows: list[Row]) -> str:
+    """The rows as the JSON array ``json_to_recordset`` reads, times in ISO 8601 with their offset, in UTC
+    as the column's type binds them (``UTCDateTime``: aware; a naive time refused)."""
+    return json.dumps(
+        [{**row, "created_at": _utc_iso(row["created_at"]), "expires_at": _utc_iso(row["expires_at"])} for row in rows]
+    )
+
+
+def _utc_iso(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        raise ValueError("naive datetimes are ambiguous; pass an aware UTC datetime")
+    return moment.astimezone(UTC).isoformat()
 
 
 def pushed_request_writer(
