@@ -30,7 +30,7 @@ from abc import abstractmethod
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import CursorResult, Executable, Table, bindparam, insert, select, update
 from sqlalchemy.exc import DataError, IntegrityError
@@ -40,7 +40,7 @@ from app.core import json_input
 from app.core.errors import InvalidRequest
 from app.core.model import PushedRequestRecord
 from app.db.batch_writer import BatchWriter, Held, Waiting
-from app.db.engine import DriverStatements, RequestConnection
+from app.db.engine import DriverStatements, RequestConnection, autocommit, driver_statement
 from app.db.models import PushedRequest
 
 Row = dict[str, Any]
@@ -94,6 +94,26 @@ CONSUME = (
     .values(state="consumed", consumed_at=bindparam("now"), expires_at=bindparam("now"))
     .returning(*_pushed.c)
 )
+# The same statements for PostgreSQL's driver connection (``app.db.engine.DriverStatements``): each cost
+# a resolve or consume three times the CPU through SQLAlchemy's AsyncConnection (bench/RESULTS.md).
+DRIVER_READ_PUSHED_REQUEST = driver_statement(READ_PUSHED_REQUEST)
+DRIVER_MARK_RESOLVED = driver_statement(MARK_RESOLVED)
+DRIVER_CONSUME = driver_statement(CONSUME)
+
+
+class PushedRow(NamedTuple):
+    """A row of ``pushed_request`` as the driver reads it, its columns in the table's order."""
+
+    reference_hash: str
+    service_id: int
+    client_id: int
+    parameters: str
+    request: dict[str, Any]
+    state: str
+    created_at: datetime
+    expires_at: datetime
+    resolved_at: datetime | None
+    consumed_at: datetime | None
 
 
 class SqlPushedRequestStore:
@@ -126,17 +146,25 @@ class SqlPushedRequestStore:
         )
 
     async def get(self, service_id: int, reference_hash: str) -> PushedRequestRecord | None:
-        row = (await self._execute(READ_PUSHED_REQUEST, reference_hash=reference_hash, service_id=service_id)).first()
+        parameters = {"reference_hash": reference_hash, "service_id": service_id}
+        driver = await self._connection.driver()
+        if driver is not None:
+            return driver_record(await driver.first(DRIVER_READ_PUSHED_REQUEST, parameters))
+        row = (await self._execute(READ_PUSHED_REQUEST, parameters)).first()
         return pushed_request_record(cast(PushedRequest, row)) if row is not None else None
 
     async def mark_resolved(self, service_id: int, reference_hash: str, *, now: datetime, expires_at: datetime) -> None:
-        await self._execute(
-            MARK_RESOLVED,
-            match_reference_hash=reference_hash,
-            match_service_id=service_id,
-            now=now,
-            new_expires_at=expires_at,
-        )
+        parameters = {
+            "match_reference_hash": reference_hash,
+            "match_service_id": service_id,
+            "now": now,
+            "new_expires_at": expires_at,
+        }
+        driver = await self._connection.driver()
+        if driver is not None:
+            await driver.run(DRIVER_MARK_RESOLVED, parameters)
+        else:
+            await self._execute(MARK_RESOLVED, parameters)
 
     async def consume(
         self, service_id: int, reference_hash: str, *, client_id: int, now: datetime
@@ -144,19 +172,35 @@ class SqlPushedRequestStore:
         """One statement: among any number of concurrent callers, on any number of replicas, exactly one
         gets the row back. The client binding is part of the condition, so a wrong client changes
         nothing. Setting ``expires_at`` to now hands the row to the purger."""
-        row = (
-            await self._execute(
-                CONSUME,
-                match_reference_hash=reference_hash,
-                match_service_id=service_id,
-                match_client_id=client_id,
-                now=now,
-            )
-        ).first()
+        parameters = {
+            "match_reference_hash": reference_hash,
+            "match_service_id": service_id,
+            "match_client_id": client_id,
+            "now": now,
+        }
+        driver = await self._connection.driver()
+        if driver is not None:
+            return driver_record(await driver.first(DRIVER_CONSUME, parameters))
+        row = (await self._execute(CONSUME, parameters)).first()
         return pushed_request_record(cast(PushedRequest, row)) if row is not None else None
 
-    async def _execute(self, statement: Executable, **parameters: Any) -> CursorResult[Any]:
+    async def _execute(self, statement: Executable, parameters: dict[str, Any]) -> CursorResult[Any]:
         return await (await self._connection.get()).execute(statement, parameters)
+
+
+def driver_record(row: tuple[Any, ...] | None) -> PushedRequestRecord | None:
+    """``pushed_request_record`` of a row read on the driver connection, its times in UTC as the column's
+    type gives them (``UTCDateTime``)."""
+    if row is None:
+        return None
+    values = PushedRow._make(row)
+    utc = values._replace(
+        created_at=values.created_at.astimezone(UTC),
+        expires_at=values.expires_at.astimezone(UTC),
+        resolved_at=values.resolved_at.astimezone(UTC) if values.resolved_at is not None else None,
+        consumed_at=values.consumed_at.astimezone(UTC) if values.consumed_at is not None else None,
+    )
+    return pushed_request_record(cast(PushedRequest, utc))
 
 
 def pushed_request_record(row: PushedRequest) -> PushedRequestRecord | None:
@@ -230,8 +274,7 @@ class PostgresPushedRequestWriter(PushedRequestWriter[DriverStatements]):
 
     @asynccontextmanager
     async def _holding(self) -> AsyncIterator[DriverStatements]:
-        async with self._engine.connect() as connection:
-            await connection.execution_options(isolation_level="AUTOCOMMIT")
+        async with autocommit(self._engine).connect() as connection:
             yield await DriverStatements.of(connection)
 
     async def _insert(self, rows: list[Row], held: DriverStatements) -> None:
