@@ -272,9 +272,13 @@ class PostgresPushedRequestWriter(PushedRequestWriter[DriverStatements]):
     """PostgreSQL: each batch one statement on a held autocommit connection (this module's docstring),
     sent on its psycopg connection (``app.db.engine.DriverStatements``)."""
 
+    def __init__(self, engine: AsyncEngine, **options: Any) -> None:
+        super().__init__(engine, **options)
+        self._autocommit_engine = autocommit(engine)
+
     @asynccontextmanager
     async def _holding(self) -> AsyncIterator[DriverStatements]:
-        async with autocommit(self._engine).connect() as connection:
+        async with self._autocommit_engine.connect() as connection:
             yield await DriverStatements.of(connection)
 
     async def _insert(self, rows: list[Row], held: DriverStatements) -> None:
