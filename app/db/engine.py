@@ -217,7 +217,8 @@ class DriverStatements:
     What SQLAlchemy would do around a statement is kept: a driver error is raised as SQLAlchemy's own
     (``IntegrityError``, ``OperationalError``...: the API answers them as before), without parameter
     values; a connection the error (or a cancellation) left unusable is invalidated, so it never goes
-    back to the pool; and the engine's cursor-execute events still see each statement.
+    back to the pool; and the engine's cursor-execute events still see each statement (with no
+    execution context: SQLAlchemy made none).
     """
 
     __slots__ = ("_connection", "_sync", "driver")

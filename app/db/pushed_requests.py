@@ -2,9 +2,11 @@
 of one request, and the batched writer its pushes share.
 
 Resolve and consume run one Core statement each on the request's own connection (autocommit): each
-write is one conditional statement, atomic on its own. A push's row goes through the writer
-(``app.db.batch_writer``): concurrent pushes share one INSERT and its commit, and each push is
-answered only once the batch holding its row has committed.
+write is one conditional statement, atomic on its own. On PostgreSQL these statements, and the writer's
+INSERT, are sent on the psycopg connection under the pooled one (``app.db.engine.DriverStatements``):
+through SQLAlchemy's adapter each cost this process about three times the CPU (bench/RESULTS.md).
+A push's row goes through the writer (``app.db.batch_writer``): concurrent pushes share one INSERT and
+its commit, and each push is answered only once the batch holding its row has committed.
 
 A row the database refuses (its client or service deleted meanwhile: a foreign key; or a value it cannot
 hold) fails the batch's transaction; the batch is then written row by row, so only that row's push
