@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -29,7 +28,7 @@ from app.core.params import ParameterBounds
 from app.core.ports import PushedRequestStore, SecretHashStore
 from app.core.secrets import SecretBox, SecretHasher
 from app.db.cache import RecordCache
-from app.db.engine import RequestConnection, create_engine_from_settings, create_session_factory
+from app.db.engine import RequestConnection, autocommit, create_engine_from_settings, create_session_factory
 from app.db.models import Service
 from app.db.pushed_requests import PushedRequestWriter, SqlPushedRequestStore, pushed_request_writer
 from app.db.rate_limit_counters import SqlRateLimitStorage, SyncedCounters
@@ -67,6 +66,7 @@ class AppState:
     # Derived from the fields above once, not per request (a push used to pay an HMAC for the nonce key).
     parameter_bounds: ParameterBounds = field(init=False)
     _push_context: partial[PushContext] = field(init=False)  # all but what is bound to the request's connection
+    _autocommit_engine: AsyncEngine = field(init=False)  # the requests' connections (``request_connection``)
 
     def __post_init__(self) -> None:
         settings = self.settings
@@ -90,16 +90,12 @@ class AppState:
         )
         object.__setattr__(self, "parameter_bounds", limits)  # frozen: set once, here
         object.__setattr__(self, "_push_context", push_context)
+        object.__setattr__(self, "_autocommit_engine", autocommit(self.engine))
 
-    @asynccontextmanager
-    async def request_connection(self) -> AsyncIterator[RequestConnection]:
-        """The connection a push, resolve or consume uses, checked out only if it needs one
-        (``app.db.engine.RequestConnection``)."""
-        connection = RequestConnection(self.engine)
-        try:
-            yield connection
-        finally:
-            await connection.release()
+    def request_connection(self) -> RequestConnection:
+        """The connection a push, resolve or consume uses (``async with``), checked out only if it needs
+        one (``app.db.engine.RequestConnection``)."""
+        return RequestConnection(self._autocommit_engine)
 
     def push_context_for(self, connection: RequestConnection, *, secret_hashes: SecretHashStore) -> PushContext:
         """The client authentication context of one push, recording replays on its connection and giving

@@ -3,7 +3,7 @@
     .venv/bin/python bench/insert_statement.py --database-url postgresql+psycopg://.../bench_x [--batches N]
 
 Each form writes the same rows as the batch writer does (``app/db/pushed_requests.py``: one statement per
-batch on a held autocommit connection, through SQLAlchemy's ``exec_driver_sql``), for batches of 1, 16
+batch on a held autocommit connection, on its psycopg connection), for batches of 1, 16
 and 64 rows. It prints, per row, the CPU of this process (building the parameter, SQLAlchemy, psycopg)
 and of the PostgreSQL backend serving the connection (read from ``/proc``, so the database must run on
 this machine). The forms are run in rotation, several rounds, and the median per form is printed.
@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from app.cli import run_migrations
 from app.db.models import UTCDateTime
-from app.db.pushed_requests import INSERT_PUSHED_REQUEST, POSTGRESQL_INSERT_PUSHED_REQUESTS, PostgresPushedRequestWriter
+from app.db.pushed_requests import INSERT_PUSHED_REQUEST, POSTGRESQL_INSERT_PUSHED_REQUESTS, json_rows
 from app.settings import Settings
 
 Row = dict[str, Any]
@@ -106,7 +106,7 @@ def microseconds(moment: datetime) -> int:
 
 def objects(rows: list[Row]) -> str:
     """The writer's own parameter."""
-    return WRITER._json_rows(rows)  # noqa: SLF001 - measured as the writer builds it
+    return json_rows(rows)
 
 
 def objects_epoch(rows: list[Row]) -> str:
@@ -163,7 +163,6 @@ FORMS: dict[str, Write] = {
     "SQLAlchemy Core insert, executemany": core_insert,
 }
 DIALECT: Any = None
-WRITER: PostgresPushedRequestWriter  # set by main(), with the engine
 
 
 def new_rows(count: int) -> list[Row]:
@@ -213,10 +212,9 @@ async def measure(
 
 
 async def main(url: str, batches: int, rounds: int) -> None:
-    global DIALECT, WRITER
+    global DIALECT
     engine = create_async_engine(url)
     DIALECT = engine.dialect
-    WRITER = PostgresPushedRequestWriter(engine, max_batch=64, concurrency=1, queue_timeout=5)
     async with engine.connect() as connection:
         await connection.execution_options(isolation_level="AUTOCOMMIT")
         now = datetime.now(UTC)

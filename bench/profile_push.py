@@ -1,12 +1,16 @@
 """CPU per push, in process: the app driven through ASGI with no HTTP server, network or load generator.
 
     .venv/bin/python bench/profile_push.py [--database-url URL] [--pushes N] [--concurrency C] [--profile OUT]
+        [--operation push|resolve|consume]
 
 It seeds a service and a client_secret_basic client through the management API, then sends N pushes
 (the body of bench/par.lua: PKCE S256 and a unique state), C at a time, and prints the process CPU per
-push. With --profile it writes a cProfile of the pushes to OUT (read it with
-``python -m pstats OUT`` or snakeviz). The figure leaves out uvicorn's HTTP parsing, which
-`bash bench/run.sh` measures with the rest; it is the repeatable number to compare changes with.
+push. With ``--operation resolve`` or ``consume`` it pushes the N requests first, unmeasured, then
+measures the backend API's first resolve, or consume, of each (as bench/flow.lua drives them); the
+figure is then per call (``cpu_us_per_push`` still names it). With --profile it writes a cProfile of
+the measured calls to OUT (read it with ``python -m pstats OUT`` or snakeviz). The figure leaves out
+uvicorn's HTTP parsing, which `bash bench/run.sh` measures with the rest; it is the repeatable number to
+compare changes with.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import argparse
 import asyncio
 import base64
 import cProfile
+import json
 import os
 import tempfile
 import time
@@ -78,6 +83,8 @@ async def main(settings: Settings, arguments: argparse.Namespace) -> None:
             "server": ("127.0.0.1", 8000),
         }
         statuses: dict[int, int] = {}
+        request_uris: list[str] = []
+        backend_headers = {**bearer, "Content-Type": "application/json"}
 
         def push_body(number: int) -> bytes:
             return urlencode(
@@ -91,12 +98,14 @@ async def main(settings: Settings, arguments: argparse.Namespace) -> None:
                 }
             ).encode()
 
-        async def one_push(body: bytes) -> None:
+        async def one_push(body: bytes, path: str | None = None, call_headers: dict[str, str] = headers) -> None:
             scope = dict(scope_template)
+            if path is not None:
+                scope["path"], scope["raw_path"] = path, path.encode()
             scope["headers"] = [
                 (b"host", b"127.0.0.1:8000"),
                 (b"content-length", str(len(body)).encode()),
-                *((name.lower().encode(), value.encode()) for name, value in headers.items()),
+                *((name.lower().encode(), value.encode()) for name, value in call_headers.items()),
             ]
             sent = False
 
@@ -110,6 +119,10 @@ async def main(settings: Settings, arguments: argparse.Namespace) -> None:
             async def send(message: MutableMapping[str, Any]) -> None:
                 if message["type"] == "http.response.start":
                     statuses[message["status"]] = statuses.get(message["status"], 0) + 1
+                    if message["status"] >= 500 and arguments.log_level == "DEBUG":
+                        print(message)
+                elif message["type"] == "http.response.body" and path is None and message.get("body"):
+                    request_uris.append(json.loads(message["body"])["request_uri"])
 
             await app(scope, receive, send)
 
@@ -120,15 +133,37 @@ async def main(settings: Settings, arguments: argparse.Namespace) -> None:
         def bodies(first: int, count: int) -> list[bytes]:
             return [push_body(number) for number in range(first, first + count)]
 
+        backend = f"/api/{service['apiKey']}/pushed_auth_req/{arguments.operation}"
+
+        def backend_body(request_uri: str) -> bytes:
+            if arguments.operation == "resolve":
+                query = urlencode({"client_id": str(client["clientId"]), "request_uri": request_uri})
+                return json.dumps({"parameters": query}).encode()
+            return json.dumps({"clientId": str(client["clientId"]), "requestUri": request_uri}).encode()
+
+        async def backend_worker(request_uris: list[str]) -> None:
+            for request_uri in request_uris:
+                await one_push(backend_body(request_uri), backend, backend_headers)
+
         per_worker = arguments.pushes // arguments.concurrency
         await asyncio.gather(*(worker(bodies(i * per_worker, 50)) for i in range(arguments.concurrency)))  # warm-up
         measured = [bodies(10**9 + i * per_worker, per_worker) for i in range(arguments.concurrency)]
+        if arguments.operation != "push":
+            await asyncio.gather(
+                *(backend_worker(request_uris[i :: arguments.concurrency]) for i in range(32))
+            )  # warm-up
+            request_uris.clear()
+            await asyncio.gather(*(worker(worker_bodies) for worker_bodies in measured))
+            measured_uris = [request_uris[i :: arguments.concurrency] for i in range(arguments.concurrency)]
         statuses.clear()
         profiler = cProfile.Profile() if arguments.profile else None
         started_cpu, started_wall = time.process_time(), time.perf_counter()
         if profiler:
             profiler.enable()
-        await asyncio.gather(*(worker(worker_bodies) for worker_bodies in measured))
+        if arguments.operation == "push":
+            await asyncio.gather(*(worker(worker_bodies) for worker_bodies in measured))
+        else:
+            await asyncio.gather(*(backend_worker(uris) for uris in measured_uris))
         if profiler:
             profiler.disable()
             profiler.dump_stats(arguments.profile)
@@ -146,6 +181,7 @@ if __name__ == "__main__":
     parser.add_argument("--pushes", type=int, default=20000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--log-level", default="INFO", help="INFO (the default) writes the access log to stderr")
+    parser.add_argument("--operation", choices=("push", "resolve", "consume"), default="push")
     parser.add_argument("--profile", default=None, help="write a cProfile of the measured pushes here")
     parsed = parser.parse_args()
     if parsed.database_url is None:

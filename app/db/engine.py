@@ -9,14 +9,17 @@ import math
 import os
 import socket
 import sqlite3
+from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from psycopg.abc import PQGen
-from sqlalchemy import event
+from sqlalchemy import ClauseElement, event
+from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg as PostgresPsycopgDialect
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from app.settings import Settings
@@ -158,30 +161,139 @@ def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSessi
 
 class RequestConnection:
     """One request's connection, checked out on first use (in autocommit mode) and given back as soon
-    as the request is done with it, or when it ends.
+    as the request is done with it, or when it ends (``async with``).
 
     A push that finds its service and client cached and authenticates with a secret never checks one
     out: its row goes through the batched writer (``app.db.pushed_requests``). A push that must read or
     record something (a cache miss, a replay entry) gives the connection back before waiting for the
     writer, so no request waits for a second pooled connection while holding one.
+
+    ``engine`` is the autocommit engine (:func:`autocommit`): the isolation level is set as part of the
+    checkout, not by a second call through SQLAlchemy's greenlet adapter.
     """
+
+    __slots__ = ("_connection", "_driver", "_engine")
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._connection: AsyncConnection | None = None
+        self._driver: DriverStatements | None = None
+
+    async def __aenter__(self) -> RequestConnection:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.release()
 
     async def get(self) -> AsyncConnection:
         if self._connection is None:
-            connection = await self._engine.connect()
-            try:
-                await connection.execution_options(isolation_level="AUTOCOMMIT")
-            except BaseException:
-                await connection.close()
-                raise
-            self._connection = connection
+            self._connection = await self._engine.connect()
         return self._connection
+
+    async def driver(self) -> DriverStatements | None:
+        """The connection's PostgreSQL statements sent on its psycopg connection (``DriverStatements``);
+        None on another database, whose statements go through SQLAlchemy."""
+        if self._driver is None and self._engine.dialect.name == "postgresql":
+            self._driver = await DriverStatements.of(await self.get())
+        return self._driver
 
     async def release(self) -> None:
         if self._connection is not None:
-            connection, self._connection = self._connection, None
+            connection, self._connection, self._driver = self._connection, None, None
             await connection.close()
+
+
+def autocommit(engine: AsyncEngine) -> AsyncEngine:
+    """The engine, its pool shared, checking connections out in autocommit mode (each statement commits
+    by itself); the pool gives them back to other users in the default mode."""
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
+
+
+class DriverStatements:
+    """Statements of the hot paths sent on the psycopg connection under a pooled PostgreSQL connection,
+    not through SQLAlchemy's ``AsyncConnection`` (whose greenlet adapter and result machinery cost a
+    push more CPU than the database spent on its INSERT: bench/RESULTS.md).
+
+    What SQLAlchemy would do around a statement is kept: a driver error is raised as SQLAlchemy's own
+    (``IntegrityError``, ``OperationalError``...: the API answers them as before), without parameter
+    values; a connection the error (or a cancellation) left unusable is invalidated, so it never goes
+    back to the pool; and the engine's cursor-execute events still see each statement (with no
+    execution context: SQLAlchemy made none).
+    """
+
+    __slots__ = ("_connection", "_sync", "driver")
+
+    def __init__(self, connection: AsyncConnection, driver: psycopg.AsyncConnection[Any]) -> None:
+        self._connection = connection
+        sync = connection.sync_connection
+        assert sync is not None  # noqa: S101 - a connected AsyncConnection has one
+        self._sync = sync
+        self.driver = driver
+
+    @classmethod
+    async def of(cls, connection: AsyncConnection) -> DriverStatements:
+        raw = await connection.get_raw_connection()
+        return cls(connection, raw.driver_connection)  # type: ignore[arg-type]  # the psycopg dialect's
+
+    async def first(self, statement: DriverStatement, parameters: dict[str, Any]) -> tuple[Any, ...] | None:
+        """The first row of a built statement (``driver_statement``), or None."""
+        cursor = await self.execute(statement.sql, {**statement.constants, **parameters})
+        row: tuple[Any, ...] | None = await cursor.fetchone()
+        return row
+
+    async def run(self, statement: DriverStatement, parameters: dict[str, Any]) -> int:
+        """Run a built statement (``driver_statement``): the rows it changed."""
+        cursor = await self.execute(statement.sql, {**statement.constants, **parameters})
+        return cursor.rowcount
+
+    async def execute(self, statement: str, parameters: Sequence[Any] | Mapping[str, Any]) -> psycopg.AsyncCursor[Any]:
+        """Run one statement (autocommit: committed once it returns); its cursor holds any rows."""
+        sync = self._sync
+        dispatch = sync.dispatch if sync._has_events or sync.engine._has_events else None  # noqa: SLF001
+        cursor = self.driver.cursor()
+        if dispatch is not None:
+            for listener in dispatch.before_cursor_execute:
+                listener(sync, cursor, statement, parameters, None, False)
+        try:
+            await cursor.execute(statement, parameters)
+        except BaseException as error:
+            await self._failed(statement, parameters, error)
+            raise
+        if dispatch is not None:
+            for listener in dispatch.after_cursor_execute:
+                listener(sync, cursor, statement, parameters, None, False)
+        return cursor
+
+    async def _failed(
+        self, statement: str, parameters: Sequence[Any] | Mapping[str, Any], error: BaseException
+    ) -> None:
+        """As SQLAlchemy handles a failed statement: the connection invalidated if it is unusable (or the
+        statement was interrupted), a driver error re-raised as SQLAlchemy's."""
+        interrupted = not isinstance(error, Exception)  # a cancellation: the connection was severed
+        invalidated = interrupted or self.driver.broken or self.driver.closed
+        if invalidated:
+            await self._connection.invalidate()
+        if isinstance(error, psycopg.Error):
+            raise DBAPIError.instance(
+                statement,
+                parameters,
+                error,
+                psycopg.Error,
+                hide_parameters=True,
+                connection_invalidated=invalidated,
+                dialect=self._connection.dialect,
+            ) from error
+
+
+class DriverStatement(NamedTuple):
+    """A Core statement as SQLAlchemy's psycopg dialect sends it (``driver_statement``)."""
+
+    sql: str
+    constants: dict[str, Any]  # the values the statement itself binds (``.values(state="consumed")``)
+
+
+def driver_statement(statement: ClauseElement) -> DriverStatement:
+    """The statement's SQL for ``DriverStatements``, compiled once, exactly as SQLAlchemy would send it to
+    psycopg (named parameters, the same casts)."""
+    compiled = statement.compile(dialect=PostgresPsycopgDialect())  # type: ignore[no-untyped-call]
+    return DriverStatement(str(compiled), {name: value for name, value in compiled.params.items() if value is not None})

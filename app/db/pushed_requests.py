@@ -2,9 +2,11 @@
 of one request, and the batched writer its pushes share.
 
 Resolve and consume run one Core statement each on the request's own connection (autocommit): each
-write is one conditional statement, atomic on its own. A push's row goes through the writer
-(``app.db.batch_writer``): concurrent pushes share one INSERT and its commit, and each push is
-answered only once the batch holding its row has committed.
+write is one conditional statement, atomic on its own. On PostgreSQL these statements, and the writer's
+INSERT, are sent on the psycopg connection under the pooled one (``app.db.engine.DriverStatements``):
+through SQLAlchemy's adapter each cost this process about three times the CPU (bench/RESULTS.md).
+A push's row goes through the writer (``app.db.batch_writer``): concurrent pushes share one INSERT and
+its commit, and each push is answered only once the batch holding its row has committed.
 
 A row the database refuses (its client or service deleted meanwhile: a foreign key; or a value it cannot
 hold) fails the batch's transaction; the batch is then written row by row, so only that row's push
@@ -29,19 +31,19 @@ import json
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from datetime import datetime
-from typing import Any, cast
+from datetime import UTC, datetime
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import CursorResult, Executable, Table, bindparam, insert, select, update
 from sqlalchemy.exc import DataError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core import json_input
 from app.core.errors import InvalidRequest
 from app.core.model import PushedRequestRecord
 from app.db.batch_writer import BatchWriter, Held, Waiting
-from app.db.engine import RequestConnection
-from app.db.models import PushedRequest, UTCDateTime
+from app.db.engine import DriverStatements, RequestConnection, autocommit, driver_statement
+from app.db.models import PushedRequest
 
 Row = dict[str, Any]
 # What the database refuses for one row's sake, never the batch's: a foreign key (IntegrityError), or a
@@ -94,6 +96,26 @@ CONSUME = (
     .values(state="consumed", consumed_at=bindparam("now"), expires_at=bindparam("now"))
     .returning(*_pushed.c)
 )
+# The same statements for PostgreSQL's driver connection (``app.db.engine.DriverStatements``): each cost
+# a resolve or consume three times the CPU through SQLAlchemy's AsyncConnection (bench/RESULTS.md).
+DRIVER_READ_PUSHED_REQUEST = driver_statement(READ_PUSHED_REQUEST)
+DRIVER_MARK_RESOLVED = driver_statement(MARK_RESOLVED)
+DRIVER_CONSUME = driver_statement(CONSUME)
+
+
+class PushedRow(NamedTuple):
+    """A row of ``pushed_request`` as the driver reads it, its columns in the table's order."""
+
+    reference_hash: str
+    service_id: int
+    client_id: int
+    parameters: str
+    request: dict[str, Any]
+    state: str
+    created_at: datetime
+    expires_at: datetime
+    resolved_at: datetime | None
+    consumed_at: datetime | None
 
 
 class SqlPushedRequestStore:
@@ -126,17 +148,25 @@ class SqlPushedRequestStore:
         )
 
     async def get(self, service_id: int, reference_hash: str) -> PushedRequestRecord | None:
-        row = (await self._execute(READ_PUSHED_REQUEST, reference_hash=reference_hash, service_id=service_id)).first()
+        parameters = {"reference_hash": reference_hash, "service_id": service_id}
+        driver = await self._connection.driver()
+        if driver is not None:
+            return driver_record(await driver.first(DRIVER_READ_PUSHED_REQUEST, parameters))
+        row = (await self._execute(READ_PUSHED_REQUEST, parameters)).first()
         return pushed_request_record(cast(PushedRequest, row)) if row is not None else None
 
     async def mark_resolved(self, service_id: int, reference_hash: str, *, now: datetime, expires_at: datetime) -> None:
-        await self._execute(
-            MARK_RESOLVED,
-            match_reference_hash=reference_hash,
-            match_service_id=service_id,
-            now=now,
-            new_expires_at=expires_at,
-        )
+        parameters = {
+            "match_reference_hash": reference_hash,
+            "match_service_id": service_id,
+            "now": now,
+            "new_expires_at": expires_at,
+        }
+        driver = await self._connection.driver()
+        if driver is not None:
+            await driver.run(DRIVER_MARK_RESOLVED, parameters)
+        else:
+            await self._execute(MARK_RESOLVED, parameters)
 
     async def consume(
         self, service_id: int, reference_hash: str, *, client_id: int, now: datetime
@@ -144,19 +174,35 @@ class SqlPushedRequestStore:
         """One statement: among any number of concurrent callers, on any number of replicas, exactly one
         gets the row back. The client binding is part of the condition, so a wrong client changes
         nothing. Setting ``expires_at`` to now hands the row to the purger."""
-        row = (
-            await self._execute(
-                CONSUME,
-                match_reference_hash=reference_hash,
-                match_service_id=service_id,
-                match_client_id=client_id,
-                now=now,
-            )
-        ).first()
+        parameters = {
+            "match_reference_hash": reference_hash,
+            "match_service_id": service_id,
+            "match_client_id": client_id,
+            "now": now,
+        }
+        driver = await self._connection.driver()
+        if driver is not None:
+            return driver_record(await driver.first(DRIVER_CONSUME, parameters))
+        row = (await self._execute(CONSUME, parameters)).first()
         return pushed_request_record(cast(PushedRequest, row)) if row is not None else None
 
-    async def _execute(self, statement: Executable, **parameters: Any) -> CursorResult[Any]:
+    async def _execute(self, statement: Executable, parameters: dict[str, Any]) -> CursorResult[Any]:
         return await (await self._connection.get()).execute(statement, parameters)
+
+
+def driver_record(row: tuple[Any, ...] | None) -> PushedRequestRecord | None:
+    """``pushed_request_record`` of a row read on the driver connection, its times in UTC as the column's
+    type gives them (``UTCDateTime``)."""
+    if row is None:
+        return None
+    values = PushedRow._make(row)
+    utc = values._replace(
+        created_at=values.created_at.astimezone(UTC),
+        expires_at=values.expires_at.astimezone(UTC),
+        resolved_at=values.resolved_at.astimezone(UTC) if values.resolved_at is not None else None,
+        consumed_at=values.consumed_at.astimezone(UTC) if values.consumed_at is not None else None,
+    )
+    return pushed_request_record(cast(PushedRequest, utc))
 
 
 def pushed_request_record(row: PushedRequest) -> PushedRequestRecord | None:
@@ -224,33 +270,35 @@ class TransactionPushedRequestWriter(PushedRequestWriter[None]):
             await connection.execute(INSERT_PUSHED_REQUEST, rows)
 
 
-class PostgresPushedRequestWriter(PushedRequestWriter[AsyncConnection]):
-    """PostgreSQL: each batch one statement on a held autocommit connection (this module's docstring)."""
+class PostgresPushedRequestWriter(PushedRequestWriter[DriverStatements]):
+    """PostgreSQL: each batch one statement on a held autocommit connection (this module's docstring),
+    sent on its psycopg connection (``app.db.engine.DriverStatements``)."""
+
+    def __init__(self, engine: AsyncEngine, **options: Any) -> None:
+        super().__init__(engine, **options)
+        self._autocommit_engine = autocommit(engine)
 
     @asynccontextmanager
-    async def _holding(self) -> AsyncIterator[AsyncConnection]:
-        async with self._engine.connect() as connection:
-            await connection.execution_options(isolation_level="AUTOCOMMIT")
-            yield connection
+    async def _holding(self) -> AsyncIterator[DriverStatements]:
+        async with self._autocommit_engine.connect() as connection:
+            yield await DriverStatements.of(connection)
 
-    async def _insert(self, rows: list[Row], held: AsyncConnection) -> None:
-        await held.exec_driver_sql(POSTGRESQL_INSERT_PUSHED_REQUESTS, (self._json_rows(rows),))
-
-    def _json_rows(self, rows: list[Row]) -> str:
-        """The rows as the JSON array ``json_to_recordset`` reads, times in ISO 8601 with their offset."""
-        return json.dumps(
-            [
-                {**row, "created_at": self._time(row["created_at"]), "expires_at": self._time(row["expires_at"])}
-                for row in rows
-            ]
-        )
-
-    def _time(self, moment: datetime) -> str:
-        """As the column's type binds it (``UTCDateTime``: aware, in UTC; a naive time refused)."""
-        return cast(datetime, _UTC_DATETIME.process_bind_param(moment, self._engine.dialect)).isoformat()
+    async def _insert(self, rows: list[Row], held: DriverStatements) -> None:
+        await held.execute(POSTGRESQL_INSERT_PUSHED_REQUESTS, (json_rows(rows),))
 
 
-_UTC_DATETIME = UTCDateTime()
+def json_rows(rows: list[Row]) -> str:
+    """The rows as the JSON array ``json_to_recordset`` reads, times in ISO 8601 with their offset, in UTC
+    as the column's type binds them (``UTCDateTime``: aware; a naive time refused)."""
+    return json.dumps(
+        [{**row, "created_at": _utc_iso(row["created_at"]), "expires_at": _utc_iso(row["expires_at"])} for row in rows]
+    )
+
+
+def _utc_iso(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        raise ValueError("naive datetimes are ambiguous; pass an aware UTC datetime")
+    return moment.astimezone(UTC).isoformat()
 
 
 def pushed_request_writer(

@@ -3,9 +3,12 @@ stopped or partitioned server is in tests/faults/test_database_faults.py."""
 
 from __future__ import annotations
 
-import pytest
+import asyncio
 
-from app.db.engine import BoundedConnection, create_engine_from_settings
+import pytest
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from app.db.engine import BoundedConnection, DriverStatements, autocommit, create_engine_from_settings
 from tests.conftest import make_settings
 
 pytestmark = pytest.mark.postgresql
@@ -31,5 +34,32 @@ async def test_postgres_connections_carry_the_client_side_bounds(postgres_url: s
                 "SELECT current_setting('statement_timeout'), current_setting('lock_timeout')"
             )
             assert timeouts.one() == ("4s", "4s")
+    finally:
+        await engine.dispose()
+
+
+async def test_driver_statements_fail_as_sqlalchemy_statements_do(postgres_url: str) -> None:
+    """A statement sent on the driver connection (DriverStatements) fails with SQLAlchemy's error, its
+    parameters hidden; an interrupted one leaves its connection invalidated, never back in the pool."""
+    engine = create_engine_from_settings(make_settings(postgres_url))
+    try:
+        async with autocommit(engine).connect() as connection:
+            statements = await DriverStatements.of(connection)
+            with pytest.raises(IntegrityError) as refused:
+                await statements.execute("INSERT INTO replay_entry (key, expires_at) VALUES (%s, NULL)", ("secret",))
+            assert "[SQL parameters hidden due to hide_parameters=True]" in str(refused.value)
+            assert not connection.invalidated
+            assert (await (await statements.execute("SELECT 1", ())).fetchone()) == (1,)
+            sleeping = asyncio.create_task(statements.execute("SELECT pg_sleep(5)", ()))
+            await asyncio.sleep(0.2)
+            sleeping.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await sleeping
+            assert connection.invalidated
+        async with autocommit(engine).connect() as connection:
+            statements = await DriverStatements.of(connection)
+            with pytest.raises(OperationalError):  # the server ends the connection
+                await statements.execute("SELECT pg_terminate_backend(pg_backend_pid())", ())
+            assert connection.invalidated
     finally:
         await engine.dispose()

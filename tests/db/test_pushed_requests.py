@@ -16,7 +16,8 @@ from sqlalchemy.exc import StatementError
 
 from app.core.errors import InvalidRequest
 from app.db.models import PushedRequest
-from app.db.pushed_requests import INSERT_PUSHED_REQUEST
+from app.db.pushed_requests import INSERT_PUSHED_REQUEST, READ_PUSHED_REQUEST, pushed_request_record
+from app.db.repositories import READ_CLIENT_BY_ID, client_record
 from app.settings import Settings
 from tests.conftest import make_settings
 from tests.factories import ClientHandle, ServiceHandle
@@ -44,21 +45,23 @@ async def stored(app: FastAPI) -> int:
 async def test_concurrent_pushes_share_transactions(
     app: FastAPI, service: ServiceHandle, basic_client: ClientHandle
 ) -> None:
-    transactions = 0
+    statements = 0
 
-    def begin(*_: Any) -> None:
-        nonlocal transactions
-        transactions += 1
+    def statement(*_: Any) -> None:
+        nonlocal statements
+        statements += 1
 
     engine = app.state.par.engine.sync_engine
-    event.listen(engine, "begin", begin)
+    event.listen(engine, "after_cursor_execute", statement)
     try:
         results = await asyncio.gather(*(app.state.par.writer.add(row(service.id, basic_client.id)) for _ in range(40)))
     finally:
-        event.remove(engine, "begin", begin)
+        event.remove(engine, "after_cursor_execute", statement)
     assert results == [True] * 40
     assert await stored(app) == 40
-    assert transactions == 1  # all 40 queued before the writer ran: one INSERT transaction, one commit
+    # all 40 queued before the writer ran: one INSERT (PostgreSQL: committed by itself; SQLite: one
+    # executemany in one transaction)
+    assert statements == 1
 
 
 async def test_a_refused_row_fails_alone(app: FastAPI, service: ServiceHandle, basic_client: ClientHandle) -> None:
@@ -201,3 +204,38 @@ class TestLinger:
         writer._linger = 30.0  # a writer lingering far longer than any test: closing must cut it short
         assert await writer.add(row(service.id, basic_client.id)) is True
         await asyncio.wait_for(writer.aclose(), timeout=5)
+
+
+@pytest.mark.postgresql
+async def test_the_driver_reads_what_sqlalchemy_reads(
+    app: FastAPI, service: ServiceHandle, basic_client: ClientHandle, database_url: str
+) -> None:
+    """On PostgreSQL resolve and consume read on the driver connection (app.db.engine.DriverStatements):
+    the same records, times in UTC, as through SQLAlchemy."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("the driver connection is PostgreSQL's")
+    state = app.state.par
+    pushed = row(service.id, basic_client.id)
+    assert await state.writer.add(pushed)
+    async with state.request_connection() as connection:
+        store = state.pushed_request_store(connection)
+        clients = state.client_directory(connection, cached=False)
+        through_driver = await store.get(service.id, pushed["reference_hash"])
+        client_through_driver = await clients.get_client(service.id, str(basic_client.id))
+        sqlalchemy_connection = await connection.get()
+        stored = (
+            await sqlalchemy_connection.execute(
+                READ_PUSHED_REQUEST, {"reference_hash": pushed["reference_hash"], "service_id": service.id}
+            )
+        ).one()
+        named = {"service_id": service.id, "client": basic_client.id}
+        client_row = (await sqlalchemy_connection.execute(READ_CLIENT_BY_ID, named)).one()
+    assert through_driver == pushed_request_record(stored)
+    assert through_driver is not None and through_driver.expires_at.tzinfo is UTC
+    assert client_through_driver == client_record(client_row)
+    async with state.request_connection() as connection:
+        store = state.pushed_request_store(connection)
+        now = datetime.now(UTC)
+        consumed = await store.consume(service.id, pushed["reference_hash"], client_id=basic_client.id, now=now)
+        assert consumed is not None and consumed.consumed_at == now and consumed.consumed_at.tzinfo is UTC
+        assert await store.consume(service.id, pushed["reference_hash"], client_id=basic_client.id, now=now) is None
