@@ -39,7 +39,7 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.body_size import SizeLimits
-from app.api.deps import DatabaseId
+from app.api.deps import DB_INT_MAX, DatabaseId
 from app.api.errors import par_server_error_response, unhandled_error_response
 from app.api.observability import REQUEST_ID_HEADER, Metrics, observe_request, request_id_of
 from app.core import result_codes
@@ -48,6 +48,7 @@ from app.state import AppState
 
 # The constraints of ``app.api.deps.IdPath``, so both ways in accept the same ids.
 _DATABASE_ID = TypeAdapter(DatabaseId)
+_MAX_ID_DIGITS = len(str(DB_INT_MAX))
 ServiceEndpoint = Callable[[int, Request, AppState], Awaitable[Response]]
 EndpointT = TypeVar("EndpointT", bound=ServiceEndpoint)
 _SERVED_DIRECTLY: set[Callable[..., Any]] = set()
@@ -85,8 +86,12 @@ def direct_routes(routes: Iterable[BaseRoute]) -> list[DirectRoute]:
 def path_id(text: str, name: str) -> int:
     """A numeric id from the path; any other text names nothing: a 404, worded as FastAPI's routes word it
     (``app.api.errors``)."""
+    if text.isdigit() and text.isascii() and (text == "0" or text[0] != "0") and len(text) <= _MAX_ID_DIGITS:
+        number = int(text)  # canonical digits (``app.api.deps.canonical_id``): what the TypeAdapter returns
+        if number <= DB_INT_MAX:
+            return number
     try:
-        return _DATABASE_ID.validate_python(text)
+        return _DATABASE_ID.validate_python(text)  # refuses it, in pydantic's words
     except ValidationError as error:
         raise ApiNotFound(
             f"invalid path.{name}: {error.errors()[0]['msg']}", result_code=result_codes.NO_SUCH_PATH
