@@ -1,16 +1,18 @@
-"""The hot endpoints reached without FastAPI's routing and request handling.
+"""The hot endpoints reached without FastAPI's routing, request handling and middlewares.
 
 Why: the calls every authorization makes (the RFC 9126 push; the backend API's push, resolve and
 consume) paid more CPU for the framework than for the protocol. Profiled under load
 (bench/RESULTS.md), routing, dependency injection and the exception-handler and middleware layers
 took about a third of a push. These endpoints take only ``(service_id, request, state)`` and read
 their bodies themselves, so they can be called directly: one regular expression picks the route,
-the id is parsed as FastAPI parses it, and the endpoint's ``Response`` is sent.
+the id is parsed as FastAPI parses it, and the endpoint's ``Response`` is sent as two ASGI messages.
 
 They stay declared as FastAPI routes, which document them (OpenAPI) and answer every other method
-on their paths; a direct route is only a shorter way to the same endpoint function. Protocol errors
-go through ``app.api.errors`` as everywhere else, the observation and size-limit middlewares wrap
-both ways in, and anything unexpected is answered by ``UnhandledErrorMiddleware``.
+on their paths; a direct route is only a shorter way to the same endpoint function. What the
+middlewares do for every other route is done here once, inline, with the same code: the size limits
+(``app.api.body_size.SizeLimits``), the request id, latency, counters and log line
+(``app.api.observability.observe_request``), protocol errors through ``app.api.errors``, and anything
+unexpected answered as ``UnhandledErrorMiddleware`` answers it (``unhandled_error_response``).
 
 Each such endpoint is marked ``@served_directly`` where its route is declared; ``app.main`` serves every
 marked route here. The paths served so, and the handler each reaches (as tests/api/test_direct.py checks):
