@@ -62,13 +62,14 @@ async def pushed_auth_req(service_id: IdPath, request: Request, state: StateDep)
                 "is not supported"
             )
         basic = BasicCredentials(body.client_id, body.client_secret or "") if body.client_id is not None else None
+        # One budget for every encoding of a client id: the decoded retry is no way around it.
+        claim = peek_client_id(call.required, (basic and form_decoded(basic)) or basic, state.parameter_bounds)
         throttle = Throttle.of(
             state,
             "backend",
             service_id,
             request,
-            # One budget for every encoding of a client id: the decoded retry is no way around it.
-            peek_client_id(call.required, (basic and form_decoded(basic)) or basic, state.parameter_bounds),
+            claim.client_id,
             relayed=True,
             token=_token_digest(request, state) if state.settings.rate_limit_per_service_token else None,
         )
@@ -77,7 +78,7 @@ async def pushed_auth_req(service_id: IdPath, request: Request, state: StateDep)
         if refusal is not None:
             return too_many_requests(request.scope["path"], refusal)
         push_request = PushRequest(
-            parameters=call.required,
+            parameters=claim.parameters,
             basic=basic,
             dpop_proof=body.dpop,
             htm=body.htm,

@@ -50,7 +50,8 @@ async def pushed_authorization_request(service_id: IdPath, request: Request, sta
         raise InvalidRequest("the request body must be encoded in UTF-8")
     body = await request.body()
     basic = _basic_credentials(request)
-    throttle = Throttle.of(state, "rfc9126", service_id, request, peek_client_id(body, basic, state.parameter_bounds))
+    claim = peek_client_id(body, basic, state.parameter_bounds)
+    throttle = Throttle.of(state, "rfc9126", service_id, request, claim.client_id)
     refusal = await throttle.admit()
     if refusal is not None:
         return too_many_requests(request.scope["path"], refusal)
@@ -59,7 +60,7 @@ async def pushed_authorization_request(service_id: IdPath, request: Request, sta
         if service is None:
             return error_response(request.scope["path"], 404, f"service {service_id} does not exist")
         push_request = PushRequest(
-            parameters=body,
+            parameters=claim.parameters,
             basic=basic,
             dpop_proof=_dpop_proof(request),
             client_certificate=_client_certificate(request, state),

@@ -16,7 +16,7 @@ from app.core.client_auth import BasicCredentials
 from app.core.errors import OAuthError
 from app.core.model import ClientAuthMethod, ServiceRecord
 from app.core.par import PushAction, PushOutcome, PushRequest, push
-from app.core.params import ParameterBounds, parse_parameters
+from app.core.params import ParameterBounds, RequestParameters, parse_parameters
 from app.db.engine import RequestConnection
 from app.state import AppState
 
@@ -86,14 +86,25 @@ class Throttle:
         )
 
 
-def peek_client_id(parameters: str | bytes, basic: BasicCredentials | None, limits: ParameterBounds) -> str | None:
-    """The client a request names, for its rate limit, before anything is validated."""
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """Whom a push claims to be, for its rate limits, before anything is validated; and its parameters as
+    the push takes them: parsed once, when finding the claimed client needed them parsed (a push without
+    Basic credentials), and as received otherwise, or when they do not parse (the push says why)."""
+
+    client_id: str | None
+    parameters: str | bytes | RequestParameters
+
+
+def peek_client_id(parameters: str | bytes, basic: BasicCredentials | None, limits: ParameterBounds) -> Claim:
+    """The client a request names: its Basic credentials' or its parameters' ``client_id``."""
     if basic is not None:
-        return basic.client_id
+        return Claim(basic.client_id, parameters)  # the parameters are parsed only once admitted
     try:
-        return parse_parameters(parameters, limits).get("client_id")
+        parsed = parse_parameters(parameters, limits)
     except OAuthError:
-        return None
+        return Claim(None, parameters)
+    return Claim(parsed.get("client_id"), parsed)
 
 
 def too_many_requests(path: str, refusal: Refusal) -> JsonAnswer:

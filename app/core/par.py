@@ -58,7 +58,7 @@ _ACTION_BY_HTTP_STATUS = {status: action for action, status in HTTP_STATUS_BY_AC
 class PushRequest:
     """A pushed authorization request as either front door received it."""
 
-    parameters: str | bytes
+    parameters: str | bytes | RequestParameters  # as received, or already parsed (``parse_parameters``)
     basic: BasicCredentials | None = None
     dpop_proof: str | None = None
     htm: str | None = None  # DPoP: the method and URI the proof must name (default POST and the PAR endpoint)
@@ -175,7 +175,11 @@ async def push(
     # RFC 9449 §8.2: a fresh nonce "MAY" accompany every answer; we send one whenever nonces are in use.
     fresh_nonce = auth.dpop_nonces_for(service).issue(now) if nonce_required else None
     try:
-        params = parse_parameters(request.parameters, limits)
+        params = (
+            request.parameters
+            if isinstance(request.parameters, RequestParameters)
+            else parse_parameters(request.parameters, limits)
+        )
         proof_jkt = await _verify_dpop(request, service=service, auth=auth, nonce_required=nonce_required, now=now)
         client, auth_method = await _identify_and_authenticate(
             request, params, service=service, clients=clients, auth=auth, now=now

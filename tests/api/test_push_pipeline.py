@@ -6,28 +6,34 @@ import json
 
 import pytest
 
-from app.api.push_pipeline import peek_client_id, too_many_requests
+from app.api.push_pipeline import Claim, peek_client_id, too_many_requests
 from app.api.rate_limit import Refusal
 from app.core.client_auth import BasicCredentials
-from app.core.params import ParameterBounds
+from app.core.params import ParameterBounds, parse_parameters
 
 LIMITS = ParameterBounds(max_parameters=100, max_parameter_bytes=8192, max_total_bytes=65536)
 
 
 def test_basic_credentials_name_the_client() -> None:
     basic = BasicCredentials("from-header", "secret")
-    assert peek_client_id("client_id=from-body&response_type=code", basic, LIMITS) == "from-header"
+    claim = peek_client_id("client_id=from-body&response_type=code", basic, LIMITS)
+    assert claim == Claim("from-header", "client_id=from-body&response_type=code")  # not parsed before admission
 
 
 @pytest.mark.parametrize("parameters", ["client_id=s6BhdRkqt3&response_type=code", b"client_id=s6BhdRkqt3"])
 def test_without_basic_credentials_the_parameters_name_the_client(parameters: str | bytes) -> None:
-    assert peek_client_id(parameters, None, LIMITS) == "s6BhdRkqt3"
+    claim = peek_client_id(parameters, None, LIMITS)
+    assert claim.client_id == "s6BhdRkqt3"
+    assert claim.parameters == parse_parameters(parameters, LIMITS)  # parsed once, for the push too
 
 
 @pytest.mark.parametrize("parameters", ["response_type=code", "client_id=a&client_id=b", "client_id=%zz"])
 def test_parameters_naming_no_single_client_name_none(parameters: str) -> None:
     """Nothing is validated yet: a request the push will refuse is counted by its address alone."""
-    assert peek_client_id(parameters, None, LIMITS) is None
+    claim = peek_client_id(parameters, None, LIMITS)
+    assert claim.client_id is None
+    if parameters != "response_type=code":  # they do not parse: given to the push as received, which says why
+        assert claim.parameters == parameters
 
 
 def test_too_many_requests_at_the_rfc_endpoint_is_an_oauth_error_with_retry_after() -> None:
