@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api.errors import error_response, is_api_path
+from app.api.errors import error_response, is_api_path, par_server_error_response
 from app.api.responses import JsonAnswer
+from app.core import result_codes
 from app.core.errors import RequestTooLarge
 
 
@@ -27,12 +28,18 @@ class SizeLimits:
     max_api_body_bytes: int
     max_header_bytes: int
 
-    def body_limit(self, path: str) -> tuple[int, str]:
-        """The largest body a request to ``path`` may send, and the words of its refusal."""
+    def body_limit(self, path: str) -> int:
+        """The largest body a request to ``path`` may send."""
+        return self.max_api_body_bytes if is_api_path(path) else self.max_body_bytes
+
+    def body_too_large(self, path: str) -> RequestTooLarge:
+        """The error of a body over ``body_limit`` that its Content-Length did not declare: the words and,
+        at /api, the code of one it did (``refusal``)."""
         if is_api_path(path):
-            return self.max_api_body_bytes, f"the request body exceeds {self.max_api_body_bytes} bytes"
+            message = f"the request body exceeds {self.max_api_body_bytes} bytes"
+            return RequestTooLarge(message, result_code=result_codes.REQUEST_BODY_TOO_LARGE)
         # the body is the pushed parameters: same words as app.core.params
-        return self.max_body_bytes, f"the request parameters exceed {self.max_body_bytes} bytes"
+        return RequestTooLarge(f"the request parameters exceed {self.max_body_bytes} bytes")
 
     def refusal(self, path: str, header_bytes: int, declared_length: bytes | None) -> JsonAnswer | None:
         """The answer to a request whose headers (``header_bytes`` of names and values) or declared
@@ -42,10 +49,11 @@ class SizeLimits:
             return error_response(path, 431, f"the request headers exceed {self.max_header_bytes} bytes")
         if declared_length is None:
             return None
-        limit, message = self.body_limit(path)
         if not declared_length.isdigit():
             return error_response(path, 400, "invalid Content-Length")
-        return error_response(path, 413, message) if int(declared_length) > limit else None
+        if int(declared_length) > self.body_limit(path):
+            return par_server_error_response(path, self.body_too_large(path))
+        return None
 
 
 def header_facts(scope: Scope) -> tuple[int, bytes | None]:
@@ -71,7 +79,7 @@ class BodySizeLimitMiddleware:
         if refusal is not None:
             await refusal(scope, receive, send)
             return
-        limit, message = self.limits.body_limit(scope["path"])
+        limit = self.limits.body_limit(scope["path"])
         received = 0
 
         async def limited_receive() -> Message:
@@ -80,7 +88,7 @@ class BodySizeLimitMiddleware:
             if event["type"] == "http.request":
                 received += len(event.get("body", b""))
                 if received > limit:
-                    raise RequestTooLarge(message)
+                    raise self.limits.body_too_large(scope["path"])
             return event
 
         await self.app(scope, limited_receive, send)

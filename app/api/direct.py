@@ -45,7 +45,7 @@ from app.api.deps import DB_INT_MAX, DatabaseId
 from app.api.errors import par_server_error_response, unhandled_error_response
 from app.api.observability import REQUEST_ID_HEADER, Metrics, observe_request, request_id_of
 from app.core import result_codes
-from app.core.errors import ApiNotFound, ParServerError, RequestTooLarge
+from app.core.errors import ApiNotFound, ParServerError
 from app.state import AppState
 
 # The constraints of ``app.api.deps.IdPath``, so both ways in accept the same ids.
@@ -104,13 +104,13 @@ class DirectRequest(Request):
     """The request a direct route's endpoint gets: Starlette's, with its body read here, under the size
     limit of its path (``SizeLimits``), in one pass rather than through Starlette's stream."""
 
-    def __init__(self, scope: Scope, receive: Receive, max_body: tuple[int, str]) -> None:
+    def __init__(self, scope: Scope, receive: Receive, limits: SizeLimits) -> None:
         super().__init__(scope, receive)
-        self._max_body = max_body
+        self._limits = limits
 
     async def body(self) -> bytes:
         if not hasattr(self, "_body"):
-            limit, message = self._max_body
+            limit = self._limits.body_limit(self.scope["path"])
             chunks: list[bytes] = []
             received, more = 0, True
             while more:
@@ -121,7 +121,7 @@ class DirectRequest(Request):
                 chunk = event.get("body", b"")
                 received += len(chunk)
                 if received > limit:
-                    raise RequestTooLarge(message)
+                    raise self._limits.body_too_large(self.scope["path"])
                 chunks.append(chunk)
                 more = event.get("more_body", False)
             self._stream_consumed = True
@@ -227,7 +227,7 @@ class DirectRoutes:
         refusal = self._limits.refusal(path, header_bytes, declared_length)
         if refusal is not None:
             return refusal
-        request = DirectRequest(scope, receive, self._limits.body_limit(path))
+        request = DirectRequest(scope, receive, self._limits)
         try:
             return await route.endpoint(path_id(service_id, "service_id"), request, state)
         except ParServerError as error:

@@ -129,3 +129,24 @@ async def test_a_trailing_slash_is_not_redirected(
         assert api.json()["resultCode"] == "A001210" and api.headers["cache-control"] == "no-store"
     metadata = await client.get(f"/.well-known/oauth-authorization-server/services/{service.id}/")
     assert metadata.status_code == 404 and metadata.json()["error"] == "not_found"
+
+
+@pytest.mark.parametrize("media_type", ["application/json", "application/x-www-form-urlencoded"])
+async def test_streamed_oversized_backend_body_is_413_result_error(
+    client: httpx.AsyncClient, service: ServiceHandle, media_type: str
+) -> None:
+    """A direct route counts a body without a Content-Length as it arrives, whether it is read whole (JSON)
+    or parsed as a form."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(1100):
+            yield b"x" * 1024
+
+    response = await client.post(
+        f"/api/{service.id}/pushed_auth_req",
+        content=chunks(),
+        headers={**service.bearer, "Content-Type": media_type},
+    )
+    assert response.status_code == 413, response.text
+    assert response.json()["resultCode"] == "A001212"  # as when the Content-Length declares it
+    assert response.headers["x-request-id"]
