@@ -9,11 +9,13 @@ error that ``app.api.errors`` renders.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.errors import error_response, is_api_path, par_server_error_response
+from app.api.observability import REQUEST_ID_HEADER
 from app.api.responses import JsonAnswer
 from app.core import result_codes
 from app.core.errors import RequestTooLarge
@@ -56,14 +58,17 @@ class SizeLimits:
         return None
 
 
-def header_facts(scope: Scope) -> tuple[int, bytes | None]:
-    """The bytes of the request's header names and values, and its (first) Content-Length."""
-    header_bytes, declared_length = 0, None
-    for name, value in scope["headers"]:
+def header_facts(headers: Iterable[tuple[bytes, bytes]]) -> tuple[int, bytes | None, bytes | None]:
+    """One pass over a request's headers: the bytes of their names and values (``SizeLimits.refusal``), the
+    first Content-Length, and the first X-Request-ID (what ``app.api.direct`` echoes and logs)."""
+    header_bytes, declared_length, request_id = 0, None, None
+    for name, value in headers:
         header_bytes += len(name) + len(value)
-        if declared_length is None and name == b"content-length":
-            declared_length = value
-    return header_bytes, declared_length
+        if name == b"content-length":
+            declared_length = value if declared_length is None else declared_length
+        elif name == REQUEST_ID_HEADER:
+            request_id = value if request_id is None else request_id
+    return header_bytes, declared_length, request_id
 
 
 class BodySizeLimitMiddleware:
@@ -75,7 +80,8 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        refusal = self.limits.refusal(scope["path"], *header_facts(scope))
+        header_bytes, declared_length, _ = header_facts(scope["headers"])
+        refusal = self.limits.refusal(scope["path"], header_bytes, declared_length)
         if refusal is not None:
             await refusal(scope, receive, send)
             return

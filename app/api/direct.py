@@ -40,10 +40,10 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.api.body_size import SizeLimits
+from app.api.body_size import SizeLimits, header_facts
 from app.api.deps import DB_INT_MAX, DatabaseId
 from app.api.errors import par_server_error_response, unhandled_error_response
-from app.api.observability import REQUEST_ID_HEADER, Metrics, observe_request, request_id_of
+from app.api.observability import Metrics, observe_request, request_id_of
 from app.core import result_codes
 from app.core.errors import ApiNotFound, ParServerError
 from app.state import AppState
@@ -185,7 +185,7 @@ class DirectRoutes:
         scope["route"] = route  # what the route label of metrics and log lines is read from, as elsewhere
         scope["path_params"] = {"service_id": service_id}
         scope["state"] = {}  # the endpoint's ``audit`` describes its outcome here
-        header_bytes, declared_length, offered_id = _header_facts(scope["headers"])
+        header_bytes, declared_length, offered_id = header_facts(scope["headers"])
         request_id = request_id_of(offered_id)
         status = 500
         try:
@@ -236,19 +236,6 @@ class DirectRoutes:
             return None  # the client left before sending its whole request: nobody to answer, nothing broken
         except Exception as error:
             return unhandled_error_response(scope, error)
-
-
-def _header_facts(headers: Iterable[tuple[bytes, bytes]]) -> tuple[int, bytes | None, bytes | None]:
-    """One pass over the headers: the bytes of names and values (``SizeLimits``), the first
-    Content-Length and the first X-Request-ID."""
-    header_bytes, declared_length, request_id = 0, None, None
-    for name, value in headers:
-        header_bytes += len(name) + len(value)
-        if name == b"content-length":
-            declared_length = value if declared_length is None else declared_length
-        elif name == REQUEST_ID_HEADER:
-            request_id = value if request_id is None else request_id
-    return header_bytes, declared_length, request_id
 
 
 class ParServerApp(FastAPI):

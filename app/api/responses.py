@@ -23,7 +23,6 @@ from starlette.responses import Response
 # JSONResponse.render's options, for what orjson refuses (integers beyond 64 bits, keys that are not strings).
 _stdlib_encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode
 _JSON = (b"content-type", b"application/json")
-NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 NO_STORE_HEADERS = ((b"cache-control", b"no-store"), (b"pragma", b"no-cache"))
 
 
