@@ -12,6 +12,7 @@ from urllib.parse import quote_plus
 
 import httpx
 from joserfc import jwt
+from pydantic import BaseModel
 
 from app.core.client_assertion import CLIENT_ASSERTION_TYPE
 from app.core.model import ClientRecord
@@ -218,3 +219,11 @@ def request_object(
     }
     header = {"alg": alg, "typ": "oauth-authz-req+jwt", **({"kid": key.kid} if getattr(key, "kid", None) else {})}
     return jwt.encode(header, claims, key, algorithms=[alg])
+
+
+def assert_shaped_as(answer: dict[str, Any], model: type[BaseModel]) -> None:
+    """``answer`` has only fields of ``model`` (by their JSON names), in the model's order: what
+    ``model_dump(by_alias=True, exclude_none=True)`` would give for its values."""
+    names = [field.alias or name for name, field in model.model_fields.items()]
+    assert list(answer) == [name for name in names if name in answer], (list(answer), names)
+    assert None not in answer.values()

@@ -32,7 +32,7 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 
 def audit(request: Request, **fields: Any) -> None:
     """Describe this request's outcome for its log line and the metrics (never parameter values), as
-    ``RequestObservationMiddleware`` reads it from ``request.state.audit``."""
+    ``observe_request`` reads it from ``request.state.audit`` (by the middleware, or by ``app.api.direct``)."""
     # What ``request.state.audit = ...`` stores, without building Starlette's State for it.
     described = {name: value for name, value in fields.items() if value is not None}
     request.scope.setdefault("state", {})["audit"] = described

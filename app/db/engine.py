@@ -296,4 +296,5 @@ def driver_statement(statement: ClauseElement) -> DriverStatement:
     """The statement's SQL for ``DriverStatements``, compiled once, exactly as SQLAlchemy would send it to
     psycopg (named parameters, the same casts)."""
     compiled = statement.compile(dialect=PostgresPsycopgDialect())  # type: ignore[no-untyped-call]
+    # A parameter given at each execution has no value here (None); so a constant must not be None either.
     return DriverStatement(str(compiled), {name: value for name, value in compiled.params.items() if value is not None})

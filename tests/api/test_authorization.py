@@ -15,10 +15,11 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from app.api.schemas import AuthorizationOut
 from app.core.authorization import UNUSABLE_REQUEST_URI
 from app.settings import Settings
 from tests.conftest import BASE_URL
-from tests.factories import REDIRECT_URI, ClientHandle, Factory, ServiceHandle, par_params, post_par
+from tests.factories import REDIRECT_URI, ClientHandle, Factory, ServiceHandle, assert_shaped_as, par_params, post_par
 
 T0 = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -109,6 +110,7 @@ async def test_resolve_returns_the_pushed_request(
     assert answer["request"]["codeChallengeMethod"] == "S256"
     # The first resolve opens the authorization session (default 1800 s).
     assert answer["expiresAt"] == int((T0 + timedelta(seconds=1800)).timestamp() * 1000)
+    assert_shaped_as(answer, AuthorizationOut)
 
 
 async def test_resolve_is_repeatable_until_consumed(
@@ -156,7 +158,10 @@ async def test_consume_once(client: httpx.AsyncClient, service: ServiceHandle, b
     first = await consume(client, service, basic_client.id, request_uri)
     assert first["action"] == "OK" and first["resultCode"] == "A008002"
     assert first["request"]["redirectUri"] == REDIRECT_URI
-    assert_unusable(await consume(client, service, basic_client.id, request_uri))
+    assert_shaped_as(first, AuthorizationOut)
+    unusable = await consume(client, service, basic_client.id, request_uri)
+    assert_unusable(unusable)
+    assert_shaped_as(unusable, AuthorizationOut)
     assert_unusable(await resolve(client, service, client_id=str(basic_client.id), request_uri=request_uri))
 
 

@@ -11,8 +11,9 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
+from app.api.schemas import PushedAuthReqOut
 from app.db.models import Client, PushedRequest
-from tests.factories import ClientHandle, Factory, ServiceHandle, assert_result_error, par_params
+from tests.factories import ClientHandle, Factory, ServiceHandle, assert_result_error, assert_shaped_as, par_params
 
 
 async def call(
@@ -51,6 +52,7 @@ async def test_created(client: httpx.AsyncClient, service: ServiceHandle, basic_
     content = json.loads(body["responseContent"])
     assert content == {"expires_in": 60, "request_uri": body["requestUri"]}
     assert "dpopNonce" not in body and "expiresIn" not in body
+    assert_shaped_as(body, PushedAuthReqOut)
 
 
 async def test_form_encoded_call(client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle) -> None:
