@@ -15,7 +15,7 @@ from app.api import authorization, backend, health, management, metadata, par
 from app.api.body_size import BodySizeLimitMiddleware, SizeLimits
 from app.api.direct import ParServerApp, direct_routes
 from app.api.errors import install_error_handlers
-from app.api.observability import RequestObservationMiddleware, configure_logging
+from app.api.observability import RequestObservationMiddleware, configure_logging, flush_log_handlers
 from app.db.rate_limit_counters import SqlRateLimitStorage
 from app.db.replay import SqlReplayStore
 from app.db.repositories import PushedRequestRepository
@@ -45,6 +45,7 @@ def create_app(settings: Settings) -> ParServerApp:
             with contextlib.suppress(asyncio.CancelledError):
                 await purger
             await state.aclose()
+            flush_log_handlers()  # the last requests' lines, held for a turn of the loop that may not come
 
     app = ParServerApp(
         title="par-server",

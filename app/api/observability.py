@@ -7,6 +7,7 @@ route logs by itself. Nothing here ever sees a parameter value, secret, token or
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -169,7 +170,7 @@ def observe_request(
 
 def log_request(log: logging.Logger, fields: dict[str, Any]) -> None:
     """``log.info("request", extra={"fields": fields})``, the same line written without a ``LogRecord``
-    when every handler the record would reach is one of our JSON stream handlers.
+    when every handler the record would reach is one of our ``JsonLineHandler``s.
 
     The logging module's record, caller lookup and handler calls cost a request about as much again as
     the line itself (bench/RESULTS.md, "Request log line without a LogRecord"). Any other handler, such
@@ -177,44 +178,42 @@ def log_request(log: logging.Logger, fields: dict[str, Any]) -> None:
     """
     if not log.isEnabledFor(logging.INFO):
         return
-    handlers = _json_stream_handlers(log)
+    handlers = _json_line_handlers(log)
     if handlers is None:
         log.info("request", extra={"fields": fields})
         return
     created, level = time.time(), logging.getLevelName(logging.INFO)
     for handler in handlers:
         formatter: JsonFormatter = handler.formatter  # type: ignore[assignment]
-        line = formatter.format_fields(created, level, log.name, "request", fields) + handler.terminator
-        with handler.lock:  # type: ignore[union-attr]
-            try:  # as StreamHandler.emit writes a line
-                handler.stream.write(line)
-                handler.flush()
-            except RecursionError:
-                raise
-            except Exception:
-                handler.handleError(log.makeRecord(log.name, logging.INFO, "", 0, "request", (), None))
+        handler.write_line(formatter.format_fields(created, level, log.name, "request", fields) + handler.terminator)
 
 
-def _json_stream_handlers(log: logging.Logger) -> list[logging.StreamHandler] | None:  # type: ignore[type-arg]
+def _json_line_handlers(log: logging.Logger) -> list[JsonLineHandler] | None:
     """The handlers an INFO record of ``log`` reaches, as ``Logger.callHandlers`` finds them, if all of
-    them are plain stream handlers with our ``JsonFormatter`` and nothing on the way has a filter; else
+    them are our ``JsonLineHandler``s with our ``JsonFormatter`` and nothing on the way has a filter; else
     None (and None when there are none, where logging's last resort decides)."""
-    found: list[logging.StreamHandler] = []  # type: ignore[type-arg]
+    found: list[JsonLineHandler] = []
     current: logging.Logger | None = log
     while current is not None:
         if current.filters:
             return None
         for handler in current.handlers:
-            if (
-                type(handler) not in _PLAIN_STREAM_HANDLERS
-                or type(handler.formatter) is not JsonFormatter
-                or handler.filters
-            ):
+            if type(handler) not in _LINE_HANDLERS or type(handler.formatter) is not JsonFormatter or handler.filters:
                 return None
             if logging.INFO >= handler.level:
                 found.append(handler)  # type: ignore[arg-type]
         current = current.parent if current.propagate else None
     return found or None
+
+
+def flush_log_handlers(log: logging.Logger = access_logger) -> None:
+    """Write now what the handlers of ``log``'s records hold (the request lines of this turn of the event
+    loop), as a server stops: the loop may not turn again."""
+    current: logging.Logger | None = log
+    while current is not None:
+        for handler in current.handlers:
+            handler.flush()
+        current = current.parent if current.propagate else None
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
@@ -330,7 +329,7 @@ def server_log_config(level: str) -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": JsonFormatter}},
-        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
+        "handlers": {"stderr": {"()": JsonLineHandler, "formatter": "json", "stream": "ext://sys.stderr"}},
         "loggers": {
             "uvicorn": {"handlers": ["stderr"], "level": level, "propagate": False},
             "uvicorn.access": {"handlers": [], "propagate": False},
@@ -343,7 +342,74 @@ def server_log_config(level: str) -> dict[str, Any]:
     }
 
 
-class CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+# Request lines held for the loop's next turn, in characters, beyond which they are written at once.
+HELD_LINES_LIMIT = 64 * 1024
+
+
+class JsonLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler whose request lines (``log_request``), when written on a running event loop, reach
+    the stream together once per turn of that loop rather than by a write system call each.
+
+    Why: that call cost a request more than formatting its line. Anything else the handler writes (a
+    record it emits, a flush, a close, a line from another thread or from no loop at all) first writes
+    the lines held, then itself at once, so lines keep their order; ``logging.shutdown`` flushes every
+    handler at exit, and the app's lifespan flushes these as it ends (``flush_log_handlers``).
+    """
+
+    def __init__(self, stream: Any = None) -> None:
+        super().__init__(stream)
+        self._held: list[str] = []
+        self._held_size = 0
+        self._held_for: asyncio.AbstractEventLoop | None = None  # whose next turn writes them
+
+    def write_line(self, line: str) -> None:
+        """Write ``line`` (a formatted record with its terminator) with the others of this loop turn."""
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        with self.lock:  # type: ignore[union-attr]
+            self._held.append(line)
+            self._held_size += len(line)
+            if loop is None or self._held_size > HELD_LINES_LIMIT:
+                self._write_held()
+            elif len(self._held) == 1:
+                self._held_for = loop
+                loop.call_soon(self.flush)
+            elif self._held_for is not loop:  # lines held for another thread's loop: not ours to wait for
+                self._write_held()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._held:
+            self._write_held()
+        super().emit(record)
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            if self._held:
+                self._write_held()
+            else:
+                super().flush()
+
+    def close(self) -> None:
+        self.flush()
+        super().close()
+
+    def _write_held(self) -> None:
+        """Under the handler's lock, as ``StreamHandler.emit`` writes a line."""
+        text = "".join(self._held)
+        self._held.clear()
+        self._held_size, self._held_for = 0, None
+        try:
+            self.stream.write(text)
+            super().flush()
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(logging.makeLogRecord({"name": access_logger.name, "msg": "request"}))
+
+
+class CurrentStderrHandler(JsonLineHandler):
     """Writes to ``sys.stderr`` as it is when a line is written, not as it was when the handler was made
     (as ``logging.lastResort`` does): a command run in-process, as the tests run the CLI, may see
     ``sys.stderr`` replaced and closed between two lines."""
@@ -357,8 +423,8 @@ class CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         """StreamHandler.__init__ assigns a stream; the current one is always used instead."""
 
 
-# The handlers whose emit is a plain "format, write to the stream, flush", which log_request repeats.
-_PLAIN_STREAM_HANDLERS = (logging.StreamHandler, CurrentStderrHandler)
+# The handlers log_request writes a line to without a record.
+_LINE_HANDLERS = (JsonLineHandler, CurrentStderrHandler)
 
 
 def configure_logging(level: str, name: str = "par_server") -> None:

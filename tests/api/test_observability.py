@@ -8,6 +8,9 @@ import io
 import json
 import logging
 import secrets
+import subprocess
+import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -20,9 +23,20 @@ from fastapi import FastAPI
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.api.observability import CurrentStderrHandler, JsonFormatter, log_request
+from app.api.observability import (
+    HELD_LINES_LIMIT,
+    CurrentStderrHandler,
+    JsonFormatter,
+    JsonLineHandler,
+    access_logger,
+    flush_log_handlers,
+    log_request,
+    server_log_config,
+)
 from app.db.schema import alembic_config
 from app.main import create_app, update_gauges
+from app.settings import Settings
+from app.state import AppState
 from tests.conftest import ADMIN_TOKEN, BASE_URL, make_settings
 from tests.factories import ClientHandle, ServiceHandle, par_params
 
@@ -132,13 +146,14 @@ REQUEST_FIELDS = {
 
 
 @pytest.fixture
-def json_log() -> Iterator[tuple[logging.Logger, logging.StreamHandler[io.StringIO]]]:
-    """A logger of its own writing JSON lines to one stream handler, as `par-server serve` configures
-    ``par_server`` (no propagation, so the test's own log capture does not see it)."""
-    log = logging.getLogger(f"par_server_test.request.{secrets.token_hex(4)}")
+def json_log() -> Iterator[tuple[logging.Logger, JsonLineHandler]]:
+    """A logger of its own writing JSON lines to one handler, as `par-server serve` configures
+    ``par_server`` (no propagation). In a logger hierarchy of its own: pytest's log capture adds its
+    handler to every logger of logging's own as a test starts, and log_request would then go through logging."""
+    log = logging.Manager(logging.RootLogger(logging.WARNING)).getLogger("par_server_test.request")
     log.propagate = False
     log.setLevel(logging.INFO)
-    handler = logging.StreamHandler(io.StringIO())
+    handler = JsonLineHandler(io.StringIO())
     handler.setFormatter(JsonFormatter())
     log.addHandler(handler)
     yield log, handler
@@ -146,7 +161,7 @@ def json_log() -> Iterator[tuple[logging.Logger, logging.StreamHandler[io.String
 
 
 def test_the_request_line_written_directly_is_the_line_logging_writes(
-    json_log: tuple[logging.Logger, logging.StreamHandler[io.StringIO]],
+    json_log: tuple[logging.Logger, JsonLineHandler],
 ) -> None:
     """Written without a LogRecord (only our JSON handler on the way) or through logging (a filter on
     the way), a request line has the same fields in the same order with the same values."""
@@ -174,7 +189,7 @@ class RecordingHandler(logging.Handler):
 
 
 def test_the_request_line_honours_levels_and_reaches_other_handlers_through_logging(
-    json_log: tuple[logging.Logger, logging.StreamHandler[io.StringIO]],
+    json_log: tuple[logging.Logger, JsonLineHandler],
 ) -> None:
     log, handler = json_log
     log.setLevel(logging.WARNING)
@@ -194,7 +209,7 @@ def test_the_request_line_honours_levels_and_reaches_other_handlers_through_logg
 
 
 def test_the_request_line_written_directly_goes_to_the_current_stderr(
-    json_log: tuple[logging.Logger, logging.StreamHandler[io.StringIO]], capsys: pytest.CaptureFixture[str]
+    json_log: tuple[logging.Logger, JsonLineHandler], capsys: pytest.CaptureFixture[str]
 ) -> None:
     log, handler = json_log
     log.removeHandler(handler)
@@ -207,6 +222,167 @@ def test_the_request_line_written_directly_goes_to_the_current_stderr(
         log.removeHandler(stderr_handler)
     [line] = capsys.readouterr().err.splitlines()
     assert json.loads(line)["request_id"] == "r-1"
+
+
+def written(handler: JsonLineHandler) -> list[str]:
+    """The request ids of the lines on the handler's stream, in order (the message of any other record)."""
+    lines = [json.loads(line) for line in handler.stream.getvalue().splitlines()]
+    return [line.get("request_id", line["msg"]) for line in lines]
+
+
+def log_line(log: logging.Logger, request_id: str) -> None:
+    log_request(log, {**REQUEST_FIELDS, "request_id": request_id})
+
+
+async def test_request_lines_on_a_loop_are_written_together_at_its_next_turn(
+    json_log: tuple[logging.Logger, JsonLineHandler],
+) -> None:
+    log, handler = json_log
+    log_line(log, "r-1")
+    log_line(log, "r-2")
+    assert written(handler) == []
+    await asyncio.sleep(0)
+    assert written(handler) == ["r-1", "r-2"]
+    log_line(log, "r-3")  # held again, and written at the next turn again
+    await asyncio.sleep(0)
+    assert written(handler) == ["r-1", "r-2", "r-3"]
+
+
+async def test_any_other_record_comes_after_the_request_lines_held(
+    json_log: tuple[logging.Logger, JsonLineHandler],
+) -> None:
+    log, handler = json_log
+    log_line(log, "r-1")
+    log.warning("after r-1")  # through logging: written at once, after the line held
+    assert written(handler) == ["r-1", "after r-1"]
+    log_line(log, "r-2")
+    await asyncio.sleep(0)
+    assert written(handler) == ["r-1", "after r-1", "r-2"]
+
+
+async def test_held_lines_are_written_by_a_flush(json_log: tuple[logging.Logger, JsonLineHandler]) -> None:
+    """What the app's lifespan does as it ends (flush_log_handlers), and logging.shutdown at exit."""
+    log, handler = json_log
+    log_line(log, "r-1")
+    flush_log_handlers(log)
+    assert written(handler) == ["r-1"]
+    log_line(log, "r-2")
+    handler.close()
+    assert written(handler) == ["r-1", "r-2"]
+    await asyncio.sleep(0)  # the turn that was to write them finds nothing more
+    assert written(handler) == ["r-1", "r-2"]
+
+
+async def test_held_lines_beyond_the_limit_are_written_at_once(
+    json_log: tuple[logging.Logger, JsonLineHandler],
+) -> None:
+    log, handler = json_log
+    count = 0
+    while not written(handler):
+        log_line(log, f"r-{count}")
+        count += 1
+    assert written(handler) == [f"r-{number}" for number in range(count)]
+    text = handler.stream.getvalue()
+    assert len(text) > HELD_LINES_LIMIT >= len(text) - len(text.splitlines(keepends=True)[-1])
+
+
+def test_without_a_running_loop_a_request_line_is_written_at_once(
+    json_log: tuple[logging.Logger, JsonLineHandler],
+) -> None:
+    log, handler = json_log
+    log_line(log, "r-1")
+    assert written(handler) == ["r-1"]
+
+
+async def test_a_line_from_another_thread_is_written_at_once_after_those_held(
+    json_log: tuple[logging.Logger, JsonLineHandler],
+) -> None:
+    log, handler = json_log
+    log_line(log, "r-1")
+    thread = threading.Thread(target=log_line, args=(log, "from-thread"))
+    thread.start()
+    thread.join()
+    assert written(handler) == ["r-1", "from-thread"]
+    log_line(log, "r-2")
+    await asyncio.to_thread(log_line, log, "from-thread-2")
+    assert written(handler) == ["r-1", "from-thread", "r-2", "from-thread-2"]
+
+
+async def test_a_line_from_another_loop_is_written_at_once_after_those_held(
+    json_log: tuple[logging.Logger, JsonLineHandler],
+) -> None:
+    log, handler = json_log
+    log_line(log, "r-1")
+
+    async def on_another_loop() -> None:
+        log_line(log, "other-loop")
+
+    await asyncio.to_thread(asyncio.run, on_another_loop())
+    assert written(handler) == ["r-1", "other-loop"]
+
+
+class FailingStream(io.StringIO):
+    def write(self, _text: str) -> int:
+        raise OSError("disk full")
+
+
+async def test_a_failed_write_of_held_lines_is_reported_as_logging_reports_one(
+    json_log: tuple[logging.Logger, JsonLineHandler], capsys: pytest.CaptureFixture[str]
+) -> None:
+    log, handler = json_log
+    handler.setStream(FailingStream())
+    log_line(log, "r-1")
+    await asyncio.sleep(0)
+    assert "--- Logging error ---" in capsys.readouterr().err
+    handler.setStream(io.StringIO())
+    log_line(log, "r-2")  # the failed lines are dropped, as logging drops a record it failed to write
+    await asyncio.sleep(0)
+    assert written(handler) == ["r-2"]
+
+
+def test_lines_held_at_exit_are_written() -> None:
+    """logging.shutdown, which runs at exit, flushes the handlers: a line held for a turn of the loop that
+    never comes is not lost."""
+    program = """
+import asyncio, logging.config, sys
+from app.api.observability import log_request, server_log_config
+logging.config.dictConfig(server_log_config("INFO"))
+def log_and_exit():
+    log_request(logging.getLogger("par_server.request"), {"request_id": "held-at-exit"})
+    sys.exit(0)
+loop = asyncio.new_event_loop()
+loop.call_soon(log_and_exit)
+loop.run_forever()
+"""
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True)
+    [line] = done.stderr.splitlines()
+    assert json.loads(line)["request_id"] == "held-at-exit"
+
+
+def test_the_server_writes_request_lines_through_a_json_line_handler() -> None:
+    handlers = server_log_config("INFO")["handlers"]
+    assert handlers["stderr"]["()"] is JsonLineHandler
+
+
+async def test_the_lifespan_writes_the_lines_held_as_it_ends(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = create_app(settings)
+    handler = JsonLineHandler(io.StringIO())
+    handler.setFormatter(JsonFormatter())
+    par_server = logging.getLogger("par_server")
+    monkeypatch.setattr(par_server, "handlers", [handler])
+    monkeypatch.setattr(par_server, "propagate", False)
+    close_state = AppState.aclose
+
+    async def close_state_then_log(state: AppState) -> None:  # a line held in the shutdown's last step
+        await close_state(state)
+        log_line(access_logger, "r-last")
+
+    monkeypatch.setattr(AppState, "aclose", close_state_then_log)
+    async with app.router.lifespan_context(app):
+        pass
+    assert written(handler) == ["r-last"]  # with no turn of the loop since
 
 
 async def test_gauges(
