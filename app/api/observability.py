@@ -350,10 +350,11 @@ class JsonLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """A stream handler whose request lines (``log_request``), when written on a running event loop, reach
     the stream together once per turn of that loop rather than by a write system call each.
 
-    Why: that call cost a request more than formatting its line. Anything else the handler writes (a
-    record it emits, a flush, a close, a line from another thread or from no loop at all) first writes
-    the lines held, then itself at once, so lines keep their order; ``logging.shutdown`` flushes every
-    handler at exit, and the app's lifespan flushes these as it ends (``flush_log_handlers``).
+    Why: written one by one, each line costs a write system call; a busy turn's lines written together
+    cost a tenth of that each (bench/RESULTS.md, "Request log lines, request ids, metrics"). Anything else
+    the handler writes (a record it emits, a flush, a close, a line from another thread or from no loop at
+    all) first writes the lines held, then itself at once, so lines keep their order; ``logging.shutdown``
+    flushes every handler at exit, and the app's lifespan flushes these as it ends (``flush_log_handlers``).
     """
 
     def __init__(self, stream: Any = None) -> None:
