@@ -187,6 +187,7 @@ def _serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         workers=args.workers,
+        http="app.api.http_protocol:CoalescingHttpToolsProtocol",  # an answer's head and body in one write
         proxy_headers=False,  # PAR_TRUSTED_PROXIES decides whose X-Forwarded-For is read, in the app
         log_config=server_log_config(settings.log_level),
         log_level=settings.log_level.lower(),

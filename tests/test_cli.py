@@ -21,7 +21,9 @@ import httpx
 import pytest
 import uvicorn
 from passlib.hash import bcrypt, django_pbkdf2_sha256, pbkdf2_sha256
+from uvicorn.importer import import_from_string
 
+from app.api.http_protocol import CoalescingHttpToolsProtocol
 from app.api.observability import server_log_config
 from app.cli import main, run_migrations
 from app.core.secrets import CLIENT_SECRET_PREFIX
@@ -510,6 +512,7 @@ def test_serve_passes_its_options_to_uvicorn(cli: Cli, monkeypatch: pytest.Monke
     assert options["factory"] is True and options["server_header"] is False and options["ws"] == "none"
     assert options["timeout_graceful_shutdown"] == 25
     assert options["proxy_headers"] is False  # PAR_TRUSTED_PROXIES decides, in the app
+    assert import_from_string(options["http"]) is CoalescingHttpToolsProtocol  # one write per answer
 
 
 @pytest.mark.parametrize("flags", [["--proxy-headers"], ["--forwarded-allow-ips", "10.0.0.1"]])
