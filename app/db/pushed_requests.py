@@ -34,6 +34,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, cast
 
+import orjson
 from sqlalchemy import CursorResult, Executable, Table, bindparam, insert, select, update
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -289,7 +290,24 @@ class PostgresPushedRequestWriter(PushedRequestWriter[DriverStatements]):
 
 def json_rows(rows: list[Row]) -> str:
     """The rows as the JSON array ``json_to_recordset`` reads, times in ISO 8601 with their offset, in UTC
-    as the column's type binds them (``UTCDateTime``: aware; a naive time refused)."""
+    as the column's type binds them (``UTCDateTime``: aware; a naive time refused).
+
+    Written by orjson, in a tenth of json.dumps's time (bench/RESULTS.md), where it writes what json.dumps
+    would have stored: the same JSON values (the ``request``
+    column's text compact and in UTF-8 where json.dumps put spaces and ``\\u`` escapes) and a UTC time as
+    ``isoformat`` writes it. Anything else goes through json.dumps, as before: a time not in UTC (or
+    naive: refused there), what orjson refuses (an integer beyond 64 bits, an unpaired surrogate), and
+    NaN or Infinity, which orjson writes as null where json.dumps writes what PostgreSQL refuses: any
+    null in orjson's text sends the batch the stdlib's way.
+    """
+    if all(row["created_at"].tzinfo is UTC and row["expires_at"].tzinfo is UTC for row in rows):
+        try:
+            text = orjson.dumps(rows)
+        except orjson.JSONEncodeError:
+            pass
+        else:
+            if b"null" not in text:
+                return text.decode()
     return json.dumps(
         [{**row, "created_at": _utc_iso(row["created_at"]), "expires_at": _utc_iso(row["expires_at"])} for row in rows]
     )

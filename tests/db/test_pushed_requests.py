@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -16,7 +18,7 @@ from sqlalchemy.exc import StatementError
 
 from app.core.errors import InvalidRequest
 from app.db.models import PushedRequest
-from app.db.pushed_requests import INSERT_PUSHED_REQUEST, READ_PUSHED_REQUEST, pushed_request_record
+from app.db.pushed_requests import INSERT_PUSHED_REQUEST, READ_PUSHED_REQUEST, json_rows, pushed_request_record
 from app.db.repositories import READ_CLIENT_BY_ID, client_record
 from app.settings import Settings
 from tests.conftest import make_settings
@@ -80,6 +82,7 @@ UNSTORABLE = {
     "NUL in text": ("parameters", "state=a\x00b", False),
     "unpaired surrogate in text": ("parameters", "state=\ud800", True),
     "NaN in JSON": ("request", {"response_type": "code", "n": float("nan")}, False),
+    "Infinity in JSON": ("request", {"response_type": "code", "n": [float("inf"), float("-inf")]}, False),
     "unpaired surrogate in JSON": ("request", {"state": "\ud800"}, False),
     "NUL in JSON": ("request", {"state": "a\x00b"}, False),
 }
@@ -115,14 +118,39 @@ async def test_rows_are_stored_exactly(app: FastAPI, service: ServiceHandle, bas
     assert {name: getattr(stored_row, name) for name in written} == written
 
 
+# Rows whose values the PostgreSQL writer writes through orjson, and rows it sends the stdlib's way
+# (app.db.pushed_requests.json_rows): each must be stored as SQLAlchemy's INSERT stores it.
+INDIA = timezone(timedelta(hours=5, minutes=30))
+EDGE_ROWS: dict[str, dict[str, Any]] = {
+    "unicode, escapes and numbers (orjson)": {
+        "request": {
+            "state": 'été 😀 "q" \\ / \u2028\u2029 \x01\x1f\x7f \ufeff',
+            "n": [0, -1, 2**63 - 1, -(2**63), 2.5, -0.0, 1e16, 1e-7, 0.1, 1.7976931348623157e308],
+            "t": True,
+            "f": False,
+            "nested": {"": [], "a": {"b": [[{}]]}},
+        },
+        "parameters": "state=%C3%A9t%C3%A9&x=\"\\'<>&u=été😀",
+    },
+    "null (the stdlib)": {"request": {"state": "s", "n": [1, 2.5, None]}},
+    "null inside a string (the stdlib)": {"request": {"nullable": "null"}},
+    "an integer beyond 64 bits (the stdlib)": {"request": {"n": 2**70, "m": -(2**64)}},
+    "no microseconds (orjson)": {"created_at": datetime(2026, 11, 21, 18, 0, 0, tzinfo=UTC)},
+    "far future to the microsecond (orjson)": {
+        "created_at": datetime(2300, 1, 1, 0, 0, 0, 999999, tzinfo=UTC),
+        "expires_at": datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+    },
+    "a time not in UTC (the stdlib)": {"created_at": datetime(2026, 11, 21, 23, 30, 0, 1, tzinfo=INDIA)},
+}
+
+
+@pytest.mark.parametrize("changes", EDGE_ROWS.values(), ids=EDGE_ROWS)
 async def test_the_writer_stores_what_sqlalchemy_stores(
-    app: FastAPI, service: ServiceHandle, basic_client: ClientHandle
+    app: FastAPI, service: ServiceHandle, basic_client: ClientHandle, changes: dict[str, Any]
 ) -> None:
     """Whatever way in the dialect's writer takes (one JSON document on PostgreSQL), the stored values are
     those of an INSERT through SQLAlchemy, as the driver reads them back."""
-    through_writer = row(service.id, basic_client.id)
-    through_writer["request"] = {"state": 'été 😀 "q"', "n": [1, 2.5, None], "t": True}
-    through_writer["created_at"] = datetime(2026, 11, 21, 18, 0, 0, tzinfo=UTC)  # no microseconds
+    through_writer = {**row(service.id, basic_client.id), **changes}
     through_sqlalchemy = {**through_writer, "reference_hash": os.urandom(32).hex()}
     assert await app.state.par.writer.add(through_writer) is True
     async with app.state.par.engine.begin() as connection:
@@ -136,6 +164,32 @@ async def test_the_writer_stores_what_sqlalchemy_stores(
             )
             raw[written["reference_hash"]] = result.one()
     assert raw[through_writer["reference_hash"]] == raw[through_sqlalchemy["reference_hash"]]
+
+
+@pytest.mark.parametrize("changes", EDGE_ROWS.values(), ids=EDGE_ROWS)
+def test_json_rows_holds_the_rows_values(changes: dict[str, Any]) -> None:
+    """Whichever encoder writes the batch, its JSON holds each row's values, and its times as the UTC
+    ``isoformat`` text the stdlib's way wrote (which PostgreSQL reads to the microsecond)."""
+    rows = [{**row(1, 2), **changes}, row(3, 4)]
+    expected = [
+        {
+            **written,
+            "created_at": written["created_at"].astimezone(UTC).isoformat(),
+            "expires_at": written["expires_at"].astimezone(UTC).isoformat(),
+        }
+        for written in rows
+    ]
+    assert json.loads(json_rows(rows)) == expected
+
+
+@pytest.mark.parametrize("number", [math.nan, math.inf, -math.inf])
+def test_json_rows_keeps_nan_for_postgresql_to_refuse(number: float) -> None:
+    """orjson would write NaN and Infinity as null, which PostgreSQL stores: such a batch is written by
+    json.dumps, whose NaN PostgreSQL refuses (test_a_row_the_database_cannot_hold_fails_alone)."""
+    rows = [row(1, 2), {**row(1, 2), "request": {"n": [number]}}]
+    text = json_rows(rows)
+    assert "null" not in text
+    assert json.loads(text)[1]["request"]["n"][0] == pytest.approx(number, nan_ok=True)
 
 
 async def test_a_naive_time_is_refused(app: FastAPI, service: ServiceHandle, basic_client: ClientHandle) -> None:

@@ -23,6 +23,7 @@ from app.db.redis_pushed_requests import (
     KEY_PREFIX,
     RedisPushedRequests,
     ReferenceCollision,
+    encode,
     key_expiry_ms,
     micros,
     pushed_request_key,
@@ -86,6 +87,33 @@ async def test_round_trip_keeps_every_field(store: RedisPushedRequests, now: dat
     pushed = record(now)
     await store.add_record(pushed)
     assert await store.get(SERVICE, pushed.reference_hash) == pushed
+
+
+# Requests the value's JSON is written for by orjson, and by json.dumps (app.db.redis_pushed_requests.encode).
+REQUESTS = {
+    "unicode, escapes and numbers (orjson)": {
+        "state": 'été 😀 "q" \\ / \u2028\u2029 \x01\x1f\x7f \ufeff',
+        "n": [0, -1, 2**63 - 1, -(2**63), 2.5, -0.0, 1e16, 1e-7, 0.1, 1.7976931348623157e308],
+        "flags": [True, False],
+        "nested": {"": [], "a": {"b": [[{}]]}},
+    },
+    "null inside a string (json.dumps)": {"nullable": "null"},
+    "an integer beyond 64 bits (json.dumps)": {"n": 2**70, "m": -(2**64)},
+}
+
+
+@pytest.mark.parametrize("request_json", REQUESTS.values(), ids=REQUESTS)
+async def test_round_trip_keeps_every_value(store: RedisPushedRequests, now: datetime, request_json: Any) -> None:
+    pushed = record(now, request=request_json, parameters="state=%C3%A9&u=été😀")
+    await store.add_record(pushed)
+    assert await store.get(SERVICE, pushed.reference_hash) == pushed
+
+
+@pytest.mark.parametrize("number", [float("nan"), float("inf"), float("-inf")])
+def test_nan_and_infinity_are_refused(now: datetime, number: float) -> None:
+    """orjson would write them as null: encode must refuse them as json.dumps(allow_nan=False) did."""
+    with pytest.raises(ValueError, match="JSON compliant"):
+        encode(record(now, request={"n": [number]}))
 
 
 async def test_a_request_json_cannot_hold_fails_its_own_push_only(
