@@ -9,7 +9,6 @@ import hmac
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from typing import Any
 
 from limits.aio.storage import RedisStorage, Storage
@@ -20,7 +19,7 @@ from app.api.client_address import TrustedProxies
 from app.api.observability import Metrics
 from app.api.rate_limit import RateLimits
 from app.core import json_input, result_codes
-from app.core.client_auth import PushContext, SlowHashChecks
+from app.core.client_auth import PushContext, PushPolicy, SlowHashChecks
 from app.core.client_keys import ClientKeys
 from app.core.errors import InvalidClient
 from app.core.model import ClientRecord, ServiceRecord
@@ -65,7 +64,7 @@ class AppState:
     clock: Callable[[], datetime] = utc_now  # replaceable so tests can stand at an expiry boundary
     # Derived from the fields above once, not per request (a push used to pay an HMAC for the nonce key).
     parameter_bounds: ParameterBounds = field(init=False)
-    _push_context: partial[PushContext] = field(init=False)  # all but what is bound to the request's connection
+    push_policy: PushPolicy = field(init=False)  # what a push's context holds but its connection-bound stores
     _autocommit_engine: AsyncEngine = field(init=False)  # the requests' connections (``request_connection``)
 
     def __post_init__(self) -> None:
@@ -75,8 +74,7 @@ class AppState:
             max_parameter_bytes=settings.max_parameter_bytes,
             max_total_bytes=settings.max_body_bytes,
         )
-        push_context = partial(
-            PushContext,
+        push_policy = PushPolicy(
             hasher=self.hasher,
             secret_box=self.secret_box,
             clock_skew=timedelta(seconds=settings.clock_skew_seconds),
@@ -89,7 +87,7 @@ class AppState:
             ),
         )
         object.__setattr__(self, "parameter_bounds", limits)  # frozen: set once, here
-        object.__setattr__(self, "_push_context", push_context)
+        object.__setattr__(self, "push_policy", push_policy)
         object.__setattr__(self, "_autocommit_engine", autocommit(self.engine))
 
     def request_connection(self) -> RequestConnection:
@@ -101,10 +99,11 @@ class AppState:
         """The client authentication context of one push, recording replays on its connection and giving
         that connection back before fetching a client's keys (``client_keys_from``); ``secret_hashes`` is
         the push's ``client_directory``, which replaces imported hashes in the client cache too."""
-        return self._push_context(
-            replay_store=self.replay_store.bound(connection),
-            client_keys=client_keys_from(self.jwks_fetcher, connection),
-            secret_hashes=secret_hashes,
+        return PushContext(
+            self.push_policy,
+            secret_hashes,
+            client_keys_from(self.jwks_fetcher, connection),
+            self.replay_store.bound(connection),
         )
 
     async def aclose(self) -> None:

@@ -20,6 +20,7 @@ from app.state import AppState
 
 router = APIRouter(tags=["RFC 9126"], responses=OAUTH_ERRORS)
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
+_CONTENT_TYPE, _AUTHORIZATION, _DPOP = b"content-type", b"authorization", b"dpop"
 
 
 def outcome_response(outcome: PushOutcome) -> JsonAnswer:
@@ -42,14 +43,17 @@ async def pushed_authorization_request(service_id: IdPath, request: Request, sta
     """RFC 9126 §2.1: "The client sends the parameters that comprise an authorization request directly to
     the PAR endpoint ... using the application/x-www-form-urlencoded format"."""
     refuse_credentials_in_query(request.scope["query_string"].decode("latin-1"))
-    media_type, _, media_params = request.headers.get("content-type", "").partition(";")
+    certificate_header = _client_certificate_header(state)
+    headers = _header_values(request, _CONTENT_TYPE, _AUTHORIZATION, _DPOP, *certificate_header)
+    content_types = headers[_CONTENT_TYPE]
+    media_type, _, media_params = (content_types[0] if content_types else "").partition(";")
     if media_type.strip().lower() != FORM_MEDIA_TYPE:
         raise InvalidRequest(f"the request body must be {FORM_MEDIA_TYPE}")
     charset = media_params.strip().lower()
     if charset and charset.replace(" ", "") not in ("charset=utf-8", 'charset="utf-8"'):
         raise InvalidRequest("the request body must be encoded in UTF-8")
     body = await request.body()
-    basic = _basic_credentials(request)
+    basic = _basic_credentials(headers[_AUTHORIZATION])
     claim = peek_client_id(body, basic, state.parameter_bounds)
     throttle = Throttle.of(state, "rfc9126", service_id, request, claim.client_id)
     refusal = await throttle.admit()
@@ -62,34 +66,53 @@ async def pushed_authorization_request(service_id: IdPath, request: Request, sta
         push_request = PushRequest(
             parameters=claim.parameters,
             basic=basic,
-            dpop_proof=_dpop_proof(request),
-            client_certificate=_client_certificate(request, state),
+            dpop_proof=_dpop_proof(headers[_DPOP]),
+            client_certificate=_client_certificate(headers, certificate_header),
         )
         outcome = await execute_push(state, connection, service, push_request)
     await throttle.record(outcome)
     return outcome_response(outcome)
 
 
-def _basic_credentials(request: Request) -> BasicCredentials | None:
-    values = request.headers.getlist("authorization")
-    if not values:
+def _header_values(request: Request, *names: bytes) -> dict[bytes, list[str]]:
+    """The values of the headers ``names`` (lower case, as ASGI servers give names), in order and decoded
+    as Starlette's ``Headers.getlist`` decodes them, read in one pass over the raw headers: each
+    ``Headers`` lookup is a pass of its own, and a push needs three or four."""
+    values: dict[bytes, list[str]] = {name: [] for name in names}
+    for name, value in request.scope["headers"]:
+        found = values.get(name)
+        if found is not None:
+            found.append(value.decode("latin-1"))
+    return values
+
+
+def _basic_credentials(authorization: list[str]) -> BasicCredentials | None:
+    if not authorization:
         return None
-    if len(values) > 1:
+    if len(authorization) > 1:
         raise InvalidClient("more than one Authorization header", used_authorization_header=True)
-    return parse_basic_authorization(values[0])
+    return parse_basic_authorization(authorization[0])
 
 
-def _client_certificate(request: Request, state: AppState) -> str | None:
-    """MTLS-06: the certificate a TLS-terminating proxy verified, in RFC 9440's Client-Cert header by
-    default; trusted only when the operator says the proxy sets it (and strips it from clients)."""
+def _client_certificate_header(state: AppState) -> tuple[bytes, ...]:
+    """MTLS-06: the header carrying the certificate a TLS-terminating proxy verified (RFC 9440's
+    Client-Cert by default); none is read unless the operator says the proxy sets it (and strips it from
+    clients)."""
     if not state.settings.trust_client_certificate_header:
-        return None
-    return request.headers.get(state.settings.client_certificate_header)
+        return ()
+    return (state.settings.client_certificate_header.lower().encode("latin-1"),)
 
 
-def _dpop_proof(request: Request) -> str | None:
+def _client_certificate(headers: dict[bytes, list[str]], certificate_header: tuple[bytes, ...]) -> str | None:
+    """The first value of the trusted certificate header, if there is one."""
+    for name in certificate_header:
+        if headers[name]:
+            return headers[name][0]
+    return None
+
+
+def _dpop_proof(proofs: list[str]) -> str | None:
     """RFC 9449 §4.3: "There is not more than one DPoP HTTP request header field"."""
-    proofs = request.headers.getlist("dpop")
     if len(proofs) > 1:
         raise InvalidDpopProof("more than one DPoP header")
     return proofs[0] if proofs else None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -137,10 +137,11 @@ class ServiceRecord:
     dpop_nonce_duration: int = 300
     fapi2: bool = False  # FAPI2_SECURITY: the effective settings above already include its requirements
     allow_unregistered_pushed_redirect_uris: bool = False
+    # Every push checks its scopes against these: derived once, as the record is cached.
+    scope_names: frozenset[str] = field(init=False, repr=False, compare=False)
 
-    @property
-    def scope_names(self) -> frozenset[str]:
-        return frozenset(scope.name for scope in self.supported_scopes)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "scope_names", frozenset(scope.name for scope in self.supported_scopes))
 
 
 @dataclass(frozen=True, slots=True)

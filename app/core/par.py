@@ -173,7 +173,7 @@ async def push(
     client_id: int | None = None
     nonce_required = service.dpop_nonce_required or request.dpop_nonce_required
     # RFC 9449 §8.2: a fresh nonce "MAY" accompany every answer; we send one whenever nonces are in use.
-    fresh_nonce = auth.dpop_nonces_for(service).issue(now) if nonce_required else None
+    fresh_nonce = auth.policy.dpop_nonces_for(service).issue(now) if nonce_required else None
     try:
         params = (
             request.parameters
@@ -191,7 +191,7 @@ async def push(
                 params.get("request") or "",
                 client=client,
                 client_keys=auth.client_keys,
-                policy=auth.request_object_policy(service, client),
+                policy=auth.policy.request_object_policy(service, client),
                 now=now,
             )
             params = merge_with_outer(params, request_object_parameters(claims))
@@ -250,13 +250,15 @@ async def _verify_dpop(
     if request.dpop_proof is None:
         return None
     htu = request.htu or service.pushed_auth_req_endpoint
-    policy = DpopPolicy(clock_skew=auth.clock_skew, max_age=auth.dpop_max_age, nonce_required=nonce_required)
+    policy = DpopPolicy(
+        clock_skew=auth.policy.clock_skew, max_age=auth.policy.dpop_max_age, nonce_required=nonce_required
+    )
     proof = verify_dpop_proof(
         request.dpop_proof,
         htm=request.htm or "POST",
         htu=htu,
         policy=policy,
-        nonces=auth.dpop_nonces_for(service),
+        nonces=auth.policy.dpop_nonces_for(service),
         now=now,
     )
     # RFC 9449 §11.1: proofs are accepted once; remembered until their iat window has passed.

@@ -148,6 +148,8 @@ def refuse_credentials_in_query(query: str) -> None:
     """RFC 6749 §2.3.1: "The parameters can only be transmitted in the request-body and MUST NOT be
     included in the request URI." RFC 9126 §2.1 sends every parameter in the body, so a credential in the
     query is refused rather than ignored (GEN-09); names only are read, and never a value reported."""
+    if not query:
+        return  # as most requests come
     for field in query.split("&"):
         name = unquote_plus(field.partition("=")[0], encoding="utf-8", errors="replace")
         if name in CREDENTIAL_PARAMETERS:

@@ -13,7 +13,9 @@ from fastapi import FastAPI
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
+from starlette.requests import Request
 
+from app.api.par import _header_values
 from app.db.models import PushedRequest
 from tests.factories import CODE_CHALLENGE, REDIRECT_URI, ClientHandle, Factory, ServiceHandle, par_params, post_par
 
@@ -591,3 +593,23 @@ async def test_any_input_gets_a_documented_answer(
         assert response.status_code in (201, 400, 401, 413), response.text
         if response.status_code != 201:
             assert_oauth_error(response, response.status_code, response.json()["error"])
+
+
+HEADER_NAMES = (b"content-type", b"authorization", b"dpop", b"client-cert")
+
+
+@pytest.mark.parametrize(
+    "raw_headers",
+    [
+        [],
+        [(b"authorization", b"Basic a"), (b"authorization", b"Basic b"), (b"dpop", b"x")],
+        [(b"content-type", b"application/x-www-form-urlencoded"), (b"content-type", b"text/plain")],
+        [(b"dpop", b"\xff\xe9\x00 high bytes"), (b"client-cert", b":\x80:"), (b"dpop", b"")],
+        [(b"Authorization", b"Basic upper-case name"), (b"x-other", b"authorization")],
+    ],
+)
+def test_one_pass_over_the_headers_reads_what_starlette_reads(raw_headers: list[tuple[bytes, bytes]]) -> None:
+    """The endpoint's single pass gives each header's values as ``Headers.getlist`` does, in order."""
+    request = Request({"type": "http", "headers": raw_headers})
+    values = _header_values(request, *HEADER_NAMES)
+    assert values == {name: request.headers.getlist(name.decode()) for name in HEADER_NAMES}

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlencode
 
 import pytest
 
-from app.core.client_auth import BasicCredentials, PushContext, SlowHashChecks
+from app.core.client_auth import BasicCredentials, PushContext, PushPolicy, SlowHashChecks
 from app.core.model import (
     AudiencePolicy,
     ClientAuthMethod,
@@ -107,17 +107,19 @@ async def registered_keys(client: ClientRecord, refresh: bool) -> dict[str, Any]
 
 def auth_context() -> PushContext:
     return PushContext(
-        hasher=HASHER,
-        secret_box=SecretBox.derived_from_pepper(PEPPER),
+        policy=PushPolicy(
+            hasher=HASHER,
+            secret_box=SecretBox.derived_from_pepper(PEPPER),
+            clock_skew=timedelta(seconds=10),
+            max_assertion_lifetime=timedelta(minutes=5),
+            dpop_nonce_key=b"dpop nonce key for the core tests",
+            dpop_max_age=timedelta(minutes=5),
+            max_request_object_lifetime=timedelta(minutes=60),
+            imported_hash_checks=SlowHashChecks(in_flight=1, waiting=8),
+        ),
         secret_hashes=MemorySecretHashes(),  # none replaced here: every secret is a keyed hash
         client_keys=registered_keys,
         replay_store=MemoryReplayStore(),
-        clock_skew=timedelta(seconds=10),
-        max_assertion_lifetime=timedelta(minutes=5),
-        dpop_nonce_key=b"dpop nonce key for the core tests",
-        dpop_max_age=timedelta(minutes=5),
-        max_request_object_lifetime=timedelta(minutes=60),
-        imported_hash_checks=SlowHashChecks(in_flight=1, waiting=8),
     )
 
 
