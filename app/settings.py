@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import re
 from ipaddress import ip_network
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
@@ -21,6 +22,7 @@ MIN_SECRET_LENGTH = 32
 FILE_SETTINGS = ("database_url", "admin_token", "pepper", "secret_encryption_key", "redis_url")
 # A secret or URL is far smaller; a bigger file is the wrong path (a log, a dump, /dev/zero), not a value.
 MAX_SETTING_FILE_BYTES = 64 * 1024
+_FIELD_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 §5.6.2: token
 FILE_SUFFIX = "_FILE"
 
 
@@ -247,6 +249,14 @@ class Settings(BaseSettings):
             except ValueError:
                 raise ValueError(f"trusted_proxies: {entry[:64]!r} is not an IP address or CIDR") from None
         return " ".join(entries)
+
+    @field_validator("client_certificate_header")
+    @classmethod
+    def _check_header_name(cls, value: str) -> str:
+        # RFC 9110 §5.1: a field name is a token; anything else could never match a request's header.
+        if not _FIELD_NAME.fullmatch(value):
+            raise ValueError(f"client_certificate_header: {value[:64]!r} is not an HTTP field name")
+        return value
 
     @field_validator("secret_encryption_key")
     @classmethod

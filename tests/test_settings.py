@@ -137,6 +137,17 @@ def test_trusted_proxies_are_addresses_or_networks(monkeypatch: pytest.MonkeyPat
         Settings()
 
 
+@pytest.mark.parametrize("name", ["X-SSL-Cert", "ssl_client_cert", "Client-Cert"])
+def test_the_client_certificate_header_is_a_field_name(name: str) -> None:
+    assert Settings(client_certificate_header=name).client_certificate_header == name
+
+
+@pytest.mark.parametrize("name", ["", "Client Cert", "Client-Cert:", "Clïent-Cert", "X-Cert\n"])
+def test_a_client_certificate_header_that_no_request_could_carry_is_refused(name: str) -> None:
+    with pytest.raises(ValidationError, match="is not an HTTP field name"):
+        Settings(client_certificate_header=name)
+
+
 @pytest.mark.parametrize(
     ("field", "value", "valid"),
     [
