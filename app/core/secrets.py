@@ -127,7 +127,6 @@ class SecretHasher:
     def __init__(self, pepper: bytes) -> None:
         if not pepper:
             raise ValueError("a pepper is required")
-        self._pepper = pepper
         # HMAC under the pepper with its key already absorbed: each verification copies it (a third cheaper).
         self._keyed = hmac.new(pepper, digestmod=hashlib.sha256)
         keyed = _keyed_handler(pepper)
@@ -203,7 +202,9 @@ class SecretHasher:
 
     def lookup_digest(self, token: str) -> str:
         """Deterministic keyed digest used to find a bearer token by its value (indexed column)."""
-        return hmac.new(self._pepper, token.encode(), hashlib.sha256).hexdigest()
+        keyed = self._keyed.copy()  # as ``verify``: the pepper already absorbed
+        keyed.update(token.encode())
+        return keyed.hexdigest()
 
     @staticmethod
     def generate_client_secret() -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 import secrets
 from typing import Any
@@ -37,6 +39,14 @@ def test_hash_depends_on_the_pepper() -> None:
     other = SecretHasher(b"pepper-two-0123456789abcdefghijklmnop")
     assert not other.verify(secret, HASHER.hash(secret))
     assert HASHER.lookup_digest("t") != other.lookup_digest("t")
+
+
+@pytest.mark.parametrize("token", ["", "par_sat_0123", "é\u2028" * 40])
+def test_a_token_lookup_digest_is_hmac_sha256_under_the_pepper(token: str) -> None:
+    """The digests stored for issued tokens stay the ones a lookup computes."""
+    expected = hmac.new(b"pepper-one-0123456789abcdefghijklmnop", token.encode(), hashlib.sha256).hexdigest()
+    assert HASHER.lookup_digest(token) == expected
+    assert HASHER.lookup_digest(token) == expected  # the keyed prototype is copied, never consumed
 
 
 def test_absent_or_garbage_hash_verifies_nothing() -> None:
