@@ -12,9 +12,11 @@ import json
 import logging
 import re
 import secrets
+import select
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -397,17 +399,39 @@ class JsonLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().close()
 
     def _write_held(self) -> None:
-        """Under the handler's lock, as ``StreamHandler.emit`` writes a line."""
-        text = "".join(self._held)
-        self._held.clear()
+        """Under the handler's lock, as ``StreamHandler.emit`` writes a line: in pieces of whole lines that
+        each reach the stream in one write of at most ``PIPE_BUF`` bytes.
+
+        Why the pieces: workers share one stderr, often a pipe, and POSIX keeps a write to a pipe whole and
+        apart from other processes' only up to ``PIPE_BUF`` bytes. A turn's lines written at once were cut
+        by another worker's when the pipe's reader lagged (a line was one such write before)."""
+        held = self._held
+        self._held = []
         self._held_size, self._held_for = 0, None
         try:
-            self.stream.write(text)
-            super().flush()
+            for piece in _pieces_of_whole_lines(held, select.PIPE_BUF):
+                self.stream.write(piece)
+                super().flush()
         except RecursionError:
             raise
         except Exception:
             self.handleError(logging.makeLogRecord({"name": access_logger.name, "msg": "request"}))
+
+
+def _pieces_of_whole_lines(lines: list[str], limit: int) -> Iterator[str]:
+    """``lines`` joined into pieces of at most ``limit`` bytes in UTF-8, each of whole lines (a longer line
+    is a piece by itself)."""
+    piece: list[str] = []
+    size = 0
+    for line in lines:
+        length = len(line) if line.isascii() else len(line.encode())
+        if piece and size + length > limit:
+            yield "".join(piece)
+            piece, size = [], 0
+        piece.append(line)
+        size += length
+    if piece:
+        yield "".join(piece)
 
 
 class CurrentStderrHandler(JsonLineHandler):

@@ -7,10 +7,13 @@ import dataclasses
 import io
 import json
 import logging
+import os
 import secrets
+import select
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -357,6 +360,64 @@ loop.run_forever()
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True)
     [line] = done.stderr.splitlines()
     assert json.loads(line)["request_id"] == "held-at-exit"
+
+
+class PieceRecordingStream(io.StringIO):
+    """Each flush's new text: what one write system call would carry."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pieces: list[str] = []
+        self._flushed = 0
+
+    def flush(self) -> None:
+        text = self.getvalue()
+        if len(text) > self._flushed:
+            self.pieces.append(text[self._flushed :])
+            self._flushed = len(text)
+
+
+async def test_held_lines_are_written_in_pieces_of_whole_lines_within_pipe_buf(
+    json_log: tuple[logging.Logger, JsonLineHandler],
+) -> None:
+    log, handler = json_log
+    handler.setStream(PieceRecordingStream())
+    long_id = "é" * 3000  # 6000 bytes in UTF-8: a line longer than PIPE_BUF goes by itself
+    for number in range(60):
+        log_line(log, long_id if number == 30 else f"r-{number}")
+    await asyncio.sleep(0)
+    pieces: list[str] = handler.stream.pieces
+    assert len(pieces) > 2 and all(piece.endswith("\n") for piece in pieces)
+    assert [len(piece.encode()) <= select.PIPE_BUF for piece in pieces].count(False) == 1
+    assert "".join(pieces) == handler.stream.getvalue()
+    assert written(handler) == [long_id if number == 30 else f"r-{number}" for number in range(60)]
+
+
+def test_workers_sharing_a_lagging_pipe_never_cut_each_others_lines() -> None:
+    """Two processes' turns of lines on one stderr pipe whose reader is slower than they are."""
+    program = """
+import asyncio, logging.config
+from app.api.observability import log_request, server_log_config
+logging.config.dictConfig(server_log_config("INFO"))
+log = logging.getLogger("par_server.request")
+async def turns():
+    for turn in range(40):
+        for number in range(40):
+            log_request(log, {"request_id": f"{turn}-{number}", "route": "/services/{service_id}/par"})
+        await asyncio.sleep(0)
+asyncio.run(turns())
+"""
+    reader, writer = os.pipe()
+    workers = [subprocess.Popen([sys.executable, "-c", program], stderr=writer) for _ in range(2)]
+    os.close(writer)
+    received = bytearray()
+    with open(reader, "rb", buffering=0) as pipe:
+        while chunk := pipe.read(4096):
+            received += chunk
+            time.sleep(0.002)  # a log shipper behind
+    assert [worker.wait(timeout=30) for worker in workers] == [0, 0]
+    lines = [json.loads(line) for line in received.decode().splitlines()]
+    assert len(lines) == 2 * 40 * 40
 
 
 def test_the_server_writes_request_lines_through_a_json_line_handler() -> None:
