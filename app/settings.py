@@ -99,6 +99,11 @@ class Settings(BaseSettings):
         description="Where pushed requests live: the database, or Redis at redis_url (each key expiring with its "
         "request; durability is then Redis's, app/db/redis_pushed_requests.py)",
     )
+    redis_max_connections: Annotated[int, Field(gt=0)] = Field(
+        default=100,
+        description="Redis connections per process for replay entries and pushed requests; when all are in use a "
+        "command waits for one, up to redis_timeout_seconds",
+    )
     redis_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = Field(
         default=5.0,
         description="Bounds each Redis connect and command (replay entries, pushed requests); an unreachable or "

@@ -187,7 +187,15 @@ def build_state(settings: Settings) -> AppState:
         max_cache_entries=settings.jwks_cache_max_entries,
         allow_private_addresses=settings.jwks_allow_private_addresses,
     )
-    redis = redis_client(settings.redis_url, timeout=settings.redis_timeout_seconds) if settings.redis_url else None
+    redis = (
+        redis_client(
+            settings.redis_url,
+            timeout=settings.redis_timeout_seconds,
+            max_connections=settings.redis_max_connections,
+        )
+        if settings.redis_url
+        else None
+    )
     replay_store: SqlReplayStore | RedisReplayStore = (
         RedisReplayStore(redis) if redis is not None else SqlReplayStore(sessions)
     )

@@ -51,7 +51,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, cast
 
 import orjson
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry  # redis.retry.Retry is for the synchronous client
 from redis.backoff import NoBackoff
 
@@ -101,11 +101,18 @@ class PendingSet(NamedTuple):
     expiry_ms: int
 
 
-def redis_client(url: str, *, timeout: float) -> Redis:
+def redis_client(url: str, *, timeout: float, max_connections: int) -> Redis:
     """The one Redis client of a process (replay entries and pushed requests): every connect and
     command bounded by ``timeout`` (``PAR_REDIS_TIMEOUT_SECONDS``), and no retries (this module's
-    docstring)."""
-    return Redis.from_url(url, **redis_options(timeout))
+    docstring).
+
+    At most ``max_connections`` (``PAR_REDIS_MAX_CONNECTIONS``) at once; a command finding them all in use
+    waits up to ``timeout`` for one, as a request waits for a pooled database connection. redis-py's own
+    pool refuses it at once (``MaxConnectionsError``), which answered a burst of concurrent resolves 503."""
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=timeout, **redis_options(timeout)
+    )
+    return Redis.from_pool(pool)
 
 
 def redis_options(timeout: float) -> dict[str, Any]:

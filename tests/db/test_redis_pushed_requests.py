@@ -40,7 +40,7 @@ def make_store(redis: Redis) -> RedisPushedRequests:
 
 @pytest.fixture
 async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = redis_client(redis_url, timeout=5)
+    client = redis_client(redis_url, timeout=5, max_connections=100)
     yield client
     keys = [key async for key in client.scan_iter(match=f"{KEY_PREFIX}{SERVICE}:*", count=1000)]
     if keys:
@@ -215,7 +215,7 @@ async def test_consume_happens_once_among_concurrent_callers(
     """PAR-31 (RFC 9126 §7.3, one-time use): 20 consumers on 4 clients (replicas), one winner."""
     pushed = record(now)
     await store.add_record(pushed)
-    replicas = [redis_client(redis_url, timeout=5) for _ in range(4)]
+    replicas = [redis_client(redis_url, timeout=5, max_connections=100) for _ in range(4)]
     try:
         stores = [make_store(replica) for replica in replicas]
         results = await asyncio.gather(
@@ -271,9 +271,36 @@ def closed_port() -> int:
         return int(probe.getsockname()[1])
 
 
+async def test_a_burst_beyond_the_connections_waits_for_one(redis_url: str) -> None:
+    """More concurrent commands than PAR_REDIS_MAX_CONNECTIONS queue for a connection, not fail."""
+    redis = redis_client(redis_url, timeout=5, max_connections=2)
+    try:
+        answers = await asyncio.gather(*(redis.get(f"par-test:burst:{number}") for number in range(200)))
+        assert answers == [None] * 200
+        assert len(redis.connection_pool._available_connections) <= 2
+    finally:
+        await redis.aclose()
+
+
+async def test_a_command_waits_for_a_connection_at_most_the_timeout(redis_url: str) -> None:
+    """Every connection held (by commands stuck on a frozen Redis, say): the next one fails after the
+    timeout, as an unavailable Redis (503), rather than waiting for ever."""
+    redis = redis_client(redis_url, timeout=0.2, max_connections=1)
+    held = await redis.connection_pool.get_connection()  # type: ignore[no-untyped-call]
+    try:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(RedisConnectionError):
+            await redis.get("par-test:none")
+        assert 0.15 <= loop.time() - started < 2
+    finally:
+        await redis.connection_pool.release(held)
+        await redis.aclose()
+
+
 async def test_redis_down_fails_every_operation(now: datetime) -> None:
     """Connection refused propagates (the API answers it 503, tests/api/test_redis_pushed_requests.py)."""
-    redis = redis_client(f"redis://127.0.0.1:{closed_port()}/0", timeout=1)
+    redis = redis_client(f"redis://127.0.0.1:{closed_port()}/0", timeout=1, max_connections=100)
     store = make_store(redis)
     pushed = record(now)
     try:
@@ -298,7 +325,7 @@ async def test_a_stuck_redis_times_out(now: datetime) -> None:
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    redis = redis_client(f"redis://127.0.0.1:{port}/0", timeout=0.2)
+    redis = redis_client(f"redis://127.0.0.1:{port}/0", timeout=0.2, max_connections=100)
     try:
         with pytest.raises(RedisTimeoutError):
             await make_store(redis).add_record(record(now))
