@@ -66,7 +66,8 @@ def create_app(settings: Settings) -> ParServerApp:
 
     def middlewares(inner: ASGIApp) -> ASGIApp:
         limited = BodySizeLimitMiddleware(inner, limits=limits)
-        return RequestObservationMiddleware(limited, metrics=state.metrics)  # outermost: sees every answer
+        # Outermost: sees every answer.
+        return RequestObservationMiddleware(limited, metrics=state.metrics, routes=app.routes)
 
     # The endpoints marked @served_directly, ahead of the app's own routing and middlewares, whose work
     # they do themselves (app.api.direct).

@@ -16,7 +16,7 @@ import select
 import sys
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.requests import Request
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger("par_server")
@@ -98,11 +99,27 @@ class Metrics:
 
 
 class RequestObservationMiddleware:
-    """Request id, latency histogram, operation counters and the JSON request log line."""
+    """Request id, latency histogram, operation counters and the JSON request log line.
 
-    def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
+    A request is labelled with its route's path template. FastAPI records the route it chose in the scope
+    only for its API routes; any other (``/docs``, ``/redoc``, ``/openapi.json``) is found among ``routes``
+    here, after the answer, so only such requests and unmatched ones pay for the search."""
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, routes: Sequence[BaseRoute] = ()) -> None:
         self.app = app
         self.metrics = metrics
+        self.routes = routes
+
+    def route_label(self, scope: Scope) -> str:
+        """The path template of the route that took the request; "unmatched" when none did (a 404)."""
+        path = getattr(scope.get("route"), "path", None)
+        if path:
+            return str(path)
+        for route in self.routes:
+            match, _ = route.matches(scope)
+            if match is not Match.NONE:  # PARTIAL: the path's route, another method (a 405)
+                return str(getattr(route, "path", None) or "unmatched")
+        return "unmatched"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -123,10 +140,9 @@ class RequestObservationMiddleware:
         try:
             await self.app(scope, receive, observing_send)
         finally:
-            route = scope.get("route")
             observe_request(
                 self.metrics,
-                getattr(route, "path", None) or "unmatched",
+                self.route_label(scope),
                 scope.get("method", ""),
                 status,
                 time.perf_counter() - started,
