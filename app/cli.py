@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import secrets
 import shlex
+import shutil
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+import tempfile
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -168,10 +171,6 @@ def _add_server_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from app.api.observability import server_log_config
-
     if args.proxy_headers or args.forwarded_allow_ips is not None:
         print(
             "par-server serve: --proxy-headers and --forwarded-allow-ips are replaced by PAR_TRUSTED_PROXIES "
@@ -181,6 +180,25 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     settings = Settings()
     settings.require_production_secrets()  # a clear message here, not a traceback in each worker
+    try:
+        metrics_directory = multiprocess_metrics_directory(args.workers)
+    except OSError as error:
+        print(
+            f"par-server serve: --workers {args.workers} needs a writable temporary directory for the workers' "
+            f"metrics (TMPDIR, else /tmp): {error}",
+            file=sys.stderr,
+        )
+        return 2
+    with metrics_directory:
+        _run_uvicorn(args, settings)
+    return 0
+
+
+def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> None:
+    import uvicorn
+
+    from app.api.observability import server_log_config
+
     uvicorn.run(
         "app.main:app_from_environment",
         factory=True,
@@ -197,7 +215,32 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=False,  # its line carries the raw query string; the app's own request line is the access log
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
     )
-    return 0
+
+
+def multiprocess_metrics_directory(workers: int) -> contextlib.AbstractContextManager[None]:
+    """With several workers, a new private directory for their metrics (prometheus_client's
+    multiprocess mode), named to the workers by ``PROMETHEUS_MULTIPROC_DIR`` while the context lasts
+    and removed as it ends.
+
+    New for every run: files left by an earlier one would add its counts to this one's. A directory the
+    operator names in ``PROMETHEUS_MULTIPROC_DIR`` is used as it is (emptying it is theirs to do); with
+    one worker and none named, the metrics stay in the process, where an observation costs less."""
+    from app.api.observability import MULTIPROCESS_DIR_VARIABLE
+
+    if workers <= 1 or os.environ.get(MULTIPROCESS_DIR_VARIABLE):
+        return contextlib.nullcontext()
+    directory = tempfile.mkdtemp(prefix="par-server-metrics-")  # mode 0700; OSError without a writable TMPDIR
+
+    @contextlib.contextmanager
+    def named_to_the_workers() -> Iterator[None]:
+        os.environ[MULTIPROCESS_DIR_VARIABLE] = directory  # the spawned workers inherit it
+        try:
+            yield
+        finally:
+            del os.environ[MULTIPROCESS_DIR_VARIABLE]
+            shutil.rmtree(directory, ignore_errors=True)
+
+    return named_to_the_workers()
 
 
 def _healthcheck(args: argparse.Namespace) -> int:

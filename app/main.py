@@ -37,13 +37,17 @@ def create_app(settings: Settings) -> ParServerApp:
         # keep it out of the cyclic collector, whose full collections otherwise scanned it all and
         # stalled every request in flight (bench/RESULTS.md, "What bounds it").
         gc.freeze()
-        purger = asyncio.create_task(purge_expired_forever(state), name="purge-expired-pushed-requests")
+        tasks = [asyncio.create_task(purge_expired_forever(state), name="purge-expired-pushed-requests")]
+        if state.metrics.runtime is not None:
+            tasks.append(asyncio.create_task(publish_runtime_metrics_forever(state), name="publish-runtime-metrics"))
         try:
             yield
         finally:
-            purger.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await purger
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            state.metrics.worker_stopped()
             await state.aclose()
             flush_log_handlers()  # the last requests' lines, held for a turn of the loop that may not come
 
@@ -111,6 +115,16 @@ async def purge_expired_forever(state: AppState) -> None:
         if removed:
             logger.info("purged %d expired pushed requests", removed)
         await update_gauges(state)
+
+
+async def publish_runtime_metrics_forever(state: AppState) -> None:
+    """With several workers, this worker's process and GC metrics, for whichever worker answers a scrape."""
+    while True:
+        try:
+            state.metrics.publish_runtime()
+        except OSError as exc:  # the metrics directory's file system full or gone: the next round may do
+            logger.warning("publishing runtime metrics failed: %s", type(exc).__name__)
+        await asyncio.sleep(state.settings.worker_metrics_interval_seconds)
 
 
 async def update_gauges(state: AppState) -> None:

@@ -183,6 +183,10 @@ class Settings(BaseSettings):
     # Housekeeping.
     purge_interval_seconds: Annotated[float, Field(gt=0)] = 60.0
     purge_batch_size: Annotated[int, Field(gt=0)] = 1000
+    worker_metrics_interval_seconds: Annotated[float, Field(gt=0)] = Field(
+        default=5.0,
+        description="With several workers, how often each writes its process and GC metrics for every scrape",
+    )
 
     # Database pool: fail fast under overload rather than queueing without bound. No overflow by default:
     # overflow connections are closed on return, and the reconnects cost PostgreSQL much of its CPU under

@@ -61,4 +61,5 @@ async def _check_redis(state: AppState, bound: float) -> str | None:
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
 async def metrics(state: StateDep) -> Response:
+    state.metrics.publish_runtime()  # with several workers, the answering worker's own are current
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

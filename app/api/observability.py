@@ -8,8 +8,10 @@ route logs by itself. Nothing here ever sees a parameter value, secret, token or
 from __future__ import annotations
 
 import asyncio
+import glob
 import json
 import logging
+import os
 import re
 import secrets
 import select
@@ -22,7 +24,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -32,6 +44,9 @@ access_logger = logging.getLogger("par_server.request")
 REQUEST_ID_HEADER = b"x-request-id"
 _ACCEPTABLE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._\-]{1,64}")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+# prometheus_client's switch to multiprocess mode, read as it is first imported: each process then keeps
+# its values in files of this directory, and a scrape reads every process's files.
+MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def audit(request: Request, **fields: Any) -> None:
@@ -47,41 +62,70 @@ STANDARD_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT",
 
 @dataclass
 class Metrics:
-    """The server's Prometheus metrics, in a registry of its own (one per app)."""
+    """The server's Prometheus metrics, in a registry of its own (one per app), with the process's
+    (``process_*``, ``python_gc_*``, ``python_info``).
 
-    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    With ``multiprocess_dir`` (``PROMETHEUS_MULTIPROC_DIR``, which ``par-server serve --workers N`` sets
+    for its workers) every worker writes its values to files there and ``registry`` reads all of them at
+    scrape time, so whichever worker answers, the totals are every worker's. Without it the values live
+    in this process alone: an observation costs a fraction of a file write (bench/RESULTS.md,
+    "Metrics with several workers").
+    """
+
+    multiprocess_dir: str | None = field(default_factory=lambda: os.environ.get(MULTIPROCESS_DIR_VARIABLE) or None)
+    registry: CollectorRegistry = field(init=False, default_factory=CollectorRegistry)
 
     def __post_init__(self) -> None:
+        # In multiprocess mode the metrics below write to files, whichever registry holds them: the
+        # scrape registry reads the files instead, and holding them as well would report them twice.
+        own = None if self.multiprocess_dir else self.registry
         self.operations = Counter(
             "par_operations_total",
             "Pushes, resolves and consumes by service, outcome and error code",
             ["operation", "service", "outcome", "error"],
-            registry=self.registry,
+            registry=own,
         )
         self.latency = Histogram(
             "par_request_duration_seconds",
             "Request latency by route",
             ["route", "method", "status"],
             buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+            registry=own,
         )
+        # Every worker counts the same database for these two: the most recent count is the answer,
+        # where a sum would count it once per worker and a maximum would keep a count long gone.
         self.live_pushed_requests = Gauge(
-            "par_pushed_requests_live", "Pushed requests not yet expired or consumed", registry=self.registry
+            "par_pushed_requests_live",
+            "Pushed requests not yet expired or consumed",
+            registry=own,
+            multiprocess_mode="mostrecent",
         )
         self.replay_entries = Gauge(
-            "par_replay_entries", "Single-use values remembered in the database replay store", registry=self.registry
+            "par_replay_entries",
+            "Single-use values remembered in the database replay store",
+            registry=own,
+            multiprocess_mode="mostrecent",
         )
         self.rate_limited = Counter(
             "par_rate_limited_total",
             "Requests refused by rate limiting",
             ["front_door", "scope"],
-            registry=self.registry,
+            registry=own,
         )
         # The children of the two per-request metrics, by label values: ``labels()`` validates and
         # locks on every call, which cost a request more than the observation itself. Prometheus keeps
         # every child it made anyway, so remembering them here holds nothing it does not.
         self._latency_of: dict[tuple[str, str, str], Histogram] = {}
         self._operations_of: dict[tuple[str, str, str, str], Counter] = {}
+        # python_info is the same in every worker (one interpreter): read by whichever answers.
+        PlatformCollector(registry=self.registry)
+        if self.multiprocess_dir is None:
+            ProcessCollector(registry=self.registry)
+            GCCollector(registry=self.registry)
+            self.runtime: WorkerRuntimeMetrics | None = None
+        else:
+            self.runtime = WorkerRuntimeMetrics()
+            self.registry.register(EveryWorkersMetrics(self.multiprocess_dir, self.runtime.counter_names))
 
     def observe_latency(self, route: str, method: str, status: int, seconds: float) -> None:
         key = (route, method, str(status))
@@ -96,6 +140,85 @@ class Metrics:
         if child is None:
             child = self._operations_of[key] = self.operations.labels(*key)
         child.inc()
+
+    def publish_runtime(self) -> None:
+        """In multiprocess mode, write this worker's process and GC metrics where every worker's scrape
+        reads them; nothing otherwise (the registry reads them from the process at scrape time)."""
+        if self.runtime is not None:
+            self.runtime.publish()
+
+    def worker_stopped(self) -> None:
+        """In multiprocess mode, withdraw this worker's process and GC metrics (its counts stay in the
+        totals); nothing otherwise."""
+        if self.multiprocess_dir is not None:
+            mark_process_dead(os.getpid(), self.multiprocess_dir)  # type: ignore[no-untyped-call]
+
+
+class WorkerRuntimeMetrics:
+    """One worker's ``process_*`` and ``python_gc_*`` metrics, as prometheus_client's collectors read
+    them from this process, copied into multiprocess gauges of mode ``liveall``: each sample gets the
+    worker's ``pid`` label, and a worker marked dead has none. Each worker publishes its own, since only
+    it can read its garbage collector, and no worker can ask another at scrape time."""
+
+    def __init__(self) -> None:
+        self._sources = CollectorRegistry()
+        ProcessCollector(registry=self._sources)
+        GCCollector(registry=self._sources)
+        self._gauges: dict[str, Gauge] = {}
+        # The counters among them, by family name: a scrape reports them as counters again.
+        self.counter_names = frozenset(metric.name for metric in self._sources.collect() if metric.type == "counter")
+
+    def publish(self) -> None:
+        for metric in self._sources.collect():
+            for sample in metric.samples:
+                gauge = self._gauges.get(sample.name)
+                if gauge is None:
+                    gauge = self._gauges[sample.name] = Gauge(
+                        sample.name,
+                        metric.documentation,
+                        sorted(sample.labels),
+                        registry=None,
+                        multiprocess_mode="liveall",
+                    )
+                (gauge.labels(**sample.labels) if sample.labels else gauge).set(sample.value)
+
+
+class EveryWorkersMetrics(Collector):
+    """Every worker's metrics, from the files of the multiprocess directory, as one process would
+    report them: counters and histograms summed over the workers (dead ones' included, so totals never
+    drop), gauges as their ``multiprocess_mode`` says, and the runtime counters that workers publish as
+    gauges (``WorkerRuntimeMetrics``) typed as counters again, one series per worker."""
+
+    def __init__(self, directory: str, counter_names: frozenset[str]) -> None:
+        self._directory = directory
+        self._counter_names = counter_names
+
+    def collect(self) -> Iterator[Any]:
+        self._forget_dead_workers()
+        files = glob.glob(os.path.join(self._directory, "*.db"))
+        for metric in MultiProcessCollector.merge(files, accumulate=True):  # type: ignore[no-untyped-call]
+            family = metric.name.removesuffix("_total")
+            if metric.type == "gauge" and family in self._counter_names:
+                metric.name, metric.type = family, "counter"
+            yield metric
+
+    def _forget_dead_workers(self) -> None:
+        """Withdraw the runtime metrics of workers that stopped without saying so (killed, out of
+        memory): uvicorn starts another in their place, and the dead ones' would be reported forever."""
+        for path in glob.glob(os.path.join(self._directory, "gauge_live*_*.db")):
+            pid = path.rsplit("_", 1)[1].removesuffix(".db")
+            if pid.isdigit() and not _process_exists(int(pid)):
+                mark_process_dead(int(pid), self._directory)  # type: ignore[no-untyped-call]
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, as another user's
+        return True
+    return True
 
 
 class RequestObservationMiddleware:
