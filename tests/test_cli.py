@@ -11,6 +11,7 @@ import signal
 import socket
 import sqlite3
 import stat
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -24,7 +25,7 @@ from passlib.hash import bcrypt, django_pbkdf2_sha256, pbkdf2_sha256
 from uvicorn.importer import import_from_string
 
 from app.api.http_protocol import CoalescingHttpToolsProtocol
-from app.api.observability import server_log_config
+from app.api.observability import MULTIPROCESS_DIR_VARIABLE, server_log_config
 from app.cli import main, run_migrations
 from app.core.secrets import CLIENT_SECRET_PREFIX
 from app.main import create_app
@@ -513,6 +514,68 @@ def test_serve_passes_its_options_to_uvicorn(cli: Cli, monkeypatch: pytest.Monke
     assert options["timeout_graceful_shutdown"] == 25
     assert options["proxy_headers"] is False  # PAR_TRUSTED_PROXIES decides, in the app
     assert import_from_string(options["http"]) is CoalescingHttpToolsProtocol  # one write per answer
+
+
+@dataclass
+class ServedWith:
+    """What ``uvicorn.run`` was called with, and the metrics directory its workers were told of."""
+
+    workers: int
+    metrics_directory: str | None
+
+
+@pytest.fixture
+def served(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> list[ServedWith]:
+    calls: list[ServedWith] = []
+
+    def record(*_args: object, **kwargs: Any) -> None:
+        directory = os.environ.get(MULTIPROCESS_DIR_VARIABLE)
+        if directory is not None:  # what a worker would find there
+            assert os.path.isdir(directory) and mode(Path(directory)) == 0o700 and not os.listdir(directory)
+        calls.append(ServedWith(kwargs["workers"], directory))
+
+    monkeypatch.setattr(uvicorn, "run", record)
+    monkeypatch.setenv("PAR_ADMIN_TOKEN", "a" * 43)
+    monkeypatch.setenv("PAR_PEPPER", "p" * 43)
+    monkeypatch.delenv(MULTIPROCESS_DIR_VARIABLE, raising=False)
+    return calls
+
+
+def test_serve_with_several_workers_gives_them_a_new_metrics_directory_each_run(
+    cli: Cli, served: list[ServedWith]
+) -> None:
+    """Files of an earlier run would add its counts to this one's: each run has its own, removed after."""
+    assert cli.run("serve", "--workers", "2")[0] == 0
+    assert cli.run("serve", "--workers", "3")[0] == 0
+    first, second = (call.metrics_directory for call in served)
+    assert first is not None and second is not None and first != second
+    assert not os.path.exists(first) and not os.path.exists(second)
+    assert MULTIPROCESS_DIR_VARIABLE not in os.environ
+
+
+def test_serve_with_one_worker_keeps_the_metrics_in_the_process(cli: Cli, served: list[ServedWith]) -> None:
+    assert cli.run("serve")[0] == 0
+    assert served == [ServedWith(1, None)]
+
+
+def test_serve_uses_the_operators_metrics_directory_as_it_is(
+    cli: Cli, served: list[ServedWith], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    directory = tmp_path / "operators"
+    directory.mkdir(mode=0o700)
+    monkeypatch.setenv(MULTIPROCESS_DIR_VARIABLE, str(directory))
+    assert cli.run("serve", "--workers", "2")[0] == 0
+    assert served == [ServedWith(2, str(directory))]
+    assert directory.is_dir() and os.environ[MULTIPROCESS_DIR_VARIABLE] == str(directory)
+
+
+def test_serve_with_several_workers_and_no_writable_temporary_directory_is_a_clear_error(
+    cli: Cli, served: list[ServedWith], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))
+    code, out, err = cli.run("serve", "--workers", "2")
+    assert (code, out, served) == (2, "", [])
+    assert err.startswith("par-server serve: --workers 2 needs a writable temporary directory")
 
 
 @pytest.mark.parametrize("flags", [["--proxy-headers"], ["--forwarded-allow-ips", "10.0.0.1"]])

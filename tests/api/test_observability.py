@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import http.client
 import io
 import json
 import logging
 import os
 import secrets
 import select
+import shutil
 import subprocess
 import sys
 import threading
@@ -25,12 +28,17 @@ from alembic import command
 from fastapi import FastAPI
 from hypothesis import given
 from hypothesis import strategies as st
+from prometheus_client import generate_latest, values
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
 
 from app.api.observability import (
     HELD_LINES_LIMIT,
+    MULTIPROCESS_DIR_VARIABLE,
     CurrentStderrHandler,
     JsonFormatter,
     JsonLineHandler,
+    Metrics,
     access_logger,
     flush_log_handlers,
     log_request,
@@ -42,6 +50,7 @@ from app.settings import Settings
 from app.state import AppState
 from tests.conftest import ADMIN_TOKEN, BASE_URL, make_settings
 from tests.factories import ClientHandle, ServiceHandle, par_params
+from tests.faults import support
 
 
 def metric_value(text: str, name: str, **labels: str) -> float:
@@ -551,3 +560,203 @@ def test_any_request_line_is_the_text_the_stdlib_encoder_writes(fields: dict[str
     line = formatter.format_fields(0.0, "INFO", "par_server.request", "request", fields)
     head = {"ts": formatter._timestamp(0.0), "level": "info", "logger": "par_server.request", "msg": "request"}
     assert line == json.dumps({**head, **fields}, separators=(",", ":"), default=str)
+
+
+# --- process and runtime metrics, and several workers ------------------------------------------------------
+
+RUNTIME_FAMILIES = {
+    "process_cpu_seconds": "counter",
+    "process_resident_memory_bytes": "gauge",
+    "process_virtual_memory_bytes": "gauge",
+    "process_start_time_seconds": "gauge",
+    "process_open_fds": "gauge",
+    "python_gc_collections": "counter",
+    "python_gc_objects_collected": "counter",
+    "python_info": "gauge",
+}
+
+
+def families(text: str) -> dict[str, Metric]:
+    return {family.name: family for family in text_string_to_metric_families(text)}
+
+
+def sample_value(family: Metric, name: str, **labels: str) -> float:
+    [value] = [sample.value for sample in family.samples if sample.name == name and sample.labels == labels]
+    return value
+
+
+async def test_one_process_reports_its_process_and_runtime_metrics_without_a_pid_label(
+    client: httpx.AsyncClient,
+) -> None:
+    scraped = families((await client.get("/metrics")).text)
+    for name, kind in RUNTIME_FAMILIES.items():
+        assert scraped[name].type == kind, name
+        assert all("pid" not in sample.labels for sample in scraped[name].samples), name
+    assert sample_value(scraped["process_start_time_seconds"], "process_start_time_seconds") > 0
+    generations = {sample.labels["generation"] for sample in scraped["python_gc_collections"].samples}
+    assert generations == {"0", "1", "2"}
+
+
+def test_one_process_keeps_its_metrics_in_memory() -> None:
+    """No PROMETHEUS_MULTIPROC_DIR: nothing to publish, nothing to withdraw."""
+    metrics = Metrics()
+    assert metrics.multiprocess_dir is None and metrics.runtime is None
+    metrics.count_operation("push", "1", "created", "")
+    metrics.publish_runtime()
+    metrics.worker_stopped()
+    assert metric_value(generate_latest(metrics.registry).decode(), "par_operations_total", outcome="created") == 1
+
+
+@pytest.fixture
+def multiprocess_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """prometheus_client in multiprocess mode in this process, as a worker of ``serve --workers N`` is
+    from its first import, with its files in a directory of this test's."""
+    directory = tmp_path / "metrics"
+    directory.mkdir()
+    monkeypatch.setenv(MULTIPROCESS_DIR_VARIABLE, str(directory))
+    monkeypatch.setattr(values, "ValueClass", values.MultiProcessValue())
+    yield directory
+    values.ValueClass.close_all_files()  # type: ignore[attr-defined]
+
+
+def dead_pid() -> int:
+    """The pid of a process that has exited and been reaped."""
+    process = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True)
+    return int(process.stdout)
+
+
+def test_several_workers_totals_keep_a_dead_workers_counts_but_not_its_runtime_metrics(
+    multiprocess_dir: Path,
+) -> None:
+    metrics = Metrics()
+    assert metrics.multiprocess_dir == str(multiprocess_dir) and metrics.runtime is not None
+    metrics.count_operation("push", "1", "created", "")
+    metrics.observe_latency("/services/{service_id}/par", "POST", 201, 0.003)
+    metrics.live_pushed_requests.set(7)
+    metrics.publish_runtime()
+    # Another worker's files, as it left them when it was killed: same counts, its own runtime series.
+    gone = dead_pid()
+    for kind in ("counter", "histogram", "gauge_liveall"):
+        shutil.copy(multiprocess_dir / f"{kind}_{os.getpid()}.db", multiprocess_dir / f"{kind}_{gone}.db")
+
+    scraped = families(generate_latest(metrics.registry).decode())
+    operations = scraped["par_operations"]
+    assert (
+        sample_value(operations, "par_operations_total", operation="push", service="1", outcome="created", error="")
+        == 2
+    )
+    latency = scraped["par_request_duration_seconds"]
+    labels = {"route": "/services/{service_id}/par", "method": "POST", "status": "201"}
+    assert sample_value(latency, "par_request_duration_seconds_count", **labels) == 2
+    assert sample_value(latency, "par_request_duration_seconds_bucket", **labels, le="+Inf") == 2
+    assert sample_value(scraped["par_pushed_requests_live"], "par_pushed_requests_live") == 7  # not 7 per worker
+    for name, kind in RUNTIME_FAMILIES.items():
+        assert scraped[name].type == kind, name
+        if name != "python_info":  # one interpreter: the same in every worker
+            assert {sample.labels["pid"] for sample in scraped[name].samples} == {str(os.getpid())}, name
+    assert not (multiprocess_dir / f"gauge_liveall_{gone}.db").exists()
+    assert (multiprocess_dir / f"counter_{gone}.db").exists()
+
+    metrics.worker_stopped()
+    scraped = families(generate_latest(metrics.registry).decode())
+    assert "process_cpu_seconds" not in scraped
+    assert (
+        sample_value(
+            scraped["par_operations"],
+            "par_operations_total",
+            operation="push",
+            service="1",
+            outcome="created",
+            error="",
+        )
+        == 2
+    )
+
+
+def answering_worker(connection: http.client.HTTPConnection, server_port: int, workers: set[int]) -> int:
+    """Which of the ``workers`` holds the server's end of this open connection (Linux: /proc)."""
+    assert connection.sock is not None
+    client_port = connection.sock.getsockname()[1]
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, inode = fields[1], fields[2], fields[9]
+        if int(local.split(":")[1], 16) == server_port and int(remote.split(":")[1], 16) == client_port:
+            inodes.add(f"socket:[{inode}]")
+    holders = set()
+    for pid in workers:
+        descriptors = Path(f"/proc/{pid}/fd")
+        for descriptor in descriptors.iterdir():
+            with contextlib.suppress(OSError):
+                if os.readlink(descriptor) in inodes:
+                    holders.add(pid)
+    [holder] = holders
+    return holder
+
+
+WORKERS = 2
+PUSHES = 20
+LEAST_SCRAPES_PER_WORKER = 5
+MOST_SCRAPES = 400
+
+
+def scrape(base_url: str) -> str:
+    with httpx.Client(base_url=base_url, trust_env=False, timeout=10.0) as http:
+        return http.get("/metrics").text
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="tells the answering worker by /proc (Linux)")
+def test_every_worker_of_a_served_app_reports_every_workers_totals(tmp_path: Path) -> None:
+    """``par-server serve --workers 2`` on a SQLite file: each scrape, whichever worker answers it, counts
+    every push, and reports each worker's process and runtime metrics."""
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'par.db'}"
+    deployment = support.Deployment(database_url, tmp_path)
+    deployment.cli("migrate")
+    tenant = support.tenant_from_cli(deployment)
+    with deployment.server("workers", "--workers", str(WORKERS)) as server:
+        # Each worker publishes its runtime metrics as its lifespan starts: both are serving once both show.
+        deadline = time.monotonic() + support.STARTUP_TIMEOUT_SECONDS
+        workers: set[int] = set()
+        while len(workers) < WORKERS:
+            assert time.monotonic() < deadline, server.log()
+            scraped = families(scrape(server.base_url))
+            if "process_start_time_seconds" in scraped:
+                workers = {int(sample.labels["pid"]) for sample in scraped["process_start_time_seconds"].samples}
+        with httpx.Client(base_url=server.base_url, trust_env=False, timeout=10.0) as pusher:
+            for index in range(PUSHES):
+                pushed = pusher.post(tenant.par_path, data=tenant.params(f"s{index}"), auth=tenant.basic)
+                assert pushed.status_code == 201, pushed.text
+
+        answered = dict.fromkeys(workers, 0)
+        for _ in range(MOST_SCRAPES):  # a new connection each: the kernel hands it to either worker
+            connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10.0)
+            try:
+                connection.request("GET", "/metrics")
+                response = connection.getresponse()
+                text = response.read().decode()
+                answered[answering_worker(connection, server.port, workers)] += 1
+            finally:
+                connection.close()
+            assert response.status == 200
+            scraped = families(text)
+            created = sample_value(
+                scraped["par_operations"],
+                "par_operations_total",
+                operation="push",
+                service=str(tenant.service_id),
+                outcome="created",
+                error="",
+            )
+            assert created == PUSHES
+            latency = scraped["par_request_duration_seconds"]
+            labels = {"route": "/services/{service_id}/par", "method": "POST", "status": "201"}
+            assert sample_value(latency, "par_request_duration_seconds_count", **labels) == PUSHES
+            assert sample_value(latency, "par_request_duration_seconds_bucket", **labels, le="+Inf") == PUSHES
+            for name, kind in RUNTIME_FAMILIES.items():
+                assert scraped[name].type == kind, name
+            memory = scraped["process_resident_memory_bytes"].samples
+            assert {int(sample.labels["pid"]) for sample in memory} == workers
+            assert all(sample.value > 0 for sample in memory)
+            if min(answered.values()) >= LEAST_SCRAPES_PER_WORKER:
+                break
+        assert min(answered.values()) >= LEAST_SCRAPES_PER_WORKER, answered
