@@ -614,9 +614,9 @@ def multiprocess_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
     directory = tmp_path / "metrics"
     directory.mkdir()
     monkeypatch.setenv(MULTIPROCESS_DIR_VARIABLE, str(directory))
-    monkeypatch.setattr(values, "ValueClass", values.MultiProcessValue())
+    monkeypatch.setattr(values, "ValueClass", values.MultiProcessValue())  # type: ignore[no-untyped-call]
     yield directory
-    values.ValueClass.close_all_files()  # type: ignore[attr-defined]
+    values.ValueClass.close_all_files()
 
 
 def dead_pid() -> int:
