@@ -77,7 +77,9 @@ RUN python -m pip uninstall --yes --no-cache-dir --disable-pip-version-check --r
         --home-dir /nonexistent --shell /usr/sbin/nologin par
 
 # Code stays owned by root (read-only for the service user); only ./data is
-# writable, for a local SQLite database if one is configured.
+# writable, for a local SQLite database if one is configured. With
+# `--workers` > 1 the workers' metrics go to a new directory under /tmp
+# (world-writable here; with a read-only root file system, mount one there).
 WORKDIR /app
 COPY --from=builder /opt/venv /opt/venv
 # Executable in git (mode 100755), so no COPY --chmod, which the classic builder lacks.
