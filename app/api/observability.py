@@ -33,6 +33,7 @@ from prometheus_client import (
     PlatformCollector,
     ProcessCollector,
 )
+from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 from starlette.requests import Request
@@ -68,8 +69,8 @@ class Metrics:
     With ``multiprocess_dir`` (``PROMETHEUS_MULTIPROC_DIR``, which ``par-server serve --workers N`` sets
     for its workers) every worker writes its values to files there and ``registry`` reads all of them at
     scrape time, so whichever worker answers, the totals are every worker's. Without it the values live
-    in this process alone: an observation costs a fraction of a file write (bench/RESULTS.md,
-    "Metrics with several workers").
+    in this process alone, where an observation costs half as much (bench/RESULTS.md, "Metrics with
+    several workers").
     """
 
     multiprocess_dir: str | None = field(default_factory=lambda: os.environ.get(MULTIPROCESS_DIR_VARIABLE) or None)
@@ -193,7 +194,7 @@ class EveryWorkersMetrics(Collector):
         self._directory = directory
         self._counter_names = counter_names
 
-    def collect(self) -> Iterator[Any]:
+    def collect(self) -> Iterator[Metric]:
         self._forget_dead_workers()
         files = glob.glob(os.path.join(self._directory, "*.db"))
         for metric in MultiProcessCollector.merge(files, accumulate=True):  # type: ignore[no-untyped-call]

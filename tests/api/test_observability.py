@@ -673,6 +673,23 @@ def test_several_workers_totals_keep_a_dead_workers_counts_but_not_its_runtime_m
     )
 
 
+async def test_a_worker_publishes_its_runtime_metrics_while_it_serves_and_withdraws_them_as_it_stops(
+    multiprocess_dir: Path, settings: Settings
+) -> None:
+    app = create_app(settings)
+    own = multiprocess_dir / f"gauge_liveall_{os.getpid()}.db"
+    try:
+        async with app.router.lifespan_context(app):
+            await asyncio.sleep(0)  # the publishing task's first turn
+            assert own.exists()
+            scraped = families(generate_latest(app.state.par.metrics.registry).decode())
+            [cpu] = scraped["process_cpu_seconds"].samples
+            assert cpu.labels == {"pid": str(os.getpid())}
+        assert not own.exists()
+    finally:
+        await app.state.par.aclose()
+
+
 def answering_worker(connection: http.client.HTTPConnection, server_port: int, workers: set[int]) -> int:
     """Which of the ``workers`` holds the server's end of this open connection (Linux: /proc)."""
     assert connection.sock is not None
@@ -722,6 +739,7 @@ def test_every_worker_of_a_served_app_reports_every_workers_totals(tmp_path: Pat
             scraped = families(scrape(server.base_url))
             if "process_start_time_seconds" in scraped:
                 workers = {int(sample.labels["pid"]) for sample in scraped["process_start_time_seconds"].samples}
+            time.sleep(0.05)
         with httpx.Client(base_url=server.base_url, trust_env=False, timeout=10.0) as pusher:
             for index in range(PUSHES):
                 pushed = pusher.post(tenant.par_path, data=tenant.params(f"s{index}"), auth=tenant.basic)
