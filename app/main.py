@@ -64,7 +64,7 @@ def create_app(settings: Settings) -> ParServerApp:
     for router in routers:
         app.include_router(router)
     app.include_router(docs_ui.router)
-    app.mount(docs_ui.ASSETS_PATH, docs_ui.assets, name="docs-assets")
+    app.router.routes.append(docs_ui.assets)
     install_error_handlers(app)
 
     limits = SizeLimits(settings.max_body_bytes, settings.max_api_body_bytes, settings.max_header_bytes)

@@ -9,12 +9,14 @@ version, so a browser may keep them for a year: another version is another URL.
 
 from __future__ import annotations
 
+import os
 from importlib.metadata import version
 
 from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.staticfiles import StaticFiles
 from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
 from starlette.types import Scope
 
 SWAGGER_UI_PATH = "/docs"
@@ -40,7 +42,14 @@ router = APIRouter(include_in_schema=False)
 
 class VersionedAssets(StaticFiles):
     """A package's static files, each answered with ``ASSET_CACHE_CONTROL`` (and Starlette's ETag and
-    Last-Modified)."""
+    Last-Modified), served by a route (``assets``) rather than a mount: a mount leaves the scope
+    matching no route once it has taken the request, and the metrics would label it "unmatched"."""
+
+    def get_path(self, scope: Scope) -> str:
+        """The file's name from the route's path parameter; ``StaticFiles`` refuses any outside its
+        directory."""
+        name: str = scope["path_params"]["name"]
+        return os.path.normpath(os.path.join(*name.split("/")))
 
     async def get_response(self, path: str, scope: Scope) -> Response:
         response = await super().get_response(path, scope)
@@ -48,7 +57,16 @@ class VersionedAssets(StaticFiles):
         return response
 
 
-assets = VersionedAssets(packages=[("fastapi_offline", "static")])  # mounted at ASSETS_PATH (app.main)
+ASSETS_ROUTE = ASSETS_PATH + "/{name:path}"
+# Added to the app's routes by app.main (Starlette's Route takes an ASGI app as endpoint; add_route is
+# typed for request handlers only).
+assets = Route(
+    ASSETS_ROUTE,
+    VersionedAssets(packages=[("fastapi_offline", "static")]),
+    methods=["GET", "HEAD"],
+    name="docs-assets",
+    include_in_schema=False,
+)
 
 
 def _root_path(request: Request) -> str:

@@ -16,19 +16,22 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
-from app.api.docs_ui import ASSET_CACHE_CONTROL, ASSETS_PATH
+from app.api.docs_ui import ASSET_CACHE_CONTROL, ASSETS_PATH, ASSETS_ROUTE
 from tests import databases
+from tests.api.test_observability import metric_value
 from tests.conftest import ADMIN_TOKEN, BASE_URL, PEPPER
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -87,6 +90,12 @@ async def test_assets_are_answered_not_modified_by_etag(client: httpx.AsyncClien
     assert again.headers["cache-control"] == ASSET_CACHE_CONTROL
 
 
+async def test_assets_have_their_own_latency_label(client: httpx.AsyncClient) -> None:
+    await client.get(f"{ASSETS_PATH}/swagger-ui.css")
+    text = (await client.get("/metrics")).text
+    assert metric_value(text, "par_request_duration_seconds_count", route=ASSETS_ROUTE, status="200") == 1
+
+
 async def test_an_unknown_asset_is_a_404_in_the_documented_format(client: httpx.AsyncClient) -> None:
     for path in (f"{ASSETS_PATH}/no-such-file.js", "/docs/assets/0.0.0/swagger-ui.css", f"{ASSETS_PATH}/../pyproject"):
         response = await client.get(path)
@@ -121,7 +130,7 @@ async def test_pages_behind_a_path_prefix_name_their_files_under_it(app: FastAPI
 # --- a real browser, with no network but loopback -----------------------------------------------------
 
 
-def _unavailable(reason: str) -> None:
+def _unavailable(reason: str) -> NoReturn:
     if REQUIRE_BROWSER:
         pytest.fail(f"{reason} (PAR_TEST_REQUIRE_BROWSER=1)")
     pytest.skip(reason)
@@ -131,7 +140,6 @@ def _chromium() -> str:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         _unavailable("Chromium is not installed (Debian: apt-get install chromium)")
-    assert chromium is not None
     if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("nsenter") is None:
         _unavailable("the browser test needs root with unshare and nsenter, to cut the network off")
     return chromium
@@ -192,7 +200,7 @@ def isolated_server(database_url: str, directory: Path) -> Iterator[IsolatedServ
         server.wait_ready()
         yield server
     finally:
-        os.killpg(process.pid, 9)
+        os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
 
 
