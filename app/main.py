@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from starlette.types import ASGIApp
 
-from app.api import authorization, backend, health, management, metadata, par
+from app.api import authorization, backend, docs_ui, health, management, metadata, par
 from app.api.body_size import BodySizeLimitMiddleware, SizeLimits
 from app.api.direct import ParServerApp, direct_routes
 from app.api.errors import install_error_handlers
@@ -59,11 +59,16 @@ def create_app(settings: Settings) -> ParServerApp:
         # A path with an extra trailing slash is a 404, not a 307 to a Location built from the Host header
         # that a client would follow, sending its credentials again.
         redirect_slashes=False,
+        # FastAPI's pages load their files from a CDN: app.api.docs_ui serves its own.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.par = state
     routers = [module.router for module in (par, backend, authorization, management, metadata, health)]
     for router in routers:
         app.include_router(router)
+    app.include_router(docs_ui.router)
+    app.router.routes.append(docs_ui.assets)
     install_error_handlers(app)
 
     limits = SizeLimits(settings.max_body_bytes, settings.max_api_body_bytes, settings.max_header_bytes)

@@ -11,8 +11,17 @@ from app.api.backend_call import backend_call, parameters_required
 from app.api.deps import IdPath, StateDep
 from app.api.direct import served_directly
 from app.api.observability import audit
+from app.api.openapi import SERVICE_OR_ADMIN
 from app.api.responses import JsonAnswer
-from app.api.schemas import API_ERRORS, AuthorizationOut, ConsumeIn, ResolveIn, epoch_millis, without_none
+from app.api.schemas import (
+    API_ERRORS,
+    AuthorizationOut,
+    ConsumeIn,
+    ResolveIn,
+    epoch_millis,
+    request_body,
+    without_none,
+)
 from app.core import authorization, result_codes
 from app.core.authorization import AuthorizationOutcome
 from app.core.errors import ApiBadRequest
@@ -29,6 +38,7 @@ answering = partial(router.post, response_model=AuthorizationOut, response_model
 @answering(
     "/resolve",
     summary="Resolve the authorization endpoint's parameters (client_id + request_uri, or a plain request)",
+    openapi_extra={**request_body(ResolveIn, "application/json"), "security": SERVICE_OR_ADMIN},
 )
 @served_directly
 async def resolve(service_id: IdPath, request: Request, state: StateDep) -> JsonAnswer:
@@ -56,6 +66,7 @@ async def resolve(service_id: IdPath, request: Request, state: StateDep) -> Json
 @answering(
     "/consume",
     summary="Consume a request_uri once, when the authorization is granted",
+    openapi_extra={**request_body(ConsumeIn, "application/json"), "security": SERVICE_OR_ADMIN},
 )
 @served_directly
 async def consume(service_id: IdPath, request: Request, state: StateDep) -> JsonAnswer:

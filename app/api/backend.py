@@ -15,9 +15,10 @@ from fastapi import APIRouter, Request
 from app.api.backend_call import backend_call, parameters_required
 from app.api.deps import IdPath, StateDep, bearer_token
 from app.api.direct import served_directly
+from app.api.openapi import SERVICE_OR_ADMIN
 from app.api.push_pipeline import Throttle, execute_push, peek_client_id, too_many_requests
 from app.api.responses import JsonAnswer
-from app.api.schemas import API_ERRORS, PushedAuthReqIn, PushedAuthReqOut, without_none
+from app.api.schemas import API_ERRORS, PushedAuthReqIn, PushedAuthReqOut, request_body, without_none
 from app.core import result_codes
 from app.core.client_auth import BasicCredentials, form_decoded
 from app.core.errors import ApiBadRequest
@@ -35,13 +36,8 @@ router = APIRouter(prefix="/api/{service_id}", tags=["Authlete-compatible backen
     response_model_exclude_none=True,
     summary="Process a pushed authorization request on behalf of an authorization server",
     openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": PushedAuthReqIn.model_json_schema(by_alias=True)},
-                "application/x-www-form-urlencoded": {"schema": PushedAuthReqIn.model_json_schema(by_alias=True)},
-            },
-        }
+        **request_body(PushedAuthReqIn, "application/json", "application/x-www-form-urlencoded"),
+        "security": SERVICE_OR_ADMIN,
     },
 )
 @served_directly

@@ -44,6 +44,7 @@ from app.api.body_size import SizeLimits, header_facts
 from app.api.deps import DB_INT_MAX, DatabaseId
 from app.api.errors import par_server_error_response, unhandled_error_response
 from app.api.observability import Metrics, observe_request, request_id_of
+from app.api.openapi import with_security_schemes
 from app.core import result_codes
 from app.core.errors import ApiNotFound, ParServerError
 from app.state import AppState
@@ -239,7 +240,8 @@ class DirectRoutes:
 
 
 class ParServerApp(FastAPI):
-    """FastAPI with ``front`` (the middlewares, then the direct routes) in front of its own stack."""
+    """FastAPI with ``front`` (the middlewares, then the direct routes) in front of its own stack, and an
+    OpenAPI document with the security schemes FastAPI cannot derive (``app.api.openapi``)."""
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -256,6 +258,9 @@ class ParServerApp(FastAPI):
         self._front = DirectRoutes(
             self.direct_routes, self._app_state, wrap(super().__call__), limits=limits, metrics=metrics
         )
+
+    def openapi(self) -> dict[str, Any]:
+        return with_security_schemes(super().openapi())  # FastAPI's document, built once
 
     def _app_state(self) -> AppState:
         state: AppState = self.state.par

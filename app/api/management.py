@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api.bodies import SafeJsonRoute
 from app.api.deps import IdPath, PageQuery, StateDep, authorize_service_call, require_admin, require_known_token
+from app.api.openapi import ADMIN_ONLY, SERVICE_OR_ADMIN
 from app.api.schemas import API_ERRORS
 from app.db.models import Service
 from app.db.repositories import RowLock
@@ -43,7 +44,13 @@ async def no_store(response: Response) -> None:
 # anyone empty the caches that every push relies on. Creations need none: unknown ids are never cached.
 class AuthenticatedJsonRoute(SafeJsonRoute):
     """A management route: the caller's token is known (``require_known_token``) before its body is read,
-    then the route's own dependencies decide what the token may do."""
+    then the route's own dependencies decide what the token may do. Its OpenAPI operation names the
+    token it takes: the admin token alone where ``require_admin`` is among those dependencies."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **options: Any) -> None:
+        super().__init__(path, endpoint, **options)
+        admin_only = any(dependency.dependency is require_admin for dependency in self.dependencies)
+        self.openapi_extra = {"security": ADMIN_ONLY if admin_only else SERVICE_OR_ADMIN, **(self.openapi_extra or {})}
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()

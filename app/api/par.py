@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 
 from app.api.deps import IdPath, StateDep
 from app.api.direct import served_directly
 from app.api.errors import CHALLENGED, error_response
+from app.api.openapi import CLIENT_AUTHENTICATION
 from app.api.push_pipeline import Throttle, execute_push, peek_client_id, too_many_requests
 from app.api.responses import NO_STORE_HEADERS, JsonAnswer
 from app.api.schemas import OAUTH_ERRORS
@@ -21,6 +24,36 @@ from app.state import AppState
 router = APIRouter(tags=["RFC 9126"], responses=OAUTH_ERRORS)
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 _CONTENT_TYPE, _AUTHORIZATION, _DPOP = b"content-type", b"authorization", b"dpop"
+_JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+# What OpenAPI can say of the form: every parameter a string, given once; the client's credentials here
+# for the methods that carry them in the body (the others: the operation's security requirement).
+PUSH_FORM: dict[str, Any] = {
+    "type": "object",
+    "description": "The authorization request's parameters (RFC 9126 §2.1), each given once, with the client's "
+    "credentials when it authenticates in the body.",
+    "properties": {
+        "client_id": {"type": "string", "description": "Required unless given as Basic credentials."},
+        "client_secret": {"type": "string", "description": "client_secret_post (RFC 6749 §2.3.1)."},
+        "client_assertion_type": {
+            "type": "string",
+            "enum": [_JWT_BEARER],
+            "description": "private_key_jwt and client_secret_jwt (RFC 7523 §2.2), with client_assertion.",
+        },
+        "client_assertion": {
+            "type": "string",
+            "description": "A JWT (RFC 7523 §3) signed with the client's private key (private_key_jwt) or with "
+            "its secret (client_secret_jwt).",
+        },
+        "response_type": {"type": "string"},
+        "redirect_uri": {"type": "string"},
+        "scope": {"type": "string"},
+        "state": {"type": "string"},
+        "code_challenge": {"type": "string", "description": "RFC 7636 §4.2."},
+        "code_challenge_method": {"type": "string"},
+        "request": {"type": "string", "description": "A request object (RFC 9101)."},
+    },
+    "additionalProperties": {"type": "string"},
+}
 
 
 def outcome_response(outcome: PushOutcome) -> JsonAnswer:
@@ -36,7 +69,10 @@ def outcome_response(outcome: PushOutcome) -> JsonAnswer:
     status_code=201,
     summary="Push an authorization request (RFC 9126 §2)",
     response_description='`{"request_uri": "urn:ietf:params:oauth:request_uri:...", "expires_in": 60}`',
-    openapi_extra={"requestBody": {"required": True, "content": {FORM_MEDIA_TYPE: {"schema": {"type": "object"}}}}},
+    openapi_extra={
+        "requestBody": {"required": True, "content": {FORM_MEDIA_TYPE: {"schema": PUSH_FORM}}},
+        "security": CLIENT_AUTHENTICATION,
+    },
 )
 @served_directly
 async def pushed_authorization_request(service_id: IdPath, request: Request, state: StateDep) -> JsonAnswer:
