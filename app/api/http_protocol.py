@@ -1,18 +1,26 @@
 """uvicorn's HTTP/1.1 protocol (httptools), with each connection's writes of one event-loop iteration sent
-as one.
+as one, and a bound on the time a request takes to arrive.
 
 uvicorn writes an answer's status line and headers, then its body, in two ``transport.write`` calls: two
 ``send`` system calls and two TCP segments per answer (``TCP_NODELAY`` is on). Held until the loop has
 run what is ready, both leave in one. ``par-server serve`` passes ``CoalescingHttpToolsProtocol`` to
 uvicorn as its ``http`` implementation; the figures are in bench/RESULTS.md ("One write per answer").
+
+uvicorn times only an idle kept-alive connection, and any byte received stops that timer: a client that
+sends a request slowly, or part of one and then nothing, holds its connection (and a place under the
+concurrency limit) for ever. Here a request must arrive whole within the read timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+from collections.abc import Callable
 from typing import Any
 
+from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
 
 # Held bytes beyond this are written at once: a streamed answer that produces much without yielding to the
 # loop reaches the socket, and uvicorn's flow control (which watches the socket's buffer) sees it.
@@ -100,9 +108,111 @@ class CoalescedWrites:
         return getattr(self._transport, name)
 
 
+# RFC 9110 §15.5.9: the server would not wait any longer; the connection is closed with it.
+REQUEST_TIMEOUT_ANSWER = (
+    b"HTTP/1.1 408 Request Timeout\r\n"
+    b"content-type: text/plain; charset=utf-8\r\n"
+    b"content-length: 15\r\n"
+    b"connection: close\r\n"
+    b"\r\n"
+    b"Request Timeout"
+)
+DEFAULT_REQUEST_READ_TIMEOUT_SECONDS = 30.0
+
+
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol on a ``CoalescedWrites`` transport."""
+    """uvicorn's httptools protocol on a ``CoalescedWrites`` transport, with a request read timeout.
+
+    The read timer runs from a request's first byte (a new connection's first request: from the
+    connection's start) until the request has arrived whole, headers and body. It is held while an
+    earlier request of the connection is still being answered, since uvicorn reads no further then
+    (pipelining), and starts once that answer is complete. A request being processed is not timed by
+    it, nor is an idle kept-alive connection (uvicorn's keep-alive timeout is). On expiry a request
+    that has not been answered gets 408 and ``Connection: close``; otherwise the connection is closed.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+        *,
+        request_read_timeout: float = DEFAULT_REQUEST_READ_TIMEOUT_SECONDS,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self.request_read_timeout = request_read_timeout
+        self._read_timer: asyncio.TimerHandle | None = None
+        self._request_begun = False  # a request's first byte was parsed, its last was not
+        self._request_headers_read = False  # ... and its headers are complete (it has a cycle of its own)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         coalesced = CoalescedWrites(transport, _flusher_of(self.loop))
         super().connection_made(coalesced)  # type: ignore[arg-type]
+        self._start_read_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_read_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        # The first byte since the connection went idle starts the clock (bytes that begin no request,
+        # such as stray line endings, too: uvicorn's keep-alive timer stops at any byte).
+        if self._read_timer is None and not self._behind_an_answer():
+            self._start_read_timer()
+        super().data_received(data)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._request_begun = True
+        self._request_headers_read = False
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        self._request_headers_read = True
+
+    def on_message_complete(self) -> None:
+        self._request_begun = False
+        self._stop_read_timer()
+        super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        # A request that began arriving behind this answer is read from now on (uvicorn resumed reading).
+        if self._request_begun and self._read_timer is None and not self._behind_an_answer():
+            if not self.transport.is_closing():
+                self._unset_keepalive_if_required()  # not idle: a request is on its way
+                self._start_read_timer()
+
+    def _behind_an_answer(self) -> bool:
+        """Whether an earlier request of this connection is still being answered."""
+        if self._request_begun and self._request_headers_read:
+            return bool(self.pipeline)  # the request's own cycle waits in the pipeline
+        return self.cycle is not None and not self.cycle.response_complete
+
+    def _start_read_timer(self) -> None:
+        self._read_timer = self.loop.call_later(self.request_read_timeout, self._request_read_timed_out)
+
+    def _stop_read_timer(self) -> None:
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+            self._read_timer = None
+
+    def _request_read_timed_out(self) -> None:
+        self._read_timer = None
+        if self.transport.is_closing():
+            return
+        answered = self._request_headers_read and self.cycle.response_started
+        if self._request_begun and not answered:
+            if self._request_headers_read:
+                # The application waits for the rest of the body: it gets a disconnect, and anything it
+                # sends is dropped, as for a client that went away.
+                self.cycle.disconnected = True
+                self.cycle.message_event.set()
+            self.transport.write(REQUEST_TIMEOUT_ANSWER)
+        self.transport.close()
+
+
+def request_timed_protocol(request_read_timeout: float) -> Callable[..., CoalescingHttpToolsProtocol]:
+    """The protocol factory uvicorn takes as ``http``; picklable, for ``--workers`` processes."""
+    return functools.partial(CoalescingHttpToolsProtocol, request_read_timeout=request_read_timeout)
