@@ -9,18 +9,25 @@ uvicorn as its ``http`` implementation; the figures are in bench/RESULTS.md ("On
 uvicorn times only an idle kept-alive connection, and any byte received stops that timer: a client that
 sends a request slowly, or part of one and then nothing, holds its connection (and a place under the
 concurrency limit) for ever. Here a request must arrive whole within the read timeout.
+
+Beyond the concurrency limit (``PAR_MAX_CONNECTIONS``) uvicorn answers ``503 text/plain``; here the 503,
+like the 408, is in the endpoint's error format, with ``Retry-After``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from collections.abc import Callable
 from typing import Any
 
+from starlette.types import Receive, Scope, Send
 from uvicorn.config import Config
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
+
+from app.api.errors import RETRY_AFTER_SECONDS, error_response
 
 # Held bytes beyond this are written at once: a streamed answer that produces much without yielding to the
 # loop reaches the socket, and uvicorn's flow control (which watches the socket's buffer) sees it.
@@ -108,16 +115,26 @@ class CoalescedWrites:
         return getattr(self._transport, name)
 
 
-# RFC 9110 §15.5.9: the server would not wait any longer; the connection is closed with it.
-REQUEST_TIMEOUT_ANSWER = (
-    b"HTTP/1.1 408 Request Timeout\r\n"
-    b"content-type: text/plain; charset=utf-8\r\n"
-    b"content-length: 15\r\n"
-    b"connection: close\r\n"
-    b"\r\n"
-    b"Request Timeout"
-)
+logger = logging.getLogger("par_server")
+
 DEFAULT_REQUEST_READ_TIMEOUT_SECONDS = 30.0
+# The answers below end their connection: the client learns it, and uvicorn reads no further.
+_CLOSE = {"Connection": "close"}
+
+
+def request_timeout_answer(path: str) -> bytes:
+    """RFC 9110 §15.5.9: the server would not wait any longer for the request to ``path`` (as far as it
+    arrived), in that path's error format, as the bytes of a whole answer."""
+    answer = error_response(path, 408, "the request did not arrive in time", _CLOSE)
+    head = [STATUS_LINE[408], *(name + b": " + value + b"\r\n" for name, value in answer.raw_headers), b"\r\n"]
+    return b"".join(head) + answer.body
+
+
+async def _answer_overloaded(scope: Scope, receive: Receive, send: Send) -> None:
+    """Beyond the concurrency limit, in place of the application."""
+    logger.warning("connection limit reached (PAR_MAX_CONNECTIONS): answered 503")
+    headers = {"Retry-After": RETRY_AFTER_SECONDS, **_CLOSE}
+    await error_response(scope["path"], 503, "the server is at its limit of connections", headers)(scope, receive, send)
 
 
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
@@ -142,6 +159,8 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self.request_read_timeout = request_read_timeout
+        # Checked here rather than by uvicorn, whose answer is plain text.
+        self.max_connections, self.limit_concurrency = self.limit_concurrency, None
         self._read_timer: asyncio.TimerHandle | None = None
         self._request_begun = False  # a request's first byte was parsed, its last was not
         self._request_headers_read = False  # ... and its headers are complete (it has a cycle of its own)
@@ -168,7 +187,15 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self._request_headers_read = False
 
     def on_headers_complete(self) -> None:
-        super().on_headers_complete()
+        limit = self.max_connections
+        if limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit):
+            app, self.app = self.app, _answer_overloaded  # as uvicorn's own check does, for this request
+            try:
+                super().on_headers_complete()
+            finally:
+                self.app = app
+        else:
+            super().on_headers_complete()
         self._request_headers_read = True
 
     def on_message_complete(self) -> None:
@@ -209,7 +236,8 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
                 # sends is dropped, as for a client that went away.
                 self.cycle.disconnected = True
                 self.cycle.message_event.set()
-            self.transport.write(REQUEST_TIMEOUT_ANSWER)
+            path = self.scope["path"] if self._request_headers_read else self.url.partition(b"?")[0].decode("latin-1")
+            self.transport.write(request_timeout_answer(path))
         self.transport.close()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -141,7 +142,9 @@ async def small_app(scope: Scope, receive: Receive, send: Send) -> None:
 
 @contextlib.asynccontextmanager
 async def serving(
-    protocol: Callable[..., asyncio.Protocol] = CoalescingHttpToolsProtocol, app: ASGIApp = small_app
+    protocol: Callable[..., asyncio.Protocol] = CoalescingHttpToolsProtocol,
+    app: ASGIApp = small_app,
+    limit_concurrency: int | None = None,
 ) -> AsyncIterator[int]:
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
@@ -153,6 +156,7 @@ async def serving(
         http=protocol,  # type: ignore[arg-type]
         lifespan="off",
         log_config=None,
+        limit_concurrency=limit_concurrency,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
@@ -269,8 +273,13 @@ async def test_partial_requests_get_408_and_are_closed_while_other_clients_are_s
                 assert (answer.status_code, answer.content) == (200, b"body %d" % n)
         closing = [answers_until_close(reader) for reader, _ in stalled]
         for closed in await asyncio.gather(*closing):
-            assert closed.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), closed
-            assert b"\r\nconnection: close\r\n" in closed
+            head, _, body = closed.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), closed
+            assert b"\r\nconnection: close\r\n" in head and b"\r\ncontent-type: application/json" in head
+            assert json.loads(body) == {
+                "error": "invalid_request",
+                "error_description": "the request did not arrive in time",
+            }
         assert await answers_until_close(silent_reader) == b""  # nothing asked, nothing answered: closed
         for _, writer in [*stalled, (silent_reader, silent_writer)]:
             writer.close()
@@ -363,3 +372,40 @@ async def test_an_idle_kept_alive_connection_is_closed_by_the_keep_alive_timeout
         # uvicorn's keep-alive timeout is 5 s here; the read timeout would be far later.
         assert await answers_until_close(reader) == b""
         writer.close()
+
+
+async def test_a_request_timed_out_at_the_backend_api_gets_a_result_error() -> None:
+    """Its headers arrived, its body did not: the application waiting for the body gets a disconnect."""
+    async with serving(request_timed_protocol(READ_TIMEOUT), SlowApp()) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request("/api/1/pushed_auth_req", b'{"parameters": "a=b"}')[:-5])
+        head, _, body = (await answers_until_close(reader)).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408 ") and b"\r\nconnection: close\r\n" in head
+        assert json.loads(body)["resultMessage"].endswith("the request did not arrive in time")
+        writer.close()
+
+
+async def test_beyond_the_connection_limit_a_request_gets_503_in_its_endpoints_format() -> None:
+    async with serving(request_timed_protocol(ANSWER_LIMIT), SlowApp(), limit_concurrency=3) as port:
+        held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
+        for path, error in (("/services/1/par", "error"), ("/api/1/pushed_auth_req", "resultCode")):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(request(path, b"x"))
+            head, _, body = (await answers_until_close(reader)).partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 503 "), head
+            assert b"\r\nretry-after: 5\r\n" in head and b"\r\nconnection: close\r\n" in head
+            assert error in json.loads(body)
+            writer.close()
+            await writer.wait_closed()
+        for _, writer in held:
+            writer.close()
+            await writer.wait_closed()
+        # Below the limit again (uvicorn counts a connection until its close is seen): served.
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            answer = await http.post("/echo", content=b"served")
+            for _ in range(100):
+                if answer.status_code == 200:
+                    break
+                await asyncio.sleep(0.05)
+                answer = await http.post("/echo", content=b"served")
+            assert (answer.status_code, answer.content) == (200, b"served")
