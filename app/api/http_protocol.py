@@ -20,14 +20,19 @@ import asyncio
 import functools
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from starlette.types import Receive, Scope, Send
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from app.api.errors import RETRY_AFTER_SECONDS, error_response
+if TYPE_CHECKING:
+    from starlette.types import Receive, Scope, Send
+
+# app.api.errors is imported where it is used. With --workers, uvicorn unpickles this module's protocol
+# factory in each worker process before the worker answers its supervisor's health checks, and errors'
+# imports (FastAPI, SQLAlchemy, redis) took over the 5 s those allow on a busy machine; the application,
+# loaded before any connection is served, has imported it by the time it is used.
 
 # Held bytes beyond this are written at once: a streamed answer that produces much without yielding to the
 # loop reaches the socket, and uvicorn's flow control (which watches the socket's buffer) sees it.
@@ -125,6 +130,8 @@ _CLOSE = {"Connection": "close"}
 def request_timeout_answer(path: str) -> bytes:
     """RFC 9110 §15.5.9: the server would not wait any longer for the request to ``path`` (as far as it
     arrived), in that path's error format, as the bytes of a whole answer."""
+    from app.api.errors import error_response
+
     answer = error_response(path, 408, "the request did not arrive in time", _CLOSE)
     head = [STATUS_LINE[408], *(name + b": " + value + b"\r\n" for name, value in answer.raw_headers), b"\r\n"]
     return b"".join(head) + answer.body
@@ -132,6 +139,8 @@ def request_timeout_answer(path: str) -> bytes:
 
 async def _answer_overloaded(scope: Scope, receive: Receive, send: Send) -> None:
     """Beyond the concurrency limit, in place of the application."""
+    from app.api.errors import RETRY_AFTER_SECONDS, error_response
+
     logger.warning("connection limit reached (PAR_MAX_CONNECTIONS): answered 503")
     headers = {"Retry-After": RETRY_AFTER_SECONDS, **_CLOSE}
     await error_response(scope["path"], 503, "the server is at its limit of connections", headers)(scope, receive, send)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import pickle
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -409,3 +412,17 @@ async def test_beyond_the_connection_limit_a_request_gets_503_in_its_endpoints_f
                 await asyncio.sleep(0.05)
                 answer = await http.post("/echo", content=b"served")
             assert (answer.status_code, answer.content) == (200, b"served")
+
+
+def test_the_protocol_factory_unpickles_without_the_applications_imports() -> None:
+    """With --workers, each worker unpickles the factory before it answers its supervisor's health checks
+    (5 s): importing FastAPI, SQLAlchemy and redis first got workers killed on a busy machine."""
+    code = (
+        "import pickle, sys; pickle.loads(sys.stdin.buffer.read()); "
+        "print(sorted({'fastapi', 'sqlalchemy', 'redis', 'app.api.errors'} & set(sys.modules)))"
+    )
+    factory = pickle.dumps(request_timed_protocol(READ_TIMEOUT))
+    completed = subprocess.run(  # noqa: S603 (our own interpreter and code)
+        [sys.executable, "-c", code], input=factory, capture_output=True, timeout=60, check=True
+    )
+    assert completed.stdout.decode().strip() == "[]"
