@@ -123,6 +123,10 @@ class CoalescedWrites:
 logger = logging.getLogger("par_server")
 
 DEFAULT_REQUEST_READ_TIMEOUT_SECONDS = 30.0
+# The most a request outlives its read timeout by: deadlines are checked this often (or four times per
+# timeout, when that is shorter), by one timer per event loop rather than one per request, whose arming
+# and cancelling would cost every request several microseconds.
+READ_DEADLINE_CHECK_SECONDS = 1.0
 # The answers below end their connection: the client learns it, and uvicorn reads no further.
 _CLOSE = {"Connection": "close"}
 
@@ -144,6 +148,51 @@ async def _answer_overloaded(scope: Scope, receive: Receive, send: Send) -> None
     logger.warning("connection limit reached (PAR_MAX_CONNECTIONS): answered 503")
     headers = {"Retry-After": RETRY_AFTER_SECONDS, **_CLOSE}
     await error_response(scope["path"], 503, "the server is at its limit of connections", headers)(scope, receive, send)
+
+
+class _ReadDeadlines:
+    """The connections whose request is on its way, checked against their deadlines while there are any."""
+
+    __slots__ = ("_loop", "_waiting", "_interval", "_checking")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._waiting: set[CoalescingHttpToolsProtocol] = set()
+        self._interval = READ_DEADLINE_CHECK_SECONDS
+        self._checking = False
+
+    def add(self, protocol: CoalescingHttpToolsProtocol, interval: float) -> None:
+        self._waiting.add(protocol)
+        self._interval = min(self._interval, interval)
+        if not self._checking:
+            self._checking = True
+            self._loop.call_later(self._interval, self._check)
+
+    def discard(self, protocol: CoalescingHttpToolsProtocol) -> None:
+        self._waiting.discard(protocol)
+
+    def _check(self) -> None:
+        now = self._loop.time()
+        for protocol in [protocol for protocol in self._waiting if protocol.read_deadline <= now]:
+            self._waiting.discard(protocol)
+            protocol.request_read_timed_out()
+        if self._waiting:
+            self._loop.call_later(self._interval, self._check)
+        else:
+            self._checking = False
+            self._interval = READ_DEADLINE_CHECK_SECONDS
+
+
+_read_deadlines: dict[asyncio.AbstractEventLoop, _ReadDeadlines] = {}
+
+
+def _read_deadlines_of(loop: asyncio.AbstractEventLoop) -> _ReadDeadlines:
+    deadlines = _read_deadlines.get(loop)
+    if deadlines is None:
+        for old in [known for known in _read_deadlines if known.is_closed()]:
+            del _read_deadlines[old]
+        deadlines = _read_deadlines[loop] = _ReadDeadlines(loop)
+    return deadlines
 
 
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
@@ -170,7 +219,10 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self.request_read_timeout = request_read_timeout
         # Checked here rather than by uvicorn, whose answer is plain text.
         self.max_connections, self.limit_concurrency = self.limit_concurrency, None
-        self._read_timer: asyncio.TimerHandle | None = None
+        self._deadlines = _read_deadlines_of(self.loop)
+        self._deadline_check_interval = min(READ_DEADLINE_CHECK_SECONDS, request_read_timeout / 4)
+        self.read_deadline = 0.0  # by the loop's clock, while reading_timed
+        self._reading_timed = False
         self._request_begun = False  # a request's first byte was parsed, its last was not
         self._request_headers_read = False  # ... and its headers are complete (it has a cycle of its own)
 
@@ -186,7 +238,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         # The first byte since the connection went idle starts the clock (bytes that begin no request,
         # such as stray line endings, too: uvicorn's keep-alive timer stops at any byte).
-        if self._read_timer is None and not self._behind_an_answer():
+        if not self._reading_timed and not self._behind_an_answer():
             self._start_read_timer()
         super().data_received(data)
 
@@ -215,7 +267,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     def on_response_complete(self) -> None:
         super().on_response_complete()
         # A request that began arriving behind this answer is read from now on (uvicorn resumed reading).
-        if self._request_begun and self._read_timer is None and not self._behind_an_answer():
+        if self._request_begun and not self._reading_timed and not self._behind_an_answer():
             if not self.transport.is_closing():
                 self._unset_keepalive_if_required()  # not idle: a request is on its way
                 self._start_read_timer()
@@ -227,15 +279,18 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         return self.cycle is not None and not self.cycle.response_complete
 
     def _start_read_timer(self) -> None:
-        self._read_timer = self.loop.call_later(self.request_read_timeout, self._request_read_timed_out)
+        self._reading_timed = True
+        self.read_deadline = self.loop.time() + self.request_read_timeout
+        self._deadlines.add(self, self._deadline_check_interval)
 
     def _stop_read_timer(self) -> None:
-        if self._read_timer is not None:
-            self._read_timer.cancel()
-            self._read_timer = None
+        if self._reading_timed:
+            self._reading_timed = False
+            self._deadlines.discard(self)
 
-    def _request_read_timed_out(self) -> None:
-        self._read_timer = None
+    def request_read_timed_out(self) -> None:
+        """Called by ``_ReadDeadlines`` once ``read_deadline`` has passed."""
+        self._reading_timed = False
         if self.transport.is_closing():
             return
         answered = self._request_headers_read and self.cycle.response_started
