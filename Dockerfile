@@ -14,7 +14,8 @@
 # PAR_SHUTDOWN_GRACE_SECONDS (25 s), but `docker stop` and compose kill the
 # container after 10 s. Give them more than the grace: `docker run
 # --stop-timeout 35`, `docker stop -t 35`, compose's `stop_grace_period: 35s`
-# (docker-compose.yml), Kubernetes' terminationGracePeriodSeconds: 35.
+# (docker-compose.yml); on Kubernetes deploy/kubernetes sets terminationGracePeriodSeconds: 40, which
+# also covers its 5 s preStop delay.
 #
 # Several replicas: do not let every replica migrate on start. Run the
 # migration once as a one-off job,

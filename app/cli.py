@@ -197,6 +197,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> None:
     import uvicorn
 
+    from app.api.http_protocol import request_timed_protocol
     from app.api.observability import server_log_config
 
     uvicorn.run(
@@ -205,11 +206,14 @@ def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> None:
         host=args.host,
         port=args.port,
         workers=args.workers,
-        http="app.api.http_protocol:CoalescingHttpToolsProtocol",  # an answer's head and body in one write
+        # An answer's head and body in one write, and a bound on the time a request takes to arrive.
+        http=request_timed_protocol(settings.request_read_timeout_seconds),  # type: ignore[arg-type]
         proxy_headers=False,  # PAR_TRUSTED_PROXIES decides whose X-Forwarded-For is read, in the app
         log_config=server_log_config(settings.log_level),
         log_level=settings.log_level.lower(),
-        timeout_keep_alive=5,
+        timeout_keep_alive=settings.keep_alive_timeout_seconds,
+        limit_concurrency=settings.max_connections,  # uvicorn answers 503 beyond it
+        backlog=settings.listen_backlog,
         server_header=False,
         ws="none",  # no WebSocket routes: an Upgrade request is not handed to a protocol implementation
         access_log=False,  # its line carries the raw query string; the app's own request line is the access log

@@ -212,6 +212,25 @@ class Settings(BaseSettings):
     # On SIGTERM, in-flight requests get this long to finish; then the server closes them.
     shutdown_grace_seconds: Annotated[int, Field(gt=0, le=300)] = 25
 
+    # The HTTP server (uvicorn), per process; README "### Limits and timeouts" sizes them.
+    keep_alive_timeout_seconds: Annotated[int, Field(gt=0, le=3600)] = Field(
+        default=5,
+        description="How long an idle kept-alive connection waits for its next request; a proxy's upstream idle "
+        "timeout must be shorter",
+    )
+    request_read_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(
+        default=30.0,
+        description="A whole request, headers and body, must arrive within this from its first byte (or from the "
+        "connection's start); then 408 and the connection is closed",
+    )
+    max_connections: Annotated[int, Field(gt=0)] = Field(
+        default=1000,
+        description="Open connections, or requests in progress, per process beyond which a request is answered 503",
+    )
+    listen_backlog: Annotated[int, Field(gt=0, le=65535)] = Field(
+        default=2048, description="Connections the kernel queues for accept() (capped by net.core.somaxconn)"
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import json
 import os
+import pickle
 import secrets
 import signal
 import socket
@@ -22,7 +24,6 @@ import httpx
 import pytest
 import uvicorn
 from passlib.hash import bcrypt, django_pbkdf2_sha256, pbkdf2_sha256
-from uvicorn.importer import import_from_string
 
 from app.api.http_protocol import CoalescingHttpToolsProtocol
 from app.api.observability import MULTIPROCESS_DIR_VARIABLE, server_log_config
@@ -513,7 +514,28 @@ def test_serve_passes_its_options_to_uvicorn(cli: Cli, monkeypatch: pytest.Monke
     assert options["factory"] is True and options["server_header"] is False and options["ws"] == "none"
     assert options["timeout_graceful_shutdown"] == 25
     assert options["proxy_headers"] is False  # PAR_TRUSTED_PROXIES decides, in the app
-    assert import_from_string(options["http"]) is CoalescingHttpToolsProtocol  # one write per answer
+    assert (options["timeout_keep_alive"], options["limit_concurrency"], options["backlog"]) == (5, 1000, 2048)
+    protocol = options["http"]
+    assert isinstance(protocol, functools.partial) and protocol.func is CoalescingHttpToolsProtocol
+    assert protocol.keywords == {"request_read_timeout": 30.0}
+    # --workers hands the config to each worker process pickled.
+    assert pickle.loads(pickle.dumps(protocol)).keywords == protocol.keywords  # noqa: S301 (our own bytes)
+
+
+def test_serve_takes_uvicorns_limits_from_the_settings(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[dict[str, object]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *_args, **kwargs: calls.append(kwargs))
+    monkeypatch.setenv("PAR_ADMIN_TOKEN", "a" * 43)
+    monkeypatch.setenv("PAR_PEPPER", "p" * 43)
+    monkeypatch.setenv("PAR_KEEP_ALIVE_TIMEOUT_SECONDS", "75")
+    monkeypatch.setenv("PAR_REQUEST_READ_TIMEOUT_SECONDS", "12.5")
+    monkeypatch.setenv("PAR_MAX_CONNECTIONS", "300")
+    monkeypatch.setenv("PAR_LISTEN_BACKLOG", "512")
+    code, _, _ = cli.run("serve")
+    assert code == 0
+    [options] = calls
+    assert (options["timeout_keep_alive"], options["limit_concurrency"], options["backlog"]) == (75, 300, 512)
+    assert options["http"].keywords == {"request_read_timeout": 12.5}  # type: ignore[attr-defined]
 
 
 @dataclass

@@ -209,6 +209,28 @@ def test_the_client_timeout_must_exceed_the_statement_timeout() -> None:
     assert Settings(db_statement_timeout_seconds=0, db_client_timeout_seconds=1).db_client_timeout_seconds == 1
 
 
+def test_the_http_servers_limits_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    defaults = Settings()
+    assert (defaults.keep_alive_timeout_seconds, defaults.request_read_timeout_seconds) == (5, 30.0)
+    assert (defaults.max_connections, defaults.listen_backlog) == (1000, 2048)
+    monkeypatch.setenv("PAR_KEEP_ALIVE_TIMEOUT_SECONDS", "65")
+    monkeypatch.setenv("PAR_REQUEST_READ_TIMEOUT_SECONDS", "12.5")
+    monkeypatch.setenv("PAR_MAX_CONNECTIONS", "200")
+    monkeypatch.setenv("PAR_LISTEN_BACKLOG", "128")
+    given = Settings()
+    assert (given.keep_alive_timeout_seconds, given.request_read_timeout_seconds) == (65, 12.5)
+    assert (given.max_connections, given.listen_backlog) == (200, 128)
+
+
+@pytest.mark.parametrize(
+    "field", ["keep_alive_timeout_seconds", "request_read_timeout_seconds", "max_connections", "listen_backlog"]
+)
+def test_the_http_servers_limits_are_positive(field: str) -> None:
+    """0 would close every connection at once, or answer every request 503."""
+    with pytest.raises(ValidationError, match=field):
+        Settings(**{field: 0})  # type: ignore[arg-type]
+
+
 def test_the_pushed_request_store_is_database_or_redis() -> None:
     with pytest.raises(ValidationError, match="'database' or 'redis'"):
         Settings(pushed_request_store="memcached")

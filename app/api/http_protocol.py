@@ -1,18 +1,38 @@
 """uvicorn's HTTP/1.1 protocol (httptools), with each connection's writes of one event-loop iteration sent
-as one.
+as one, and a bound on the time a request takes to arrive.
 
 uvicorn writes an answer's status line and headers, then its body, in two ``transport.write`` calls: two
 ``send`` system calls and two TCP segments per answer (``TCP_NODELAY`` is on). Held until the loop has
 run what is ready, both leave in one. ``par-server serve`` passes ``CoalescingHttpToolsProtocol`` to
 uvicorn as its ``http`` implementation; the figures are in bench/RESULTS.md ("One write per answer").
+
+uvicorn times only an idle kept-alive connection, and any byte received stops that timer: a client that
+sends a request slowly, or part of one and then nothing, holds its connection (and a place under the
+concurrency limit) for ever. Here a request must arrive whole within the read timeout.
+
+Beyond the concurrency limit (``PAR_MAX_CONNECTIONS``) uvicorn answers ``503 text/plain``; here the 503,
+like the 408, is in the endpoint's error format, with ``Retry-After``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import functools
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.server import ServerState
+
+if TYPE_CHECKING:
+    from starlette.types import Receive, Scope, Send
+
+# app.api.errors is imported where it is used. With --workers, uvicorn unpickles this module's protocol
+# factory in each worker process before the worker answers its supervisor's health checks, and errors'
+# imports (FastAPI, SQLAlchemy, redis) took over the 5 s those allow on a busy machine; the application,
+# loaded before any connection is served, has imported it by the time it is used.
 
 # Held bytes beyond this are written at once: a streamed answer that produces much without yielding to the
 # loop reaches the socket, and uvicorn's flow control (which watches the socket's buffer) sees it.
@@ -100,9 +120,191 @@ class CoalescedWrites:
         return getattr(self._transport, name)
 
 
+logger = logging.getLogger("par_server")
+
+DEFAULT_REQUEST_READ_TIMEOUT_SECONDS = 30.0
+# The most a request outlives its read timeout by: deadlines are checked this often (or four times per
+# timeout, when that is shorter), by one timer per event loop rather than one per request, whose arming
+# and cancelling would cost every request several microseconds.
+READ_DEADLINE_CHECK_SECONDS = 1.0
+# The answers below end their connection: the client learns it, and uvicorn reads no further.
+_CLOSE = {"Connection": "close"}
+
+
+def request_timeout_answer(path: str) -> bytes:
+    """RFC 9110 §15.5.9: the server would not wait any longer for the request to ``path`` (as far as it
+    arrived), in that path's error format, as the bytes of a whole answer."""
+    from app.api.errors import error_response
+
+    answer = error_response(path, 408, "the request did not arrive in time", _CLOSE)
+    head = [STATUS_LINE[408], *(name + b": " + value + b"\r\n" for name, value in answer.raw_headers), b"\r\n"]
+    return b"".join(head) + answer.body
+
+
+async def _answer_overloaded(scope: Scope, receive: Receive, send: Send) -> None:
+    """Beyond the concurrency limit, in place of the application."""
+    from app.api.errors import RETRY_AFTER_SECONDS, error_response
+
+    logger.warning("connection limit reached (PAR_MAX_CONNECTIONS): answered 503")
+    headers = {"Retry-After": RETRY_AFTER_SECONDS, **_CLOSE}
+    await error_response(scope["path"], 503, "the server is at its limit of connections", headers)(scope, receive, send)
+
+
+class _ReadDeadlines:
+    """The connections whose request is on its way, checked against their deadlines while there are any."""
+
+    __slots__ = ("_loop", "_waiting", "_interval", "_checking")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._waiting: set[CoalescingHttpToolsProtocol] = set()
+        self._interval = READ_DEADLINE_CHECK_SECONDS
+        self._checking = False
+
+    def add(self, protocol: CoalescingHttpToolsProtocol, interval: float) -> None:
+        self._waiting.add(protocol)
+        self._interval = min(self._interval, interval)
+        if not self._checking:
+            self._checking = True
+            self._loop.call_later(self._interval, self._check)
+
+    def discard(self, protocol: CoalescingHttpToolsProtocol) -> None:
+        self._waiting.discard(protocol)
+
+    def _check(self) -> None:
+        now = self._loop.time()
+        for protocol in [protocol for protocol in self._waiting if protocol.read_deadline <= now]:
+            self._waiting.discard(protocol)
+            protocol.request_read_timed_out()
+        if self._waiting:
+            self._loop.call_later(self._interval, self._check)
+        else:
+            self._checking = False
+            self._interval = READ_DEADLINE_CHECK_SECONDS
+
+
+_read_deadlines: dict[asyncio.AbstractEventLoop, _ReadDeadlines] = {}
+
+
+def _read_deadlines_of(loop: asyncio.AbstractEventLoop) -> _ReadDeadlines:
+    deadlines = _read_deadlines.get(loop)
+    if deadlines is None:
+        for old in [known for known in _read_deadlines if known.is_closed()]:
+            del _read_deadlines[old]
+        deadlines = _read_deadlines[loop] = _ReadDeadlines(loop)
+    return deadlines
+
+
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol on a ``CoalescedWrites`` transport."""
+    """uvicorn's httptools protocol on a ``CoalescedWrites`` transport, with a request read timeout.
+
+    The read timer runs from a request's first byte (a new connection's first request: from the
+    connection's start) until the request has arrived whole, headers and body. It is held while an
+    earlier request of the connection is still being answered, since uvicorn reads no further then
+    (pipelining), and starts once that answer is complete. A request being processed is not timed by
+    it, nor is an idle kept-alive connection (uvicorn's keep-alive timeout is). On expiry a request
+    that has not been answered gets 408 and ``Connection: close``; otherwise the connection is closed.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+        *,
+        request_read_timeout: float = DEFAULT_REQUEST_READ_TIMEOUT_SECONDS,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self.request_read_timeout = request_read_timeout
+        # Checked here rather than by uvicorn, whose answer is plain text.
+        self.max_connections, self.limit_concurrency = self.limit_concurrency, None
+        self._deadlines = _read_deadlines_of(self.loop)
+        self._deadline_check_interval = min(READ_DEADLINE_CHECK_SECONDS, request_read_timeout / 4)
+        self.read_deadline = 0.0  # by the loop's clock, while reading_timed
+        self._reading_timed = False
+        self._request_begun = False  # a request's first byte was parsed, its last was not
+        self._request_headers_read = False  # ... and its headers are complete (it has a cycle of its own)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         coalesced = CoalescedWrites(transport, _flusher_of(self.loop))
         super().connection_made(coalesced)  # type: ignore[arg-type]
+        self._start_read_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_read_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        # The first byte since the connection went idle starts the clock (bytes that begin no request,
+        # such as stray line endings, too: uvicorn's keep-alive timer stops at any byte).
+        if not self._reading_timed and not self._behind_an_answer():
+            self._start_read_timer()
+        super().data_received(data)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._request_begun = True
+        self._request_headers_read = False
+
+    def on_headers_complete(self) -> None:
+        limit = self.max_connections
+        if limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit):
+            app, self.app = self.app, _answer_overloaded  # as uvicorn's own check does, for this request
+            try:
+                super().on_headers_complete()
+            finally:
+                self.app = app
+        else:
+            super().on_headers_complete()
+        self._request_headers_read = True
+
+    def on_message_complete(self) -> None:
+        self._request_begun = False
+        self._stop_read_timer()
+        super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        # A request that began arriving behind this answer is read from now on (uvicorn resumed reading).
+        if self._request_begun and not self._reading_timed and not self._behind_an_answer():
+            if not self.transport.is_closing():
+                self._unset_keepalive_if_required()  # not idle: a request is on its way
+                self._start_read_timer()
+
+    def _behind_an_answer(self) -> bool:
+        """Whether an earlier request of this connection is still being answered."""
+        if self._request_begun and self._request_headers_read:
+            return bool(self.pipeline)  # the request's own cycle waits in the pipeline
+        return self.cycle is not None and not self.cycle.response_complete
+
+    def _start_read_timer(self) -> None:
+        self._reading_timed = True
+        self.read_deadline = self.loop.time() + self.request_read_timeout
+        self._deadlines.add(self, self._deadline_check_interval)
+
+    def _stop_read_timer(self) -> None:
+        if self._reading_timed:
+            self._reading_timed = False
+            self._deadlines.discard(self)
+
+    def request_read_timed_out(self) -> None:
+        """Called by ``_ReadDeadlines`` once ``read_deadline`` has passed."""
+        self._reading_timed = False
+        if self.transport.is_closing():
+            return
+        answered = self._request_headers_read and self.cycle.response_started
+        if self._request_begun and not answered:
+            if self._request_headers_read:
+                # The application waits for the rest of the body: it gets a disconnect, and anything it
+                # sends is dropped, as for a client that went away.
+                self.cycle.disconnected = True
+                self.cycle.message_event.set()
+            path = self.scope["path"] if self._request_headers_read else self.url.partition(b"?")[0].decode("latin-1")
+            self.transport.write(request_timeout_answer(path))
+        self.transport.close()
+
+
+def request_timed_protocol(request_read_timeout: float) -> Callable[..., CoalescingHttpToolsProtocol]:
+    """The protocol factory uvicorn takes as ``http``; picklable, for ``--workers`` processes."""
+    return functools.partial(CoalescingHttpToolsProtocol, request_read_timeout=request_read_timeout)

@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import pickle
 import socket
-from collections.abc import AsyncIterator
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 import uvicorn
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.api.http_protocol import HELD_BYTES_LIMIT, CoalescedWrites, CoalescingHttpToolsProtocol, _Flusher
+from app.api.http_protocol import (
+    HELD_BYTES_LIMIT,
+    CoalescedWrites,
+    CoalescingHttpToolsProtocol,
+    _Flusher,
+    request_timed_protocol,
+)
 
 
 class RecordingTransport:
@@ -134,11 +144,23 @@ async def small_app(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 @contextlib.asynccontextmanager
-async def serving(protocol: type[asyncio.Protocol] = CoalescingHttpToolsProtocol) -> AsyncIterator[int]:
+async def serving(
+    protocol: Callable[..., asyncio.Protocol] = CoalescingHttpToolsProtocol,
+    app: ASGIApp = small_app,
+    limit_concurrency: int | None = None,
+) -> AsyncIterator[int]:
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         port = listener.getsockname()[1]
-    config = uvicorn.Config(small_app, host="127.0.0.1", port=port, http=protocol, lifespan="off", log_config=None)
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        http=protocol,  # type: ignore[arg-type]
+        lifespan="off",
+        log_config=None,
+        limit_concurrency=limit_concurrency,
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
@@ -197,3 +219,210 @@ async def test_each_answer_reaches_the_socket_in_one_write() -> None:
     assert len(SOCKET_WRITES) == 2
     assert all(write.startswith(b"HTTP/1.1 200 OK") for write in SOCKET_WRITES)
     assert SOCKET_WRITES[0].endswith(b"\r\n\r\n/one") and SOCKET_WRITES[1].endswith(b"\r\n\r\n/two")
+
+
+# --- the request read timeout ---------------------------------------------------------------------------
+
+READ_TIMEOUT = 1.0  # short, so that the tests that wait for it end soon
+ANSWER_LIMIT = 30.0  # how long a test waits for an answer or a close that must come: far past READ_TIMEOUT
+
+
+class SlowApp:
+    """``/slow`` answers once the test sets ``release``; ``/echo`` answers the request's body."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.slow_started = asyncio.Event()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        if scope["path"] == "/slow":
+            self.slow_started.set()
+            await self.release.wait()
+            body = b"slow"
+        headers = [(b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def request(path: str, body: bytes = b"") -> bytes:
+    return b"POST %s HTTP/1.1\r\nhost: x\r\ncontent-length: %d\r\n\r\n%s" % (path.encode(), len(body), body)
+
+
+async def answers_until_close(reader: asyncio.StreamReader) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    return await asyncio.wait_for(reader.read(), timeout=ANSWER_LIMIT)
+
+
+async def test_partial_requests_get_408_and_are_closed_while_other_clients_are_served() -> None:
+    """100 connections that sent part of their headers (and one that sent nothing) are closed, the
+    partial ones with a 408; a client that sends whole requests is served meanwhile."""
+    async with serving(request_timed_protocol(READ_TIMEOUT), SlowApp()) as port:
+        stalled = [await asyncio.open_connection("127.0.0.1", port) for _ in range(100)]
+        for _, writer in stalled:
+            writer.write(b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-le")
+            await writer.drain()
+        silent_reader, silent_writer = await asyncio.open_connection("127.0.0.1", port)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            for n in range(3):
+                answer = await http.post("/echo", content=b"body %d" % n)
+                assert (answer.status_code, answer.content) == (200, b"body %d" % n)
+        closing = [answers_until_close(reader) for reader, _ in stalled]
+        for closed in await asyncio.gather(*closing):
+            head, _, body = closed.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), closed
+            assert b"\r\nconnection: close\r\n" in head and b"\r\ncontent-type: application/json" in head
+            assert json.loads(body) == {
+                "error": "invalid_request",
+                "error_description": "the request did not arrive in time",
+            }
+        assert await answers_until_close(silent_reader) == b""  # nothing asked, nothing answered: closed
+        for _, writer in [*stalled, (silent_reader, silent_writer)]:
+            writer.close()
+
+
+async def test_bytes_that_keep_coming_do_not_extend_the_deadline() -> None:
+    """A request sent a byte at a time, each well within the timeout of the one before, still has to
+    arrive whole within the timeout from its first byte (uvicorn's own timer restarts at each byte)."""
+    async with serving(request_timed_protocol(READ_TIMEOUT), SlowApp()) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        dribbled = request("/echo", b"x" * 1000)
+        answer = asyncio.ensure_future(answers_until_close(reader))
+        for byte in dribbled:
+            if answer.done():
+                break
+            writer.write(bytes([byte]))
+            await asyncio.sleep(READ_TIMEOUT / 10)
+        assert (await answer).startswith(b"HTTP/1.1 408 "), "the request took 10 timeouts to arrive"
+        writer.close()
+
+
+async def test_a_slow_request_within_the_timeout_is_answered_and_the_connection_kept() -> None:
+    generous = 20.0
+    async with serving(request_timed_protocol(generous), SlowApp()) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for _ in range(2):  # twice on one connection: the timer starts again with the next request
+            slow_request = request("/echo", b"a slow client's body")
+            for start in range(0, len(slow_request), 8):
+                writer.write(slow_request[start : start + 8])
+                await asyncio.sleep(0.02)  # about half a second in all, far from the timeout
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=ANSWER_LIMIT)
+            assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+            assert await reader.readexactly(len(b"a slow client's body")) == b"a slow client's body"
+        writer.close()
+
+
+async def test_a_request_being_processed_is_not_timed() -> None:
+    """The handler takes several read timeouts (as a push waiting for a slow jwksUri does); its answer
+    still arrives, on a connection kept alive for the next request."""
+    app = SlowApp()
+    async with serving(request_timed_protocol(READ_TIMEOUT), app) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request("/slow"))
+        await asyncio.wait_for(app.slow_started.wait(), timeout=ANSWER_LIMIT)
+        await asyncio.sleep(3 * READ_TIMEOUT)
+        app.release.set()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=ANSWER_LIMIT)
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"connection: close" not in head
+        assert await reader.readexactly(4) == b"slow"
+        writer.write(request("/echo", b"next"))
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=ANSWER_LIMIT)
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert await reader.readexactly(4) == b"next"
+        writer.close()
+
+
+async def test_a_request_pipelined_behind_a_slow_one_is_timed_only_once_that_one_is_answered() -> None:
+    """The second request's head and part of its body arrive while the first is processed for several
+    read timeouts; uvicorn reads no further then, so that time does not count against the second."""
+    app = SlowApp()
+    async with serving(request_timed_protocol(READ_TIMEOUT), app) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        second = request("/echo", b"pipelined body")
+        writer.write(request("/slow"))
+        await asyncio.wait_for(app.slow_started.wait(), timeout=ANSWER_LIMIT)
+        writer.write(second[:-4])
+        await asyncio.sleep(3 * READ_TIMEOUT)
+        writer.write(second[-4:])
+        await writer.drain()
+        app.release.set()
+        writer.write(request("/echo", b"third"))
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=ANSWER_LIMIT)
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert await reader.readexactly(4) == b"slow"
+        for body in (b"pipelined body", b"third"):
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=ANSWER_LIMIT)
+            assert head.startswith(b"HTTP/1.1 200 OK\r\n"), head
+            assert await reader.readexactly(len(body)) == body
+        writer.close()
+
+
+async def test_an_idle_kept_alive_connection_is_closed_by_the_keep_alive_timeout_without_an_answer() -> None:
+    """Between requests the keep-alive timeout governs: no 408 for a connection that asked nothing."""
+    async with serving(request_timed_protocol(ANSWER_LIMIT * 10), SlowApp()) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request("/echo", b"once"))
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=ANSWER_LIMIT)
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert await reader.readexactly(4) == b"once"
+        # uvicorn's keep-alive timeout is 5 s here; the read timeout would be far later.
+        assert await answers_until_close(reader) == b""
+        writer.close()
+
+
+async def test_a_request_timed_out_at_the_backend_api_gets_a_result_error() -> None:
+    """Its headers arrived, its body did not: the application waiting for the body gets a disconnect."""
+    async with serving(request_timed_protocol(READ_TIMEOUT), SlowApp()) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request("/api/1/pushed_auth_req", b'{"parameters": "a=b"}')[:-5])
+        head, _, body = (await answers_until_close(reader)).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408 ") and b"\r\nconnection: close\r\n" in head
+        assert json.loads(body)["resultMessage"].endswith("the request did not arrive in time")
+        writer.close()
+
+
+async def test_beyond_the_connection_limit_a_request_gets_503_in_its_endpoints_format() -> None:
+    async with serving(request_timed_protocol(ANSWER_LIMIT), SlowApp(), limit_concurrency=3) as port:
+        held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
+        for path, error in (("/services/1/par", "error"), ("/api/1/pushed_auth_req", "resultCode")):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(request(path, b"x"))
+            head, _, body = (await answers_until_close(reader)).partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 503 "), head
+            assert b"\r\nretry-after: 5\r\n" in head and b"\r\nconnection: close\r\n" in head
+            assert error in json.loads(body)
+            writer.close()
+            await writer.wait_closed()
+        for _, writer in held:
+            writer.close()
+            await writer.wait_closed()
+        # Below the limit again (uvicorn counts a connection until its close is seen): served.
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            answer = await http.post("/echo", content=b"served")
+            for _ in range(100):
+                if answer.status_code == 200:
+                    break
+                await asyncio.sleep(0.05)
+                answer = await http.post("/echo", content=b"served")
+            assert (answer.status_code, answer.content) == (200, b"served")
+
+
+def test_the_protocol_factory_unpickles_without_the_applications_imports() -> None:
+    """With --workers, each worker unpickles the factory before it answers its supervisor's health checks
+    (5 s): importing FastAPI, SQLAlchemy and redis first got workers killed on a busy machine."""
+    code = (
+        "import pickle, sys; pickle.loads(sys.stdin.buffer.read()); "
+        "print(sorted({'fastapi', 'sqlalchemy', 'redis', 'app.api.errors'} & set(sys.modules)))"
+    )
+    factory = pickle.dumps(request_timed_protocol(READ_TIMEOUT))
+    completed = subprocess.run(  # noqa: S603 (our own interpreter and code)
+        [sys.executable, "-c", code], input=factory, capture_output=True, timeout=60, check=True
+    )
+    assert completed.stdout.decode().strip() == "[]"
