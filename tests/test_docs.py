@@ -99,3 +99,18 @@ def test_no_references_to_files_outside_the_repository_or_to_issue_numbers(patte
         if pattern.search(line)
     ]
     assert not found, "\n".join(found)
+
+
+def test_every_setting_has_a_row_in_the_readme() -> None:
+    """Each setting an operator can set is in one of README's tables of variables, by its variable name."""
+    from app.settings import Settings
+
+    prefix = Settings.model_config.get("env_prefix", "")
+    documented: set[str] = set()
+    for line in (ROOT / "README.md").read_text(encoding="utf-8").splitlines():
+        if line.startswith("| `"):
+            documented |= set(re.findall(r"`([A-Z][A-Z0-9_]+)`", line.split("|")[1]))
+    # Set by `par-server demo` for the server it starts, not by an operator.
+    internal = {f"{prefix}DEMO"}
+    variables = {f"{prefix}{name}".upper() for name in Settings.model_fields}
+    assert sorted(variables - internal - documented) == []
