@@ -618,9 +618,12 @@ def test_serve_help_does_not_offer_the_access_log_option(cli: Cli) -> None:
 
 
 @pytest.mark.parametrize("options", [[], ["--workers", "2"]])
-def test_serve_writes_one_json_log_stream_without_request_parameters(tmp_path: Path, options: list[str]) -> None:
+def test_serve_writes_one_json_log_stream_without_request_parameters(
+    tmp_path: Path, options: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """uvicorn's start-up, warning and shutdown lines are JSON like the app's, in every worker, and
     neither they nor the request lines carry a query string."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # the workers' metrics directory, should the server not remove it
     database_url = f"sqlite+aiosqlite:///{tmp_path / 'par.db'}"
     run_migrations(Settings(database_url=database_url))
     deployment = support.Deployment(database_url, tmp_path)

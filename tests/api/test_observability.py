@@ -13,6 +13,7 @@ import os
 import secrets
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -723,9 +724,15 @@ def scrape(base_url: str) -> str:
 
 
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="tells the answering worker by /proc (Linux)")
-def test_every_worker_of_a_served_app_reports_every_workers_totals(tmp_path: Path) -> None:
+def test_every_worker_of_a_served_app_reports_every_workers_totals(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """``par-server serve --workers 2`` on a SQLite file: each scrape, whichever worker answers it, counts
-    every push, and reports each worker's process and runtime metrics."""
+    every push, and reports each worker's process and runtime metrics; the metrics directory goes as the
+    server stops."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temporary))  # the server's, where it makes the metrics directory
     database_url = f"sqlite+aiosqlite:///{tmp_path / 'par.db'}"
     deployment = support.Deployment(database_url, tmp_path)
     deployment.cli("migrate")
@@ -778,3 +785,8 @@ def test_every_worker_of_a_served_app_reports_every_workers_totals(tmp_path: Pat
             if min(answered.values()) >= LEAST_SCRAPES_PER_WORKER:
                 break
         assert min(answered.values()) >= LEAST_SCRAPES_PER_WORKER, answered
+        [directory] = temporary.iterdir()
+        assert directory.name.startswith("par-server-metrics-")
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=30) == 0, server.log()
+    assert list(temporary.iterdir()) == []
