@@ -181,6 +181,26 @@ async def test_other_routes_are_named_by_their_templates_and_no_query_reaches_a_
     assert_carries_none_of(spans, [SECRET_QUERY])
 
 
+async def test_headers_an_operator_has_captured_are_redacted_where_secret(
+    settings: Settings, provider: TracerProvider, exporter: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST", ".*")
+    application = create_app(settings, tracer_provider=provider)
+    secrets = {"Authorization": "Basic c2VjcmV0", "DPoP": "proof-value", "X-Refresh-Token": "token-value"}
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url=BASE_URL) as http:
+            await http.get("/healthz", headers=secrets | {"X-Tenant": "eu-1"})
+    finally:
+        await application.state.par.aclose()
+
+    [server] = server_spans(exporter.get_finished_spans())
+    attributes = server.attributes or {}
+    for name in ("authorization", "dpop", "x_refresh_token"):
+        assert attributes[f"http.request.header.{name}"] == ("[REDACTED]",)
+    assert attributes["http.request.header.x_tenant"] == ("eu-1",)  # what an operator asked for
+    assert_carries_none_of([server], list(secrets.values()))
+
+
 async def test_an_incoming_traceparent_is_continued(
     client: httpx.AsyncClient, service: ServiceHandle, basic_client: ClientHandle, exporter: InMemorySpanExporter
 ) -> None:
