@@ -46,14 +46,15 @@ WORKDIR /src
 COPY scripts/uv-requirements.txt ./scripts/
 RUN pip install --no-cache-dir --require-hashes -r scripts/uv-requirements.txt
 
-# Exactly what uv.lock pins (hash-checked), without the test group. The
+# Exactly what uv.lock pins (hash-checked), without the test group, with the
+# tracing extra (OpenTelemetry: on only when OTEL_* variables ask). The
 # dependencies get a layer of their own, rebuilt only when the lock changes.
 COPY pyproject.toml uv.lock README.md LICENSE ./
-RUN uv sync --locked --no-default-groups --no-install-project --no-editable
+RUN uv sync --locked --no-default-groups --extra tracing --no-install-project --no-editable
 # The project itself, as a wheel would install it (migrations included).
 COPY app ./app
 COPY migrations ./migrations
-RUN uv sync --locked --no-default-groups --no-editable
+RUN uv sync --locked --no-default-groups --extra tracing --no-editable
 # The .pyc files are compiled here on purpose: at run time the code is
 # read-only for the service user and PYTHONDONTWRITEBYTECODE is set.
 

@@ -156,6 +156,11 @@ class JwksFetcher:
             headers={"Accept": ACCEPT, "Accept-Encoding": "identity"},
         )
 
+    @property
+    def http_client(self) -> httpx.AsyncClient:
+        """The client the fetches are sent with (instrumented by ``app.tracing`` when tracing is on)."""
+        return self._client
+
     async def aclose(self) -> None:
         await self._client.aclose()
 

@@ -6,7 +6,10 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Mapping
+from functools import partial
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp
@@ -22,14 +25,24 @@ from app.db.repositories import PushedRequestRepository
 from app.settings import Settings
 from app.state import AppState, build_state, utc_now
 
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+
 logger = logging.getLogger("par_server")
 VERSION = "0.1.0"
 
 
-def create_app(settings: Settings) -> ParServerApp:
+def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = None) -> ParServerApp:
+    """The app; with a ``tracer_provider``, traced into it (``app.tracing``, which only then is imported)."""
     settings.require_production_secrets()
     configure_logging(settings.log_level)
     state = build_state(settings)
+    trace_fields = None
+    if tracer_provider is not None:
+        from app import tracing
+
+        tracing.trace_storage(state, tracer_provider)
+        trace_fields = tracing.request_trace_fields
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -49,6 +62,8 @@ def create_app(settings: Settings) -> ParServerApp:
                     await task
             state.metrics.worker_stopped()
             await state.aclose()
+            if tracer_provider is not None:  # the spans still held, exported (a blocking call)
+                await asyncio.to_thread(tracer_provider.shutdown)
             flush_log_handlers()  # the last requests' lines, held for a turn of the loop that may not come
 
     app = ParServerApp(
@@ -62,6 +77,16 @@ def create_app(settings: Settings) -> ParServerApp:
         # FastAPI's pages load their files from a CDN: app.api.docs_ui serves its own.
         docs_url=None,
         redoc_url=None,
+        # FastAPI's own OpenTelemetry spans, metrics and logs (on once a process-wide provider is set) would
+        # trace FastAPI's routes only, a second time, and log exception messages that can quote parameter
+        # values: the requests are traced in front of everything instead (app.tracing), by our rules.
+        telemetry={
+            "tracing": False,
+            "metrics": False,
+            "logs": False,
+            "operation_spans": False,
+            "auto_configure": False,
+        },
     )
     app.state.par = state
     routers = [module.router for module in (par, backend, authorization, management, metadata, health)]
@@ -76,19 +101,50 @@ def create_app(settings: Settings) -> ParServerApp:
     def middlewares(inner: ASGIApp) -> ASGIApp:
         limited = BodySizeLimitMiddleware(inner, limits=limits)
         # Outermost: sees every answer.
-        return RequestObservationMiddleware(limited, metrics=state.metrics, routes=app.routes)
+        return RequestObservationMiddleware(
+            limited, metrics=state.metrics, routes=app.routes, trace_fields=trace_fields
+        )
 
     # The endpoints marked @served_directly, ahead of the app's own routing and middlewares, whose work
     # they do themselves (app.api.direct).
     app.serve_in_front(
-        direct_routes(route for router in routers for route in router.routes), middlewares, limits, state.metrics
+        direct_routes(route for router in routers for route in router.routes),
+        middlewares,
+        limits,
+        state.metrics,
+        trace_fields,
     )
+    if tracer_provider is not None:  # in front of everything: the direct routes get their spans too
+        app.wrap_front(partial(tracing.request_spans, provider=tracer_provider, routes=app.routes))
     return app
 
 
 def app_from_environment() -> ParServerApp:
-    """Entry point for ``uvicorn --factory``: settings from the environment."""
-    return create_app(Settings())
+    """Entry point for ``uvicorn --factory`` (so each worker process builds its own): settings, and
+    tracing when asked for, from the environment."""
+    settings = Settings()
+    if not tracing_requested(os.environ):
+        return create_app(settings)
+    try:
+        from app.tracing import tracer_provider_from_environment
+    except ImportError as error:
+        raise RuntimeError(
+            "OTEL_* variables turn tracing on, but OpenTelemetry is not installed: install par-server[tracing]"
+        ) from error
+    return create_app(settings, tracer_provider=tracer_provider_from_environment())
+
+
+def tracing_requested(environ: Mapping[str, str]) -> bool:
+    """Whether the OTEL_* variables turn tracing on (README, "Traces"): off unless OTEL_TRACES_EXPORTER
+    names an exporter (not "none") or an OTLP endpoint is set (OTEL_EXPORTER_OTLP_ENDPOINT or
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT), and always off with OTEL_SDK_DISABLED=true. The specification's
+    default exporter ("otlp") alone does not turn it on: tracing is off by default."""
+    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    exporter = environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    if exporter:
+        return exporter != "none"
+    return bool(environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
 
 
 async def purge_expired(state: AppState) -> int:

@@ -10,7 +10,7 @@ measures the backend API's first resolve, or consume, of each (as bench/flow.lua
 figure is then per call (``cpu_us_per_push`` still names it). With --profile it writes a cProfile of
 the measured calls to OUT (read it with ``python -m pstats OUT`` or snakeviz). The figure leaves out
 uvicorn's HTTP parsing, which `bash bench/run.sh` measures with the rest; it is the repeatable number to
-compare changes with.
+compare changes with. The app is traced when the OTEL_* variables turn tracing on (README, "Traces").
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import httpx
 import uvloop
 
 from app.cli import run_migrations
-from app.main import create_app
+from app.main import create_app, tracing_requested
 from app.settings import Settings
 
 ADMIN_TOKEN = "bench-admin-token-0123456789abcdefghijklmnop"
@@ -50,7 +50,13 @@ def bench_settings(arguments: argparse.Namespace) -> Settings:
 
 
 async def main(settings: Settings, arguments: argparse.Namespace) -> None:
-    app = create_app(settings)
+    # Traced when the OTEL_* variables ask for it, as the server is (app.main.app_from_environment).
+    if tracing_requested(os.environ):
+        from app.tracing import tracer_provider_from_environment
+
+        app = create_app(settings, tracer_provider=tracer_provider_from_environment())
+    else:
+        app = create_app(settings)
     transport = httpx.ASGITransport(app=app)
     async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://b") as http:
         admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

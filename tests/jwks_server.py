@@ -9,13 +9,14 @@ from typing import Any
 
 
 class JwksServer:
-    """Serves ``document`` at any path and counts ``hits``. Held (``held=True``), it answers only once
-    the test sets ``release`` (or after ``hold_limit`` seconds, so that a failing test still ends), and
-    sets ``all_waiting`` once ``expected`` requests wait."""
+    """Serves ``document`` at any path, counts ``hits`` and keeps each request's ``headers``. Held
+    (``held=True``), it answers only once the test sets ``release`` (or after ``hold_limit`` seconds, so
+    that a failing test still ends), and sets ``all_waiting`` once ``expected`` requests wait."""
 
     def __init__(self, *, held: bool = False, expected: int = 1, hold_limit: float = 60.0) -> None:
         self.document: dict[str, Any] = {"keys": []}
         self.hits = 0
+        self.headers: list[dict[str, str]] = []
         self.release = threading.Event()
         self.all_waiting = threading.Event()
         if not held:
@@ -27,6 +28,7 @@ class JwksServer:
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 with lock:
                     server.hits += 1
+                    server.headers.append({name.lower(): value for name, value in self.headers.items()})
                     if server.hits >= expected:
                         server.all_waiting.set()
                 server.release.wait(hold_limit)

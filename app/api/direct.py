@@ -43,7 +43,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.api.body_size import SizeLimits, header_facts
 from app.api.deps import DB_INT_MAX, DatabaseId
 from app.api.errors import par_server_error_response, unhandled_error_response
-from app.api.observability import Metrics, observe_request, request_id_of
+from app.api.observability import Metrics, TraceFields, observe_request, request_id_of
 from app.api.openapi import with_security_schemes
 from app.core import result_codes
 from app.core.errors import ApiNotFound, ParServerError
@@ -152,6 +152,7 @@ class DirectRoutes:
         *,
         limits: SizeLimits,
         metrics: Metrics,
+        trace_fields: TraceFields | None = None,
     ) -> None:
         # One expression for every route: the route is the outer group that matched, the id its inner one.
         self._routes = {f"route{number}": route for number, route in enumerate(routes)}
@@ -165,6 +166,7 @@ class DirectRoutes:
         self._fallback = fallback
         self._limits = limits
         self._metrics = metrics
+        self._trace_fields = trace_fields
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -211,6 +213,7 @@ class DirectRoutes:
                 time.perf_counter() - started,
                 request_id,
                 scope["state"].get("audit"),
+                self._trace_fields,
             )
 
     async def _answer(
@@ -249,18 +252,32 @@ class ParServerApp(FastAPI):
         self._front: ASGIApp = super().__call__
 
     def serve_in_front(
-        self, routes: Sequence[DirectRoute], wrap: Callable[[ASGIApp], ASGIApp], limits: SizeLimits, metrics: Metrics
+        self,
+        routes: Sequence[DirectRoute],
+        wrap: Callable[[ASGIApp], ASGIApp],
+        limits: SizeLimits,
+        metrics: Metrics,
+        trace_fields: TraceFields | None = None,
     ) -> None:
         """Serve ``routes`` directly, and every other request by FastAPI with ``wrap`` (the middlewares)
         around it. Their state is read from ``self.state.par`` on each request, as FastAPI's ``get_state``
         reads it."""
         self.direct_routes = list(routes)
         self._front = DirectRoutes(
-            self.direct_routes, self._app_state, wrap(super().__call__), limits=limits, metrics=metrics
+            self.direct_routes,
+            self._app_state,
+            wrap(super().__call__),
+            limits=limits,
+            metrics=metrics,
+            trace_fields=trace_fields,
         )
 
     def openapi(self) -> dict[str, Any]:
         return with_security_schemes(super().openapi())  # FastAPI's document, built once
+
+    def wrap_front(self, wrap: Callable[[ASGIApp], ASGIApp]) -> None:
+        """Put ``wrap`` around everything, the direct routes included (the request spans of ``app.tracing``)."""
+        self._front = wrap(self._front)
 
     def _app_state(self) -> AppState:
         state: AppState = self.state.par

@@ -18,7 +18,7 @@ import select
 import sys
 import time
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -48,6 +48,8 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 # prometheus_client's switch to multiprocess mode, read as it is first imported: each process then keeps
 # its values in files of this directory, and a scrape reads every process's files.
 MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+# With tracing on (``app.tracing``): the request's trace and span ids for its log line, read in its span.
+TraceFields = Callable[[], dict[str, str]]
 
 
 def audit(request: Request, **fields: Any) -> None:
@@ -229,21 +231,22 @@ class RequestObservationMiddleware:
     only for its API routes; any other (``/docs``, ``/redoc``, ``/openapi.json``) is found among ``routes``
     here, after the answer, so only such requests and unmatched ones pay for the search."""
 
-    def __init__(self, app: ASGIApp, *, metrics: Metrics, routes: Sequence[BaseRoute] = ()) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        metrics: Metrics,
+        routes: Sequence[BaseRoute] = (),
+        trace_fields: TraceFields | None = None,
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.routes = routes
+        self.trace_fields = trace_fields
 
     def route_label(self, scope: Scope) -> str:
         """The path template of the route that took the request; "unmatched" when none did (a 404)."""
-        path = getattr(scope.get("route"), "path", None)
-        if path:
-            return str(path)
-        for route in self.routes:
-            match, _ = route.matches(scope)
-            if match is not Match.NONE:  # PARTIAL: the path's route, another method (a 405)
-                return str(getattr(route, "path", None) or "unmatched")
-        return "unmatched"
+        return route_label(scope, self.routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -272,7 +275,21 @@ class RequestObservationMiddleware:
                 time.perf_counter() - started,
                 request_id,
                 scope.get("state", {}).get("audit"),
+                self.trace_fields,
             )
+
+
+def route_label(scope: Scope, routes: Sequence[BaseRoute]) -> str:
+    """The path template of the route that took the request (one of ``routes`` when the scope names none);
+    "unmatched" when none did (a 404)."""
+    path = getattr(scope.get("route"), "path", None)
+    if path:
+        return str(path)
+    for route in routes:
+        match, _ = route.matches(scope)
+        if match is not Match.NONE:  # PARTIAL: the path's route, another method (a 405)
+            return str(getattr(route, "path", None) or "unmatched")
+    return "unmatched"
 
 
 def request_id_of(offered: bytes | None) -> str:
@@ -290,8 +307,10 @@ def observe_request(
     duration: float,
     request_id: str,
     audit: dict[str, Any] | None,
+    trace_fields: TraceFields | None = None,
 ) -> None:
-    """The latency histogram, the operation counter and the JSON request log line of one request."""
+    """The latency histogram, the operation counter and the JSON request log line of one request (with its
+    trace and span ids when ``trace_fields`` gives them)."""
     # A client chooses the method: one it invents must not make a new series (RFC 9110 §9 names these).
     metrics.observe_latency(route_path, method if method in STANDARD_METHODS else "other", status, duration)
     if audit and "operation" in audit:
@@ -305,6 +324,8 @@ def observe_request(
         "status": status,
         "duration_ms": round(duration * 1000, 2),
     }
+    if trace_fields is not None:
+        fields.update(trace_fields())
     if audit:
         fields.update(audit)
     log_request(access_logger, fields)

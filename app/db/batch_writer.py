@@ -17,6 +17,10 @@ for ``linger`` after its last batch, for the items that follow (``PAR_PUSH_WRITE
 
 Used by both stores of pushed requests: the database's (``app.db.pushed_requests``, transactions or
 one statement per batch) and Redis's (``app.db.redis_pushed_requests``, pipelines).
+
+A batch is written in a task of its own, outside the context of the requests it writes for; with
+tracing on, an ``observer`` (``app.tracing``) ties the two together: each caller's wait, and each
+batch's write with what its callers' waits gave.
 """
 
 from __future__ import annotations
@@ -25,9 +29,9 @@ import asyncio
 import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
@@ -42,6 +46,7 @@ class Waiting(Generic[Item]):
     item: Item
     stored: asyncio.Future[bool] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     taken: bool = False  # a batch holds it: from here on the pool and statement timeouts bound the wait
+    observed: object = None  # what the ``BatchObserver`` gave its caller's wait
 
     def answer(self, result: bool) -> None:
         """Tell the caller; one that is gone (its request cancelled) is skipped, not the rest of the batch."""
@@ -51,6 +56,17 @@ class Waiting(Generic[Item]):
     def fail(self, error: BaseException) -> None:
         if not self.stored.done():
             self.stored.set_exception(error)
+
+
+class BatchObserver(Protocol):
+    """Observes the writes of a ``BatchWriter`` (``app.tracing``: spans)."""
+
+    def waiting(self) -> AbstractContextManager[object]:
+        """Around one caller's wait for its item's batch, in the caller's context; what it gives is handed
+        to ``writing`` with the batch."""
+
+    def writing(self, waits: Sequence[object]) -> AbstractContextManager[object]:
+        """Around the write of one batch, given what ``waiting`` gave each of its callers."""
 
 
 class WriteTimeout(PoolTimeoutError):
@@ -72,11 +88,19 @@ class BatchWriter(ABC, Generic[Item, Held]):
         self._queue_timeout = queue_timeout
         self._queue: list[Waiting[Item]] = []
         self._flushers: set[asyncio.Task[None]] = set()
+        self.observer: BatchObserver | None = None
 
     async def add(self, item: Item) -> bool:
         """Write one item; what the result means, and which errors propagate, is the subclass's to say.
         An error of a failed batch propagates to every caller whose item it held."""
         waiting = Waiting(item)
+        if self.observer is None:
+            return await self._wait(waiting)
+        with self.observer.waiting() as observed:
+            waiting.observed = observed
+            return await self._wait(waiting)
+
+    async def _wait(self, waiting: Waiting[Item]) -> bool:
         self._queue.append(waiting)
         self._arrived.set()
         if not self._lingering and len(self._flushers) < self._concurrency:  # a lingering writer takes it
@@ -107,13 +131,20 @@ class BatchWriter(ABC, Generic[Item, Held]):
             batch = self._take()
             try:
                 async with self._holding() as held:
-                    await self._write(batch, held)
+                    await self._write_observed(batch, held)
                     while await self._next_arrival():  # what arrives meanwhile, with the same connection
                         batch = self._take()
-                        await self._write(batch, held)
+                        await self._write_observed(batch, held)
             except Exception as error:  # the store is away or refused the batch: each caller hears it
                 for waiting in batch:
                     waiting.fail(error)
+
+    async def _write_observed(self, batch: list[Waiting[Item]], held: Held) -> None:
+        if self.observer is None:
+            await self._write(batch, held)
+            return
+        with self.observer.writing([waiting.observed for waiting in batch]):
+            await self._write(batch, held)
 
     async def _next_arrival(self) -> bool:
         """Whether items wait, or arrive within ``linger``: under load the next pushes come while the last

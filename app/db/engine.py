@@ -19,6 +19,7 @@ from psycopg.abc import PQGen
 from sqlalchemy import ClauseElement, event
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg as PostgresPsycopgDialect
 from sqlalchemy.engine import make_url
+from sqlalchemy.engine.base import ExceptionContextImpl
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -217,8 +218,8 @@ class DriverStatements:
     What SQLAlchemy would do around a statement is kept: a driver error is raised as SQLAlchemy's own
     (``IntegrityError``, ``OperationalError``...: the API answers them as before), without parameter
     values; a connection the error (or a cancellation) left unusable is invalidated, so it never goes
-    back to the pool; and the engine's cursor-execute events still see each statement (with no
-    execution context: SQLAlchemy made none).
+    back to the pool; and the engine's events still see each statement: cursor-execute before and after
+    it, handle-error when it fails (their execution context a ``DriverExecution``: SQLAlchemy made none).
     """
 
     __slots__ = ("_connection", "_sync", "driver")
@@ -251,30 +252,38 @@ class DriverStatements:
         sync = self._sync
         dispatch = sync.dispatch if sync._has_events or sync.engine._has_events else None  # noqa: SLF001
         cursor = self.driver.cursor()
+        execution = None
         if dispatch is not None:
+            execution = DriverExecution()
             for listener in dispatch.before_cursor_execute:
-                listener(sync, cursor, statement, parameters, None, False)
+                listener(sync, cursor, statement, parameters, execution, False)
         try:
             await cursor.execute(statement, parameters)
         except BaseException as error:
-            await self._failed(statement, parameters, error)
+            await self._failed(statement, parameters, error, cursor, execution)
             raise
         if dispatch is not None:
             for listener in dispatch.after_cursor_execute:
-                listener(sync, cursor, statement, parameters, None, False)
+                listener(sync, cursor, statement, parameters, execution, False)
         return cursor
 
     async def _failed(
-        self, statement: str, parameters: Sequence[Any] | Mapping[str, Any], error: BaseException
+        self,
+        statement: str,
+        parameters: Sequence[Any] | Mapping[str, Any],
+        error: BaseException,
+        cursor: psycopg.AsyncCursor[Any],
+        execution: DriverExecution | None,
     ) -> None:
         """As SQLAlchemy handles a failed statement: the connection invalidated if it is unusable (or the
-        statement was interrupted), a driver error re-raised as SQLAlchemy's."""
+        statement was interrupted), the engine's handle-error listeners told (their return values, which
+        could replace the error, are not used), a driver error re-raised as SQLAlchemy's."""
         interrupted = not isinstance(error, Exception)  # a cancellation: the connection was severed
         invalidated = interrupted or self.driver.broken or self.driver.closed
         if invalidated:
             await self._connection.invalidate()
-        if isinstance(error, psycopg.Error):
-            raise DBAPIError.instance(
+        translated = (
+            DBAPIError.instance(
                 statement,
                 parameters,
                 error,
@@ -282,7 +291,35 @@ class DriverStatements:
                 hide_parameters=True,
                 connection_invalidated=invalidated,
                 dialect=self._connection.dialect,
-            ) from error
+            )
+            if isinstance(error, psycopg.Error)
+            else None
+        )
+        if execution is not None:
+            sync = self._sync
+            context = ExceptionContextImpl(
+                exception=error,
+                sqlalchemy_exception=translated,
+                engine=sync.engine,
+                dialect=sync.dialect,
+                connection=sync,
+                cursor=cursor,  # type: ignore[arg-type]  # psycopg's async cursor, not a DB-API one
+                statement=statement,
+                parameters=parameters,
+                context=execution,  # type: ignore[arg-type]  # no ExecutionContext: see DriverExecution
+                is_disconnect=invalidated,
+                invalidate_pool_on_disconnect=False,
+                is_pre_ping=False,
+            )
+            for listener in sync.dialect.dispatch.handle_error:  # where SQLAlchemy keeps them
+                listener(context)
+        if translated is not None:
+            raise translated from error
+
+
+class DriverExecution:
+    """The execution context the engine's events get for a ``DriverStatements`` statement: SQLAlchemy made
+    none, and a listener may keep what it needs on it (a tracing span, ``app.tracing``)."""
 
 
 class DriverStatement(NamedTuple):

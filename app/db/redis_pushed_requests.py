@@ -214,6 +214,11 @@ class RedisPushedRequests:
         self._mark_resolved = redis.register_script(MARK_RESOLVED)
         self._consume = redis.register_script(CONSUME)
 
+    @property
+    def writer(self) -> RedisPushedRequestWriter:
+        """The batched writer of the pushes (observed by ``app.tracing`` when tracing is on)."""
+        return self._writer
+
     async def add_record(self, record: PushedRequestRecord) -> bool:
         """Store the request: True once Redis acknowledged it; errors propagate. No foreign key refuses it:
         a client deleted through another replica can push until this replica's cache forgets it

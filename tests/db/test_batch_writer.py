@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, contextmanager
 
 import pytest
 
@@ -83,3 +83,35 @@ async def test_a_caller_that_left_before_its_item_was_taken_is_not_written() -> 
     assert gone.cancelled()
     await asyncio.sleep(0.02)
     assert writer.written == ["first"]
+
+
+class RecordingObserver:
+    """A ``BatchObserver`` that numbers each wait and records what each batch's write was given."""
+
+    def __init__(self) -> None:
+        self.waits = 0
+        self.writes: list[list[object]] = []
+
+    @contextmanager
+    def waiting(self) -> Iterator[object]:
+        self.waits += 1
+        yield self.waits
+
+    @contextmanager
+    def writing(self, waits: Sequence[object]) -> Iterator[object]:
+        self.writes.append(list(waits))
+        yield None
+
+
+async def test_an_observer_sees_each_wait_and_each_batch_with_its_callers_waits() -> None:
+    writer = GatedWriter()
+    observer = RecordingObserver()
+    writer.observer = observer
+    first = asyncio.create_task(writer.add("a"))
+    await asyncio.sleep(0)  # "a" is taken: the next ones wait for the next batch
+    rest = [asyncio.create_task(writer.add(item)) for item in ("b", "c")]
+    await asyncio.sleep(0)
+    writer.gate.set()
+    assert await asyncio.gather(first, *rest) == [True, True, True]
+    assert observer.waits == 3
+    assert observer.writes == [[1], [2, 3]]

@@ -4,11 +4,20 @@ stopped or partitioned server is in tests/faults/test_database_faults.py."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
+from sqlalchemy import event
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from app.db.engine import BoundedConnection, DriverStatements, autocommit, create_engine_from_settings
+from app.db.engine import (
+    BoundedConnection,
+    DriverExecution,
+    DriverStatements,
+    autocommit,
+    create_engine_from_settings,
+)
 from tests.conftest import make_settings
 
 pytestmark = pytest.mark.postgresql
@@ -63,3 +72,38 @@ async def test_driver_statements_fail_as_sqlalchemy_statements_do(postgres_url: 
             assert connection.invalidated
     finally:
         await engine.dispose()
+
+
+async def test_driver_statements_reach_the_engine_s_events_with_an_execution_of_their_own(postgres_url: str) -> None:
+    """Listeners (such as tracing's) see a driver statement before and after it runs, or when it fails, with
+    one ``DriverExecution`` per statement to keep what they need on."""
+    engine = create_engine_from_settings(make_settings(postgres_url))
+    seen: list[tuple[str, Any]] = []
+
+    def before(_conn: Any, _cursor: Any, statement: str, _params: Any, context: Any, _many: bool) -> None:
+        context.mark = statement
+        seen.append(("before", context))
+
+    def after(_conn: Any, _cursor: Any, _statement: str, _params: Any, context: Any, _many: bool) -> None:
+        seen.append(("after", context))
+
+    def failed(context: ExceptionContext) -> None:
+        seen.append(("error", context.execution_context))
+        assert isinstance(context.sqlalchemy_exception, IntegrityError)
+        assert context.statement is not None and context.statement.startswith("INSERT")
+
+    event.listen(engine.sync_engine, "before_cursor_execute", before)
+    event.listen(engine.sync_engine, "after_cursor_execute", after)
+    event.listen(engine.sync_engine, "handle_error", failed)
+    try:
+        async with autocommit(engine).connect() as connection:
+            statements = await DriverStatements.of(connection)
+            await statements.execute("SELECT 1", ())
+            with pytest.raises(IntegrityError):
+                await statements.execute("INSERT INTO replay_entry (key, expires_at) VALUES (%s, NULL)", ("k",))
+    finally:
+        await engine.dispose()
+    assert [kind for kind, _ in seen] == ["before", "after", "before", "error"]
+    assert all(isinstance(context, DriverExecution) for _, context in seen)
+    assert seen[0][1] is seen[1][1] and seen[2][1] is seen[3][1] and seen[0][1] is not seen[2][1]
+    assert seen[0][1].mark == "SELECT 1"
