@@ -34,7 +34,7 @@ from app.db.rate_limit_counters import SqlRateLimitStorage, SyncedCounters
 from app.db.redis_pushed_requests import RedisPushedRequests, RedisPushedRequestStore, redis_client, redis_options
 from app.db.replay import RedisReplayStore, SqlReplayStore
 from app.db.repositories import SqlClients, find_service_id_by_token, find_service_row, service_record
-from app.db.schema import head_revisions
+from app.db.schema import SchemaRevisions, schema_revisions
 from app.jwks_fetcher import JwksFetcher, JwksFetchError
 from app.settings import Settings
 
@@ -53,7 +53,7 @@ class AppState:
     jwks_fetcher: JwksFetcher
     replay_store: SqlReplayStore | RedisReplayStore
     metrics: Metrics
-    schema_head: frozenset[str]  # the migrations' head revisions, for readiness
+    schema: SchemaRevisions  # the migrations this code ships, for readiness
     rate_limits: RateLimits
     services: RecordCache[int, ServiceRecord]
     clients: RecordCache[tuple[int, str], ClientRecord]
@@ -226,7 +226,7 @@ def build_state(settings: Settings) -> AppState:
         jwks_fetcher=fetcher,
         replay_store=replay_store,
         metrics=metrics,
-        schema_head=_schema_head(),
+        schema=_schema_revisions(),
         writer=pushed_request_writer(
             engine,
             max_batch=settings.push_write_batch_max,
@@ -256,11 +256,11 @@ def build_state(settings: Settings) -> AppState:
     )
 
 
-def _schema_head() -> frozenset[str]:
+def _schema_revisions() -> SchemaRevisions:
     try:
-        return head_revisions()
+        return schema_revisions()
     except FileNotFoundError:
-        return frozenset()  # no migrations at hand: readiness then reports them pending
+        return SchemaRevisions(frozenset(), frozenset())  # no migrations at hand: readiness reports them pending
 
 
 def client_keys_from(fetcher: JwksFetcher, connection: RequestConnection) -> ClientKeys:

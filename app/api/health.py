@@ -21,7 +21,8 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get(
-    "/readyz", summary="The database (and Redis, when configured) answers and the schema is at the migrations' head"
+    "/readyz",
+    summary="The database (and Redis, when configured) answers and the schema is at the migrations' head, or ahead",
 )
 async def readyz(state: StateDep) -> JSONResponse:
     """Answered within ``PAR_READYZ_TIMEOUT_SECONDS`` whatever the database and Redis do: a probe that
@@ -31,10 +32,10 @@ async def readyz(state: StateDep) -> JSONResponse:
     database, redis = await asyncio.gather(_check_database(state, bound), _check_redis(state, bound))
     if isinstance(database, str):
         return JSONResponse({"status": "unavailable", "database": database}, status_code=503)
-    report = {"database": "ok", "migrations": "current" if database == state.schema_head else "pending"}
+    report = {"database": "ok", "migrations": state.schema.compare(database)}
     if redis is not None:  # replay entries, rate-limit counters and perhaps pushed requests live there
         report["redis"] = redis
-    ready = report["migrations"] == "current" and report.get("redis", "ok") == "ok"
+    ready = report["migrations"] != "pending" and report.get("redis", "ok") == "ok"
     return JSONResponse({"status": "ok" if ready else "unavailable", **report}, status_code=200 if ready else 503)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from alembic.config import Config
@@ -37,8 +38,35 @@ def alembic_config(database_url: str | None = None) -> Config:
     return config
 
 
-def head_revisions() -> frozenset[str]:
-    return frozenset(ScriptDirectory.from_config(alembic_config()).get_heads())
+@dataclass(frozen=True)
+class SchemaRevisions:
+    """The revisions of the migrations this code ships: their heads, and every one of them."""
+
+    heads: frozenset[str]
+    known: frozenset[str]
+
+    def compare(self, database: frozenset[str]) -> str:
+        """Where a database's schema (its current revisions) stands for this code:
+
+        - ``current``: at this code's heads;
+        - ``ahead``: at revisions this code does not know, so a newer release has migrated it. Migrations
+          add before they remove, so the running release still works on it, and a rolling upgrade keeps
+          the old replicas serving while the new ones start;
+        - ``pending``: behind this code's heads (or not migrated at all): ``par-server migrate`` is due.
+        """
+        if database == self.heads:
+            return "current"
+        if database and self.heads and not database & self.known:
+            return "ahead"
+        return "pending"
+
+
+def schema_revisions() -> SchemaRevisions:
+    scripts = ScriptDirectory.from_config(alembic_config())
+    return SchemaRevisions(
+        heads=frozenset(scripts.get_heads()),
+        known=frozenset(script.revision for script in scripts.walk_revisions()),
+    )
 
 
 def current_revisions(connection: Connection) -> frozenset[str]:

@@ -14,6 +14,7 @@ import secrets
 import select
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -489,6 +490,21 @@ async def test_readyz_reports_pending_migrations(tmp_path: Path, sqlite_template
         response = await http.get("/readyz")
     await app.state.par.aclose()
     assert response.status_code == 503 and response.json()["migrations"] == "pending"
+
+
+async def test_readyz_is_ready_on_a_schema_a_newer_release_migrated(tmp_path: Path, sqlite_template: Path) -> None:
+    """During a rolling upgrade the migration Job runs first: the old replicas keep serving on a schema
+    whose revision they do not know (migrations add before they remove), and leave only when replaced."""
+    database = tmp_path / "ahead.db"
+    database.write_bytes(sqlite_template.read_bytes())
+    with sqlite3.connect(database) as connection:
+        connection.execute("UPDATE alembic_version SET version_num = 'f00dfeedbeef'")
+    app = create_app(make_settings(f"sqlite+aiosqlite:///{database}"))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL) as http:
+        response = await http.get("/readyz")
+    await app.state.par.aclose()
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "database": "ok", "migrations": "ahead"}
 
 
 async def test_readyz_when_current(client: httpx.AsyncClient) -> None:
