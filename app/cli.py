@@ -12,7 +12,8 @@ import shlex
 import shutil
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -189,9 +190,81 @@ def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    unusable = unusable_metrics_directory()
+    if unusable is not None:
+        print(f"par-server serve: {unusable}", file=sys.stderr)
+        return 2
+    tracing_error = tracing_configuration_error()
+    if tracing_error is not None:
+        print(f"par-server serve: tracing (OTEL_* variables): {tracing_error}", file=sys.stderr)
+        return 2
     with metrics_directory:
         _run_uvicorn(args, settings)
     return 0
+
+
+def unusable_metrics_directory() -> str | None:
+    """Why the ``PROMETHEUS_MULTIPROC_DIR`` the operator set cannot hold the workers' metrics files, if it
+    cannot: checked once here, where each worker would otherwise fail to start, again and again."""
+    from app.api.observability import MULTIPROCESS_DIR_VARIABLE
+
+    directory = os.environ.get(MULTIPROCESS_DIR_VARIABLE)
+    if not directory:
+        return None
+    path = Path(directory)
+    if not path.exists():
+        problem = "does not exist"
+    elif not path.is_dir():
+        problem = "is not a directory"
+    else:
+        try:  # a file made there: what the workers do, whatever the permissions say (root's, a read-only mount)
+            with tempfile.NamedTemporaryFile(dir=path, suffix=".probe"):
+                return None
+        except OSError as error:
+            problem = f"is not writable ({error.strerror or type(error).__name__})"
+    return f"{MULTIPROCESS_DIR_VARIABLE} {directory} {problem}: the workers' metrics are written there"
+
+
+def tracing_configuration_error(environ: Mapping[str, str] = os.environ) -> str | None:
+    """What is wrong with the OTEL_* variables: the propagators named, whether tracing is on or not
+    (OpenTelemetry's API reads them as it is imported, and FastAPI imports it), and, when they turn tracing
+    on, the tracer provider built from them once here (and shut down), so that a wrong value is one line
+    at start-up rather than a traceback in each worker."""
+    unknown = unknown_propagator(environ)
+    if unknown is not None:
+        return f"OTEL_PROPAGATORS: no propagator named {unknown!r} is installed"
+    from app.main import tracing_requested
+
+    if not tracing_requested(environ):
+        return None
+    try:
+        from app.tracing import tracer_provider_from_environment
+    except ImportError:
+        return "OpenTelemetry is not installed: install par-server[tracing]"
+    try:
+        provider = tracer_provider_from_environment(environ)
+    except Exception as error:  # the SDK's and the exporters' own checks, of any type
+        return _error_line(error)
+    provider.shutdown()
+    return None
+
+
+def unknown_propagator(environ: Mapping[str, str]) -> str | None:
+    """The first of the OTEL_PROPAGATORS names that no installed propagator has, as OpenTelemetry's API
+    looks them up (their entry points; "none" ends the list)."""
+    configured = environ.get("OTEL_PROPAGATORS", "")
+    if not configured.strip():
+        return None
+    for name in (part.strip() for part in configured.split(",")):
+        if name.lower() == "none":
+            return None
+        if not entry_points(group="opentelemetry_propagator", name=name):
+            return name
+    return None
+
+
+def _error_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> None:

@@ -41,6 +41,7 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
     if tracer_provider is not None:
         from app import tracing
 
+        tracing.quiet_opentelemetry_logs()
         tracing.trace_storage(state, tracer_provider)
         trace_fields = tracing.request_trace_fields
 
@@ -62,8 +63,8 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
                     await task
             state.metrics.worker_stopped()
             await state.aclose()
-            if tracer_provider is not None:  # the spans still held, exported (a blocking call)
-                await asyncio.to_thread(tracer_provider.shutdown)
+            if tracer_provider is not None:  # the spans still held, exported within the bound
+                await tracing.shut_down_within(tracer_provider, settings.traces_shutdown_flush_seconds)
             flush_log_handlers()  # the last requests' lines, held for a turn of the loop that may not come
 
     app = ParServerApp(
@@ -115,7 +116,14 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
         trace_fields,
     )
     if tracer_provider is not None:  # in front of everything: the direct routes get their spans too
-        app.wrap_front(partial(tracing.request_spans, provider=tracer_provider, routes=app.routes))
+        app.wrap_front(
+            partial(
+                tracing.request_spans,
+                provider=tracer_provider,
+                routes=app.routes,
+                redacted_headers=tracing.secret_headers(settings),
+            )
+        )
     return app
 
 

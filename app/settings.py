@@ -211,6 +211,10 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # On SIGTERM, in-flight requests get this long to finish; then the server closes them.
     shutdown_grace_seconds: Annotated[int, Field(gt=0, le=300)] = 25
+    # With tracing on, then the spans still held get this long to be exported; past it they are dropped, so
+    # that a collector that does not answer cannot hold the process up (its exporter waits up to 10 s per
+    # attempt, and the batch processor up to 30 s).
+    traces_shutdown_flush_seconds: Annotated[float, Field(gt=0, le=300)] = 5
 
     # The HTTP server (uvicorn), per process; README "### Limits and timeouts" sizes them.
     keep_alive_timeout_seconds: Annotated[int, Field(gt=0, le=3600)] = Field(

@@ -16,12 +16,18 @@ What is traced, each by OpenTelemetry's maintained instrumentation where there i
   the batch's write, a child of one waiting push's span and linked both ways with the others'.
 
 The tracer provider is the app's own, not the process's global one, and is shut down (its spans
-flushed) as the app's lifespan ends; each uvicorn worker builds its own as it creates its app.
+flushed, within a bound: ``shut_down_within``) as the app's lifespan ends; each uvicorn worker builds its
+own as it creates its app. OpenTelemetry's own log records never carry what a client sent, nor an
+exporter's URL query or credentials (``quiet_opentelemetry_logs``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
+import re
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib.metadata import entry_points
@@ -47,13 +53,37 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.observability import STANDARD_METHODS, route_label
 from app.db.batch_writer import BatchWriter
+from app.settings import Settings
 from app.state import AppState
+
+logger = logging.getLogger("par_server.tracing")
 
 TRACER_NAME = "par_server"
 DEFAULT_SERVICE_NAME = "par-server"
 # Request headers never written to a span, even where an operator asks for headers to be
 # (OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST): their values are replaced by "[REDACTED]".
-SECRET_HEADERS = ["authorization", "proxy-authorization", "dpop", "cookie", "set-cookie", ".*token.*", ".*secret.*"]
+# Regular expressions, searched in the header's name regardless of case; with them, the client certificate
+# header the settings name (``secret_headers``).
+SECRET_HEADERS = [
+    "authorization",
+    "proxy-authorization",
+    "dpop",
+    "cookie",
+    "set-cookie",
+    ".*token.*",
+    ".*secret.*",
+    ".*password.*",
+    ".*credential.*",
+    ".*api[-_]?key.*",
+    "client-cert.*",
+]
+# OpenTelemetry's loggers whose warnings quote what a client sent (the baggage, traceparent and tracestate
+# headers, whole): kept below ERROR, which they never log at, so that no request writes its headers, or
+# hundreds of lines, to the log.
+CLIENT_INPUT_LOGGERS = ("opentelemetry.baggage", "opentelemetry.trace.propagation", "opentelemetry.trace.span")
+# Loggers whose warnings quote the configuration's header values (OTEL_EXPORTER_OTLP_HEADERS holds API keys):
+# every argument of theirs is withheld.
+CONFIGURATION_LOGGERS = ("opentelemetry.util.re",)
 _HIDDEN_QUERY = "par_server.hidden_query_string"  # where the query waits in the scope while the span starts
 
 
@@ -66,7 +96,9 @@ def tracer_provider_from_environment(environ: Mapping[str, str] = os.environ) ->
     resource = Resource.create()
     if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
         resource = resource.merge(Resource({SERVICE_NAME: DEFAULT_SERVICE_NAME}))
-    provider = TracerProvider(resource=resource)
+    # No exit hook: it would flush again, unbounded, after the lifespan's bounded shutdown gave up on a
+    # collector that does not answer (``shut_down_within``).
+    provider = TracerProvider(resource=resource, shutdown_on_exit=False)
     for exporter in span_exporters(environ):
         provider.add_span_processor(BatchSpanProcessor(exporter))
     return provider
@@ -76,7 +108,7 @@ def span_exporters(environ: Mapping[str, str]) -> list[SpanExporter]:
     """The exporters OTEL_TRACES_EXPORTER names (a comma-separated list; "otlp" by default, "none" for
     none): "otlp" is OTLP over HTTP/protobuf, the only OTLP protocol installed; any other name is looked up
     among the installed exporters' entry points ("console", "otlp_proto_http", ...)."""
-    exporters: list[SpanExporter] = []
+    kinds: list[type[SpanExporter]] = []
     for name in (part.strip() for part in environ.get("OTEL_TRACES_EXPORTER", "otlp").split(",")):
         if name in ("", "none"):
             continue
@@ -92,8 +124,104 @@ def span_exporters(environ: Mapping[str, str]) -> list[SpanExporter]:
         found = entry_points(group="opentelemetry_traces_exporter", name=name)
         if not found:
             raise ValueError(f"OTEL_TRACES_EXPORTER: no span exporter named {name!r} is installed")
-        exporters.append(next(iter(found)).load()())
-    return exporters
+        kinds.append(next(iter(found)).load())
+    quiet_opentelemetry_logs()  # the exporters' loggers now exist: quiet before they log their options
+    return [kind() for kind in kinds]
+
+
+def secret_headers(settings: Settings) -> list[str]:
+    """``SECRET_HEADERS`` and the header that carries the client's mTLS certificate."""
+    return [*SECRET_HEADERS, re.escape(settings.client_certificate_header)]
+
+
+def quiet_opentelemetry_logs() -> None:
+    """OpenTelemetry's log records without what a client sent, nor configured secrets: the loggers quoting
+    client headers silenced (``CLIENT_INPUT_LOGGERS``), those quoting configured headers without their
+    arguments (``CONFIGURATION_LOGGERS``), and every other OpenTelemetry logger's arguments redacted
+    (``RedactedArguments``): an exporter's warnings quote its endpoint's URL, whose query or userinfo can
+    hold a token. Idempotent; covers the loggers of the modules imported so far (the exporters' included,
+    once ``tracer_provider_from_environment`` has loaded them)."""
+    for name in CLIENT_INPUT_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    for name in CONFIGURATION_LOGGERS:
+        _add_filter(logging.getLogger(name), RedactedArguments(keep_text=False))
+    loggers = [
+        logging.getLogger(name)
+        for name in list(logging.Logger.manager.loggerDict)
+        if name.startswith("opentelemetry") and name not in CONFIGURATION_LOGGERS
+    ]
+    for otel_logger in loggers:
+        _add_filter(otel_logger, RedactedArguments(keep_text=True))
+
+
+def _add_filter(target: logging.Logger, redaction: RedactedArguments) -> None:
+    if not any(isinstance(existing, RedactedArguments) for existing in target.filters):
+        target.addFilter(redaction)
+
+
+_URL_USERINFO = re.compile(r"(?<=://)[^/?#@\s]*@")
+_URL_QUERY = re.compile(r"\?[^\s'\"()<>]*")
+
+
+class RedactedArguments(logging.Filter):
+    """A record's arguments, redacted: an exception by its type's name (its message can quote a URL with
+    its query), a number as it is, and any other value withheld, or with ``keep_text`` written without a
+    URL's userinfo or query string. The message is then fixed, so that no handler formats it again."""
+
+    def __init__(self, *, keep_text: bool) -> None:
+        super().__init__()
+        self.keep_text = keep_text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            arguments = record.args if isinstance(record.args, tuple) else (record.args,)
+            try:
+                record.msg = str(record.msg) % tuple(self._redacted(argument) for argument in arguments)
+            except (TypeError, ValueError):  # not a %-format for these: the message alone
+                record.msg = str(record.msg)
+            record.args = None
+        return True
+
+    def _redacted(self, argument: object) -> object:
+        if isinstance(argument, BaseException):
+            return type(argument).__name__
+        if isinstance(argument, int | float):
+            return argument
+        if not self.keep_text:
+            return "[REDACTED]"
+        return _URL_QUERY.sub("?[REDACTED]", _URL_USERINFO.sub("[REDACTED]@", str(argument)))
+
+
+async def shut_down_within(provider: TracerProvider, seconds: float) -> bool:
+    """Shut ``provider`` down, exporting the spans it still holds, for at most ``seconds``; whether it
+    finished. In a daemon thread of its own: an export to a collector that accepts and never answers can
+    block for the exporter's timeout, its retries and the batch processor's own 30 s, and neither a thread
+    of the loop's default executor (which ``asyncio.run`` waits for as it closes the loop) nor any other
+    thread the interpreter waits for at exit may hold the process up past the bound."""
+    loop = asyncio.get_running_loop()
+    finished = asyncio.Event()
+
+    def shut_down() -> None:
+        try:
+            provider.shutdown()
+        except Exception as error:  # an exporter's failure: its type only, its message can quote a URL
+            logger.warning("tracing: shutting down failed", extra={"fields": {"error": type(error).__name__}})
+        finally:
+            try:
+                loop.call_soon_threadsafe(finished.set)
+            except RuntimeError:  # the loop closed after giving up on this thread
+                pass
+
+    threading.Thread(target=shut_down, name="par-server-tracing-shutdown", daemon=True).start()
+    try:
+        await asyncio.wait_for(finished.wait(), seconds)
+    except TimeoutError:
+        logger.warning(
+            "tracing: spans not exported at shutdown within the bound: dropped",
+            extra={"fields": {"seconds": seconds}},
+        )
+        return False
+    return True
 
 
 def trace_storage(state: AppState, provider: TracerProvider) -> None:
@@ -151,16 +279,19 @@ async def url_without_query(span: Span, request: RequestInfo) -> None:
             span.set_attribute(key, str(url.copy_with(query=None, fragment=None)))
 
 
-def request_spans(app: ASGIApp, *, provider: TracerProvider, routes: Sequence[BaseRoute]) -> ASGIApp:
+def request_spans(
+    app: ASGIApp, *, provider: TracerProvider, routes: Sequence[BaseRoute], redacted_headers: Sequence[str]
+) -> ASGIApp:
     """``app`` with one server span per HTTP request around it (OpenTelemetry's ASGI middleware, without
-    its spans per ASGI message or its metrics), named by the route's template."""
+    its spans per ASGI message or its metrics), named by the route's template; the values of the
+    ``redacted_headers`` (regular expressions) never written to it."""
     traced = OpenTelemetryMiddleware(
         SpanNamedByRoute(app, routes),
         default_span_details=_method_only,
         tracer_provider=provider,
         meter_provider=NoOpMeterProvider(),
         exclude_spans=["receive", "send"],
-        http_capture_headers_sanitize_fields=SECRET_HEADERS,
+        http_capture_headers_sanitize_fields=list(redacted_headers),
     )
     return QueryHidden(traced)
 

@@ -600,6 +600,54 @@ def test_serve_with_several_workers_and_no_writable_temporary_directory_is_a_cle
     assert err.startswith("par-server serve: --workers 2 needs a writable temporary directory")
 
 
+@pytest.mark.parametrize("unusable", ["missing", "a-file", "read-only"])
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_refuses_an_unusable_operators_metrics_directory_in_one_line(
+    cli: Cli, served: list[ServedWith], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, unusable: str, workers: str
+) -> None:
+    """Each worker would fail as it starts, again and again: the server refuses to start instead."""
+    directory = tmp_path / unusable
+    if unusable == "a-file":
+        directory.write_text("")
+    elif unusable == "read-only":  # a file made there fails, even as root: a directory of /proc
+        directory = Path("/proc/self/fdinfo")
+    monkeypatch.setenv(MULTIPROCESS_DIR_VARIABLE, str(directory))
+    code, out, err = cli.run("serve", "--workers", workers)
+    assert (code, out, served) == (2, "", [])
+    assert err.startswith(f"par-server serve: {MULTIPROCESS_DIR_VARIABLE} {directory} ")
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("variables", "reason"),
+    [
+        ({"OTEL_TRACES_EXPORTER": "bogus"}, "no span exporter named 'bogus'"),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, "'grpc'"),
+        ({"OTEL_TRACES_EXPORTER": "console", "OTEL_PROPAGATORS": "tracecontext,bogus"}, "no propagator named 'bogus'"),
+        ({"OTEL_PROPAGATORS": "bogus"}, "no propagator named 'bogus'"),  # read whether tracing is on or not
+        ({"OTEL_TRACES_EXPORTER": "console", "OTEL_BSP_MAX_QUEUE_SIZE": "-5"}, "max_queue_size"),
+    ],
+)
+def test_serve_refuses_invalid_tracing_variables_in_one_line(
+    cli: Cli, served: list[ServedWith], monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], reason: str
+) -> None:
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    code, out, err = cli.run("serve")
+    assert (code, out, served) == (2, "", [])
+    assert err.startswith("par-server serve: tracing (OTEL_* variables): ") and reason in err
+    assert err.count("\n") == 1
+
+
+def test_serve_starts_with_valid_tracing_variables(
+    cli: Cli, served: list[ServedWith], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+    monkeypatch.setenv("OTEL_PROPAGATORS", "tracecontext,baggage")
+    assert cli.run("serve")[0] == 0
+    assert served == [ServedWith(1, None)]
+
+
 @pytest.mark.parametrize("flags", [["--proxy-headers"], ["--forwarded-allow-ips", "10.0.0.1"]])
 def test_serve_refuses_the_replaced_proxy_options(cli: Cli, monkeypatch: pytest.MonkeyPatch, flags: list[str]) -> None:
     """A proxy is trusted through PAR_TRUSTED_PROXIES only: an old option is refused, not silently ignored."""

@@ -8,6 +8,7 @@ import asyncio
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -20,14 +21,14 @@ from fastapi import FastAPI
 from joserfc.jwk import ECKey
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode, format_span_id, format_trace_id
 from sqlalchemy import text
 
 from app.main import create_app
 from app.settings import Settings
-from app.tracing import span_exporters, tracer_provider_from_environment
+from app.tracing import shut_down_within, span_exporters, tracer_provider_from_environment
 from tests.conftest import ADMIN_TOKEN, BASE_URL, PEPPER, forget_pushed_requests, make_settings
 from tests.factories import ClientHandle, Factory, ServiceHandle, client_assertion, par_params, public_jwks, push
 from tests.jwks_server import JwksServer
@@ -182,11 +183,21 @@ async def test_other_routes_are_named_by_their_templates_and_no_query_reaches_a_
 
 
 async def test_headers_an_operator_has_captured_are_redacted_where_secret(
-    settings: Settings, provider: TracerProvider, exporter: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+    database_url: str, provider: TracerProvider, exporter: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST", ".*")
+    settings = make_settings(database_url, client_certificate_header="X-Mtls-Certificate")
     application = create_app(settings, tracer_provider=provider)
-    secrets = {"Authorization": "Basic c2VjcmV0", "DPoP": "proof-value", "X-Refresh-Token": "token-value"}
+    secrets = {
+        "Authorization": "Basic c2VjcmV0",
+        "DPoP": "proof-value",
+        "X-Refresh-Token": "token-value",
+        "Client-Cert": ":certificate-value:",
+        "X-Mtls-Certificate": ":configured-certificate-value:",  # the header the settings name
+        "X-Api-Key": "api-key-value",
+        "X-Password": "password-value",
+        "X-Credential": "credential-value",
+    }
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=application), base_url=BASE_URL) as http:
             await http.get("/healthz", headers=secrets | {"X-Tenant": "eu-1"})
@@ -195,8 +206,8 @@ async def test_headers_an_operator_has_captured_are_redacted_where_secret(
 
     [server] = server_spans(exporter.get_finished_spans())
     attributes = server.attributes or {}
-    for name in ("authorization", "dpop", "x_refresh_token"):
-        assert attributes[f"http.request.header.{name}"] == ("[REDACTED]",)
+    for name in secrets:
+        assert attributes[f"http.request.header.{name.lower().replace('-', '_')}"] == ("[REDACTED]",), name
     assert attributes["http.request.header.x_tenant"] == ("eu-1",)  # what an operator asked for
     assert_carries_none_of([server], list(secrets.values()))
 
@@ -425,3 +436,113 @@ async def test_with_tracing_off_the_log_line_has_no_trace_id(
     lines = [getattr(record, "fields", {}) for record in untraced_lines.records if record.name == "par_server.request"]
     assert len(lines) == 2
     assert not any("trace_id" in line or "span_id" in line for line in lines)
+
+
+# --- OpenTelemetry's own log records, and shutdown -----------------------------------------------------------
+
+LEAKED = "LEAKED-HEADER-VALUE"
+
+
+async def test_opentelemetry_logs_nothing_of_what_a_client_sent(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Malformed baggage and tracestate headers: OpenTelemetry's propagators would warn, quoting them, once
+    per list member."""
+    caplog.set_level(logging.WARNING)
+    many_members = ",".join(f"x{index}" for index in range(1800))[:8000]
+    await client.get("/healthz", headers={"baggage": many_members})
+    await client.get(
+        "/healthz",
+        headers={
+            "baggage": f"Bearer {LEAKED}",
+            "tracestate": f"a=b,{LEAKED} c",
+            "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        },
+    )
+    assert [record.name for record in caplog.records if record.name.startswith("opentelemetry")] == []
+    assert LEAKED not in caplog.text
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def test_an_exporter_s_warnings_carry_no_url_query_userinfo_or_configured_header(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A collector that is down: the exporter's warnings quote the connection error, which names the
+    endpoint's URL with its query; a malformed OTEL_EXPORTER_OTLP_TRACES_HEADERS is quoted whole."""
+    caplog.set_level(logging.WARNING)
+    endpoint = f"http://user:URL-PASSWORD@127.0.0.1:{closed_port()}/v1/traces?token=URL-TOKEN"
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", endpoint)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "api-key HEADER-SECRET")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "3")  # one retry, after about a second
+    [otlp] = span_exporters({})
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(otlp))
+    provider.get_tracer("test").start_span("exported").end()
+    provider.shutdown()
+
+    assert any(record.name.startswith("opentelemetry.exporter") for record in caplog.records)
+    assert any(record.name == "opentelemetry.util.re" for record in caplog.records)
+    for secret in ("URL-PASSWORD", "URL-TOKEN", "HEADER-SECRET"):
+        assert secret not in caplog.text, secret
+
+
+@pytest.fixture
+def frozen_collector() -> Iterator[str]:
+    """The OTLP endpoint of a collector that takes connections (the kernel completes them) and never
+    answers: it never accepts them."""
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(16)
+        yield f"http://127.0.0.1:{listening.getsockname()[1]}/v1/traces"
+
+
+SHUTDOWN_BOUND_SECONDS = 1.0
+# What the process may take beyond the bound to start and exit: less than the batch processor's 30 s for
+# its last exports, which it waited for before (each of them waiting for the exporter's 10 s timeout).
+PROCESS_MARGIN_SECONDS = 20
+FLUSHING_PROCESS = """
+import asyncio
+from app.tracing import shut_down_within, tracer_provider_from_environment
+
+provider = tracer_provider_from_environment()
+for index in range(100):
+    provider.get_tracer("test").start_span(f"held {index}").end()
+print(asyncio.run(shut_down_within(provider, BOUND)))
+"""
+
+
+def test_a_collector_that_does_not_answer_holds_the_shutdown_up_no_longer_than_the_bound(
+    frozen_collector: str,
+) -> None:
+    """The spans held are given up after the bound, and nothing waits for the stuck export as the process
+    exits: not ``asyncio.run`` (the loop's default executor), nor the SDK's exit hook."""
+    environment = {name: value for name, value in os.environ.items() if not name.startswith("OTEL_")} | {
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": frozen_collector,
+        "OTEL_BSP_SCHEDULE_DELAY": "60000",  # the spans are still held when the shutdown starts
+        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "10",  # in ten batches, each waiting for the exporter's timeout
+        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "10",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", f"BOUND = {SHUTDOWN_BOUND_SECONDS}\n{FLUSHING_PROCESS}"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=SHUTDOWN_BOUND_SECONDS + PROCESS_MARGIN_SECONDS,
+        check=False,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert (result.returncode, result.stdout) == (0, "False\n"), result.stderr
+
+
+async def test_a_collector_that_answers_gets_the_spans_held_at_shutdown(exporter: InMemorySpanExporter) -> None:
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=60_000))
+    provider.get_tracer("test").start_span("held").end()
+    assert await shut_down_within(provider, 30)
+    assert [span.name for span in exporter.get_finished_spans()] == ["held"]

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.api.deps import StateDep
+from app.api.observability import MetricsUnreadable
 from app.db.schema import current_revisions
 from app.state import AppState
 
 router = APIRouter(tags=["Operations"])
+logger = logging.getLogger("par_server.metrics")
 
 
 @router.get("/healthz", summary="The process is up")
@@ -62,5 +65,12 @@ async def _check_redis(state: AppState, bound: float) -> str | None:
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
 async def metrics(state: StateDep) -> Response:
+    """With several workers, 503 when a file of the metrics directory cannot be read (one warning line
+    each time): a total without that worker's counts would be wrong, and would go down."""
     state.metrics.publish_runtime()  # with several workers, the answering worker's own are current
-    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    try:
+        text = generate_latest(state.metrics.registry)
+    except MetricsUnreadable as error:
+        logger.warning("metrics unavailable", extra={"fields": {"reason": str(error)}})
+        return JSONResponse({"status": "unavailable", "metrics": str(error)}, status_code=503)
+    return Response(text, media_type=CONTENT_TYPE_LATEST)

@@ -15,6 +15,7 @@ import os
 import re
 import secrets
 import select
+import struct
 import sys
 import time
 import traceback
@@ -186,6 +187,14 @@ class WorkerRuntimeMetrics:
                 (gauge.labels(**sample.labels) if sample.labels else gauge).set(sample.value)
 
 
+# What prometheus_client raises reading a metrics file that is truncated, empty or not its own.
+UNREADABLE_FILE_ERRORS = (struct.error, ValueError, OSError)
+
+
+class MetricsUnreadable(Exception):
+    """The multiprocess directory holds a file that cannot be read: no total can be reported."""
+
+
 class EveryWorkersMetrics(Collector):
     """Every worker's metrics, from the files of the multiprocess directory, as one process would
     report them: counters and histograms summed over the workers (dead ones' included, so totals never
@@ -199,11 +208,24 @@ class EveryWorkersMetrics(Collector):
     def collect(self) -> Iterator[Metric]:
         self._forget_dead_workers()
         files = glob.glob(os.path.join(self._directory, "*.db"))
-        for metric in MultiProcessCollector.merge(files, accumulate=True):  # type: ignore[no-untyped-call]
+        try:
+            merged = MultiProcessCollector.merge(files, accumulate=True)  # type: ignore[no-untyped-call]
+        except UNREADABLE_FILE_ERRORS as error:
+            raise MetricsUnreadable(self._unreadable(files, error)) from error
+        for metric in merged:
             family = metric.name.removesuffix("_total")
             if metric.type == "gauge" and family in self._counter_names:
                 metric.name, metric.type = family, "counter"
             yield metric
+
+    def _unreadable(self, files: list[str], error: BaseException) -> str:
+        """Which file could not be read, read one by one (a failed scrape's cost only), and why."""
+        for path in files:
+            try:
+                MultiProcessCollector.merge([path], accumulate=True)  # type: ignore[no-untyped-call]
+            except UNREADABLE_FILE_ERRORS as file_error:
+                return f"{path} cannot be read ({_type_name(file_error)}): corrupt or truncated"
+        return f"the files of {self._directory} cannot be read ({_type_name(error)})"
 
     def _forget_dead_workers(self) -> None:
         """Withdraw the runtime metrics of workers that stopped without saying so (killed, out of

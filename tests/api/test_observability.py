@@ -707,6 +707,29 @@ async def test_a_worker_publishes_its_runtime_metrics_while_it_serves_and_withdr
         await app.state.par.aclose()
 
 
+@pytest.mark.parametrize("content", [b"", b"\x10\x00\x00\x00\x00\x00\x00\x00"], ids=["empty", "truncated"])
+async def test_an_unreadable_metrics_file_makes_scrapes_503_with_one_warning_naming_it(
+    multiprocess_dir: Path, settings: Settings, caplog: pytest.LogCaptureFixture, content: bytes
+) -> None:
+    """A total without that file's counts would be wrong: no total is reported, and the log says why in one
+    line, without a traceback."""
+    app = create_app(settings)
+    corrupt = multiprocess_dir / "counter_999999.db"
+    corrupt.write_bytes(content)
+    caplog.set_level(logging.WARNING)
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL) as http:
+            response = await http.get("/metrics")
+    finally:
+        await app.state.par.aclose()
+    assert response.status_code == 503
+    assert response.json()["status"] == "unavailable"
+    assert str(corrupt) in response.json()["metrics"]
+    [warning] = [record for record in caplog.records if record.levelno >= logging.WARNING]
+    assert warning.name == "par_server.metrics" and warning.exc_info is None
+    assert str(corrupt) in getattr(warning, "fields", {})["reason"]
+
+
 def answering_worker(connection: http.client.HTTPConnection, server_port: int, workers: set[int]) -> int:
     """Which of the ``workers`` holds the server's end of this open connection (Linux: /proc)."""
     assert connection.sock is not None
