@@ -115,6 +115,10 @@ class CoalescedWrites:
         self.flush()
         self._transport.close()
 
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
+
     def abort(self) -> None:
         self._held = []
         self._held_bytes = 0
@@ -281,6 +285,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self._header_bytes = 0  # the request's target and header names and values, as reported by the parser
         self._unreported_header_bytes = 0  # bytes received since the parser last reported any of those
         self._header_reports = 0  # how many times it did, ever
+        self._answered_early = False  # an answer the request did not wait for ended the connection
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         coalesced = CoalescedWrites(transport, _flusher_of(self.loop))
@@ -292,7 +297,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self.transport.is_closing():
+        if self._ended():
             return  # the rest of a request that was answered (408, 431, 400) without it
         # The first byte since the connection went idle starts the clock (bytes that begin no request,
         # such as stray line endings, too: uvicorn's keep-alive timer stops at any byte).
@@ -300,7 +305,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             self._start_read_timer()
         reports = self._header_reports
         super().data_received(data)
-        if self._request_begun and not self._request_headers_read and not self.transport.is_closing():
+        if self._request_begun and not self._request_headers_read and not self._ended():
             # The parser holds a header line until it is whole: its bytes so far count as they arrive.
             if self._header_reports == reports:
                 self._unreported_header_bytes += len(data)
@@ -310,7 +315,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
                 self._refuse_headers()
 
     def on_message_begin(self) -> None:
-        if self.transport.is_closing():
+        if self._ended():
             return
         super().on_message_begin()
         self._request_begun = True
@@ -320,7 +325,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self._header_reports += 1
 
     def on_url(self, url: bytes) -> None:
-        if self.transport.is_closing():
+        if self._ended():
             return
         super().on_url(url)
         self._header_bytes += len(url)
@@ -329,7 +334,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             self._refuse_headers()
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self.transport.is_closing():
+        if self._ended():
             return
         super().on_header(name, value)
         self._header_bytes += len(name) + len(value)
@@ -338,7 +343,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             self._refuse_headers()
 
     def on_headers_complete(self) -> None:
-        if self.transport.is_closing():
+        if self._ended():
             return
         limit = self.max_connections
         if limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit):
@@ -353,20 +358,20 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self._request_headers_read = True
 
     def on_body(self, body: bytes) -> None:
-        if not self.transport.is_closing():
+        if not self._ended():
             super().on_body(body)
 
     def on_message_complete(self) -> None:
         self._request_begun = False
         self._stop_read_timer()
-        if not self.transport.is_closing():
+        if not self._ended():
             super().on_message_complete()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
         # A request that began arriving behind this answer is read from now on (uvicorn resumed reading).
         if self._request_begun and not self._reading_timed and not self._behind_an_answer():
-            if not self.transport.is_closing():
+            if not self._ended():
                 self._unset_keepalive_if_required()  # not idle: a request is on its way
                 self._start_read_timer()
 
@@ -375,10 +380,9 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self._stop_read_timer()
         if self._request_begun:
             self._end_request(400, _invalid_request_answer)
-        elif not self.transport.is_closing():
+        elif not self._ended():
             self._observe_answer(400)
-            self.transport.write(_invalid_request_answer(""))
-            self.transport.close()
+            self._answer_early(_invalid_request_answer(""))
 
     def _behind_an_answer(self) -> bool:
         """Whether an earlier request of this connection is still being answered."""
@@ -408,7 +412,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     def _end_request(self, status: int, answer: Callable[[str], bytes]) -> None:
         """Answer ``status`` (``answer`` of the path) to a request on its way that has not been answered, and
         close the connection."""
-        if self.transport.is_closing():
+        if self._ended():
             return
         if self._request_begun and not (self._request_headers_read and self.cycle.response_started):
             if self._request_headers_read:
@@ -419,8 +423,29 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
                 self.cycle.message_event.set()
             else:
                 self._observe_answer(status)
-            self.transport.write(answer(self._request_path()))
-        self.transport.close()
+            self._answer_early(answer(self._request_path()))
+        else:
+            self.transport.close()
+
+    def _answer_early(self, answer: bytes) -> None:
+        """Send ``answer`` to a request still arriving, and end the connection.
+
+        Closing a socket with unread bytes makes the kernel reset the connection, and a client still sending
+        may lose the answer to the reset: the answer is followed by the end of our side of the stream, and
+        what the client sends on is read and dropped until it closes its side, for at most the keep-alive
+        timeout (as nginx's lingering close does; the transport closes at the client's end of stream)."""
+        self._answered_early = True
+        self._stop_read_timer()
+        self.transport.write(answer)
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+            self.loop.call_later(self.timeout_keep_alive, self.transport.close)
+        else:
+            self.transport.close()
+
+    def _ended(self) -> bool:
+        """Whether nothing more is to be read: the connection is closing, or ended by an early answer."""
+        return self._answered_early or self.transport.is_closing()
 
     def _request_path(self) -> str:
         """The path of the request on its way, as far as it arrived."""

@@ -9,7 +9,7 @@ import pickle
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -426,3 +426,103 @@ def test_the_protocol_factory_unpickles_without_the_applications_imports() -> No
         [sys.executable, "-c", code], input=factory, capture_output=True, timeout=60, check=True
     )
     assert completed.stdout.decode().strip() == "[]"
+
+
+# --- the bound on a request's line and headers ------------------------------------------------------------
+
+MAX_HEADER_BYTES = 4096
+
+
+async def answered_while_sending(port: int, pieces: Iterator[bytes]) -> tuple[bytes, bool]:
+    """The server's answer to ``pieces`` sent one after another, and whether it came (and the server
+    ended its side) before the last of them was sent."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    answer = asyncio.ensure_future(answers_until_close(reader))
+    early = False
+    for piece in pieces:
+        if answer.done():
+            early = True
+            break
+        writer.write(piece)
+        await writer.drain()
+        await asyncio.sleep(0)
+    received = await answer
+    writer.close()
+    return received, early
+
+
+def growing_header_block(path: bytes) -> Iterator[bytes]:
+    """A request whose header block never ends (10 MB of tiny headers, in 1 KB pieces)."""
+    yield b"POST " + path + b" HTTP/1.1\r\nhost: x\r\n"
+    for _ in range(10_000):
+        yield b"a:b\r\n" * 200
+
+
+def huge_header_line() -> Iterator[bytes]:
+    """One header whose value never ends: the parser reports nothing until it does."""
+    yield b"POST /services/1/par HTTP/1.1\r\nhost: x\r\nx-big: "
+    for _ in range(10_000):
+        yield b"v" * 1000
+
+
+def huge_target() -> Iterator[bytes]:
+    yield b"GET /api/1/pushed_auth_req?"
+    for _ in range(10_000):
+        yield b"q" * 1000
+
+
+async def test_a_header_block_or_target_beyond_the_limit_gets_431_before_it_ends() -> None:
+    """The server answers and ends its side while the client still has megabytes to send: what it held
+    was bounded by the limit, not by what the client sent (the rest is read and dropped)."""
+    async with serving(request_timed_protocol(ANSWER_LIMIT, MAX_HEADER_BYTES), SlowApp()) as port:
+        for pieces, error in (
+            (growing_header_block(b"/services/1/par"), "error"),
+            (huge_header_line(), "error"),
+            (huge_target(), "resultCode"),
+        ):
+            received, early = await answered_while_sending(port, pieces)
+            head, _, body = received.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 431 "), received[:200]
+            assert b"\r\nconnection: close\r\n" in head
+            assert early, "the answer waited for the whole request"
+            assert (
+                f"the request headers exceed {MAX_HEADER_BYTES} bytes"
+                in json.loads(body)["error_description" if error == "error" else "resultMessage"]
+            )
+        # Requests within the limit, headers and target near it included, are served as before.
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            near = {f"x-{n}": "v" * 100 for n in range(30)}
+            answer = await http.post("/echo?" + "q" * 500, content=b"within", headers=near)
+            assert (answer.status_code, answer.content) == (200, b"within")
+
+
+async def test_headers_that_fit_are_not_counted_across_requests_of_a_connection() -> None:
+    async with serving(request_timed_protocol(ANSWER_LIMIT, MAX_HEADER_BYTES), SlowApp()) as port:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            headers = {f"x-{n}": "v" * 100 for n in range(20)}  # over half the limit each time
+            for n in range(5):
+                answer = await http.post("/echo", content=b"%d" % n, headers=headers)
+                assert (answer.status_code, answer.content) == (200, b"%d" % n)
+
+
+# --- malformed requests ---------------------------------------------------------------------------------
+
+
+async def test_a_malformed_request_gets_400_in_its_endpoints_format() -> None:
+    async with serving(request_timed_protocol(ANSWER_LIMIT), SlowApp()) as port:
+        for malformed, key in (
+            (b"POST /services/1/par HTTP/1.1\r\nhost: x\r\nx-a: a\x00b\r\n\r\n", "error"),
+            (
+                b"POST /api/1/pushed_auth_req HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n",
+                "resultCode",
+            ),
+            (b"G\xffT /services/1/par HTTP/1.1\r\nhost: x\r\n\r\n", "error"),  # no path yet: the default format
+            (b"GET /services/\xff/par HTTP/1.1\r\nhost: x\r\n\r\n", "error"),
+        ):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(malformed)
+            head, _, body = (await answers_until_close(reader)).partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 400 "), (malformed, head)
+            assert b"\r\nconnection: close\r\n" in head and b"\r\ncontent-type: application/json" in head
+            assert key in json.loads(body), (malformed, body)
+            writer.close()
