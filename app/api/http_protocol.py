@@ -455,7 +455,10 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
 
     def _observe_answer(self, status: int) -> None:
         """The request log line and metrics of an answer the application did not give."""
-        observe = getattr(self.app, "observe_protocol_answer", None)
+        app = self.app
+        while not hasattr(app, "observe_protocol_answer") and hasattr(app, "app"):
+            app = app.app  # within uvicorn's middlewares (proxy headers, message logging), when it adds them
+        observe = getattr(app, "observe_protocol_answer", None)
         if observe is None:
             return
         if self._request_begun:

@@ -36,7 +36,7 @@ from prometheus_client import (
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -269,8 +269,11 @@ class RequestObservationMiddleware:
 
         try:
             await self.app(scope, receive, observing_send)
-            if not answered:
+            if not answered:  # the application returned without answering: the client had left
                 status = status_without_answer(scope)
+        except ClientDisconnect:
+            status = status_without_answer(scope)
+            raise
         finally:
             observe_request(
                 self.metrics,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import pickle
 import socket
 import subprocess
@@ -13,7 +14,9 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
+import pytest
 import uvicorn
+from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.http_protocol import (
@@ -23,6 +26,8 @@ from app.api.http_protocol import (
     _Flusher,
     request_timed_protocol,
 )
+from tests.conftest import ADMIN_TOKEN
+from tests.factories import ServiceHandle
 
 
 class RecordingTransport:
@@ -526,3 +531,80 @@ async def test_a_malformed_request_gets_400_in_its_endpoints_format() -> None:
             assert b"\r\nconnection: close\r\n" in head and b"\r\ncontent-type: application/json" in head
             assert key in json.loads(body), (malformed, body)
             writer.close()
+
+
+# --- what the request log and metrics record of requests the protocol ended ---------------------------------
+
+
+async def request_line(caplog: pytest.LogCaptureFixture, route: str) -> dict[str, Any]:
+    """The request log line of ``route``, once the application has written it (it may finish after the
+    client saw the protocol's answer)."""
+    for _ in range(int(ANSWER_LIMIT / 0.01)):
+        lines = [r.fields for r in caplog.records if r.name == "par_server.request" and r.fields["route"] == route]
+        if lines:
+            [line] = lines
+            return line  # type: ignore[no-any-return]
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"no request line for {route}")
+
+
+def latency_count(app: FastAPI, route: str, status: str) -> float:
+    sample = app.state.par.metrics.registry.get_sample_value(
+        "par_request_duration_seconds_count", {"route": route, "method": "POST", "status": status}
+    )
+    return sample or 0.0
+
+
+async def test_a_body_too_slow_is_logged_and_counted_as_408(
+    app: FastAPI, service: ServiceHandle, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="par_server.request")
+    async with serving(request_timed_protocol(READ_TIMEOUT), app) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"POST %s HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-www-form-urlencoded\r\n"
+            b"content-length: 100\r\n\r\nclient_id=1" % service.par_path.encode()
+        )
+        assert (await answers_until_close(reader)).startswith(b"HTTP/1.1 408 ")
+        writer.close()
+        line = await request_line(caplog, "/services/{service_id}/par")
+    assert line["status"] == 408
+    assert latency_count(app, "/services/{service_id}/par", "408") == 1
+    assert latency_count(app, "/services/{service_id}/par", "500") == 0
+
+
+async def test_a_client_that_leaves_while_its_body_is_read_is_logged_and_counted_as_499(
+    app: FastAPI, service: ServiceHandle, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whether the direct routes or FastAPI's read the body: the client closed the request, nothing failed."""
+    caplog.set_level(logging.INFO, logger="par_server.request")
+    async with serving(request_timed_protocol(ANSWER_LIMIT), app) as port:
+        for path, route, media_type in (
+            (service.par_path, "/services/{service_id}/par", b"application/x-www-form-urlencoded"),
+            ("/api/service/create", "/api/service/create", b"application/json"),
+        ):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(
+                b"POST %s HTTP/1.1\r\nhost: x\r\ncontent-type: %s\r\nexpect: 100-continue\r\n"
+                b"authorization: Bearer %s\r\ncontent-length: 100\r\n\r\n"
+                % (path.encode(), media_type, ADMIN_TOKEN.encode())
+            )
+            # The application asks for the body: uvicorn says 100 Continue; the client leaves instead.
+            continued = await reader.readuntil(b"\r\n\r\n")
+            assert continued.startswith(b"HTTP/1.1 100 "), continued
+            writer.transport.abort()
+            line = await request_line(caplog, route)
+            assert line["status"] == 499
+            assert latency_count(app, route, "499") == 1
+
+
+async def test_answers_without_the_application_are_logged_and_counted_as_unmatched(
+    app: FastAPI, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="par_server.request")
+    async with serving(request_timed_protocol(ANSWER_LIMIT, MAX_HEADER_BYTES), app) as port:
+        received, _ = await answered_while_sending(port, growing_header_block(b"/services/1/par"))
+        assert received.startswith(b"HTTP/1.1 431 ")
+        line = await request_line(caplog, "unmatched")
+    assert (line["status"], line["method"]) == (431, "POST")
+    assert latency_count(app, "unmatched", "431") == 1
