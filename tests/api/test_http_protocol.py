@@ -540,10 +540,11 @@ async def request_line(caplog: pytest.LogCaptureFixture, route: str) -> dict[str
     """The request log line of ``route``, once the application has written it (it may finish after the
     client saw the protocol's answer)."""
     for _ in range(int(ANSWER_LIMIT / 0.01)):
-        lines = [r.fields for r in caplog.records if r.name == "par_server.request" and r.fields["route"] == route]
+        fields = [record.__dict__["fields"] for record in caplog.records if record.name == "par_server.request"]
+        lines = [line for line in fields if line["route"] == route]
         if lines:
             [line] = lines
-            return line  # type: ignore[no-any-return]
+            return dict(line)
         await asyncio.sleep(0.01)
     raise AssertionError(f"no request line for {route}")
 
