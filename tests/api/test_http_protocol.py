@@ -24,6 +24,7 @@ from app.api.http_protocol import (
     CoalescedWrites,
     CoalescingHttpToolsProtocol,
     _Flusher,
+    _OverloadLog,
     request_timed_protocol,
 )
 from tests.conftest import ADMIN_TOKEN
@@ -609,3 +610,18 @@ async def test_answers_without_the_application_are_logged_and_counted_as_unmatch
         line = await request_line(caplog, "unmatched")
     assert (line["status"], line["method"]) == (431, "POST")
     assert latency_count(app, "unmatched", "431") == 1
+
+
+def test_the_connection_limit_warning_is_one_line_per_interval_with_the_count_since_the_last(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="par_server")
+    overload_log = _OverloadLog()
+    for _ in range(3):
+        overload_log.answered(interval=3600.0)
+    overload_log._next_line_at = 0.0  # the interval has passed
+    overload_log.answered(interval=3600.0)
+    assert [record.getMessage() for record in caplog.records if record.name == "par_server"] == [
+        "connection limit reached (PAR_MAX_CONNECTIONS): answered 503 to 1 request(s)",
+        "connection limit reached (PAR_MAX_CONNECTIONS): answered 503 to 3 request(s)",
+    ]
