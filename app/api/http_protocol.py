@@ -257,7 +257,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
 
     A request's target and header (and trailer) names and values are counted as the parser reports them,
     and the bytes of a header line it has not reported yet as they arrive: beyond ``max_header_bytes`` the
-    request gets 431 and ``Connection: close``, and nothing more is read.
+    request gets 431 and ``Connection: close``, and nothing more is parsed.
     """
 
     def __init__(
@@ -285,7 +285,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self._header_bytes = 0  # the request's target and header names and values, as reported by the parser
         self._unreported_header_bytes = 0  # bytes received since the parser last reported any of those
         self._header_reports = 0  # how many times it did, ever
-        self._answered_early = False  # an answer the request did not wait for ended the connection
+        self._parsing_ended = False  # the connection was ended by an answer the request did not wait for
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         coalesced = CoalescedWrites(transport, _flusher_of(self.loop))
@@ -315,7 +315,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
                 self._refuse_headers()
 
     def on_message_begin(self) -> None:
-        if self._ended():
+        if self._parsing_ended:
             return
         super().on_message_begin()
         self._request_begun = True
@@ -325,7 +325,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self._header_reports += 1
 
     def on_url(self, url: bytes) -> None:
-        if self._ended():
+        if self._parsing_ended:
             return
         super().on_url(url)
         self._header_bytes += len(url)
@@ -334,7 +334,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             self._refuse_headers()
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self._ended():
+        if self._parsing_ended:
             return
         super().on_header(name, value)
         self._header_bytes += len(name) + len(value)
@@ -343,7 +343,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             self._refuse_headers()
 
     def on_headers_complete(self) -> None:
-        if self._ended():
+        if self._parsing_ended:
             return
         limit = self.max_connections
         if limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit):
@@ -358,13 +358,13 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self._request_headers_read = True
 
     def on_body(self, body: bytes) -> None:
-        if not self._ended():
+        if not self._parsing_ended:
             super().on_body(body)
 
     def on_message_complete(self) -> None:
         self._request_begun = False
         self._stop_read_timer()
-        if not self._ended():
+        if not self._parsing_ended:
             super().on_message_complete()
 
     def on_response_complete(self) -> None:
@@ -414,6 +414,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         close the connection."""
         if self._ended():
             return
+        self._parsing_ended = True
         if self._request_begun and not (self._request_headers_read and self.cycle.response_started):
             if self._request_headers_read:
                 # The application waits for the rest of the body: it gets a disconnect, and anything it
@@ -434,7 +435,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         may lose the answer to the reset: the answer is followed by the end of our side of the stream, and
         what the client sends on is read and dropped until it closes its side, for at most the keep-alive
         timeout (as nginx's lingering close does; the transport closes at the client's end of stream)."""
-        self._answered_early = True
+        self._parsing_ended = True
         self._stop_read_timer()
         self.transport.write(answer)
         if self.transport.can_write_eof():
@@ -444,8 +445,8 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
 
     def _ended(self) -> bool:
-        """Whether nothing more is to be read: the connection is closing, or ended by an early answer."""
-        return self._answered_early or self.transport.is_closing()
+        """Whether nothing more is to be read: the connection is closing, or was ended by an early answer."""
+        return self._parsing_ended or self.transport.is_closing()
 
     def _request_path(self) -> str:
         """The path of the request on its way, as far as it arrived."""
@@ -470,7 +471,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
 
 
 def _invalid_request_answer(path: str) -> bytes:
-    return error_answer(path, 400, "the request is not valid HTTP/1.1")
+    return error_answer(path, 400, "the request is not valid HTTP")
 
 
 def request_timed_protocol(
