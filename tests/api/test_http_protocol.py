@@ -394,8 +394,21 @@ async def test_a_request_timed_out_at_the_backend_api_gets_a_result_error() -> N
         writer.close()
 
 
+class ObservedSlowApp(SlowApp):
+    """Told, as ``ParServerApp`` is, of the answers the protocol gave without it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.protocol_answers: list[tuple[str, int]] = []
+
+    def observe_protocol_answer(self, method: str, status: int, duration: float) -> None:
+        assert duration >= 0
+        self.protocol_answers.append((method, status))
+
+
 async def test_beyond_the_connection_limit_a_request_gets_503_in_its_endpoints_format() -> None:
-    async with serving(request_timed_protocol(ANSWER_LIMIT), SlowApp(), limit_concurrency=3) as port:
+    app = ObservedSlowApp()
+    async with serving(request_timed_protocol(ANSWER_LIMIT), app, limit_concurrency=3) as port:
         held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
         for path, error in (("/services/1/par", "error"), ("/api/1/pushed_auth_req", "resultCode")):
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -406,6 +419,7 @@ async def test_beyond_the_connection_limit_a_request_gets_503_in_its_endpoints_f
             assert error in json.loads(body)
             writer.close()
             await writer.wait_closed()
+        assert app.protocol_answers == [("POST", 503), ("POST", 503)]
         for _, writer in held:
             writer.close()
             await writer.wait_closed()
@@ -603,13 +617,21 @@ async def test_a_client_that_leaves_while_its_body_is_read_is_logged_and_counted
 async def test_answers_without_the_application_are_logged_and_counted_as_unmatched(
     app: FastAPI, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """A 431 and a 408 given before the headers were complete, which the application never saw."""
     caplog.set_level(logging.INFO, logger="par_server.request")
-    async with serving(request_timed_protocol(ANSWER_LIMIT, MAX_HEADER_BYTES), app) as port:
+    async with serving(request_timed_protocol(READ_TIMEOUT, MAX_HEADER_BYTES), app) as port:
         received, _ = await answered_while_sending(port, growing_header_block(b"/services/1/par"))
         assert received.startswith(b"HTTP/1.1 431 ")
         line = await request_line(caplog, "unmatched")
-    assert (line["status"], line["method"]) == (431, "POST")
-    assert latency_count(app, "unmatched", "431") == 1
+        assert (line["status"], line["method"]) == (431, "POST")
+        caplog.clear()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /services/1/par HTTP/1.1\r\nhost: x\r\ncontent-le")
+        assert (await answers_until_close(reader)).startswith(b"HTTP/1.1 408 ")
+        writer.close()
+        line = await request_line(caplog, "unmatched")
+        assert (line["status"], line["method"]) == (408, "POST")
+    assert latency_count(app, "unmatched", "431") == latency_count(app, "unmatched", "408") == 1
 
 
 def test_the_connection_limit_warning_is_one_line_per_interval_with_the_count_since_the_last(
