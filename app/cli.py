@@ -279,8 +279,11 @@ def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> None:
         host=args.host,
         port=args.port,
         workers=args.workers,
-        # An answer's head and body in one write, and a bound on the time a request takes to arrive.
-        http=request_timed_protocol(settings.request_read_timeout_seconds),  # type: ignore[arg-type]
+        # An answer's head and body in one write, and bounds on the time a request takes to arrive and on its
+        # line and headers.
+        http=request_timed_protocol(  # type: ignore[arg-type]
+            settings.request_read_timeout_seconds, settings.max_header_bytes
+        ),
         proxy_headers=False,  # PAR_TRUSTED_PROXIES decides whose X-Forwarded-For is read, in the app
         log_config=server_log_config(settings.log_level),
         log_level=settings.log_level.lower(),

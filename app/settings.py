@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     # The /api envelope carries the parameters plus certificates and proofs, so it gets headroom: a
     # too-large `parameters` then answers action PAYLOAD_TOO_LARGE rather than failing the API call.
     max_api_body_bytes: Annotated[int, Field(gt=0)] = 256 * 1024
-    max_header_bytes: Annotated[int, Field(gt=0)] = 16 * 1024  # all request headers together; larger → 431
+    max_header_bytes: Annotated[int, Field(gt=0)] = 16 * 1024  # target and all headers together; larger → 431
     max_parameters: Annotated[int, Field(gt=0)] = 100
     max_parameter_bytes: Annotated[int, Field(gt=0)] = 16 * 1024
     # Nesting of any JSON read from a request (authorization_details, JWTs, jwks, /api bodies) or a

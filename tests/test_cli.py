@@ -517,7 +517,7 @@ def test_serve_passes_its_options_to_uvicorn(cli: Cli, monkeypatch: pytest.Monke
     assert (options["timeout_keep_alive"], options["limit_concurrency"], options["backlog"]) == (5, 1000, 2048)
     protocol = options["http"]
     assert isinstance(protocol, functools.partial) and protocol.func is CoalescingHttpToolsProtocol
-    assert protocol.keywords == {"request_read_timeout": 30.0}
+    assert protocol.keywords == {"request_read_timeout": 30.0, "max_header_bytes": 16384}
     # --workers hands the config to each worker process pickled.
     assert pickle.loads(pickle.dumps(protocol)).keywords == protocol.keywords  # noqa: S301 (our own bytes)
 
@@ -531,11 +531,13 @@ def test_serve_takes_uvicorns_limits_from_the_settings(cli: Cli, monkeypatch: py
     monkeypatch.setenv("PAR_REQUEST_READ_TIMEOUT_SECONDS", "12.5")
     monkeypatch.setenv("PAR_MAX_CONNECTIONS", "300")
     monkeypatch.setenv("PAR_LISTEN_BACKLOG", "512")
+    monkeypatch.setenv("PAR_MAX_HEADER_BYTES", "8192")
     code, _, _ = cli.run("serve")
     assert code == 0
     [options] = calls
     assert (options["timeout_keep_alive"], options["limit_concurrency"], options["backlog"]) == (75, 300, 512)
-    assert options["http"].keywords == {"request_read_timeout": 12.5}  # type: ignore[attr-defined]
+    protocol_limits = {"request_read_timeout": 12.5, "max_header_bytes": 8192}
+    assert options["http"].keywords == protocol_limits  # type: ignore[attr-defined]
 
 
 @dataclass

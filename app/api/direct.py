@@ -43,7 +43,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.api.body_size import SizeLimits, header_facts
 from app.api.deps import DB_INT_MAX, DatabaseId
 from app.api.errors import par_server_error_response, unhandled_error_response
-from app.api.observability import Metrics, TraceFields, observe_request, request_id_of
+from app.api.observability import Metrics, TraceFields, observe_request, request_id_of, status_without_answer
 from app.api.openapi import with_security_schemes
 from app.core import result_codes
 from app.core.errors import ApiNotFound, ParServerError
@@ -193,7 +193,9 @@ class DirectRoutes:
         status = 500
         try:
             response = await self._answer(route, service_id, scope, receive, state, header_bytes, declared_length)
-            if response is not None:
+            if response is None:
+                status = status_without_answer(scope)
+            else:
                 status = response.status_code
                 headers = response.raw_headers
                 await send(
@@ -250,6 +252,8 @@ class ParServerApp(FastAPI):
         super().__init__(**options)
         self.direct_routes: list[DirectRoute] = []
         self._front: ASGIApp = super().__call__
+        self._metrics: Metrics | None = None
+        self._trace_fields: TraceFields | None = None
 
     def serve_in_front(
         self,
@@ -263,6 +267,7 @@ class ParServerApp(FastAPI):
         around it. Their state is read from ``self.state.par`` on each request, as FastAPI's ``get_state``
         reads it."""
         self.direct_routes = list(routes)
+        self._metrics, self._trace_fields = metrics, trace_fields
         self._front = DirectRoutes(
             self.direct_routes,
             self._app_state,
@@ -278,6 +283,13 @@ class ParServerApp(FastAPI):
     def wrap_front(self, wrap: Callable[[ASGIApp], ASGIApp]) -> None:
         """Put ``wrap`` around everything, the direct routes included (the request spans of ``app.tracing``)."""
         self._front = wrap(self._front)
+
+    def observe_protocol_answer(self, method: str, status: int, duration: float) -> None:
+        """The request log line and metrics of a request the HTTP protocol answered without the application
+        (``app.api.http_protocol``: 400, 408, 431, 503), under the route "unmatched"."""
+        if self._metrics is not None:
+            request_id = request_id_of(None)
+            observe_request(self._metrics, "unmatched", method, status, duration, request_id, None, self._trace_fields)
 
     def _app_state(self) -> AppState:
         state: AppState = self.state.par

@@ -101,6 +101,9 @@ async def _handle_par_server_error(request: Request, exc: Exception) -> JsonAnsw
 
 async def _handle_http_exception(request: Request, exc: Exception) -> JsonAnswer:
     assert isinstance(exc, HTTPException)
+    if isinstance(exc.__cause__, ClientDisconnect):
+        # FastAPI's "error parsing the body" is the client leaving while its body was read: nobody to answer.
+        raise exc.__cause__
     if isinstance(exc.__cause__, ParServerError):
         # FastAPI wraps whatever fails while it reads body parameters ("There was an error parsing the
         # body"): RequestTooLarge from the size limit is a 413, a refused JSON body its own 400.

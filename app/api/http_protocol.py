@@ -10,8 +10,14 @@ uvicorn times only an idle kept-alive connection, and any byte received stops th
 sends a request slowly, or part of one and then nothing, holds its connection (and a place under the
 concurrency limit) for ever. Here a request must arrive whole within the read timeout.
 
-Beyond the concurrency limit (``PAR_MAX_CONNECTIONS``) uvicorn answers ``503 text/plain``; here the 503,
-like the 408, is in the endpoint's error format, with ``Retry-After``.
+uvicorn holds a request's line and headers without bound until the header block is complete; here they
+are counted as they arrive and a request whose target, header names and values exceed
+``PAR_MAX_HEADER_BYTES`` gets 431 at once.
+
+uvicorn answers a request beyond the concurrency limit (``PAR_MAX_CONNECTIONS``) ``503 text/plain``, and
+a malformed one ``400 text/plain``; here these, like the 408 and the 431, are in the endpoint's error
+format (the 503 with ``Retry-After``), and the application is told of the ones it did not see (the
+request log and metrics, ``ParServerApp.observe_protocol_answer``).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -108,6 +115,10 @@ class CoalescedWrites:
         self.flush()
         self._transport.close()
 
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
+
     def abort(self) -> None:
         self._held = []
         self._held_bytes = 0
@@ -123,6 +134,10 @@ class CoalescedWrites:
 logger = logging.getLogger("par_server")
 
 DEFAULT_REQUEST_READ_TIMEOUT_SECONDS = 30.0
+DEFAULT_MAX_HEADER_BYTES = 16 * 1024
+# Where the protocol notes, in a request's scope, the status it answered in the application's stead (a 408
+# or 431 while the body was awaited): the request log and metrics record it rather than a disconnect.
+ANSWERED_STATUS_KEY = "par_server.answered_status"
 # The most a request outlives its read timeout by: deadlines are checked this often (or four times per
 # timeout, when that is shorter), by one timer per event loop rather than one per request, whose arming
 # and cancelling would cost every request several microseconds.
@@ -131,21 +146,55 @@ READ_DEADLINE_CHECK_SECONDS = 1.0
 _CLOSE = {"Connection": "close"}
 
 
-def request_timeout_answer(path: str) -> bytes:
-    """RFC 9110 §15.5.9: the server would not wait any longer for the request to ``path`` (as far as it
-    arrived), in that path's error format, as the bytes of a whole answer."""
+def error_answer(path: str, status: int, message: str) -> bytes:
+    """An answer that ends its connection, in ``path``'s error format, as the bytes of a whole answer."""
     from app.api.errors import error_response
 
-    answer = error_response(path, 408, "the request did not arrive in time", _CLOSE)
-    head = [STATUS_LINE[408], *(name + b": " + value + b"\r\n" for name, value in answer.raw_headers), b"\r\n"]
+    answer = error_response(path, status, message, _CLOSE)
+    head = [STATUS_LINE[status], *(name + b": " + value + b"\r\n" for name, value in answer.raw_headers), b"\r\n"]
     return b"".join(head) + answer.body
+
+
+def request_timeout_answer(path: str) -> bytes:
+    """RFC 9110 §15.5.9: the server would not wait any longer for the request to ``path`` (as far as it
+    arrived)."""
+    return error_answer(path, 408, "the request did not arrive in time")
+
+
+def headers_too_large_answer(path: str, max_header_bytes: int) -> bytes:
+    """RFC 6585 §5, in the words of ``app.api.body_size.SizeLimits``."""
+    return error_answer(path, 431, f"the request headers exceed {max_header_bytes} bytes")
+
+
+class _OverloadLog:
+    """The warning about 503s at the connection limit, at most once per Retry-After interval (the time the
+    refused clients are told to wait), with the number answered since the line before."""
+
+    __slots__ = ("_next_line_at", "_unlogged")
+
+    def __init__(self) -> None:
+        self._next_line_at = 0.0
+        self._unlogged = 0
+
+    def answered(self, interval: float) -> None:
+        self._unlogged += 1
+        now = time.monotonic()
+        if now >= self._next_line_at:
+            logger.warning(
+                "connection limit reached (PAR_MAX_CONNECTIONS): answered 503 to %d request(s)", self._unlogged
+            )
+            self._unlogged = 0
+            self._next_line_at = now + interval
+
+
+_overload_log = _OverloadLog()
 
 
 async def _answer_overloaded(scope: Scope, receive: Receive, send: Send) -> None:
     """Beyond the concurrency limit, in place of the application."""
     from app.api.errors import RETRY_AFTER_SECONDS, error_response
 
-    logger.warning("connection limit reached (PAR_MAX_CONNECTIONS): answered 503")
+    _overload_log.answered(float(RETRY_AFTER_SECONDS))
     headers = {"Retry-After": RETRY_AFTER_SECONDS, **_CLOSE}
     await error_response(scope["path"], 503, "the server is at its limit of connections", headers)(scope, receive, send)
 
@@ -196,7 +245,8 @@ def _read_deadlines_of(loop: asyncio.AbstractEventLoop) -> _ReadDeadlines:
 
 
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol on a ``CoalescedWrites`` transport, with a request read timeout.
+    """uvicorn's httptools protocol on a ``CoalescedWrites`` transport, with a request read timeout and a
+    bound on a request's line and headers.
 
     The read timer runs from a request's first byte (a new connection's first request: from the
     connection's start) until the request has arrived whole, headers and body. It is held while an
@@ -204,6 +254,10 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     (pipelining), and starts once that answer is complete. A request being processed is not timed by
     it, nor is an idle kept-alive connection (uvicorn's keep-alive timeout is). On expiry a request
     that has not been answered gets 408 and ``Connection: close``; otherwise the connection is closed.
+
+    A request's target and header (and trailer) names and values are counted as the parser reports them,
+    and the bytes of a header line it has not reported yet as they arrive: beyond ``max_header_bytes`` the
+    request gets 431 and ``Connection: close``, and nothing more is parsed.
     """
 
     def __init__(
@@ -214,9 +268,11 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         _loop: asyncio.AbstractEventLoop | None = None,
         *,
         request_read_timeout: float = DEFAULT_REQUEST_READ_TIMEOUT_SECONDS,
+        max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self.request_read_timeout = request_read_timeout
+        self.max_header_bytes = max_header_bytes
         # Checked here rather than by uvicorn, whose answer is plain text.
         self.max_connections, self.limit_concurrency = self.limit_concurrency, None
         self._deadlines = _read_deadlines_of(self.loop)
@@ -225,6 +281,11 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self._reading_timed = False
         self._request_begun = False  # a request's first byte was parsed, its last was not
         self._request_headers_read = False  # ... and its headers are complete (it has a cycle of its own)
+        self._request_started = 0.0  # by the loop's clock
+        self._header_bytes = 0  # the request's target and header names and values, as reported by the parser
+        self._unreported_header_bytes = 0  # bytes received since the parser last reported any of those
+        self._header_reports = 0  # how many times it did, ever
+        self._parsing_ended = False  # the connection was ended by an answer the request did not wait for
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         coalesced = CoalescedWrites(transport, _flusher_of(self.loop))
@@ -236,18 +297,54 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._ended():
+            return  # the rest of a request that was answered (408, 431, 400) without it
         # The first byte since the connection went idle starts the clock (bytes that begin no request,
         # such as stray line endings, too: uvicorn's keep-alive timer stops at any byte).
         if not self._reading_timed and not self._behind_an_answer():
             self._start_read_timer()
+        reports = self._header_reports
         super().data_received(data)
+        if self._request_begun and not self._request_headers_read and not self._ended():
+            # The parser holds a header line until it is whole: its bytes so far count as they arrive.
+            if self._header_reports == reports:
+                self._unreported_header_bytes += len(data)
+            else:
+                self._unreported_header_bytes = 0  # what follows the last report is bounded by this chunk
+            if self._header_bytes + self._unreported_header_bytes > self.max_header_bytes:
+                self._refuse_headers()
 
     def on_message_begin(self) -> None:
+        if self._parsing_ended:
+            return
         super().on_message_begin()
         self._request_begun = True
         self._request_headers_read = False
+        self._request_started = self.loop.time()
+        self._header_bytes = self._unreported_header_bytes = 0
+        self._header_reports += 1
+
+    def on_url(self, url: bytes) -> None:
+        if self._parsing_ended:
+            return
+        super().on_url(url)
+        self._header_bytes += len(url)
+        self._header_reports += 1
+        if self._header_bytes > self.max_header_bytes:
+            self._refuse_headers()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._parsing_ended:
+            return
+        super().on_header(name, value)
+        self._header_bytes += len(name) + len(value)
+        self._header_reports += 1
+        if self._header_bytes > self.max_header_bytes:
+            self._refuse_headers()
 
     def on_headers_complete(self) -> None:
+        if self._parsing_ended:
+            return
         limit = self.max_connections
         if limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit):
             app, self.app = self.app, _answer_overloaded  # as uvicorn's own check does, for this request
@@ -255,22 +352,37 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
                 super().on_headers_complete()
             finally:
                 self.app = app
+            self._observe_answer(503)
         else:
             super().on_headers_complete()
         self._request_headers_read = True
 
+    def on_body(self, body: bytes) -> None:
+        if not self._parsing_ended:
+            super().on_body(body)
+
     def on_message_complete(self) -> None:
         self._request_begun = False
         self._stop_read_timer()
-        super().on_message_complete()
+        if not self._parsing_ended:
+            super().on_message_complete()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
         # A request that began arriving behind this answer is read from now on (uvicorn resumed reading).
         if self._request_begun and not self._reading_timed and not self._behind_an_answer():
-            if not self.transport.is_closing():
+            if not self._ended():
                 self._unset_keepalive_if_required()  # not idle: a request is on its way
                 self._start_read_timer()
+
+    def send_400_response(self, msg: str) -> None:  # noqa: ARG002 (uvicorn logged it)
+        """A request the parser refused (uvicorn logged its words), in its path's error format."""
+        self._stop_read_timer()
+        if self._request_begun:
+            self._end_request(400, _invalid_request_answer)
+        elif not self._ended():
+            self._observe_answer(400)
+            self._answer_early(_invalid_request_answer(""))
 
     def _behind_an_answer(self) -> bool:
         """Whether an earlier request of this connection is still being answered."""
@@ -291,20 +403,81 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     def request_read_timed_out(self) -> None:
         """Called by ``_ReadDeadlines`` once ``read_deadline`` has passed."""
         self._reading_timed = False
-        if self.transport.is_closing():
+        self._end_request(408, request_timeout_answer)
+
+    def _refuse_headers(self) -> None:
+        self._stop_read_timer()
+        self._end_request(431, functools.partial(headers_too_large_answer, max_header_bytes=self.max_header_bytes))
+
+    def _end_request(self, status: int, answer: Callable[[str], bytes]) -> None:
+        """Answer ``status`` (``answer`` of the path) to a request on its way that has not been answered, and
+        close the connection."""
+        if self._ended():
             return
-        answered = self._request_headers_read and self.cycle.response_started
-        if self._request_begun and not answered:
+        self._parsing_ended = True
+        if self._request_begun and not (self._request_headers_read and self.cycle.response_started):
             if self._request_headers_read:
                 # The application waits for the rest of the body: it gets a disconnect, and anything it
-                # sends is dropped, as for a client that went away.
+                # sends is dropped, as for a client that went away. Its request line records this status.
+                self.cycle.scope[ANSWERED_STATUS_KEY] = status  # type: ignore[literal-required]
                 self.cycle.disconnected = True
                 self.cycle.message_event.set()
-            path = self.scope["path"] if self._request_headers_read else self.url.partition(b"?")[0].decode("latin-1")
-            self.transport.write(request_timeout_answer(path))
-        self.transport.close()
+            else:
+                self._observe_answer(status)
+            self._answer_early(answer(self._request_path()))
+        else:
+            self.transport.close()
+
+    def _answer_early(self, answer: bytes) -> None:
+        """Send ``answer`` to a request still arriving, and end the connection.
+
+        Closing a socket with unread bytes makes the kernel reset the connection, and a client still sending
+        may lose the answer to the reset: the answer is followed by the end of our side of the stream, and
+        what the client sends on is read and dropped until it closes its side, for at most the keep-alive
+        timeout (as nginx's lingering close does; the transport closes at the client's end of stream)."""
+        self._parsing_ended = True
+        self._stop_read_timer()
+        self.transport.write(answer)
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+            self.loop.call_later(self.timeout_keep_alive, self.transport.close)
+        else:
+            self.transport.close()
+
+    def _ended(self) -> bool:
+        """Whether nothing more is to be read: the connection is closing, or was ended by an early answer."""
+        return self._parsing_ended or self.transport.is_closing()
+
+    def _request_path(self) -> str:
+        """The path of the request on its way, as far as it arrived."""
+        if self._request_headers_read:
+            return self.scope["path"]
+        return self.url.partition(b"?")[0].decode("latin-1")
+
+    def _observe_answer(self, status: int) -> None:
+        """The request log line and metrics of an answer the application did not give."""
+        app = self.app
+        while not hasattr(app, "observe_protocol_answer") and hasattr(app, "app"):
+            app = app.app  # within uvicorn's middlewares (proxy headers, message logging), when it adds them
+        observe = getattr(app, "observe_protocol_answer", None)
+        if observe is None:
+            return
+        if self._request_begun:
+            # The method is parsed once the target began arriving.
+            method = self.parser.get_method().decode("latin-1") if self.url and self.parser else ""
+            observe(method, status, self.loop.time() - self._request_started)
+        else:
+            observe("", status, 0.0)
 
 
-def request_timed_protocol(request_read_timeout: float) -> Callable[..., CoalescingHttpToolsProtocol]:
+def _invalid_request_answer(path: str) -> bytes:
+    return error_answer(path, 400, "the request is not valid HTTP")
+
+
+def request_timed_protocol(
+    request_read_timeout: float, max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+) -> Callable[..., CoalescingHttpToolsProtocol]:
     """The protocol factory uvicorn takes as ``http``; picklable, for ``--workers`` processes."""
-    return functools.partial(CoalescingHttpToolsProtocol, request_read_timeout=request_read_timeout)
+    return functools.partial(
+        CoalescingHttpToolsProtocol, request_read_timeout=request_read_timeout, max_header_bytes=max_header_bytes
+    )

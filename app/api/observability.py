@@ -37,13 +37,16 @@ from prometheus_client import (
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.api.http_protocol import ANSWERED_STATUS_KEY
 
 logger = logging.getLogger("par_server")
 access_logger = logging.getLogger("par_server.request")
 REQUEST_ID_HEADER = b"x-request-id"
+CLIENT_CLOSED_REQUEST = 499  # nginx's status for a request whose client left before it was answered
 _ACCEPTABLE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._\-]{1,64}")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 # prometheus_client's switch to multiprocess mode, read as it is first imported: each process then keeps
@@ -277,17 +280,22 @@ class RequestObservationMiddleware:
         request_id = request_id_of(_header(scope, REQUEST_ID_HEADER))
         scope.setdefault("state", {})["request_id"] = request_id
         started = time.perf_counter()
-        status = 500
+        status, answered = 500, False
 
         async def observing_send(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answered
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, answered = message["status"], True
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
             await send(message)
 
         try:
             await self.app(scope, receive, observing_send)
+            if not answered:  # the application returned without answering: the client had left
+                status = status_without_answer(scope)
+        except ClientDisconnect:
+            status = status_without_answer(scope)
+            raise
         finally:
             observe_request(
                 self.metrics,
@@ -299,6 +307,14 @@ class RequestObservationMiddleware:
                 scope.get("state", {}).get("audit"),
                 self.trace_fields,
             )
+
+
+def status_without_answer(scope: Scope) -> int:
+    """The status recorded for a request the application did not answer because its client was gone: the one
+    the HTTP protocol answered in its stead (408 for a body too slow, ``app.api.http_protocol``), else 499,
+    the client closed the request (nginx's code)."""
+    status: int = scope.get(ANSWERED_STATUS_KEY, CLIENT_CLOSED_REQUEST)
+    return status
 
 
 def route_label(scope: Scope, routes: Sequence[BaseRoute]) -> str:

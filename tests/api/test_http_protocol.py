@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import pickle
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
+import pytest
 import uvicorn
+from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.http_protocol import (
@@ -21,8 +24,11 @@ from app.api.http_protocol import (
     CoalescedWrites,
     CoalescingHttpToolsProtocol,
     _Flusher,
+    _OverloadLog,
     request_timed_protocol,
 )
+from tests.conftest import ADMIN_TOKEN
+from tests.factories import ServiceHandle
 
 
 class RecordingTransport:
@@ -388,8 +394,21 @@ async def test_a_request_timed_out_at_the_backend_api_gets_a_result_error() -> N
         writer.close()
 
 
+class ObservedSlowApp(SlowApp):
+    """Told, as ``ParServerApp`` is, of the answers the protocol gave without it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.protocol_answers: list[tuple[str, int]] = []
+
+    def observe_protocol_answer(self, method: str, status: int, duration: float) -> None:
+        assert duration >= 0
+        self.protocol_answers.append((method, status))
+
+
 async def test_beyond_the_connection_limit_a_request_gets_503_in_its_endpoints_format() -> None:
-    async with serving(request_timed_protocol(ANSWER_LIMIT), SlowApp(), limit_concurrency=3) as port:
+    app = ObservedSlowApp()
+    async with serving(request_timed_protocol(ANSWER_LIMIT), app, limit_concurrency=3) as port:
         held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
         for path, error in (("/services/1/par", "error"), ("/api/1/pushed_auth_req", "resultCode")):
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -400,6 +419,7 @@ async def test_beyond_the_connection_limit_a_request_gets_503_in_its_endpoints_f
             assert error in json.loads(body)
             writer.close()
             await writer.wait_closed()
+        assert app.protocol_answers == [("POST", 503), ("POST", 503)]
         for _, writer in held:
             writer.close()
             await writer.wait_closed()
@@ -426,3 +446,204 @@ def test_the_protocol_factory_unpickles_without_the_applications_imports() -> No
         [sys.executable, "-c", code], input=factory, capture_output=True, timeout=60, check=True
     )
     assert completed.stdout.decode().strip() == "[]"
+
+
+# --- the bound on a request's line and headers ------------------------------------------------------------
+
+MAX_HEADER_BYTES = 4096
+
+
+async def answered_while_sending(port: int, pieces: Iterator[bytes]) -> tuple[bytes, bool]:
+    """The server's answer to ``pieces`` sent one after another, and whether it came (and the server
+    ended its side) before the last of them was sent."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    answer = asyncio.ensure_future(answers_until_close(reader))
+    early = False
+    for piece in pieces:
+        if answer.done():
+            early = True
+            break
+        writer.write(piece)
+        await writer.drain()
+        await asyncio.sleep(0)
+    received = await answer
+    writer.close()
+    return received, early
+
+
+def growing_header_block(path: bytes) -> Iterator[bytes]:
+    """A request whose header block never ends (10 MB of tiny headers, in 1 KB pieces)."""
+    yield b"POST " + path + b" HTTP/1.1\r\nhost: x\r\n"
+    for _ in range(10_000):
+        yield b"a:b\r\n" * 200
+
+
+def huge_header_line() -> Iterator[bytes]:
+    """One header whose value never ends: the parser reports nothing until it does."""
+    yield b"POST /services/1/par HTTP/1.1\r\nhost: x\r\nx-big: "
+    for _ in range(10_000):
+        yield b"v" * 1000
+
+
+def huge_target() -> Iterator[bytes]:
+    yield b"GET /api/1/pushed_auth_req?"
+    for _ in range(10_000):
+        yield b"q" * 1000
+
+
+async def test_a_header_block_or_target_beyond_the_limit_gets_431_before_it_ends() -> None:
+    """The server answers and ends its side while the client still has megabytes to send: what it held
+    was bounded by the limit, not by what the client sent (the rest is read and dropped)."""
+    async with serving(request_timed_protocol(ANSWER_LIMIT, MAX_HEADER_BYTES), SlowApp()) as port:
+        for pieces, error in (
+            (growing_header_block(b"/services/1/par"), "error"),
+            (huge_header_line(), "error"),
+            (huge_target(), "resultCode"),
+        ):
+            received, early = await answered_while_sending(port, pieces)
+            head, _, body = received.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 431 "), received[:200]
+            assert b"\r\nconnection: close\r\n" in head
+            assert early, "the answer waited for the whole request"
+            assert (
+                f"the request headers exceed {MAX_HEADER_BYTES} bytes"
+                in json.loads(body)["error_description" if error == "error" else "resultMessage"]
+            )
+        # Requests within the limit, headers and target near it included, are served as before.
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            near = {f"x-{n}": "v" * 100 for n in range(30)}
+            answer = await http.post("/echo?" + "q" * 500, content=b"within", headers=near)
+            assert (answer.status_code, answer.content) == (200, b"within")
+
+
+async def test_headers_that_fit_are_not_counted_across_requests_of_a_connection() -> None:
+    async with serving(request_timed_protocol(ANSWER_LIMIT, MAX_HEADER_BYTES), SlowApp()) as port:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            headers = {f"x-{n}": "v" * 100 for n in range(20)}  # over half the limit each time
+            for n in range(5):
+                answer = await http.post("/echo", content=b"%d" % n, headers=headers)
+                assert (answer.status_code, answer.content) == (200, b"%d" % n)
+
+
+# --- malformed requests ---------------------------------------------------------------------------------
+
+
+async def test_a_malformed_request_gets_400_in_its_endpoints_format() -> None:
+    async with serving(request_timed_protocol(ANSWER_LIMIT), SlowApp()) as port:
+        for malformed, key in (
+            (b"POST /services/1/par HTTP/1.1\r\nhost: x\r\nx-a: a\x00b\r\n\r\n", "error"),
+            (
+                b"POST /api/1/pushed_auth_req HTTP/1.1\r\nhost: x\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\n",
+                "resultCode",
+            ),
+            (b"G\xffT /services/1/par HTTP/1.1\r\nhost: x\r\n\r\n", "error"),  # no path yet: the default format
+            (b"GET /services/\xff/par HTTP/1.1\r\nhost: x\r\n\r\n", "error"),
+        ):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(malformed)
+            head, _, body = (await answers_until_close(reader)).partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 400 "), (malformed, head)
+            assert b"\r\nconnection: close\r\n" in head and b"\r\ncontent-type: application/json" in head
+            assert key in json.loads(body), (malformed, body)
+            writer.close()
+
+
+# --- what the request log and metrics record of requests the protocol ended ---------------------------------
+
+
+async def request_line(caplog: pytest.LogCaptureFixture, route: str) -> dict[str, Any]:
+    """The request log line of ``route``, once the application has written it (it may finish after the
+    client saw the protocol's answer)."""
+    for _ in range(int(ANSWER_LIMIT / 0.01)):
+        fields = [record.__dict__["fields"] for record in caplog.records if record.name == "par_server.request"]
+        lines = [line for line in fields if line["route"] == route]
+        if lines:
+            [line] = lines
+            return dict(line)
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"no request line for {route}")
+
+
+def latency_count(app: FastAPI, route: str, status: str) -> float:
+    sample = app.state.par.metrics.registry.get_sample_value(
+        "par_request_duration_seconds_count", {"route": route, "method": "POST", "status": status}
+    )
+    return sample or 0.0
+
+
+async def test_a_body_too_slow_is_logged_and_counted_as_408(
+    app: FastAPI, service: ServiceHandle, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="par_server.request")
+    async with serving(request_timed_protocol(READ_TIMEOUT), app) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"POST %s HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-www-form-urlencoded\r\n"
+            b"content-length: 100\r\n\r\nclient_id=1" % service.par_path.encode()
+        )
+        assert (await answers_until_close(reader)).startswith(b"HTTP/1.1 408 ")
+        writer.close()
+        line = await request_line(caplog, "/services/{service_id}/par")
+    assert line["status"] == 408
+    assert latency_count(app, "/services/{service_id}/par", "408") == 1
+    assert latency_count(app, "/services/{service_id}/par", "500") == 0
+
+
+async def test_a_client_that_leaves_while_its_body_is_read_is_logged_and_counted_as_499(
+    app: FastAPI, service: ServiceHandle, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whether the direct routes or FastAPI's read the body: the client closed the request, nothing failed."""
+    caplog.set_level(logging.INFO, logger="par_server.request")
+    async with serving(request_timed_protocol(ANSWER_LIMIT), app) as port:
+        for path, route, media_type in (
+            (service.par_path, "/services/{service_id}/par", b"application/x-www-form-urlencoded"),
+            ("/api/service/create", "/api/service/create", b"application/json"),
+        ):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(
+                b"POST %s HTTP/1.1\r\nhost: x\r\ncontent-type: %s\r\nexpect: 100-continue\r\n"
+                b"authorization: Bearer %s\r\ncontent-length: 100\r\n\r\n"
+                % (path.encode(), media_type, ADMIN_TOKEN.encode())
+            )
+            # The application asks for the body: uvicorn says 100 Continue; the client leaves instead.
+            continued = await reader.readuntil(b"\r\n\r\n")
+            assert continued.startswith(b"HTTP/1.1 100 "), continued
+            writer.transport.abort()
+            line = await request_line(caplog, route)
+            assert line["status"] == 499
+            assert latency_count(app, route, "499") == 1
+
+
+async def test_answers_without_the_application_are_logged_and_counted_as_unmatched(
+    app: FastAPI, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 431 and a 408 given before the headers were complete, which the application never saw."""
+    caplog.set_level(logging.INFO, logger="par_server.request")
+    async with serving(request_timed_protocol(READ_TIMEOUT, MAX_HEADER_BYTES), app) as port:
+        received, _ = await answered_while_sending(port, growing_header_block(b"/services/1/par"))
+        assert received.startswith(b"HTTP/1.1 431 ")
+        line = await request_line(caplog, "unmatched")
+        assert (line["status"], line["method"]) == (431, "POST")
+        caplog.clear()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /services/1/par HTTP/1.1\r\nhost: x\r\ncontent-le")
+        assert (await answers_until_close(reader)).startswith(b"HTTP/1.1 408 ")
+        writer.close()
+        line = await request_line(caplog, "unmatched")
+        assert (line["status"], line["method"]) == (408, "POST")
+    assert latency_count(app, "unmatched", "431") == latency_count(app, "unmatched", "408") == 1
+
+
+def test_the_connection_limit_warning_is_one_line_per_interval_with_the_count_since_the_last(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="par_server")
+    overload_log = _OverloadLog()
+    for _ in range(3):
+        overload_log.answered(interval=3600.0)
+    overload_log._next_line_at = 0.0  # the interval has passed
+    overload_log.answered(interval=3600.0)
+    assert [record.getMessage() for record in caplog.records if record.name == "par_server"] == [
+        "connection limit reached (PAR_MAX_CONNECTIONS): answered 503 to 1 request(s)",
+        "connection limit reached (PAR_MAX_CONNECTIONS): answered 503 to 3 request(s)",
+    ]
