@@ -35,6 +35,7 @@ from sqlalchemy import select
 
 from app.core.client_assertion import CLIENT_ASSERTION_TYPE
 from app.db.models import PushedRequest
+from app.settings import Settings
 from tests.conftest import ADMIN_TOKEN
 from tests.factories import (
     REDIRECT_URI,
@@ -1103,10 +1104,16 @@ async def test_any_client_assertion_claims(
     client_id parameter, an assertion whose iss names no client is 400 "client_id is required"."""
     key_client = await factory.client(service, tokenAuthMethod="PRIVATE_KEY_JWT", jwks=public_jwks(EC_KEY))
     form = {"client_assertion_type": CLIENT_ASSERTION_TYPE, "client_assertion": jws(header, claims)}
+    # A compact JWS needs no percent-encoding: its name=value pair is this long in the body.
+    pair_bytes = len("client_assertion=") + len(form["client_assertion"])
+    oversized = pair_bytes > Settings.model_fields["max_parameter_bytes"].default
     for params in ({**par_params(key_client), **form}, {**par_params(key_client, client_id=None), **form}):
         response = await client.post(service.par_path, data=params)
         expected = (401, "invalid_client") if "client_id" in params else response.status_code
         error = assert_rfc_error(response, response.status_code, response.json().get("error", "?"))["error"]
+        if oversized:  # refused before it is read (PAR_MAX_PARAMETER_BYTES)
+            assert (response.status_code, error) == (413, "invalid_request")
+            continue
         assert (response.status_code, error) in (expected, (401, "invalid_client"), (400, "invalid_request"))
         if "client_id" in params:
             assert (response.status_code, error) == (401, "invalid_client")
