@@ -288,7 +288,7 @@ def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> None:
         log_config=server_log_config(settings.log_level),
         log_level=settings.log_level.lower(),
         timeout_keep_alive=settings.keep_alive_timeout_seconds,
-        limit_concurrency=settings.max_connections,  # uvicorn answers 503 beyond it
+        limit_concurrency=settings.max_connections,  # read by our protocol, which answers 503 beyond it
         backlog=settings.listen_backlog,
         server_header=False,
         ws="none",  # no WebSocket routes: an Upgrade request is not handed to a protocol implementation
