@@ -19,6 +19,7 @@ from app.api.body_size import BodySizeLimitMiddleware, SizeLimits
 from app.api.direct import ParServerApp, direct_routes
 from app.api.errors import install_error_handlers
 from app.api.observability import RequestObservationMiddleware, configure_logging, flush_log_handlers
+from app.db.engine import failure_name
 from app.db.rate_limit_counters import SqlRateLimitStorage
 from app.db.replay import SqlReplayStore
 from app.db.repositories import PushedRequestRepository
@@ -179,7 +180,7 @@ async def purge_expired_forever(state: AppState) -> None:
         try:
             removed = await purge_expired(state)
         except Exception as exc:  # the database may be briefly away; try again next round
-            logger.warning("purging expired pushed requests failed: %s", type(exc).__name__)
+            logger.warning("purging expired pushed requests failed: %s", failure_name(exc))
             continue
         if removed:
             logger.info("purged %d expired pushed requests", removed)
@@ -205,4 +206,4 @@ async def update_gauges(state: AppState) -> None:
             if isinstance(state.replay_store, SqlReplayStore):
                 state.metrics.replay_entries.set(await state.replay_store.count(session))
     except Exception as exc:  # the database may be briefly away; try again next round
-        logger.warning("updating gauges failed: %s", type(exc).__name__)
+        logger.warning("updating gauges failed: %s", failure_name(exc))

@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.api.responses import NO_STORE_HEADERS, JsonAnswer, encode_headers
 from app.core import result_codes
 from app.core.errors import InvalidClient, OAuthError, ParServerError, TemporarilyUnavailable, clean_description
+from app.db.engine import failure_name
 
 logger = logging.getLogger("par_server")
 
@@ -182,7 +183,7 @@ def _log_unhandled(scope: Scope, error: Exception) -> None:
     logger.error(
         "%s %s on %s %s",
         "database unavailable:" if isinstance(error, DATABASE_UNAVAILABLE) else "unhandled",
-        type(error).__name__,
+        failure_name(error),
         scope.get("method"),
         scope.get("path"),
     )

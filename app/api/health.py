@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.api.deps import StateDep
 from app.api.observability import MetricsUnreadable
+from app.db.engine import failure_name
 from app.db.schema import current_revisions
 from app.state import AppState
 
@@ -48,7 +49,7 @@ async def _check_database(state: AppState, bound: float) -> frozenset[str] | str
         async with asyncio.timeout(bound), state.engine.connect() as connection:
             return await connection.run_sync(current_revisions)
     except Exception as exc:  # any driver or pool failure, or no answer within the bound: not ready
-        return type(exc).__name__
+        return failure_name(exc)
 
 
 async def _check_redis(state: AppState, bound: float) -> str | None:

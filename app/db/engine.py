@@ -7,6 +7,7 @@ import contextlib
 import logging
 import math
 import os
+import re
 import socket
 import sqlite3
 from collections.abc import Mapping, Sequence
@@ -30,6 +31,7 @@ MIN_SQLITE_VERSION = (3, 35)  # UPDATE/DELETE ... RETURNING
 # secret hashes, which must never reach a log, whatever level an operator sets.
 logging.getLogger("aiosqlite").setLevel(logging.INFO)
 logger = logging.getLogger("par_server")
+DRIVER_ERROR_CODE = re.compile(r"[A-Z0-9_]{1,40}")  # SQLITE_FULL, 57014: a code, never text
 
 
 def create_engine_from_settings(settings: Settings) -> AsyncEngine:
@@ -154,6 +156,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=5000"):
         cursor.execute(f"PRAGMA {pragma}")
     cursor.close()
+
+
+def failure_name(error: BaseException) -> str:
+    """An exception's type, with the driver's error code when it carries one: SQLite's name
+    (``SQLITE_FULL`` for a full disk, ``SQLITE_BUSY`` for a lock held past busy_timeout) or PostgreSQL's
+    SQLSTATE (``57014`` for a statement timeout). It tells an operator which fault a 503 was, where the
+    type alone (``OperationalError``) does not; the message is never used: it may quote SQL or values."""
+    driver_error = error.orig if isinstance(error, DBAPIError) else error
+    code = getattr(driver_error, "sqlite_errorname", None) or getattr(driver_error, "sqlstate", None)
+    known = isinstance(code, str) and DRIVER_ERROR_CODE.fullmatch(code) is not None
+    return f"{type(error).__name__} ({code})" if known else type(error).__name__
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -27,6 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.db.engine import failure_name
 from app.db.models import RateLimitCounter, UTCDateTime
 
 logger = logging.getLogger("par_server")
@@ -296,7 +297,7 @@ class SyncedCounters(Storage):
             try:
                 await self.sync()
             except Exception as exc:
-                logger.warning("rate-limit counters could not be synchronised: %s", type(exc).__name__)
+                logger.warning("rate-limit counters could not be synchronised: %s", failure_name(exc))
 
     def start(self) -> None:
         """Start syncing (on first use, in the event loop that serves requests)."""

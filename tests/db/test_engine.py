@@ -1,5 +1,6 @@
-"""``app.db.engine``: what a PostgreSQL connection is bounded by (README, "Faults"). The behaviour on a
-stopped or partitioned server is in tests/faults/test_database_faults.py."""
+"""``app.db.engine``: what a PostgreSQL connection is bounded by (README, "Faults"), and how a database
+failure is named in the logs. The behaviour on a stopped or partitioned server is in
+tests/faults/test_database_faults.py."""
 
 from __future__ import annotations
 
@@ -17,12 +18,35 @@ from app.db.engine import (
     DriverStatements,
     autocommit,
     create_engine_from_settings,
+    failure_name,
 )
 from tests.conftest import make_settings
 
-pytestmark = pytest.mark.postgresql
+
+async def test_a_failure_is_named_with_the_driver_s_error_code(database_url: str) -> None:
+    """A write that waits for another transaction's lock past its bound (SQLite's busy_timeout,
+    PostgreSQL's lock_timeout) is named by its type and the driver's code, which tells it from a full
+    disk (SQLITE_FULL) or a statement timeout (57014); no message text, which may quote SQL."""
+    engine = create_engine_from_settings(make_settings(database_url, sqlite_pool_size=2))
+    sqlite = engine.dialect.name == "sqlite"
+    take_lock = "UPDATE service SET modified_at = modified_at" if sqlite else "LOCK TABLE service"
+    short_wait = "PRAGMA busy_timeout = 50" if sqlite else "SET lock_timeout = '50ms'"
+    try:
+        async with engine.connect() as holder, engine.connect() as waiter:
+            await holder.begin()
+            await holder.exec_driver_sql(take_lock)
+            await waiter.exec_driver_sql(short_wait)
+            with pytest.raises(OperationalError) as raised:
+                await waiter.exec_driver_sql("DELETE FROM service")
+            await holder.rollback()
+        expected = "OperationalError (SQLITE_BUSY)" if sqlite else "OperationalError (55P03)"
+        assert failure_name(raised.value) == expected
+        assert failure_name(TimeoutError()) == "TimeoutError"
+    finally:
+        await engine.dispose()
 
 
+@pytest.mark.postgresql
 async def test_postgres_connections_carry_the_client_side_bounds(postgres_url: str) -> None:
     """Each connection is a BoundedConnection with PAR_DB_CLIENT_TIMEOUT_SECONDS, and libpq has TCP
     keepalives and a TCP user timeout from it (a partition ends in the kernel too), besides the
@@ -47,6 +71,7 @@ async def test_postgres_connections_carry_the_client_side_bounds(postgres_url: s
         await engine.dispose()
 
 
+@pytest.mark.postgresql
 async def test_driver_statements_fail_as_sqlalchemy_statements_do(postgres_url: str) -> None:
     """A statement sent on the driver connection (DriverStatements) fails with SQLAlchemy's error, its
     parameters hidden; an interrupted one leaves its connection invalidated, never back in the pool."""
@@ -74,6 +99,7 @@ async def test_driver_statements_fail_as_sqlalchemy_statements_do(postgres_url: 
         await engine.dispose()
 
 
+@pytest.mark.postgresql
 async def test_driver_statements_reach_the_engine_s_events_with_an_execution_of_their_own(postgres_url: str) -> None:
     """Listeners (such as tracing's) see a driver statement before and after it runs, or when it fails, with
     one ``DriverExecution`` per statement to keep what they need on."""
