@@ -9,6 +9,7 @@ import hmac
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from limits.aio.storage import RedisStorage, Storage
@@ -27,14 +28,20 @@ from app.core.params import ParameterBounds
 from app.core.ports import PushedRequestStore, SecretHashStore
 from app.core.secrets import SecretBox, SecretHasher
 from app.db.cache import RecordCache
-from app.db.engine import RequestConnection, autocommit, create_engine_from_settings, create_session_factory
+from app.db.engine import (
+    RequestConnection,
+    UncancelledCheck,
+    autocommit,
+    create_engine_from_settings,
+    create_session_factory,
+)
 from app.db.models import Service
 from app.db.pushed_requests import PushedRequestWriter, SqlPushedRequestStore, pushed_request_writer
 from app.db.rate_limit_counters import SqlRateLimitStorage, SyncedCounters
 from app.db.redis_pushed_requests import RedisPushedRequests, RedisPushedRequestStore, redis_client, redis_options
 from app.db.replay import RedisReplayStore, SqlReplayStore
 from app.db.repositories import SqlClients, find_service_id_by_token, find_service_row, service_record
-from app.db.schema import SchemaRevisions, schema_revisions
+from app.db.schema import SchemaRevisions, database_revisions, schema_revisions
 from app.jwks_fetcher import JwksFetcher, JwksFetchError
 from app.settings import Settings
 
@@ -66,6 +73,7 @@ class AppState:
     parameter_bounds: ParameterBounds = field(init=False)
     push_policy: PushPolicy = field(init=False)  # what a push's context holds but its connection-bound stores
     _autocommit_engine: AsyncEngine = field(init=False)  # the requests' connections (``request_connection``)
+    schema_check: UncancelledCheck[frozenset[str]] = field(init=False)  # /readyz: the schema's revisions
 
     def __post_init__(self) -> None:
         settings = self.settings
@@ -89,6 +97,7 @@ class AppState:
         object.__setattr__(self, "parameter_bounds", limits)  # frozen: set once, here
         object.__setattr__(self, "push_policy", push_policy)
         object.__setattr__(self, "_autocommit_engine", autocommit(self.engine))
+        object.__setattr__(self, "schema_check", UncancelledCheck(partial(database_revisions, self.engine)))
 
     def request_connection(self) -> RequestConnection:
         """The connection a push, resolve or consume uses (``async with``), checked out only if it needs

@@ -10,10 +10,10 @@ import os
 import re
 import socket
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import psycopg
 from psycopg.abc import PQGen
@@ -31,6 +31,7 @@ MIN_SQLITE_VERSION = (3, 35)  # UPDATE/DELETE ... RETURNING
 # secret hashes, which must never reach a log, whatever level an operator sets.
 logging.getLogger("aiosqlite").setLevel(logging.INFO)
 logger = logging.getLogger("par_server")
+T = TypeVar("T")
 DRIVER_ERROR_CODE = re.compile(r"[A-Z0-9_]{1,40}")  # SQLITE_FULL, 57014: a code, never text
 
 
@@ -167,6 +168,36 @@ def failure_name(error: BaseException) -> str:
     code = getattr(driver_error, "sqlite_errorname", None) or getattr(driver_error, "sqlstate", None)
     known = isinstance(code, str) and DRIVER_ERROR_CODE.fullmatch(code) is not None
     return f"{type(error).__name__} ({code})" if known else type(error).__name__
+
+
+class UncancelledCheck(Generic[T]):
+    """A database check a caller waits for within a bound, without ever cancelling it.
+
+    Cancelling a coroutine while it holds an SQLite connection is not safe with SQLAlchemy's aiosqlite
+    adapter: the connection's shielded close can wait forever for aiosqlite's worker thread, holding the
+    pool's only slot (``PAR_SQLITE_POOL_SIZE`` is 1) and sometimes SQLite's write lock, so every later
+    request would be answered 503 until a restart. So a caller that runs out of time stops waiting, and
+    the check goes on to its end, bounded by the database's own timeouts (busy_timeout, the pool and
+    statement timeouts). One run at a time: callers that come while it runs share it, so probes that
+    time out never pile up connections."""
+
+    def __init__(self, check: Callable[[], Coroutine[Any, Any, T]]) -> None:
+        self._check = check
+        self._running: asyncio.Task[T] | None = None
+
+    async def within(self, seconds: float) -> T:
+        """The check's result (or its exception); TimeoutError if it has not ended within ``seconds``."""
+        task = self._running
+        if task is None or task.done():
+            task = self._running = asyncio.get_running_loop().create_task(self._check())
+            task.add_done_callback(_retrieve_exception)  # one nobody waited for any more is not an error
+        async with asyncio.timeout(seconds):
+            return await asyncio.shield(task)
+
+
+def _retrieve_exception(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -9,6 +9,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 _PACKAGE = Path(__file__).resolve().parents[1]
 
@@ -71,3 +72,9 @@ def schema_revisions() -> SchemaRevisions:
 
 def current_revisions(connection: Connection) -> frozenset[str]:
     return frozenset(MigrationContext.configure(connection).get_current_heads())
+
+
+async def database_revisions(engine: AsyncEngine) -> frozenset[str]:
+    """``current_revisions``, read on a connection of ``engine``."""
+    async with engine.connect() as connection:
+        return await connection.run_sync(current_revisions)

@@ -507,6 +507,46 @@ async def test_readyz_is_ready_on_a_schema_a_newer_release_migrated(tmp_path: Pa
     assert response.json() == {"status": "ok", "database": "ok", "migrations": "ahead"}
 
 
+async def test_readyz_leaves_a_slow_database_read_to_finish(tmp_path: Path, sqlite_template: Path) -> None:
+    """A read that outlasts PAR_READYZ_TIMEOUT_SECONDS is answered 503 within the bound but not cancelled
+    (cancelled on an SQLite connection, SQLAlchemy's aiosqlite adapter can hang the pool's only
+    connection, and every later request gets 503); probes meanwhile share that one read; once the
+    database answers, the server is ready and serves again."""
+    database = tmp_path / "par.db"
+    database.write_bytes(sqlite_template.read_bytes())
+    app = create_app(make_settings(f"sqlite+aiosqlite:///{database}", readyz_timeout_seconds=0.3))
+    state: AppState = app.state.par
+    holder = sqlite3.connect(database, isolation_level=None)
+    holder.execute("PRAGMA locking_mode = EXCLUSIVE")  # in WAL mode: readers are kept out too
+    holder.execute("BEGIN EXCLUSIVE")
+    holder.execute("UPDATE alembic_version SET version_num = version_num")
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL) as http:
+            started = time.monotonic()
+            probes = await asyncio.gather(*(http.get("/readyz") for _ in range(3)))
+            took = time.monotonic() - started
+            assert [probe.status_code for probe in probes] == [503] * 3
+            assert probes[0].json() == {"status": "unavailable", "database": "TimeoutError"}
+            assert took < 2.0, f"{took:.1f} s: SQLite's busy_timeout is 5 s, the bound 0.3 s"
+            assert state.engine.pool.checkedout() == 1  # type: ignore[attr-defined]  # one read, still waiting
+            holder.execute("ROLLBACK")
+            holder.close()
+            for _ in range(50):  # the read in flight ends once the lock is gone; the next probe reads anew
+                ready = await http.get("/readyz")
+                if ready.status_code == 200:
+                    break
+                await asyncio.sleep(0.1)
+            assert ready.json() == {"status": "ok", "database": "ok", "migrations": "current"}
+            assert state.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+            created = await http.post(
+                "/api/service/create", json={"serviceName": "after"}, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+            )
+            assert created.status_code == 200, created.text
+    finally:
+        holder.close()
+        await state.aclose()
+
+
 async def test_readyz_when_current(client: httpx.AsyncClient) -> None:
     assert (await client.get("/readyz")).json() == {"status": "ok", "database": "ok", "migrations": "current"}
 
