@@ -7,7 +7,7 @@ import contextlib
 import gc
 import logging
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -19,6 +19,7 @@ from app.api.body_size import BodySizeLimitMiddleware, SizeLimits
 from app.api.direct import ParServerApp, direct_routes
 from app.api.errors import install_error_handlers
 from app.api.observability import RequestObservationMiddleware, configure_logging, flush_log_handlers
+from app.db.background import Periodic
 from app.db.engine import failure_name
 from app.db.rate_limit_counters import SqlRateLimitStorage
 from app.db.replay import SqlReplayStore
@@ -52,16 +53,19 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
         # keep it out of the cyclic collector, whose full collections otherwise scanned it all and
         # stalled every request in flight (bench/RESULTS.md, "What bounds it").
         gc.freeze()
-        tasks = [asyncio.create_task(purge_expired_forever(state), name="purge-expired-pushed-requests")]
+        purging = Periodic(interval=settings.purge_interval_seconds, name="purge-expired-pushed-requests")
+        purging.start(partial(purge_and_count, state, stopping=purging.stopping))
+        publishing = None
         if state.metrics.runtime is not None:
-            tasks.append(asyncio.create_task(publish_runtime_metrics_forever(state), name="publish-runtime-metrics"))
+            publishing = asyncio.create_task(publish_runtime_metrics_forever(state), name="publish-runtime-metrics")
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
+            await purging.stop()  # a purge in progress ends its batch first: it holds a connection
+            if publishing is not None:  # touches no database: cancelled where it waits
+                publishing.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                    await publishing
             state.metrics.worker_stopped()
             await state.aclose()
             if tracer_provider is not None:  # the spans still held, exported within the bound
@@ -156,11 +160,12 @@ def tracing_requested(environ: Mapping[str, str]) -> bool:
     return bool(environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
 
 
-async def purge_expired(state: AppState) -> int:
+async def purge_expired(state: AppState, *, stopping: Callable[[], bool] = lambda: False) -> int:
     """Delete expired pushed requests in short batches; returns how many went. Pushed requests in Redis
-    expire with their keys: the table is then purged only of rows left from before the switch."""
+    expire with their keys: the table is then purged only of rows left from before the switch. Once
+    ``stopping`` says so, no further batch starts."""
     removed = 0
-    while True:
+    while not stopping():
         async with state.sessions.begin() as session:
             batch = await PushedRequestRepository(session).purge_expired(
                 before=utc_now(), batch_size=state.settings.purge_batch_size
@@ -172,19 +177,19 @@ async def purge_expired(state: AppState) -> int:
                 await state.rate_limits.storage.shared.purge_expired(before=utc_now())
             return removed
         await asyncio.sleep(0)  # let requests run between batches
+    return removed
 
 
-async def purge_expired_forever(state: AppState) -> None:
-    while True:
-        await asyncio.sleep(state.settings.purge_interval_seconds)
-        try:
-            removed = await purge_expired(state)
-        except Exception as exc:  # the database may be briefly away; try again next round
-            logger.warning("purging expired pushed requests failed: %s", failure_name(exc))
-            continue
-        if removed:
-            logger.info("purged %d expired pushed requests", removed)
-        await update_gauges(state)
+async def purge_and_count(state: AppState, *, stopping: Callable[[], bool]) -> None:
+    """One round of the purger: expired pushed requests go, then the gauges are counted again."""
+    try:
+        removed = await purge_expired(state, stopping=stopping)
+    except Exception as exc:  # the database may be briefly away; try again next round
+        logger.warning("purging expired pushed requests failed: %s", failure_name(exc))
+        return
+    if removed:
+        logger.info("purged %d expired pushed requests", removed)
+    await update_gauges(state)
 
 
 async def publish_runtime_metrics_forever(state: AppState) -> None:

@@ -1,10 +1,16 @@
-"""The application lifespan: the expired-request purger runs in the background."""
+"""The application lifespan: the expired-request purger runs in the background, and a stop lets a round in
+progress finish."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
 from sqlalchemy import func, select
 
@@ -12,6 +18,7 @@ from app.core.model import PushedRequestRecord
 from app.db.models import PushedRequest
 from app.main import create_app, tracing_requested
 from app.settings import Settings
+from tests import databases
 from tests.conftest import make_settings
 from tests.factories import ClientHandle, ServiceHandle
 
@@ -42,6 +49,48 @@ async def test_lifespan_purges_expired_requests(
                 break
             await asyncio.sleep(0.05)
     assert remaining == 0
+
+
+@contextlib.contextmanager
+def pushed_requests_locked(database_url: str) -> Iterator[None]:
+    """Another connection keeps every statement on the pushed requests waiting (SQLite: the whole file)."""
+    if database_url.startswith("sqlite"):
+        holder = sqlite3.connect(database_url.split("///", 1)[1], isolation_level=None)
+        holder.execute("PRAGMA locking_mode = EXCLUSIVE")  # in WAL mode: readers are kept out too
+        holder.execute("BEGIN EXCLUSIVE")
+        holder.execute("DELETE FROM pushed_request WHERE 0")
+        try:
+            yield
+        finally:
+            holder.close()
+    else:
+        with psycopg.connect(databases.libpq_dsn(database_url)) as connection:
+            connection.execute("LOCK TABLE pushed_request IN ACCESS EXCLUSIVE MODE")
+            yield
+            connection.rollback()
+
+
+async def test_a_stop_lets_a_purge_in_progress_finish(database_url: str) -> None:
+    """A purge round holds a database connection; cancelling it there can hang SQLite's connection (and
+    with it the shutdown) for good. The stop waits for the round instead, and the database's own
+    timeouts bound that wait."""
+    app = create_app(make_settings(database_url, purge_interval_seconds=0.05))
+    state = app.state.par
+    lifespan = app.router.lifespan_context(app)
+    with pushed_requests_locked(database_url):
+        await lifespan.__aenter__()
+        for _ in range(100):  # until a round waits on the lock
+            if state.engine.pool.checkedout():
+                break
+            await asyncio.sleep(0.02)
+        assert state.engine.pool.checkedout() == 1
+        stopping = asyncio.create_task(lifespan.__aexit__(None, None, None))
+        await asyncio.sleep(0.3)
+        assert not stopping.done()  # the round is not cancelled
+        released = time.monotonic()
+    await asyncio.wait_for(stopping, 10)
+    assert time.monotonic() - released < 2.0
+    assert state.engine.pool.checkedout() == 0
 
 
 @pytest.mark.parametrize(

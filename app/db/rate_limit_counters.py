@@ -27,6 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.db.background import Periodic
 from app.db.engine import failure_name
 from app.db.models import RateLimitCounter, UTCDateTime
 
@@ -177,7 +178,7 @@ class SyncedCounters(Storage):
         self._views: dict[str, _View] = {}
         self._pending: dict[str, _Pending] = {}
         self._in_flight: dict[str, int] = {}  # hits being added to the shared store by a running sync
-        self._task: asyncio.Task[None] | None = None
+        self._schedule = Periodic(interval=interval, name="sync-rate-limit-counters")
 
     @property
     def base_exceptions(self) -> type[Exception] | tuple[type[Exception], ...]:
@@ -290,26 +291,19 @@ class SyncedCounters(Storage):
         finally:
             self._in_flight = {}
 
-    async def run(self) -> None:
-        """Sync every ``interval`` seconds until cancelled; a failed sync is retried next time."""
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                await self.sync()
-            except Exception as exc:
-                logger.warning("rate-limit counters could not be synchronised: %s", failure_name(exc))
+    async def _sync_logged(self) -> None:
+        """A sync whose failure is logged and retried next time."""
+        try:
+            await self.sync()
+        except Exception as exc:
+            logger.warning("rate-limit counters could not be synchronised: %s", failure_name(exc))
 
     def start(self) -> None:
-        """Start syncing (on first use, in the event loop that serves requests)."""
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self.run())
+        """Start syncing every ``interval`` seconds (on first use, in the event loop that serves requests)."""
+        self._schedule.start(self._sync_logged)
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._schedule.stop()  # a sync in progress ends first (app.db.background)
         with contextlib.suppress(Exception):
             await self.sync()  # hand this replica's last hits to the others
 
