@@ -46,6 +46,11 @@ from tests.hostile_json import ANY_CHARACTER, hostile_json
 
 FUZZ_EXAMPLES = 25
 HOSTILE_FUZZ_EXAMPLES = 10
+# schemathesis' in-process transport cancels the app when a response takes longer than this (10 s by
+# default). A request cancelled while it holds the SQLite connection can leave that connection, and
+# the write lock, held for good (app.db.engine.UncancelledCheck), and every later example fails with
+# 503: one request slowed by a loaded machine must not fail the rest. This bound only catches a hang.
+REQUEST_TIMEOUT_SECONDS = 120
 RESULT_CODE = re.compile(r"A\d{6}")
 LIMITS = ParameterBounds(max_parameters=100, max_parameter_bytes=16_384, max_total_bytes=65_536)
 SMALL_LIMITS = ParameterBounds(max_parameters=4, max_parameter_bytes=40, max_total_bytes=120)
@@ -178,6 +183,7 @@ def test_every_operation(case: FuzzCase, fuzz_target: FuzzTarget) -> None:
     fuzz_target.aim(case)
     case.call_and_validate(
         headers=fuzz_target.headers_for(case),
+        timeout=REQUEST_TIMEOUT_SECONDS,
         checks=[
             not_a_server_error,
             content_type_conformance,
@@ -220,7 +226,12 @@ def test_every_json_body_with_hostile_json(case: FuzzCase, hostile: str, fuzz_ta
     headers = {**fuzz_target.headers_for(case), "Content-Type": "application/json"}
     with asgi.get_client(asgi_app(fuzz_target.app)) as http:
         response = http.request(
-            case.method, case.formatted_path, data=text.encode(), headers=headers, params=case.query or None
+            case.method,
+            case.formatted_path,
+            data=text.encode(),
+            headers=headers,
+            params=case.query or None,
+            timeout=REQUEST_TIMEOUT_SECONDS,
         )
     assert_documented_error(case.operation.path, response)
 
