@@ -18,6 +18,7 @@ from app.api import authorization, backend, docs_ui, health, management, metadat
 from app.api.body_size import BodySizeLimitMiddleware, SizeLimits
 from app.api.direct import ParServerApp, direct_routes
 from app.api.errors import install_error_handlers
+from app.api.head import HeadAsGetMiddleware
 from app.api.observability import RequestObservationMiddleware, configure_logging, flush_log_handlers
 from app.db.background import Periodic
 from app.db.engine import failure_name
@@ -105,7 +106,7 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
     limits = SizeLimits(settings.max_body_bytes, settings.max_api_body_bytes, settings.max_header_bytes)
 
     def middlewares(inner: ASGIApp) -> ASGIApp:
-        limited = BodySizeLimitMiddleware(inner, limits=limits)
+        limited = BodySizeLimitMiddleware(HeadAsGetMiddleware(inner), limits=limits)
         # Outermost: sees every answer.
         return RequestObservationMiddleware(
             limited, metrics=state.metrics, routes=app.routes, trace_fields=trace_fields
