@@ -187,9 +187,9 @@ class UncancelledCheck(Generic[T]):
 
     async def within(self, seconds: float) -> T:
         """The check's result (or its exception); TimeoutError if it has not ended within ``seconds``."""
-        task = self._running
-        if task is None or task.done():
-            task = self._running = asyncio.get_running_loop().create_task(self._check())
+        task, loop = self._running, asyncio.get_running_loop()
+        if task is None or task.done() or task.get_loop() is not loop:
+            task = self._running = loop.create_task(self._check())
             task.add_done_callback(_retrieve_exception)  # one nobody waited for any more is not an error
         async with asyncio.timeout(seconds):
             return await asyncio.shield(task)

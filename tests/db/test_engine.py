@@ -16,6 +16,7 @@ from app.db.engine import (
     BoundedConnection,
     DriverExecution,
     DriverStatements,
+    UncancelledCheck,
     autocommit,
     create_engine_from_settings,
     failure_name,
@@ -44,6 +45,41 @@ async def test_a_failure_is_named_with_the_driver_s_error_code(database_url: str
         assert failure_name(TimeoutError()) == "TimeoutError"
     finally:
         await engine.dispose()
+
+
+async def test_an_uncancelled_check_outlives_its_callers_and_is_shared() -> None:
+    """Callers that run out of time stop waiting; the check goes on, once for all who came meanwhile,
+    and the next caller after it ended starts a new one."""
+    release = asyncio.Event()
+    runs: list[str] = []
+
+    async def check() -> int:
+        runs.append("started")
+        try:
+            await release.wait()
+        except asyncio.CancelledError:
+            runs.append("cancelled")
+            raise
+        runs.append("ended")
+        return len(runs)
+
+    shared = UncancelledCheck(check)
+    outcomes = await asyncio.gather(*(shared.within(0.05) for _ in range(3)), return_exceptions=True)
+    assert all(isinstance(outcome, TimeoutError) for outcome in outcomes)
+    waiting = asyncio.create_task(shared.within(5))
+    await asyncio.sleep(0.01)
+    release.set()
+    assert await waiting == 2  # the first run, which nobody cancelled: started, ended
+    assert runs == ["started", "ended"]
+    assert await shared.within(5) == 4  # a new run
+
+
+async def test_an_uncancelled_check_s_failure_reaches_its_caller() -> None:
+    async def check() -> None:
+        raise OperationalError("SELECT 1", {}, Exception("gone"))
+
+    with pytest.raises(OperationalError):
+        await UncancelledCheck(check).within(1)
 
 
 @pytest.mark.postgresql
