@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request
 from app.api.backend_call import backend_call, parameters_required
 from app.api.deps import IdPath, StateDep, bearer_token
 from app.api.direct import served_directly
+from app.api.errors import route_path
 from app.api.openapi import SERVICE_OR_ADMIN
 from app.api.push_pipeline import Throttle, execute_push, peek_client_id, too_many_requests
 from app.api.responses import JsonAnswer
@@ -72,7 +73,7 @@ async def pushed_auth_req(service_id: IdPath, request: Request, state: StateDep)
         await call.connection.release()  # not held while the limiter may read counters it has not seen
         refusal = await throttle.admit()
         if refusal is not None:
-            return too_many_requests(request.scope["path"], refusal)
+            return too_many_requests(route_path(request.scope), refusal)
         push_request = PushRequest(
             parameters=claim.parameters,
             basic=basic,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api.errors import error_response, is_api_path, par_server_error_response
+from app.api.errors import error_response, is_api_path, par_server_error_response, route_path
 from app.api.observability import REQUEST_ID_HEADER
 from app.api.responses import JsonAnswer
 from app.core import result_codes
@@ -81,11 +81,11 @@ class BodySizeLimitMiddleware:
             await self.app(scope, receive, send)
             return
         header_bytes, declared_length, _ = header_facts(scope["headers"])
-        refusal = self.limits.refusal(scope["path"], header_bytes, declared_length)
+        refusal = self.limits.refusal(route_path(scope), header_bytes, declared_length)
         if refusal is not None:
             await refusal(scope, receive, send)
             return
-        limit = self.limits.body_limit(scope["path"])
+        limit = self.limits.body_limit(route_path(scope))
         received = 0
 
         async def limited_receive() -> Message:
@@ -94,7 +94,7 @@ class BodySizeLimitMiddleware:
             if event["type"] == "http.request":
                 received += len(event.get("body", b""))
                 if received > limit:
-                    raise self.limits.body_too_large(scope["path"])
+                    raise self.limits.body_too_large(route_path(scope))
             return event
 
         await self.app(scope, limited_receive, send)

@@ -42,7 +42,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.body_size import SizeLimits, header_facts
 from app.api.deps import DB_INT_MAX, DatabaseId
-from app.api.errors import par_server_error_response, unhandled_error_response
+from app.api.errors import par_server_error_response, route_path, unhandled_error_response
 from app.api.observability import Metrics, TraceFields, observe_request, request_id_of, status_without_answer
 from app.api.openapi import with_security_schemes
 from app.core import result_codes
@@ -111,7 +111,7 @@ class DirectRequest(Request):
 
     async def body(self) -> bytes:
         if not hasattr(self, "_body"):
-            limit = self._limits.body_limit(self.scope["path"])
+            limit = self._limits.body_limit(route_path(self.scope))
             chunks: list[bytes] = []
             received, more = 0, True
             while more:
@@ -122,7 +122,7 @@ class DirectRequest(Request):
                 chunk = event.get("body", b"")
                 received += len(chunk)
                 if received > limit:
-                    raise self._limits.body_too_large(self.scope["path"])
+                    raise self._limits.body_too_large(route_path(self.scope))
                 chunks.append(chunk)
                 more = event.get("more_body", False)
             self._stream_consumed = True
@@ -171,10 +171,7 @@ class DirectRoutes:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             # Routes are matched below the root path, as Starlette's router matches them.
-            path, root_path = scope["path"], scope.get("root_path", "")
-            if root_path and path.startswith(root_path):
-                path = path[len(root_path) :]
-            match = self._pattern.fullmatch(path)
+            match = self._pattern.fullmatch(route_path(scope))
             if match is not None and match.lastgroup is not None:
                 route = self._routes[match.lastgroup]
                 if scope["method"] == route.method:
@@ -229,7 +226,7 @@ class DirectRoutes:
         declared_length: bytes | None,
     ) -> Response | None:
         """The endpoint's response, or the error response in its path's format; None when the client left."""
-        path = scope["path"]
+        path = route_path(scope)
         refusal = self._limits.refusal(path, header_bytes, declared_length)
         if refusal is not None:
             return refusal

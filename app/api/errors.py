@@ -7,6 +7,8 @@ endpoint, metadata) answers with RFC 6749 §5.2 JSON. Every answer carries ``Cac
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -49,7 +51,18 @@ _API_RESULT_CODE_BY_STATUS = {
 
 
 def is_api_path(path: str) -> bool:
+    """Whether ``path``, below the root path (``route_path``), is the Authlete-compatible API's."""
     return path.startswith(_API_PREFIX)
+
+
+def route_path(scope: Mapping[str, Any]) -> str:
+    """The request's path below the root path (``--root-path``, a proxy's prefix), which the server puts
+    in front of it in ``scope["path"]``: what the routes, and ``is_api_path``, match."""
+    path: str = scope.get("path", "")
+    root_path: str = scope.get("root_path", "")
+    if root_path and path.startswith(root_path):
+        return path[len(root_path) :] or "/"
+    return path
 
 
 def oauth_error_response(error: OAuthError) -> JsonAnswer:
@@ -97,7 +110,7 @@ def par_server_error_response(path: str, error: ParServerError) -> JsonAnswer:
 
 async def _handle_par_server_error(request: Request, exc: Exception) -> JsonAnswer:
     assert isinstance(exc, ParServerError)
-    return par_server_error_response(request.url.path, exc)
+    return par_server_error_response(route_path(request.scope), exc)
 
 
 async def _handle_http_exception(request: Request, exc: Exception) -> JsonAnswer:
@@ -108,22 +121,22 @@ async def _handle_http_exception(request: Request, exc: Exception) -> JsonAnswer
     if isinstance(exc.__cause__, ParServerError):
         # FastAPI wraps whatever fails while it reads body parameters ("There was an error parsing the
         # body"): RequestTooLarge from the size limit is a 413, a refused JSON body its own 400.
-        return par_server_error_response(request.url.path, exc.__cause__)
+        return par_server_error_response(route_path(request.scope), exc.__cause__)
     messages = {404: "no such endpoint", 405: "method not allowed", 413: "the request body is too large"}
     message = messages.get(exc.status_code) or str(exc.detail)
-    return error_response(request.url.path, exc.status_code, message, dict(exc.headers or {}))
+    return error_response(route_path(request.scope), exc.status_code, message, dict(exc.headers or {}))
 
 
 async def _handle_validation_error(request: Request, exc: Exception) -> JsonAnswer:
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0] if exc.errors() else {}
     if first.get("type") == "json_invalid":
-        return error_response(request.url.path, 400, "the request body is not valid JSON")
+        return error_response(route_path(request.scope), 400, "the request body is not valid JSON")
     location = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
     message = f"invalid {location or 'request'}: {first.get('msg', 'malformed request')}"
     # A path whose id is not one (``app.api.deps.IdPath``) names no resource.
     status = 404 if first.get("loc", ("",))[0] == "path" else 400
-    return error_response(request.url.path, status, message)
+    return error_response(route_path(request.scope), status, message)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -171,12 +184,12 @@ def unhandled_error_response(scope: Scope, error: Exception) -> JsonAnswer:
     _log_unhandled(scope, error)
     if isinstance(error, DATABASE_UNAVAILABLE):
         return error_response(
-            scope.get("path", ""),
+            route_path(scope),
             503,
             "the service is temporarily unavailable, retry later",
             {"Retry-After": RETRY_AFTER_SECONDS},
         )
-    return error_response(scope.get("path", ""), 500, "the server could not process the request")
+    return error_response(route_path(scope), 500, "the server could not process the request")
 
 
 def _log_unhandled(scope: Scope, error: Exception) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api.errors import is_api_path
+from app.api.errors import is_api_path, route_path
 
 
 class HeadAsGetMiddleware:
@@ -23,7 +23,7 @@ class HeadAsGetMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "HEAD" or is_api_path(scope["path"]):
+        if scope["type"] != "http" or scope["method"] != "HEAD" or is_api_path(route_path(scope)):
             await self.app(scope, receive, send)
             return
 

@@ -192,11 +192,12 @@ _overload_log = _OverloadLog()
 
 async def _answer_overloaded(scope: Scope, receive: Receive, send: Send) -> None:
     """Beyond the concurrency limit, in place of the application."""
-    from app.api.errors import RETRY_AFTER_SECONDS, error_response
+    from app.api.errors import RETRY_AFTER_SECONDS, error_response, route_path
 
     _overload_log.answered(float(RETRY_AFTER_SECONDS))
     headers = {"Retry-After": RETRY_AFTER_SECONDS, **_CLOSE}
-    await error_response(scope["path"], 503, "the server is at its limit of connections", headers)(scope, receive, send)
+    answer = error_response(route_path(scope), 503, "the server is at its limit of connections", headers)
+    await answer(scope, receive, send)
 
 
 class _ReadDeadlines:
@@ -451,7 +452,9 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     def _request_path(self) -> str:
         """The path of the request on its way, as far as it arrived."""
         if self._request_headers_read:
-            return self.scope["path"]
+            from app.api.errors import route_path
+
+            return route_path(self.scope)
         return self.url.partition(b"?")[0].decode("latin-1")
 
     def _observe_answer(self, status: int) -> None:

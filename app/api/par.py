@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 
 from app.api.deps import IdPath, StateDep
 from app.api.direct import served_directly
-from app.api.errors import CHALLENGED, error_response
+from app.api.errors import CHALLENGED, error_response, route_path
 from app.api.openapi import CLIENT_AUTHENTICATION
 from app.api.push_pipeline import Throttle, execute_push, peek_client_id, too_many_requests
 from app.api.responses import NO_STORE_HEADERS, JsonAnswer
@@ -94,11 +94,11 @@ async def pushed_authorization_request(service_id: IdPath, request: Request, sta
     throttle = Throttle.of(state, "rfc9126", service_id, request, claim.client_id)
     refusal = await throttle.admit()
     if refusal is not None:
-        return too_many_requests(request.scope["path"], refusal)
+        return too_many_requests(route_path(request.scope), refusal)
     async with state.request_connection() as connection:
         service = await state.find_service(connection, service_id)
         if service is None:
-            return error_response(request.scope["path"], 404, f"service {service_id} does not exist")
+            return error_response(route_path(request.scope), 404, f"service {service_id} does not exist")
         push_request = PushRequest(
             parameters=claim.parameters,
             basic=basic,

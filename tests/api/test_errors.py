@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from app.main import create_app
 from tests.conftest import ADMIN_TOKEN, BASE_URL, make_settings
@@ -69,6 +70,24 @@ async def test_unknown_paths_answer_in_their_format(client: httpx.AsyncClient) -
     assert (await client.get("/nope")).json()["error"] == "not_found"
     api = await client.get("/api/nope/nothing", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
     assert api.status_code == 404 and set(api.json()) == {"resultCode", "resultMessage"}
+
+
+async def test_behind_a_path_prefix_errors_keep_their_path_s_format(app: FastAPI, service: ServiceHandle) -> None:
+    """Behind a proxy that mounts the server at /par (ASGI root_path, which the server puts in front of the
+    path), /api answers in Authlete's format and with its own body limit, as without the prefix."""
+    transport = httpx.ASGITransport(app=app, root_path="/par")
+    async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http:
+        api = await http.get("/par/api/nope/nothing", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        assert api.status_code == 404 and set(api.json()) == {"resultCode", "resultMessage"}
+        assert (await http.get("/par/nope")).json()["error"] == "not_found"
+        oversized = await http.post(
+            f"/par/api/{service.id}/pushed_auth_req",
+            content=b"x" * 1_200_000,
+            headers={**service.bearer, "Content-Type": "application/json"},
+        )
+        assert oversized.status_code == 413 and oversized.json()["resultCode"] == "A001212"
+        missing = await http.post("/par/services/1/par", data={"client_id": "x"})
+        assert missing.status_code in (401, 404) and set(missing.json()) == {"error", "error_description"}
 
 
 async def test_secrets_and_parameters_never_reach_the_logs(

@@ -7,8 +7,10 @@ import logging
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from app.api.observability import JsonFormatter
+from tests.conftest import BASE_URL
 from tests.factories import ClientHandle, ServiceHandle
 
 SAFE_GETS = [
@@ -56,6 +58,24 @@ async def test_head_under_api_stays_405_as_a_get_there_may_change_state(
         data={"response_type": "code", "redirect_uri": "https://client.example.org/cb", "scope": "openid"},
         headers=basic_client.basic(),
     )
+    assert still_works.status_code != 401, still_works.text  # the old secret still authenticates
+
+
+async def test_behind_a_path_prefix_head_under_api_stays_405(
+    app: FastAPI, service: ServiceHandle, basic_client: ClientHandle
+) -> None:
+    """The server puts the root path (/par, a proxy's prefix) in front of the request's path: /api is
+    recognised below it, so HEAD there does not run the secret refresh either."""
+    transport = httpx.ASGITransport(app=app, root_path="/par")
+    async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http:
+        head = await http.head(f"/par/api/{service.id}/client/secret/refresh/{basic_client.id}", headers=service.bearer)
+        assert head.status_code == 405
+        assert (await http.head("/par/healthz")).status_code == 200
+        still_works = await http.post(
+            f"/par/services/{service.id}/par",
+            data={"response_type": "code", "redirect_uri": "https://client.example.org/cb", "scope": "openid"},
+            headers=basic_client.basic(),
+        )
     assert still_works.status_code != 401, still_works.text  # the old secret still authenticates
 
 
