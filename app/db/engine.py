@@ -152,9 +152,16 @@ class BoundedConnection(psycopg.AsyncConnection[Any]):
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    # WAL lets readers run beside the writer; NORMAL is durable across process crashes in WAL mode;
-    # foreign keys make ON DELETE CASCADE work; busy_timeout waits for a concurrent writer.
-    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=5000"):
+    # busy_timeout first: it makes the statements after it wait for another process's write lock.
+    # WAL lets readers run beside the writer, and stays set in the file: it is switched on only when it is
+    # not, since asking for it takes an exclusive lock, which fails at once (no busy wait) while another
+    # process writes, failing this connection's first request. NORMAL is durable across process crashes
+    # in WAL mode; foreign keys make ON DELETE CASCADE work.
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA journal_mode")
+    if str(cursor.fetchone()[0]).lower() != "wal":
+        cursor.execute("PRAGMA journal_mode=WAL")
+    for pragma in ("synchronous=NORMAL", "foreign_keys=ON"):
         cursor.execute(f"PRAGMA {pragma}")
     cursor.close()
 
