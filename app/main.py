@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("par_server")
 VERSION = "0.1.0"
+# How long a stopping server waits for the requests uvicorn cut off (PAR_SHUTDOWN_GRACE_SECONDS passed) to
+# send their 503: a few turns of the event loop each, unless a frozen database holds them, which this bounds.
+CUT_OFF_ANSWER_SECONDS = 2.0
 
 
 def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = None) -> ParServerApp:
@@ -62,6 +65,7 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
         try:
             yield
         finally:
+            await app.requests_ended(within=CUT_OFF_ANSWER_SECONDS)
             await purging.stop()  # a purge in progress ends its batch first: it holds a connection
             if publishing is not None:  # touches no database: cancelled where it waits
                 publishing.cancel()

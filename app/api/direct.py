@@ -25,6 +25,8 @@ marked route here. The paths served so, and the handler each reaches (as tests/a
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import inspect
 import re
 import time
@@ -42,8 +44,21 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.body_size import SizeLimits, header_facts
 from app.api.deps import DB_INT_MAX, DatabaseId
-from app.api.errors import par_server_error_response, route_path, unhandled_error_response
-from app.api.observability import Metrics, TraceFields, observe_request, request_id_of, status_without_answer
+from app.api.errors import (
+    RETRY_AFTER_SECONDS,
+    error_response,
+    par_server_error_response,
+    route_path,
+    unhandled_error_response,
+)
+from app.api.observability import (
+    CUT_OFF_STATUS,
+    Metrics,
+    TraceFields,
+    observe_request,
+    request_id_of,
+    status_without_answer,
+)
 from app.api.openapi import with_security_schemes
 from app.core import result_codes
 from app.core.errors import ApiNotFound, ParServerError
@@ -189,7 +204,11 @@ class DirectRoutes:
         request_id = request_id_of(offered_id)
         status = 500
         try:
-            response = await self._answer(route, service_id, scope, receive, state, header_bytes, declared_length)
+            try:
+                response = await self._answer(route, service_id, scope, receive, state, header_bytes, declared_length)
+            except asyncio.CancelledError:
+                status = CUT_OFF_STATUS  # no answer started: ParServerApp gives this one
+                raise
             if response is None:
                 status = status_without_answer(scope)
             else:
@@ -251,6 +270,7 @@ class ParServerApp(FastAPI):
         self._front: ASGIApp = super().__call__
         self._metrics: Metrics | None = None
         self._trace_fields: TraceFields | None = None
+        self._requests_in_flight = 0
 
     def serve_in_front(
         self,
@@ -293,4 +313,37 @@ class ParServerApp(FastAPI):
         return state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._front(scope, receive, send)
+        if scope["type"] != "http":
+            await self._front(scope, receive, send)
+            return
+        self._requests_in_flight += 1
+        try:
+            await self._front(scope, receive, send)
+        except asyncio.CancelledError:
+            await answer_cut_off(scope, receive, send)
+        finally:
+            self._requests_in_flight -= 1
+
+    async def requests_ended(self, within: float) -> None:
+        """Wait, at most ``within`` seconds, for the requests in flight to end. When uvicorn stops, it
+        cancels the requests left after the grace period and then runs the lifespan's shutdown at once:
+        this lets those answer their 503 (``answer_cut_off``) before the pool closes and the process ends."""
+        deadline = time.monotonic() + within
+        while self._requests_in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+
+
+async def answer_cut_off(scope: Scope, receive: Receive, send: Send) -> None:
+    """A request cancelled before it was answered: uvicorn cancels the requests still running when
+    ``PAR_SHUTDOWN_GRACE_SECONDS`` has passed since SIGTERM. It gets a 503 with ``Retry-After`` in its
+    endpoint's format on a closing connection, and the cancellation ends here, as the request's end:
+    raised further, uvicorn would log a stack trace and answer a plain 500. Where an answer had started,
+    the connection just closes."""
+    answer = error_response(
+        route_path(scope),
+        CUT_OFF_STATUS,
+        "the server is stopping, retry later",
+        {"Retry-After": RETRY_AFTER_SECONDS, "Connection": "close"},
+    )
+    with contextlib.suppress(RuntimeError):  # an answer had started: the server refuses a second one
+        await answer(scope, receive, send)

@@ -47,6 +47,9 @@ logger = logging.getLogger("par_server")
 access_logger = logging.getLogger("par_server.request")
 REQUEST_ID_HEADER = b"x-request-id"
 CLIENT_CLOSED_REQUEST = 499  # nginx's status for a request whose client left before it was answered
+# A request the server cut off as it stopped (uvicorn cancels what is left after PAR_SHUTDOWN_GRACE_SECONDS):
+# answered 503 with Retry-After by ``ParServerApp`` where no answer had started.
+CUT_OFF_STATUS = 503
 _ACCEPTABLE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._\-]{1,64}")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 # prometheus_client's switch to multiprocess mode, read as it is first imported: each process then keeps
@@ -295,6 +298,10 @@ class RequestObservationMiddleware:
                 status = status_without_answer(scope)
         except ClientDisconnect:
             status = status_without_answer(scope)
+            raise
+        except asyncio.CancelledError:
+            if not answered:
+                status = CUT_OFF_STATUS
             raise
         finally:
             observe_request(

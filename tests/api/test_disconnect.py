@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 from collections.abc import MutableMapping
 from typing import Any
@@ -42,3 +44,60 @@ async def test_client_disconnect_is_not_logged_as_an_error(
         await app(scope, receive, send)
     assert "unhandled" not in caplog.text
     assert sent == []
+
+
+@pytest.mark.parametrize("where", ["direct route", "management API"])
+async def test_a_request_cut_off_as_the_server_stops_is_a_503_not_a_traceback(
+    app: FastAPI, service: ServiceHandle, caplog: pytest.LogCaptureFixture, where: str
+) -> None:
+    """uvicorn cancels the requests still running PAR_SHUTDOWN_GRACE_SECONDS after SIGTERM: one with no
+    answer yet gets a 503 with Retry-After in its endpoint's format on a closing connection, its log line
+    says 503, and the cancellation ends there (raised to uvicorn, it would log a stack trace and a 500)."""
+    path = service.par_path if where == "direct route" else f"/api/{service.id}/client/create"
+    sent: list[MutableMapping[str, Any]] = []
+    body_never_comes = asyncio.Event()
+
+    async def receive() -> dict[str, object]:
+        await body_never_comes.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (
+                b"content-type",
+                b"application/json" if where == "management API" else b"application/x-www-form-urlencoded",
+            ),
+            (b"content-length", b"100"),
+            (b"authorization", f"Bearer {service.token}".encode()),
+            (b"host", b"par.test"),
+        ],
+        "client": ("127.0.0.1", 1),
+        "server": ("par.test", 80),
+        "state": {},
+    }
+    with caplog.at_level(logging.INFO, logger="par_server"):
+        request = asyncio.create_task(app(scope, receive, send))
+        await asyncio.sleep(0.2)  # waiting for its body
+        request.cancel()
+        await asyncio.wait_for(request, 5)  # ends, the cancellation handled
+    assert sent[0]["status"] == 503
+    headers = dict(sent[0]["headers"])
+    assert headers[b"retry-after"] == b"5" and headers[b"connection"] == b"close"
+    body = json.loads(sent[1]["body"])
+    expected = {"resultCode", "resultMessage"} if where == "management API" else {"error", "error_description"}
+    assert set(body) == expected
+    lines = [record for record in caplog.records if record.name == "par_server.request"]
+    assert [line.__dict__["fields"]["status"] for line in lines] == [503]
+    assert "Traceback" not in caplog.text and "unhandled" not in caplog.text
