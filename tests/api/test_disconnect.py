@@ -14,6 +14,25 @@ from fastapi import FastAPI
 from tests.factories import ServiceHandle
 
 
+def post_scope(path: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    """The ASGI scope of a POST to ``path``, as uvicorn gives it."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [*headers, (b"host", b"par.test")],
+        "client": ("127.0.0.1", 1),
+        "server": ("par.test", 80),
+        "state": {},
+    }
+
+
 async def test_client_disconnect_is_not_logged_as_an_error(
     app: FastAPI, service: ServiceHandle, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -25,21 +44,7 @@ async def test_client_disconnect_is_not_logged_as_an_error(
     async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": service.par_path,
-        "raw_path": service.par_path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"content-type", b"application/x-www-form-urlencoded"), (b"host", b"par.test")],
-        "client": ("127.0.0.1", 1),
-        "server": ("par.test", 80),
-        "state": {},
-    }
+    scope = post_scope(service.par_path, [(b"content-type", b"application/x-www-form-urlencoded")])
     with caplog.at_level(logging.INFO, logger="par_server"):
         await app(scope, receive, send)
     assert "unhandled" not in caplog.text
@@ -64,37 +69,17 @@ async def test_a_request_cut_off_as_the_server_stops_is_a_503_not_a_traceback(
     async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [
-            (
-                b"content-type",
-                b"application/json" if where == "management API" else b"application/x-www-form-urlencoded",
-            ),
-            (b"content-length", b"100"),
-            (b"authorization", f"Bearer {service.token}".encode()),
-            (b"host", b"par.test"),
-        ],
-        "client": ("127.0.0.1", 1),
-        "server": ("par.test", 80),
-        "state": {},
-    }
+    content_type = b"application/json" if where == "management API" else b"application/x-www-form-urlencoded"
+    headers = [(b"content-type", content_type), (b"content-length", b"100")]
+    scope = post_scope(path, [*headers, (b"authorization", f"Bearer {service.token}".encode())])
     with caplog.at_level(logging.INFO, logger="par_server"):
         request = asyncio.create_task(app(scope, receive, send))
         await asyncio.sleep(0.2)  # waiting for its body
         request.cancel()
         await asyncio.wait_for(request, 5)  # ends, the cancellation handled
     assert sent[0]["status"] == 503
-    headers = dict(sent[0]["headers"])
-    assert headers[b"retry-after"] == b"5" and headers[b"connection"] == b"close"
+    answered = dict(sent[0]["headers"])
+    assert answered[b"retry-after"] == b"5" and answered[b"connection"] == b"close"
     body = json.loads(sent[1]["body"])
     expected = {"resultCode", "resultMessage"} if where == "management API" else {"error", "error_description"}
     assert set(body) == expected
