@@ -7,6 +7,7 @@ endpoint, metadata) answers with RFC 6749 §5.2 JSON. Every answer carries ``Cac
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,6 +36,7 @@ BASIC_CHALLENGE = 'Basic realm="par-server", charset="UTF-8"'
 # RFC 6749 §5.2: 401 with WWW-Authenticate when the client authenticated with the Authorization header.
 CHALLENGED = (*NO_STORE_HEADERS, (b"www-authenticate", BASIC_CHALLENGE.encode("latin-1")))
 _API_PREFIX = "/api/"
+_TEMPLATE_PARAMETER = re.compile(r"(\{[^/{}]+\})")
 _API_RESULT_CODE_BY_STATUS = {
     429: result_codes.TOO_MANY_REQUESTS,
     431: result_codes.REQUEST_HEADERS_TOO_LARGE,
@@ -124,7 +126,33 @@ async def _handle_http_exception(request: Request, exc: Exception) -> JsonAnswer
         return par_server_error_response(route_path(request.scope), exc.__cause__)
     messages = {404: "no such endpoint", 405: "method not allowed", 413: "the request body is too large"}
     message = messages.get(exc.status_code) or str(exc.detail)
-    return error_response(route_path(request.scope), exc.status_code, message, dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = allowed_methods(request, headers.get("Allow", ""))
+    return error_response(route_path(request.scope), exc.status_code, message, headers)
+
+
+def allowed_methods(request: Request, route_methods: str) -> str:
+    """RFC 9110 §15.5.6: a 405 "MUST generate an Allow header field ... containing a list of the target
+    resource's currently supported methods". The router names those of the first route on the path only;
+    a path served by several routes (the secret refresh: GET and POST) has them all here, from the OpenAPI
+    document, and HEAD wherever GET is answered as HEAD too (``app.api.head``)."""
+    path = route_path(request.scope)
+    methods = {method.strip() for method in route_methods.split(",") if method.strip()}
+    for template, operations in request.app.openapi().get("paths", {}).items():
+        if re.fullmatch(_path_pattern(template), path):
+            methods.update(method.upper() for method in operations)
+    if "GET" in methods and not is_api_path(path):
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
+
+
+def _path_pattern(template: str) -> str:
+    """A regular expression for an OpenAPI path template: each ``{parameter}`` one path segment."""
+    return "".join(
+        "[^/]+" if _TEMPLATE_PARAMETER.fullmatch(part) else re.escape(part)
+        for part in _TEMPLATE_PARAMETER.split(template)
+    )
 
 
 async def _handle_validation_error(request: Request, exc: Exception) -> JsonAnswer:

@@ -169,3 +169,25 @@ async def test_streamed_oversized_backend_body_is_413_result_error(
     assert response.status_code == 413, response.text
     assert response.json()["resultCode"] == "A001212"  # as when the Content-Length declares it
     assert response.headers["x-request-id"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("PUT", "/api/{id}/client/secret/refresh/1", "GET, POST"),  # two routes on one path
+        ("HEAD", "/api/{id}/client/secret/refresh/1", "GET, POST"),  # HEAD is not answered under /api
+        ("GET", "/services/{id}/par", "POST"),
+        ("DELETE", "/api/service/create", "POST"),
+        ("POST", "/healthz", "GET, HEAD"),
+        ("POST", "/docs", "GET, HEAD"),  # not in the OpenAPI document
+        ("PUT", "/.well-known/oauth-authorization-server/services/{id}", "GET, HEAD"),
+    ],
+)
+async def test_a_405_allows_every_method_of_its_path(
+    client: httpx.AsyncClient, service: ServiceHandle, method: str, path: str, allow: str
+) -> None:
+    """RFC 9110 §15.5.6: the Allow header of a 405 lists the target resource's supported methods, all of
+    them, whichever route of the path the router tried first."""
+    response = await client.request(method, path.format(id=service.id), headers=service.bearer)
+    assert response.status_code == 405
+    assert response.headers["allow"] == allow
