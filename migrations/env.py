@@ -50,6 +50,11 @@ async def run_async_migrations() -> None:
     prepare_sqlite_file(database_url())  # as the server's engine does: owner-only
     engine = create_async_engine(database_url(), poolclass=pool.NullPool)
     async with engine.connect() as connection:
+        if connection.dialect.name == "sqlite":
+            # The file is in WAL mode from the start (it stays set in the file): switching to it takes an
+            # exclusive lock, which the server's first connection would otherwise need while others write.
+            await connection.exec_driver_sql("PRAGMA journal_mode=WAL")
+            await connection.commit()  # ends the statement's implicit transaction: alembic begins its own
         await connection.run_sync(do_run_migrations)
     await engine.dispose()
 

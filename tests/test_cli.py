@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import io
 import json
@@ -157,6 +158,8 @@ def test_the_database_files_are_owner_only(cli: Cli, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("PAR_DATABASE_URL", f"sqlite+aiosqlite:///{database}")
     assert cli.run("migrate")[0] == 0
     assert (mode(database.parent), mode(database)) == (0o700, 0o600)
+    with contextlib.closing(sqlite3.connect(database)) as migrated:  # WAL from the start
+        assert migrated.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     modes = asyncio.run(files_while_serving(database))
     assert {"par.db", "par.db-wal", "par.db-shm"} <= set(modes)
     assert set(modes.values()) == {0o600}, modes
