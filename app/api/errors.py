@@ -6,6 +6,7 @@ endpoint, metadata) answers with RFC 6749 §5.2 JSON. Every answer carries ``Cac
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Mapping
@@ -140,18 +141,21 @@ def allowed_methods(request: Request, route_methods: str) -> str:
     path = route_path(request.scope)
     methods = {method.strip() for method in route_methods.split(",") if method.strip()}
     for template, operations in request.app.openapi().get("paths", {}).items():
-        if re.fullmatch(_path_pattern(template), path):
+        if _path_pattern(template).fullmatch(path):
             methods.update(method.upper() for method in operations)
     if "GET" in methods and not is_api_path(path):
         methods.add("HEAD")
     return ", ".join(sorted(methods))
 
 
-def _path_pattern(template: str) -> str:
+@functools.cache  # the document's templates, a fixed few: built once each, not at every 405
+def _path_pattern(template: str) -> re.Pattern[str]:
     """A regular expression for an OpenAPI path template: each ``{parameter}`` one path segment."""
-    return "".join(
-        "[^/]+" if _TEMPLATE_PARAMETER.fullmatch(part) else re.escape(part)
-        for part in _TEMPLATE_PARAMETER.split(template)
+    return re.compile(
+        "".join(
+            "[^/]+" if _TEMPLATE_PARAMETER.fullmatch(part) else re.escape(part)
+            for part in _TEMPLATE_PARAMETER.split(template)
+        )
     )
 
 
